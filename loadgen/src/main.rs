@@ -1,0 +1,2 @@
+//! chatwire load generator.
+fn main() {}

@@ -1,0 +1,1 @@
+//! chatwire: a Socket.IO chat server with per-core shards.

@@ -1,0 +1,2 @@
+//! The `chatwire` binary.
+fn main() {}
