@@ -1,17 +1,41 @@
-# chatwire: the commands a developer needs. `make run` and `make test` are all a newcomer needs.
+# chatwire: the commands a developer needs. A newcomer needs two: `make run` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-TOOLS := tools
+# Extra arguments for `make run`, e.g. `make run ARGS="--port 4000"`.
+ARGS ?=
 
-.PHONY: run test test-rust interop-deps bench loadtest fuzz fmt lint
+.PHONY: run test interop-deps bench loadtest fuzz fmt lint peers help
 
-## run: start the server on :3000 with the embedded SQLite store (./data/chatwire.db)
+help:
+	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## run       start the server on :3000 (embedded SQLite at ./data/chatwire.db, dev tokens on)
 run:
-	$(CARGO) run --release -p chatwire --bin chatwire -- serve
+	$(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
 
-## test: unit, property, integration and interop tests (needs nothing but cargo, node and python3)
+## test      every test: unit, property, integration (SQLite + PostgreSQL) and interop (node, python)
 test: interop-deps
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast
+
+## interop-deps  install socket.io-client (npm) and python-socketio (PyPI) into tools/
+interop-deps:
+	bash scripts/interop-deps.sh
+
+## bench     criterion benches and a short load run against chatwire and both peers, with ratios
+bench:
+	bash scripts/bench.sh
+
+## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
+loadtest:
+	bash scripts/loadtest.sh
+
+## fuzz      each fuzz target for FUZZ_SECONDS (default 60) seconds
+fuzz:
+	bash scripts/fuzz.sh
+
+## peers     build the socketioxide and Node socket.io peer servers used by `make bench`
+peers:
+	bash scripts/peers.sh build
 
 ## fmt / lint
 fmt:
@@ -20,15 +44,3 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-
-interop-deps:
-	@true
-
-bench:
-	$(CARGO) bench -p chatwire-bench
-
-loadtest:
-	@echo "loadtest: not wired yet" && exit 1
-
-fuzz:
-	@echo "fuzz: not wired yet" && exit 1
