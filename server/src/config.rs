@@ -1,0 +1,414 @@
+//! Runtime configuration: command-line flags, each also readable from an environment variable.
+//!
+//! Every default runs on a laptop with nothing else installed: an embedded SQLite file under
+//! `./data/`, dev tokens on (no JWT key configured), one shard per core, port 3000.
+//!
+//! `chatwire` with no subcommand is `chatwire serve`. `chatwire conformance` starts the server in
+//! the setup the Socket.IO protocol test suite expects (see [`ConformanceArgs`]).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The command line: an optional subcommand, else the `serve` flags at the top level.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatwire",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to run; absent means `serve`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `serve` flags given without the `serve` word (`chatwire --port 8080`).
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // built once at start; boxing would buy nothing
+pub enum Command {
+    /// Run the chat server (the default).
+    Serve(Config),
+    /// Run the Socket.IO protocol test-suite setup: namespaces `/` and `/custom`, short timers.
+    Conformance(ConformanceArgs),
+}
+
+impl Cli {
+    /// Parses `std::env::args()` and the environment; exits with usage on error, as clap does.
+    pub fn parse_command() -> Command {
+        Self::parse().into_command()
+    }
+
+    /// Resolves "no subcommand" to `serve` with the top-level flags.
+    pub fn into_command(self) -> Command {
+        match self.command {
+            Some(command) => command,
+            None => Command::Serve(self.serve),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// JWT signature algorithm; pinned by configuration, never taken from a token's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `JWT_SECRET`.
+    HS256,
+    /// RSASSA-PKCS1-v1_5 SHA-256 with the RSA public key in `JWT_PUBLIC_KEY`.
+    RS256,
+    /// ECDSA P-256 SHA-256 with the EC public key in `JWT_PUBLIC_KEY`.
+    ES256,
+}
+
+/// Settings of `chatwire serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+    /// Port to listen on (HTTP, REST and Socket.IO share it); 0 picks any free port.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Number of shards (threads with their own event loop); 0 = one per CPU core.
+    #[arg(long, env = "SHARDS", default_value_t = 0)]
+    pub shards: usize,
+    /// Storage: `sqlite://<path>` (created if missing), `postgres://...`, or `memory` (lost at exit).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/chatwire.db"
+    )]
+    pub database_url: String,
+    /// Do not run database migrations at start.
+    #[arg(long, env = "NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Allowed browser origins, comma-separated (`https://app.example.com,https://admin.example.com`);
+    /// `*` allows any origin without credentials. Unset: same-origin and localhost origins only.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// HS256 secret for JWTs.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256/ES256 JWTs: a file path or the PEM text itself.
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+    /// JWT algorithm. Default: HS256 with `JWT_SECRET`, else RS256 or ES256 after the key type.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum)]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+    /// Accept `<userId>:<userType>` test tokens. Default: on only when no JWT key is configured.
+    #[arg(long, env = "DEV_TOKENS")]
+    pub dev_tokens: Option<bool>,
+    /// Longest text message, in Unicode code points.
+    #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+    /// Most participants in a group conversation (the creator included).
+    #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = 1000)]
+    pub max_participants: usize,
+    /// Engine.IO heartbeat interval, in milliseconds.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Engine.IO heartbeat timeout, in milliseconds.
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+    /// Time a polling client has to finish the WebSocket upgrade, in milliseconds.
+    #[arg(long, env = "UPGRADE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upgrade_timeout_ms: u64,
+    /// Largest Engine.IO payload (a polling body or a WebSocket message), in bytes.
+    #[arg(long, env = "MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub max_payload: usize,
+    /// Time a new connection has to join a namespace, in milliseconds.
+    #[arg(long, env = "CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
+    /// Time a client has to send its HTTP request headers, in milliseconds.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Sustained messages per second one socket may send (`message:send`); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_SOCKET", default_value_t = 20)]
+    pub rate_limit_per_socket: u32,
+    /// Burst of messages one socket may send above the sustained rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40)]
+    pub rate_limit_burst: u32,
+    /// Sustained new connections per second from one IP address; 0 = no limit.
+    /// Behind a reverse proxy every client shares the proxy's address: raise it or set 0.
+    #[arg(long, env = "RATE_LIMIT_CONN_PER_IP", default_value_t = 100)]
+    pub rate_limit_conn_per_ip: u32,
+    /// Burst of new connections from one IP address above the sustained rate.
+    #[arg(long, env = "RATE_LIMIT_CONN_BURST", default_value_t = 200)]
+    pub rate_limit_conn_burst: u32,
+    /// Most messages committed in one database transaction.
+    #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 256)]
+    pub write_batch_max: usize,
+    /// How long the writer waits for more messages after the first of a batch, in milliseconds.
+    #[arg(long, env = "WRITE_BATCH_WINDOW_MS", default_value_t = 2)]
+    pub write_batch_window_ms: u64,
+    /// Time after which a message not yet committed is answered `unavailable`, in milliseconds.
+    #[arg(long, env = "WRITE_DEADLINE_MS", default_value_t = 5000)]
+    pub write_deadline_ms: u64,
+    /// Messages waiting for the writer; a full queue answers `unavailable`.
+    #[arg(long, env = "WRITE_QUEUE", default_value_t = 65_536)]
+    pub write_queue: usize,
+    /// Frames queued to one client; a client that stops reading is disconnected when it is full.
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+    /// Redis URL for multi-node rooms and presence; unset = single node.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log filter: a level (`info`) or `tracing` directives (`chatwire=debug,sqlx=warn`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// Settings for in-process tests: memory store, 127.0.0.1 on any port, 2 shards, dev tokens on.
+    pub fn for_tests() -> Self {
+        Self::defaults_with(&[
+            "--host=127.0.0.1",
+            "--port=0",
+            "--shards=2",
+            "--database-url=memory",
+            "--dev-tokens=true",
+        ])
+    }
+
+    /// Defaults (and environment) with the given flags on top; explicit flags win.
+    fn defaults_with(flags: &[&str]) -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let argv = std::iter::once("chatwire").chain(flags.iter().copied());
+        match Only::try_parse_from(argv) {
+            Ok(only) => only.config,
+            // The flags above are fixed and valid; an error here means a bad environment value.
+            Err(error) => error.exit(),
+        }
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The shard count, `shards` or the number of CPU cores when it is 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            return self.shards;
+        }
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    /// Whether a JWT key (secret or public key) is configured.
+    pub fn has_jwt_key(&self) -> bool {
+        self.jwt_secret.as_deref().is_some_and(|s| !s.is_empty())
+            || self
+                .jwt_public_key
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
+    }
+
+    /// Whether `<userId>:<userType>` dev tokens are accepted: `DEV_TOKENS`, else on only when no
+    /// JWT key is configured.
+    pub fn dev_tokens_enabled(&self) -> bool {
+        self.dev_tokens.unwrap_or(!self.has_jwt_key())
+    }
+
+    /// Engine.IO heartbeat interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// Engine.IO heartbeat timeout.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    /// WebSocket upgrade timeout.
+    pub fn upgrade_timeout(&self) -> Duration {
+        Duration::from_millis(self.upgrade_timeout_ms)
+    }
+
+    /// Namespace connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// HTTP header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// Writer batch window.
+    pub fn write_batch_window(&self) -> Duration {
+        Duration::from_millis(self.write_batch_window_ms)
+    }
+
+    /// Writer commit deadline.
+    pub fn write_deadline(&self) -> Duration {
+        Duration::from_millis(self.write_deadline_ms)
+    }
+}
+
+/// Settings of `chatwire conformance`: the server of the Socket.IO protocol test suite
+/// (`pingInterval` 300 ms, `pingTimeout` 200 ms, `maxPayload` 1000000, `connectTimeout` 1000 ms,
+/// any origin, memory store, dev tokens on, namespaces `/` and `/custom`).
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONFORMANCE_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// Port to listen on (the test suite connects to 3000).
+    #[arg(long, env = "CONFORMANCE_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Number of shards; 0 = one per CPU core.
+    #[arg(long, env = "SHARDS", default_value_t = 0)]
+    pub shards: usize,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log filter.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ConformanceArgs {
+    /// The full server configuration for the test-suite setup.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::for_tests();
+        config.host = self.host;
+        config.port = self.port;
+        config.shards = self.shards;
+        config.cors_origins = vec!["*".to_owned()];
+        config.ping_interval_ms = 300;
+        config.ping_timeout_ms = 200;
+        config.max_payload = 1_000_000;
+        config.connect_timeout_ms = 1000;
+        config.rate_limit_conn_per_ip = 0;
+        config.log_format = self.log_format;
+        config.log_level.clone_from(&self.log_level);
+        config
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("chatwire").chain(args.iter().copied()))
+            .unwrap()
+            .into_command()
+    }
+
+    #[test]
+    fn no_subcommand_is_serve_with_laptop_defaults() {
+        let Command::Serve(c) = parse(&[]) else {
+            panic!("expected serve")
+        };
+        // Values the environment may override are only checked when it does not set them.
+        if std::env::var_os("PORT").is_none() {
+            assert_eq!(c.port, 3000);
+        }
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert_eq!(c.database_url, "sqlite://./data/chatwire.db");
+        }
+        if std::env::var_os("RATE_LIMIT_PER_SOCKET").is_none() {
+            assert_eq!((c.rate_limit_per_socket, c.rate_limit_burst), (20, 40));
+        }
+        if std::env::var_os("MAX_MESSAGE_CHARS").is_none() {
+            assert_eq!(c.max_message_chars, 4000);
+        }
+        assert!(c.shard_count() >= 1);
+    }
+
+    #[test]
+    fn flags_work_with_and_without_the_serve_word() {
+        let Command::Serve(a) = parse(&["--port", "8080", "--shards", "3"]) else {
+            panic!("expected serve")
+        };
+        let Command::Serve(b) = parse(&["serve", "--port", "8080", "--shards", "3"]) else {
+            panic!("expected serve")
+        };
+        assert_eq!((a.port, a.shards), (8080, 3));
+        assert_eq!((b.port, b.shards), (8080, 3));
+        assert_eq!(a.shard_count(), 3);
+    }
+
+    #[test]
+    fn conformance_has_its_own_port_and_short_timers() {
+        let Command::Conformance(args) = parse(&["conformance", "--port", "3001"]) else {
+            panic!("expected conformance")
+        };
+        let c = args.to_config();
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.ping_interval(), Duration::from_millis(300));
+        assert_eq!(c.ping_timeout(), Duration::from_millis(200));
+        assert_eq!(c.database_url, "memory");
+        assert!(c.dev_tokens_enabled());
+    }
+
+    #[test]
+    fn cors_origins_split_on_commas() {
+        let Command::Serve(c) = parse(&["--cors-origins", "https://a.example,https://b.example"])
+        else {
+            panic!("expected serve")
+        };
+        assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn dev_tokens_default_follows_the_jwt_key() {
+        let mut c = Config::for_tests();
+        c.dev_tokens = None;
+        c.jwt_secret = None;
+        c.jwt_public_key = None;
+        assert!(c.dev_tokens_enabled());
+        c.jwt_secret = Some("s3cret".into());
+        assert!(!c.dev_tokens_enabled());
+        c.dev_tokens = Some(true);
+        assert!(c.dev_tokens_enabled());
+    }
+
+    #[test]
+    fn algorithm_names_are_upper_case() {
+        let Command::Serve(c) = parse(&["--jwt-algorithm", "ES256"]) else {
+            panic!("expected serve")
+        };
+        assert_eq!(c.jwt_algorithm, Some(JwtAlgorithm::ES256));
+        assert!(
+            Cli::try_parse_from(["chatwire", "--jwt-algorithm", "none"]).is_err(),
+            "an unknown algorithm must be refused"
+        );
+    }
+
+    #[test]
+    fn for_tests_is_isolated() {
+        let c = Config::for_tests();
+        assert_eq!(c.port, 0);
+        assert_eq!(c.database_url, "memory");
+        assert_eq!(c.shard_count(), 2);
+        assert!(c.dev_tokens_enabled());
+        assert_eq!(c.listen_addr().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+}

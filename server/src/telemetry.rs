@@ -1,0 +1,243 @@
+//! Logs and metrics: `tracing` subscriber setup (human or JSON lines), the process-wide
+//! Prometheus recorder behind `GET /metrics`, and the name of every metric chatwire records.
+//!
+//! Record with the `metrics` macros and the constants here, e.g.
+//! `metrics::counter!(EVENTS_IN, LABEL_EVENT => event_label(name)).increment(1)`.
+//! Labels only ever carry values from a fixed set ([`event_label`], static error codes): a label filled from client input would grow the registry without bound.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Gauge: open Engine.IO connections (label [`LABEL_TRANSPORT`]: `polling` | `websocket`).
+pub const CONNECTIONS: &str = "chatwire_connections";
+/// Counter: Engine.IO handshakes accepted.
+pub const HANDSHAKES: &str = "chatwire_handshakes_total";
+/// Counter: connections refused before a session existed (label [`LABEL_REASON`]:
+/// `origin`, `rate_limited`, `bad_handshake`, ...).
+pub const REFUSED: &str = "chatwire_connections_refused_total";
+/// Gauge: Socket.IO sockets connected to a namespace (label [`LABEL_NAMESPACE`]).
+pub const SOCKETS: &str = "chatwire_sockets";
+/// Counter: client events received (label [`LABEL_EVENT`], via [`event_label`]).
+pub const EVENTS_IN: &str = "chatwire_events_in_total";
+/// Counter: events sent to clients, one per receiving socket (label [`LABEL_EVENT`]).
+pub const EVENTS_OUT: &str = "chatwire_events_out_total";
+/// Histogram: sockets one room broadcast was delivered to.
+pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
+/// Counter: error replies and refusals (label [`LABEL_CODE`]: `bad_request`, `unauthorized`,
+/// `forbidden`, `not_found`, `too_large`, `rate_limited`, `unavailable`, ...).
+pub const ERRORS: &str = "chatwire_errors_total";
+/// Histogram: messages committed per database transaction.
+pub const WRITE_BATCH_SIZE: &str = "chatwire_write_batch_size";
+/// Histogram: seconds one batch commit took.
+pub const WRITE_BATCH_SECONDS: &str = "chatwire_write_batch_seconds";
+/// Counter: messages durably stored.
+pub const MESSAGES_STORED: &str = "chatwire_messages_stored_total";
+/// Counter: clients disconnected because their outbound queue was full.
+pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
+
+/// Label key: event name.
+pub const LABEL_EVENT: &str = "event";
+/// Label key: error code.
+pub const LABEL_CODE: &str = "code";
+/// Label key: transport.
+pub const LABEL_TRANSPORT: &str = "transport";
+/// Label key: namespace.
+pub const LABEL_NAMESPACE: &str = "namespace";
+/// Label key: refusal reason.
+pub const LABEL_REASON: &str = "reason";
+
+/// Event names of the chat contract, the only values [`LABEL_EVENT`] takes besides `other`.
+const KNOWN_EVENTS: &[&str] = &[
+    "conversation:join",
+    "conversation:joined",
+    "conversation:leave",
+    "conversation:left",
+    "conversation:error",
+    "message:send",
+    "message:sent",
+    "message:error",
+    "message:new",
+    "message:notification",
+    "message:read",
+    "message:read:success",
+    "typing:start",
+    "typing:stop",
+    "user:check:online",
+    "user:online:status",
+    "user:online",
+    "user:offline",
+    "connection:success",
+    "error",
+];
+
+/// Maps an event name to a bounded label value: the name itself when the contract knows it,
+/// else `"other"`.
+pub fn event_label(name: &str) -> &'static str {
+    KNOWN_EVENTS
+        .iter()
+        .find(|known| **known == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Telemetry setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `LOG_LEVEL` is not a level or a valid `tracing` filter; fix the setting.
+    #[error("invalid LOG_LEVEL {0:?}: {1}")]
+    BadFilter(String, String),
+}
+
+/// Installs the global `tracing` subscriber: human lines by default, JSON lines with
+/// `LOG_FORMAT=json`, filtered by `LOG_LEVEL`. A second call (tests) leaves the first in place.
+pub fn init_tracing(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| TelemetryError::BadFilter(level.to_owned(), e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_thread_names(true);
+    // try_init fails only when a subscriber is already set, which is fine.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    Ok(())
+}
+
+/// The process-wide Prometheus handle, set by the first [`install_metrics`].
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// How often the recorder's histograms are drained when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the Prometheus recorder as the global `metrics` recorder (first call only; later
+/// calls return the same handle, so tests may call it freely) and starts its upkeep thread.
+pub fn install_metrics() -> PrometheusHandle {
+    METRICS
+        .get_or_init(|| {
+            let recorder = builder().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+            }
+            describe();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("chatwire-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics upkeep thread not started; upkeep runs on scrape");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The `/metrics` response body (Prometheus text format, `text/plain; version=0.0.4`).
+pub fn render_metrics() -> String {
+    let handle = install_metrics();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// Recorder settings: histogram buckets fitted to each metric (rendered as Prometheus histograms
+/// rather than summaries, so they aggregate across nodes).
+fn builder() -> PrometheusBuilder {
+    const FANOUT: &[f64] = &[
+        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0,
+    ];
+    const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+    const SECONDS: &[f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(BROADCAST_FANOUT.to_owned()), FANOUT)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SIZE.to_owned()), BATCH))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SECONDS.to_owned()), SECONDS)
+        })
+        // Only an empty bucket list fails, and none of the lists above is empty.
+        .unwrap_or_default()
+}
+
+/// Help texts shown in `/metrics`.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "Open Engine.IO connections");
+    describe_counter!(HANDSHAKES, "Engine.IO handshakes accepted");
+    describe_counter!(REFUSED, "Connections refused before a session existed");
+    describe_gauge!(SOCKETS, "Socket.IO sockets connected, by namespace");
+    describe_counter!(EVENTS_IN, "Client events received, by event name");
+    describe_counter!(EVENTS_OUT, "Events sent to sockets, by event name");
+    describe_histogram!(BROADCAST_FANOUT, "Sockets reached by one room broadcast");
+    describe_counter!(ERRORS, "Error replies and refusals, by code");
+    describe_histogram!(
+        WRITE_BATCH_SIZE,
+        "Messages committed per database transaction"
+    );
+    describe_histogram!(
+        WRITE_BATCH_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one batch commit"
+    );
+    describe_counter!(MESSAGES_STORED, "Messages durably stored");
+    describe_counter!(SLOW_CLIENTS, "Clients dropped for not reading their queue");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_after_recording_and_install_is_idempotent() {
+        let first = install_metrics();
+        let _second = install_metrics();
+        metrics::counter!(EVENTS_IN, LABEL_EVENT => event_label("message:send")).increment(3);
+        metrics::histogram!(BROADCAST_FANOUT).record(50.0);
+        metrics::gauge!(CONNECTIONS, LABEL_TRANSPORT => "websocket").set(7.0);
+        let text = render_metrics();
+        assert!(
+            text.contains(r#"chatwire_events_in_total{event="message:send"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"chatwire_broadcast_fanout_bucket{le="50"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"chatwire_connections{transport="websocket"} 7"#),
+            "{text}"
+        );
+        assert!(text.contains("# HELP chatwire_events_in_total"), "{text}");
+        assert_eq!(first.render().is_empty(), text.is_empty());
+    }
+
+    #[test]
+    fn unknown_event_names_share_one_label() {
+        assert_eq!(event_label("message:send"), "message:send");
+        assert_eq!(event_label("anything a client invents"), "other");
+        assert_eq!(event_label(""), "other");
+    }
+
+    #[test]
+    fn bad_log_filter_is_reported() {
+        assert!(matches!(
+            init_tracing(LogFormat::Human, "chatwire=notalevel"),
+            Err(TelemetryError::BadFilter(..))
+        ));
+        init_tracing(LogFormat::Json, "info").unwrap();
+        init_tracing(LogFormat::Human, "debug").unwrap();
+    }
+}
