@@ -1,4 +1,5 @@
 //! chatwire: a Socket.IO chat server with per-core shards.
+pub mod auth;
 pub mod config;
 pub mod origin;
 pub mod ratelimit;
