@@ -9,9 +9,11 @@
 //! round trip; everything else (REST queries, read pointers) calls the store directly.
 
 pub mod any;
+pub mod batch;
 mod json;
 pub mod memory;
 mod read_state;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,399 @@
+//! The batch writer: every message send goes through one bounded queue to one thread that commits
+//! them in batches (one database round trip per batch) and hands the committed rows, in id order,
+//! to a [`CommitSink`] that acks senders and fans the messages out.
+//!
+//! - Batches are bounded by size ([`BatchConfig::max_batch`]) and by a short collection window
+//!   ([`BatchConfig::window`]) that starts with the batch's first message.
+//! - Backpressure: the queue is bounded; [`WriterHandle::try_submit`] fails at once when it is full
+//!   and [`WriterHandle::submit`] waits at most its deadline. Callers answer `unavailable`.
+//! - Failures: a batch that cannot commit is retried with backoff until the oldest message in it
+//!   has waited [`BatchConfig::commit_deadline`]; then every sender gets [`StoreError::Unavailable`]
+//!   through [`CommitSink::failed`]. Messages already past their deadline when dequeued fail at once,
+//!   so a stuck database drains the queue quickly instead of stacking deadlines. Nothing reported as
+//!   committed is ever lost; a failed one may still have been stored (a timed-out commit), which
+//!   the client's retry with the same tempId resolves without a duplicate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{AnyStore, NewMessage, Outcome, Store, StoreError, Stored};
+
+/// Histogram: messages per committed batch.
+pub const METRIC_BATCH_SIZE: &str = "chatwire_write_batch_size";
+/// Histogram: seconds per successful commit attempt.
+pub const METRIC_COMMIT_SECONDS: &str = "chatwire_write_commit_seconds";
+/// Gauge: messages waiting in the writer queue.
+pub const METRIC_QUEUE_DEPTH: &str = "chatwire_write_queue_depth";
+/// Counter: failed commit attempts (label `outcome` = `retry` or `gave_up`).
+pub const METRIC_FAILURES: &str = "chatwire_write_failures_total";
+
+/// Tuning of the batch writer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// Messages the queue holds before submitters are turned away (default 65,536).
+    pub queue_capacity: usize,
+    /// Most messages per batch (default 1024).
+    pub max_batch: usize,
+    /// How long a batch keeps collecting after its first message (default 1 ms; zero = take
+    /// only what is already queued).
+    pub window: Duration,
+    /// How long a message may wait for its commit, retries included, before its sender gets
+    /// `unavailable` (default 5 s).
+    pub commit_deadline: Duration,
+    /// First pause between retries; doubles up to 500 ms (default 20 ms).
+    pub retry_backoff: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            queue_capacity: 65_536,
+            max_batch: 1024,
+            window: Duration::from_millis(1),
+            commit_deadline: Duration::from_secs(5),
+            retry_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+impl BatchConfig {
+    /// Sets [`BatchConfig::queue_capacity`] (at least 1).
+    pub fn with_queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+    /// Sets [`BatchConfig::max_batch`] (at least 1).
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+    /// Sets [`BatchConfig::window`].
+    pub fn with_window(mut self, d: Duration) -> Self {
+        self.window = d;
+        self
+    }
+    /// Sets [`BatchConfig::commit_deadline`].
+    pub fn with_commit_deadline(mut self, d: Duration) -> Self {
+        self.commit_deadline = d;
+        self
+    }
+    /// Sets [`BatchConfig::retry_backoff`].
+    pub fn with_retry_backoff(mut self, d: Duration) -> Self {
+        self.retry_backoff = d;
+        self
+    }
+}
+
+/// Where the outcome of a send goes.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// A Socket.IO sender: the sink answers `message:sent` / `message:error` (and the ack).
+    Socket {
+        /// Shard owning the socket.
+        shard: u16,
+        /// Shard-local socket key.
+        socket: u64,
+        /// The client's ack id, if it passed a callback.
+        ack: Option<u64>,
+    },
+    /// A REST sender waiting for the outcome.
+    Http(tokio::sync::oneshot::Sender<Result<Stored, StoreError>>),
+    /// Nobody waits (imports, tests, benches).
+    None,
+}
+
+/// Receives the writer's results, on the writer thread. Keep it quick: hand work to shards.
+pub trait CommitSink: Send + 'static {
+    /// Called on the writer thread after each commit, with the committed rows in id order.
+    fn committed(&self, batch: Vec<(Stored, ReplyTo)>);
+    /// Called when a batch could not be committed within the deadline: every sender gets `unavailable`.
+    /// Also used for single messages the store refused (`Forbidden` / `NotFound`).
+    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError);
+}
+
+/// A send the queue did not take; the caller answers `unavailable` through `reply`.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The message, handed back.
+    pub message: NewMessage,
+    /// The reply route, handed back.
+    pub reply: ReplyTo,
+    /// True when the writer has stopped (shutdown), false when the queue was full.
+    pub stopped: bool,
+}
+
+enum Command {
+    Write(Pending),
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+struct Pending {
+    message: NewMessage,
+    reply: ReplyTo,
+    enqueued: Instant,
+}
+
+/// Cheap, cloneable handle to the writer thread (one per shard, one for REST).
+#[derive(Clone)]
+pub struct WriterHandle {
+    /// The bounded queue.
+    tx: flume::Sender<Command>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").field("queued", &self.tx.len()).finish()
+    }
+}
+
+impl WriterHandle {
+    /// Queues a message without waiting; a full queue or a stopped writer hands it back.
+    pub fn try_submit(&self, message: NewMessage, reply: ReplyTo) -> Result<(), Rejected> {
+        let cmd = Command::Write(Pending { message, reply, enqueued: Instant::now() });
+        self.tx.try_send(cmd).map_err(|e| {
+            let stopped = matches!(e, flume::TrySendError::Disconnected(_));
+            match e.into_inner() {
+                Command::Write(p) => Rejected { message: p.message, reply: p.reply, stopped },
+                Command::Stop(_) => unreachable_stop(),
+            }
+        })
+    }
+
+    /// Queues a message, waiting up to `deadline` for room in the queue.
+    pub async fn submit(&self, message: NewMessage, reply: ReplyTo, deadline: Duration) -> Result<(), Rejected> {
+        let until = Instant::now() + deadline;
+        let mut pause = Duration::from_micros(200);
+        let mut cmd = Command::Write(Pending { message, reply, enqueued: Instant::now() });
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let stopped = matches!(e, flume::TrySendError::Disconnected(_));
+                    cmd = e.into_inner();
+                    let now = Instant::now();
+                    if stopped || now >= until {
+                        return match cmd {
+                            Command::Write(p) => Err(Rejected { message: p.message, reply: p.reply, stopped }),
+                            Command::Stop(_) => Err(unreachable_stop()),
+                        };
+                    }
+                    tokio::time::sleep(pause.min(until - now)).await;
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// Messages waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Commits everything queued before this call, then stops the writer thread (graceful
+    /// shutdown). Other handles' later submits are rejected with `stopped`.
+    pub async fn flush_and_stop(self) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if self.tx.send_async(Command::Stop(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
+/// `Stop` is only ever sent by `flush_and_stop`, never handed back to a submitter.
+fn unreachable_stop() -> Rejected {
+    Rejected {
+        message: NewMessage {
+            conversation_id: 0,
+            sender: super::UserKey::new(super::UserType::Brand, 0),
+            message_type: super::MessageType::Text,
+            content: String::new(),
+            attachment_url: None,
+            attachment_name: None,
+            temp_id: None,
+        },
+        reply: ReplyTo::None,
+        stopped: true,
+    }
+}
+
+/// The writer thread.
+#[derive(Debug)]
+pub struct BatchWriter;
+
+impl BatchWriter {
+    /// Starts the writer thread (`chatwire-writer`, current-thread runtime) and returns its handle.
+    /// If the thread cannot start, every submit is rejected as `stopped` (and the error is logged).
+    pub fn spawn(store: Arc<AnyStore>, cfg: BatchConfig, sink: Box<dyn CommitSink>) -> WriterHandle {
+        let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
+        let spawned = std::thread::Builder::new()
+            .name("chatwire-writer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "batch writer: cannot build its runtime");
+                        return;
+                    }
+                };
+                rt.block_on(Writer { store, cfg, sink, rx }.run());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "batch writer: cannot spawn its thread");
+        }
+        WriterHandle { tx }
+    }
+}
+
+struct Writer {
+    store: Arc<AnyStore>,
+    cfg: BatchConfig,
+    sink: Box<dyn CommitSink>,
+    rx: flume::Receiver<Command>,
+}
+
+impl Writer {
+    async fn run(self) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.max_batch);
+        let mut stop: Option<tokio::sync::oneshot::Sender<()>> = None;
+        while stop.is_none() {
+            match self.rx.recv_async().await {
+                Ok(Command::Write(p)) => batch.push(p),
+                Ok(Command::Stop(done)) => stop = Some(done),
+                Err(_) => break, // every handle dropped
+            }
+            if stop.is_none() {
+                stop = self.fill(&mut batch).await;
+            }
+            metrics::gauge!(METRIC_QUEUE_DEPTH).set(self.rx.len() as f64);
+            if !batch.is_empty() {
+                self.commit(std::mem::take(&mut batch)).await;
+            }
+        }
+        // Stopping: commit whatever is still queued (submits racing the stop), in batches.
+        let mut rest: Vec<Pending> = Vec::new();
+        for c in self.rx.drain() {
+            match c {
+                Command::Write(p) => rest.push(p),
+                Command::Stop(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        batch.extend(rest);
+        while !batch.is_empty() {
+            let tail = batch.split_off(batch.len().min(self.cfg.max_batch));
+            self.commit(std::mem::replace(&mut batch, tail)).await;
+        }
+        drop(self.rx);
+        if let Some(done) = stop {
+            let _ = done.send(());
+        }
+    }
+
+    /// Adds queued messages to `batch` until it is full or the window has passed.
+    async fn fill(&self, batch: &mut Vec<Pending>) -> Option<tokio::sync::oneshot::Sender<()>> {
+        let until = Instant::now() + self.cfg.window;
+        while batch.len() < self.cfg.max_batch {
+            let next = match self.rx.try_recv() {
+                Ok(c) => c,
+                Err(flume::TryRecvError::Disconnected) => return None,
+                Err(flume::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= until {
+                        return None;
+                    }
+                    match tokio::time::timeout(until - now, self.rx.recv_async()).await {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(_)) | Err(_) => return None,
+                    }
+                }
+            };
+            match next {
+                Command::Write(p) => batch.push(p),
+                Command::Stop(done) => return Some(done),
+            }
+        }
+        None
+    }
+
+    /// Commits one batch, retrying until the oldest message's deadline, and reports to the sink.
+    async fn commit(&self, batch: Vec<Pending>) {
+        let oldest = batch.iter().map(|p| p.enqueued).min().unwrap_or_else(Instant::now);
+        let deadline = oldest + self.cfg.commit_deadline;
+        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        let mut pause = self.cfg.retry_backoff;
+        let mut last_error = StoreError::Unavailable("commit deadline passed before the first attempt".into());
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(deadline - now, self.store.insert_batch(&messages)).await;
+            match attempt {
+                Ok(Ok(outcomes)) => {
+                    metrics::histogram!(METRIC_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(METRIC_BATCH_SIZE).record(messages.len() as f64);
+                    self.report(batch, outcomes);
+                    return;
+                }
+                Ok(Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_)))) => {
+                    tracing::warn!(error = %e, size = messages.len(), "batch commit failed, retrying");
+                    last_error = e;
+                }
+                Ok(Err(e)) => {
+                    // Not a transient failure: nothing will make this batch succeed.
+                    tracing::error!(error = %e, size = messages.len(), "batch refused by the store");
+                    last_error = e;
+                    break;
+                }
+                Err(_) => {
+                    last_error = StoreError::Unavailable("commit timed out".into());
+                    break;
+                }
+            }
+            metrics::counter!(METRIC_FAILURES, "outcome" => "retry").increment(1);
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+        metrics::counter!(METRIC_FAILURES, "outcome" => "gave_up").increment(1);
+        let error = match last_error {
+            StoreError::Internal(m) => StoreError::Unavailable(m),
+            other => other,
+        };
+        self.sink
+            .failed(batch.into_iter().map(|p| (p.message, p.reply)).collect(), error);
+    }
+
+    /// Splits the outcomes into committed rows (sorted by id) and refusals (grouped by error).
+    fn report(&self, batch: Vec<Pending>, outcomes: Vec<Outcome>) {
+        let mut committed = Vec::with_capacity(batch.len());
+        let mut refused: Vec<(StoreError, Vec<(NewMessage, ReplyTo)>)> = Vec::new();
+        let mut outcomes = outcomes.into_iter();
+        for p in batch {
+            match outcomes.next() {
+                Some(Ok(stored)) => committed.push((stored, p.reply)),
+                Some(Err(e)) => match refused.iter_mut().find(|(err, _)| *err == e) {
+                    Some((_, list)) => list.push((p.message, p.reply)),
+                    None => refused.push((e, vec![(p.message, p.reply)])),
+                },
+                None => {
+                    let e = StoreError::Internal("store returned fewer outcomes than messages".into());
+                    refused.push((e, vec![(p.message, p.reply)]));
+                }
+            }
+        }
+        for (error, list) in refused {
+            self.sink.failed(list, error);
+        }
+        committed.sort_by_key(|(s, _)| s.message.id);
+        if !committed.is_empty() {
+            self.sink.committed(committed);
+        }
+    }
+}
