@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the real Socket.IO clients the interop tests drive:
+#   tools/node/node_modules  <- tools/node/package-lock.json   (socket.io-client v4, `npm ci`)
+#   tools/python/.venv       <- tools/python/requirements.txt  (python-socketio, websocket-client)
+# Each is (re)installed only when missing or when its lock/requirements file changed since the
+# last install (a stamp holding the file's checksum sits inside the installed tree).
+# Usage: scripts/interop-deps.sh [--check]   (--check: exit 1 if an install would be needed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+check_only=false
+[[ "${1:-}" == "--check" ]] && check_only=true
+
+sum() { sha256sum "$@" | sha256sum | cut -c1-64; }
+
+node_dir=tools/node
+node_stamp=$node_dir/node_modules/.chatwire-stamp
+node_want=$(sum "$node_dir/package.json" "$node_dir/package-lock.json")
+if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]]; then
+    $check_only && { echo "interop-deps: $node_dir/node_modules missing or outdated" >&2; exit 1; }
+    command -v npm >/dev/null || { echo "interop-deps: npm not found (install Node.js 18+)" >&2; exit 1; }
+    echo "interop-deps: installing socket.io-client into $node_dir/node_modules"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$node_want" > "$node_stamp"
+fi
+
+py_dir=tools/python
+venv=$py_dir/.venv
+py_stamp=$venv/.chatwire-stamp
+py_want=$(sum "$py_dir/requirements.txt")
+if [[ "$(cat "$py_stamp" 2>/dev/null)" != "$py_want" || ! -x "$venv/bin/python" ]]; then
+    $check_only && { echo "interop-deps: $venv missing or outdated" >&2; exit 1; }
+    python=${PYTHON:-python3}
+    command -v "$python" >/dev/null || { echo "interop-deps: $python not found (install Python 3.8+)" >&2; exit 1; }
+    echo "interop-deps: installing python-socketio into $venv"
+    rm -rf "$venv"
+    if ! "$python" -m venv "$venv" 2>/dev/null; then
+        echo "interop-deps: '$python -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2
+        rm -rf "$venv"
+        exit 1
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt"
+    echo "$py_want" > "$py_stamp"
+fi
+echo "interop-deps: up to date"
