@@ -1,0 +1,166 @@
+//! Depth-limited JSON parsing through simd-json.
+//!
+//! simd-json builds `OwnedValue`s recursively and they drop recursively, so a payload of 100,000
+//! nested `[` must never reach the parser. [`check_depth`] is a single byte scan that skips string
+//! contents (and their escapes) and counts `[`/`{` nesting; [`parse`] runs it first and only then
+//! hands the bytes to simd-json, reusing per-thread scratch buffers.
+
+use std::cell::RefCell;
+
+use crate::error::JsonError;
+
+/// The JSON value type of every payload.
+pub type Value = simd_json::OwnedValue;
+
+thread_local! {
+    /// simd-json's scratch buffers, reused by every parse on this thread (no per-parse setup).
+    static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::new(512));
+}
+
+/// Fails with [`JsonError::TooDeep`] when `buf` nests arrays/objects deeper than `max_depth`.
+///
+/// Brackets inside strings do not count. Malformed input passes through (the parser rejects it).
+pub fn check_depth(buf: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in buf {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(JsonError::TooDeep { max: max_depth });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses `buf` (simd-json rewrites it in place) after checking its depth against `max_depth`.
+pub fn parse(buf: &mut [u8], max_depth: usize) -> Result<Value, JsonError> {
+    check_depth(buf, max_depth)?;
+    let result = BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => simd_json::owned::to_value_with_buffers(buf, &mut buffers),
+        // Re-entrant use on this thread (cannot happen today): fall back to fresh buffers.
+        Err(_) => simd_json::owned::to_value(buf),
+    });
+    result.map_err(|e| JsonError::Syntax { offset: e.index() })
+}
+
+/// Appends `value` as compact JSON to `out`.
+pub fn write(value: &Value, out: &mut Vec<u8>) {
+    use simd_json::prelude::Writable;
+    // Writing into a Vec cannot fail.
+    let _ = value.write(out);
+}
+
+/// Appends `s` as a JSON string literal (quotes and escapes included).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_event_payload() {
+        let mut buf = br#"["message:send",{"conversationId":123,"content":"hi"}]"#.to_vec();
+        let v = parse(&mut buf, 128).unwrap();
+        let mut out = Vec::new();
+        write(&v, &mut out);
+        let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back[0], "message:send");
+        assert_eq!(back[1]["conversationId"], 123);
+    }
+
+    #[test]
+    fn hundred_thousand_brackets_are_a_typed_error() {
+        let mut buf = vec![b'['; 100_000];
+        assert_eq!(parse(&mut buf, 128), Err(JsonError::TooDeep { max: 128 }));
+        let mut closed = vec![b'['; 100_000];
+        closed.extend(std::iter::repeat_n(b']', 100_000));
+        assert_eq!(
+            parse(&mut closed, 128),
+            Err(JsonError::TooDeep { max: 128 })
+        );
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        let mut buf = br#"["[[[[[[\"[[[[", {"a":"{{{{{{"}]"#.to_vec();
+        assert!(parse(&mut buf, 2).is_ok());
+        let mut deep = br#"[[["x"]]]"#.to_vec();
+        assert_eq!(parse(&mut deep, 2), Err(JsonError::TooDeep { max: 2 }));
+        let mut exact = br#"[["x"]]"#.to_vec();
+        assert!(parse(&mut exact, 2).is_ok());
+    }
+
+    #[test]
+    fn write_str_escapes_like_json() {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "nl\n\r\t",
+            "\u{1}\u{1f}",
+            "€ ok",
+        ] {
+            let mut out = Vec::new();
+            write_str(s, &mut out);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_a_syntax_error() {
+        for bad in [&b"[1,"[..], b"{\"a\"}", b"", b"nul", b"[\"\xff\"]"] {
+            let mut buf = bad.to_vec();
+            assert!(
+                matches!(parse(&mut buf, 128), Err(JsonError::Syntax { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Socket.IO v5: packets carried inside Engine.IO messages.
+//!
+//! [`packet`] is the packet type and its encoder (including the fast event prefix for servers),
+//! [`decoder`] the per-connection decoder that validates like the reference server and reassembles
+//! binary packets across frames.
+
+pub mod decoder;
+pub mod packet;
+
+pub use decoder::Decoder;
+pub use packet::{Packet, PacketType, encode, encode_event_prefix};
