@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     Conversation, ConversationCursor, ConversationPage, HistoryQuery, MemoryStore, MessagePage,
-    NewMessage, Outcome, Profile, Store, StoreError, UnreadCounts, UserKey,
+    NewMessage, Outcome, PgStore, Profile, Store, StoreError, UnreadCounts, UserKey,
 };
 
 /// The store the server runs on.
@@ -13,15 +13,19 @@ use super::{
 pub enum AnyStore {
     /// In-process, nothing persisted.
     Memory(MemoryStore),
+    /// PostgreSQL.
+    Postgres(PgStore),
 }
 
 impl AnyStore {
     /// Opens the store named by `url`: `memory`, `sqlite://path` (file created, with its directory)
     /// or `postgres://...`. With `run_migrations` the schema is brought up to date first.
     pub async fn connect(url: &str, run_migrations: bool) -> Result<AnyStore, StoreError> {
-        let _ = run_migrations;
         if url == "memory" || url == "memory://" {
             return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(AnyStore::Postgres(PgStore::connect(url, run_migrations).await?));
         }
         Err(StoreError::BadRequest(format!(
             "unsupported DATABASE_URL {url:?}: use memory, sqlite://path or postgres://..."
@@ -32,6 +36,7 @@ impl AnyStore {
     pub fn backend(&self) -> &'static str {
         match self {
             AnyStore::Memory(_) => "memory",
+            AnyStore::Postgres(_) => "postgres",
         }
     }
 }
@@ -40,6 +45,7 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Memory($s) => $e.await,
+            AnyStore::Postgres($s) => $e.await,
         }
     };
 }

@@ -383,6 +383,9 @@ impl Store for MemoryStore {
         ids.sort_unstable();
         let mut out = UnreadCounts { total: 0, conversations: Vec::new() };
         for id in ids {
+            if inner.conversations.get(&id).is_some_and(|c| c.hidden.contains(&user)) {
+                continue;
+            }
             let unread = inner.view(id, user)?.unread_count;
             if unread > 0 {
                 out.total += unread;

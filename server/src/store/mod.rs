@@ -2,7 +2,7 @@
 //!
 //! The [`Store`] trait is what the rest of the server sees. Three implementations sit behind the
 //! [`AnyStore`] enum, chosen by `DATABASE_URL`: [`MemoryStore`] (`memory`, tests and demos),
-//! `SqliteStore` (`sqlite://path`, the laptop default) and `PgStore` (`postgres://...`).
+//! `SqliteStore` (`sqlite://path`, the laptop default) and [`PgStore`] (`postgres://...`).
 //! All three have the same semantics, including `tempId` idempotency and read pointers.
 //!
 //! Messages are written through the [`batch::BatchWriter`], which groups sends into one database
@@ -10,8 +10,11 @@
 
 pub mod any;
 pub mod batch;
+mod dedup;
 mod json;
 pub mod memory;
+pub mod postgres;
+mod profiles;
 mod read_state;
 pub mod validate;
 
@@ -20,6 +23,7 @@ use std::sync::Arc;
 
 pub use any::AnyStore;
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 
 /// The two kinds of account the chat serves; `brand 5` and `influencer 5` are different users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -514,7 +518,7 @@ pub trait Store: Send + Sync + 'static {
         query: HistoryQuery<'_>,
     ) -> impl Future<Output = Result<MessagePage, StoreError>> + Send;
 
-    /// Unread counts of the user (messages of others above the read pointer).
+    /// Unread counts of the user (messages of others above the read pointer; hidden conversations excluded).
     fn unread_counts(&self, user: UserKey) -> impl Future<Output = Result<UnreadCounts, StoreError>> + Send;
 
     /// Hides the conversation from the user's list until a new message arrives.

@@ -1,0 +1,328 @@
+//! PostgreSQL REST queries: create 1:1 and group conversations, conversation lists with last
+//! message and unread count, history with search, unread counts, hiding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::Row;
+
+use super::{PgStore, message_from, ms, profile_from};
+use crate::store::read_state::ReadFloor;
+use crate::store::{
+    Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery, MessagePage,
+    Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
+};
+
+/// `"<type>:<id>|<type>:<id>"`, smaller user first: the unique key of a 1:1.
+pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
+    let (x, y) = (a.min(b), a.max(b));
+    format!("{}:{}|{}:{}", x.user_type.code(), x.id, y.user_type.code(), y.id)
+}
+
+/// Creates the users that do not exist yet, with default profiles.
+async fn ensure_users(store: &PgStore, users: &[UserKey]) -> Result<(), StoreError> {
+    let types: Vec<i16> = users.iter().map(|u| u.user_type.code()).collect();
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let names: Vec<String> = users.iter().map(|u| Profile::default_for(*u).username).collect();
+    sqlx::query(
+        "INSERT INTO users (user_type, id, username)
+         SELECT * FROM UNNEST($1::int2[], $2::int8[], $3::text[])
+         ON CONFLICT (user_type, id) DO NOTHING",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&names)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a conversation and its participants in one statement; None when the direct key exists.
+async fn insert_conversation(
+    store: &PgStore,
+    kind: ConversationKind,
+    title: Option<&str>,
+    direct: Option<&str>,
+    users: &[UserKey],
+) -> Result<Option<i64>, StoreError> {
+    let types: Vec<i16> = users.iter().map(|u| u.user_type.code()).collect();
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let id: Option<i64> = sqlx::query_scalar(
+        "WITH c AS (
+            INSERT INTO conversations (type, title, direct_key) VALUES ($1, $2, $3)
+            ON CONFLICT (direct_key) DO NOTHING RETURNING id),
+         p AS (
+            INSERT INTO participants (conversation_id, user_type, user_id)
+            SELECT c.id, t.ut, t.uid FROM c, UNNEST($4::int2[], $5::int8[]) AS t(ut, uid) RETURNING 1)
+         SELECT id FROM c",
+    )
+    .bind(kind.as_str())
+    .bind(title)
+    .bind(direct)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(id)
+}
+
+pub(super) async fn create_direct(
+    store: &PgStore,
+    caller: UserKey,
+    other: UserKey,
+) -> Result<(Conversation, bool), StoreError> {
+    if caller == other {
+        return Err(StoreError::BadRequest("cannot start a conversation with yourself".into()));
+    }
+    if other.id <= 0 || caller.id <= 0 {
+        return Err(StoreError::BadRequest("user ids are positive integers".into()));
+    }
+    ensure_users(store, &[caller, other]).await?;
+    let key = direct_key(caller, other);
+    let users = [caller.min(other), caller.max(other)];
+    if let Some(id) = insert_conversation(store, ConversationKind::Direct, None, Some(&key), &users).await? {
+        return Ok((view(store, id, caller).await?, true));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "WITH c AS (SELECT id FROM conversations WHERE direct_key = $1),
+         u AS (UPDATE participants p SET hidden = false FROM c
+               WHERE p.conversation_id = c.id AND p.user_type = $2 AND p.user_id = $3 AND p.hidden RETURNING 1)
+         SELECT id FROM c",
+    )
+    .bind(&key)
+    .bind(caller.user_type.code())
+    .bind(caller.id)
+    .fetch_one(&store.pool)
+    .await?;
+    Ok((view(store, id, caller).await?, false))
+}
+
+pub(super) async fn create_group(
+    store: &PgStore,
+    caller: UserKey,
+    members: &[UserKey],
+    title: Option<String>,
+    max_participants: usize,
+) -> Result<Conversation, StoreError> {
+    let users = crate::store::group_members(caller, members, max_participants)?;
+    ensure_users(store, &users).await?;
+    let id = insert_conversation(store, ConversationKind::Group, title.as_deref(), None, &users)
+        .await?
+        .ok_or_else(|| StoreError::Internal("group insert returned no id".into()))?;
+    view(store, id, caller).await
+}
+
+async fn view(store: &PgStore, id: i64, viewer: UserKey) -> Result<Conversation, StoreError> {
+    views(store, &[id], viewer)
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)
+}
+
+/// Loaded participants of some conversations: profiles and read pointers.
+type Members = HashMap<i64, Vec<(Participant, i64)>>;
+
+async fn members(store: &PgStore, ids: &[i64]) -> Result<Members, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.conversation_id, p.user_type, p.user_id, p.last_read_message_id,
+                u.username, u.first_name, u.last_name, u.profile_image
+         FROM participants p JOIN users u ON u.user_type = p.user_type AND u.id = p.user_id
+         WHERE p.conversation_id = ANY($1)
+         ORDER BY p.conversation_id, p.user_type, p.user_id",
+    )
+    .bind(ids)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut out: Members = HashMap::new();
+    for row in rows {
+        let user = UserKey::new(UserType::from_code(row.try_get("user_type")?)?, row.try_get("user_id")?);
+        let profile = Arc::new(profile_from(&row, "")?);
+        store.profiles.insert(user, profile.clone());
+        out.entry(row.try_get("conversation_id")?)
+            .or_default()
+            .push((Participant { user, profile }, row.try_get("last_read_message_id")?));
+    }
+    Ok(out)
+}
+
+fn profile_in(members: &[(Participant, i64)], user: UserKey) -> Arc<Profile> {
+    members
+        .iter()
+        .find(|(p, _)| p.user == user)
+        .map(|(p, _)| p.profile.clone())
+        .unwrap_or_else(|| Arc::new(Profile::default_for(user)))
+}
+
+/// The viewer's view of conversations `ids` (in the order given; ones the viewer is not in are skipped).
+async fn views(store: &PgStore, ids: &[i64], viewer: UserKey) -> Result<Vec<Conversation>, StoreError> {
+    let sql = format!(
+        "SELECT c.id AS cid, c.type, c.title, {updated} AS updated_ms,
+            (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.id > vp.last_read_message_id
+                AND NOT (m.sender_type = $2 AND m.sender_id = $3)) AS unread,
+            lm.id, lm.conversation_id, lm.sender_type, lm.sender_id, lm.message_type, lm.content,
+            lm.attachment_url, lm.attachment_name, {created} AS created_ms
+         FROM conversations c
+         JOIN participants vp ON vp.conversation_id = c.id AND vp.user_type = $2 AND vp.user_id = $3
+         LEFT JOIN LATERAL (SELECT * FROM messages WHERE conversation_id = c.id ORDER BY id DESC LIMIT 1) lm ON true
+         WHERE c.id = ANY($1)",
+        updated = ms("c.updated_at"),
+        created = ms("lm.created_at")
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(viewer.user_type.code())
+        .bind(viewer.id)
+        .fetch_all(&store.pool)
+        .await?;
+    let mut members = members(store, ids).await?;
+    let mut by_id: HashMap<i64, Conversation> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("cid")?;
+        let list = members.remove(&id).unwrap_or_default();
+        let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
+        let last_message = match row.try_get::<Option<i64>, _>("id")? {
+            Some(mid) => {
+                let sender = UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?);
+                Some(message_from(&row, profile_in(&list, sender), floor.is_read(sender, mid))?)
+            }
+            None => None,
+        };
+        let kind: String = row.try_get("type")?;
+        by_id.insert(
+            id,
+            Conversation {
+                id,
+                kind: ConversationKind::parse(&kind)?,
+                title: row.try_get("title")?,
+                participants: list.into_iter().map(|(p, _)| p).collect(),
+                last_message,
+                unread_count: row.try_get("unread")?,
+                updated_at_ms: row.try_get("updated_ms")?,
+            },
+        );
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+pub(super) async fn list(
+    store: &PgStore,
+    user: UserKey,
+    before: Option<ConversationCursor>,
+    limit: u32,
+) -> Result<ConversationPage, StoreError> {
+    let limit = i64::from(limit.max(1));
+    let updated = ms("c.updated_at");
+    let sql = format!(
+        "SELECT c.id, {updated} AS updated_ms
+         FROM participants p JOIN conversations c ON c.id = p.conversation_id
+         WHERE p.user_type = $1 AND p.user_id = $2 AND NOT p.hidden
+           AND ({updated}, c.id) < ($3, $4)
+         ORDER BY c.updated_at DESC, c.id DESC LIMIT $5"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user.user_type.code())
+        .bind(user.id)
+        .bind(before.map_or(i64::MAX, |b| b.updated_at_ms))
+        .bind(before.map_or(i64::MAX, |b| b.id))
+        .bind(limit + 1)
+        .fetch_all(&store.pool)
+        .await?;
+    let mut page: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("updated_ms")?)))
+        .collect::<Result<_, StoreError>>()?;
+    let more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
+    let conversations = views(store, &ids, user).await?;
+    let next_cursor = if more {
+        page.last().map(|(id, ms)| ConversationCursor { updated_at_ms: *ms, id: *id })
+    } else {
+        None
+    };
+    Ok(ConversationPage { conversations, next_cursor })
+}
+
+pub(super) async fn history(
+    store: &PgStore,
+    conversation_id: i64,
+    viewer: UserKey,
+    query: HistoryQuery<'_>,
+) -> Result<MessagePage, StoreError> {
+    let list = members(store, &[conversation_id]).await?.remove(&conversation_id).unwrap_or_default();
+    if list.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    if !list.iter().any(|(p, _)| p.user == viewer) {
+        return Err(StoreError::Forbidden);
+    }
+    let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
+    let limit = i64::from(query.limit.max(1));
+    let sql = format!(
+        "SELECT id, conversation_id, sender_type, sender_id, message_type, content, attachment_url,
+                attachment_name, {} AS created_ms
+         FROM messages
+         WHERE conversation_id = $1 AND id < $2
+           AND ($3::text IS NULL OR strpos(lower(content), lower($3)) > 0)
+         ORDER BY id DESC LIMIT $4",
+        ms("created_at")
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(conversation_id)
+        .bind(query.before.unwrap_or(i64::MAX))
+        .bind(query.search)
+        .bind(limit + 1)
+        .fetch_all(&store.pool)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows.iter().take(limit as usize) {
+        let sender = UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?);
+        let id: i64 = row.try_get("id")?;
+        messages.push(message_from(row, profile_in(&list, sender), floor.is_read(sender, id))?);
+    }
+    let next_cursor = if more { messages.last().map(|m| m.id) } else { None };
+    Ok(MessagePage { messages, next_cursor })
+}
+
+pub(super) async fn unread_counts(store: &PgStore, user: UserKey) -> Result<UnreadCounts, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.conversation_id, count(*) AS unread
+         FROM participants p
+         JOIN messages m ON m.conversation_id = p.conversation_id AND m.id > p.last_read_message_id
+              AND NOT (m.sender_type = p.user_type AND m.sender_id = p.user_id)
+         WHERE p.user_type = $1 AND p.user_id = $2 AND NOT p.hidden
+         GROUP BY p.conversation_id ORDER BY p.conversation_id",
+    )
+    .bind(user.user_type.code())
+    .bind(user.id)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut out = UnreadCounts { total: 0, conversations: Vec::with_capacity(rows.len()) };
+    for row in rows {
+        let n: i64 = row.try_get("unread")?;
+        out.total += n;
+        out.conversations.push((row.try_get("conversation_id")?, n));
+    }
+    Ok(out)
+}
+
+pub(super) async fn hide(store: &PgStore, conversation_id: i64, user: UserKey) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "WITH u AS (UPDATE participants SET hidden = true
+                    WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3 RETURNING 1)
+         SELECT (SELECT count(*) FROM u) AS updated, EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS found",
+    )
+    .bind(conversation_id)
+    .bind(user.user_type.code())
+    .bind(user.id)
+    .fetch_one(&store.pool)
+    .await?;
+    if row.try_get::<i64, _>("updated")? > 0 {
+        Ok(())
+    } else if row.try_get::<bool, _>("found")? {
+        Err(StoreError::Forbidden)
+    } else {
+        Err(StoreError::NotFound)
+    }
+}

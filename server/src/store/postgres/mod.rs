@@ -1,0 +1,416 @@
+//! PostgreSQL store (`DATABASE_URL=postgres://...`): identity, membership, the batch insert and
+//! read pointers. REST queries live in `conversations.rs`.
+//!
+//! The batch insert is ONE statement (one round trip, atomic on its own): the batch goes in as
+//! arrays through `UNNEST`, ids are drawn in input order, rows whose sender is not a participant
+//! are skipped, `ON CONFLICT DO NOTHING` on the idempotency index skips retried sends, the same
+//! statement bumps the conversations' `updated_at` and un-hides them, and the result joins every
+//! input to its new row or to the row stored the first time.
+
+mod conversations;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use super::profiles::ProfileCache;
+use super::{
+    Message, MessageType, NewMessage, Outcome, Profile, Store, StoreError, Stored, UserKey, UserType,
+};
+
+/// `created_at` / `updated_at` as Unix milliseconds.
+const MS: &str = "(extract(epoch FROM {}) * 1000)::int8";
+
+fn ms(col: &str) -> String {
+    MS.replace("{}", col)
+}
+
+/// PostgreSQL implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    /// Pool for queries from any runtime (REST, identity, membership).
+    pool: PgPool,
+    /// Small pool used only by the batch writer's thread, so its connections live on its runtime.
+    write_pool: PgPool,
+    /// Profiles of message senders.
+    profiles: Arc<ProfileCache>,
+}
+
+impl PgStore {
+    /// Connects (and with `run_migrations`, applies `migrations/postgres`).
+    pub async fn connect(url: &str, run_migrations: bool) -> Result<PgStore, StoreError> {
+        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadRequest(format!("DATABASE_URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(opts.clone())
+            .await?;
+        if run_migrations {
+            sqlx::migrate!("../migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;
+        }
+        let write_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(opts);
+        Ok(PgStore { pool, write_pool, profiles: Arc::new(ProfileCache::new(100_000)) })
+    }
+
+    /// The query pool (tests and benches use it to inspect the tables).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Profiles of `users`, from the cache or one query for the missing ones.
+    async fn profiles_of(&self, users: &[UserKey]) -> Result<Vec<Arc<Profile>>, StoreError> {
+        let mut missing: Vec<UserKey> = users.iter().filter(|u| self.profiles.get(u).is_none()).copied().collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let types: Vec<i16> = missing.iter().map(|u| u.user_type.code()).collect();
+            let ids: Vec<i64> = missing.iter().map(|u| u.id).collect();
+            let rows = sqlx::query(
+                "SELECT u.user_type, u.id, u.username, u.first_name, u.last_name, u.profile_image
+                 FROM users u JOIN UNNEST($1::int2[], $2::int8[]) AS k(t, i) ON u.user_type = k.t AND u.id = k.i",
+            )
+            .bind(&types)
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows {
+                let user = UserKey::new(UserType::from_code(row.try_get("user_type")?)?, row.try_get("id")?);
+                self.profiles.insert(user, Arc::new(profile_from(&row, "")?));
+            }
+        }
+        Ok(users
+            .iter()
+            .map(|u| self.profiles.get(u).unwrap_or_else(|| Arc::new(Profile::default_for(*u))))
+            .collect())
+    }
+}
+
+/// Reads `<prefix>username`, `<prefix>first_name`, ... from a row.
+pub(super) fn profile_from(row: &PgRow, prefix: &str) -> Result<Profile, StoreError> {
+    Ok(Profile {
+        username: row.try_get(format!("{prefix}username").as_str())?,
+        first_name: row.try_get(format!("{prefix}first_name").as_str())?,
+        last_name: row.try_get(format!("{prefix}last_name").as_str())?,
+        profile_image: row.try_get(format!("{prefix}profile_image").as_str())?,
+    })
+}
+
+/// Reads a message row with columns id, conversation_id, sender_type, sender_id, message_type,
+/// content, attachment_url, attachment_name, created_ms.
+pub(super) fn message_from(row: &PgRow, profile: Arc<Profile>, is_read: bool) -> Result<Message, StoreError> {
+    let message_type: String = row.try_get("message_type")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        sender: UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?),
+        sender_profile: profile,
+        message_type: MessageType::parse(&message_type)
+            .ok_or_else(|| StoreError::Internal(format!("unknown message type {message_type}")))?,
+        content: row.try_get("content")?,
+        attachment_url: row.try_get("attachment_url")?,
+        attachment_name: row.try_get("attachment_name")?,
+        created_at_ms: row.try_get("created_ms")?,
+        is_read,
+        temp_id: None,
+    })
+}
+
+fn insert_sql() -> String {
+    format!(
+        "WITH input AS (
+            SELECT nextval('messages_id_seq') AS id, s.* FROM (
+                SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                                     $7::text[], $8::text[])
+                WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
+                                     attachment_url, attachment_name, temp_id_key, ord)
+                ORDER BY ord) s
+        ),
+        allowed AS (
+            SELECT i.* FROM input i WHERE EXISTS (
+                SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
+                  AND p.user_type = i.sender_type AND p.user_id = i.sender_id)
+        ),
+        ins AS (
+            INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
+                                  attachment_url, attachment_name, temp_id_key)
+            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
+                   attachment_url, attachment_name, temp_id_key FROM allowed ORDER BY id
+            ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
+            RETURNING id, conversation_id, created_at
+        ),
+        touched AS (
+            UPDATE conversations c SET updated_at = now()
+            WHERE c.id IN (SELECT DISTINCT conversation_id FROM ins) RETURNING c.id
+        ),
+        unhidden AS (
+            UPDATE participants p SET hidden = false
+            WHERE p.hidden AND p.conversation_id IN (SELECT DISTINCT conversation_id FROM ins) RETURNING 1
+        )
+        SELECT i.ord, i.conversation_id, i.sender_type, i.sender_id,
+               COALESCE(n.id, m.id) AS id,
+               n.id IS NULL AS duplicate,
+               {created} AS created_ms,
+               COALESCE(m.message_type, i.message_type) AS message_type,
+               COALESCE(m.content, i.content) AS content,
+               CASE WHEN n.id IS NULL THEN m.attachment_url ELSE i.attachment_url END AS attachment_url,
+               CASE WHEN n.id IS NULL THEN m.attachment_name ELSE i.attachment_name END AS attachment_name,
+               EXISTS (SELECT 1 FROM allowed a WHERE a.id = i.id) AS allowed,
+               CASE WHEN m.id IS NULL THEN false ELSE NOT EXISTS (
+                   SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
+                     AND NOT (p.user_type = i.sender_type AND p.user_id = i.sender_id)
+                     AND p.last_read_message_id < m.id) END AS is_read,
+               EXISTS (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id) AS conversation_exists
+        FROM input i
+        LEFT JOIN ins n ON n.id = i.id
+        LEFT JOIN messages m ON n.id IS NULL AND i.temp_id_key IS NOT NULL
+             AND m.sender_type = i.sender_type AND m.sender_id = i.sender_id
+             AND m.conversation_id = i.conversation_id AND m.temp_id_key = i.temp_id_key
+        ORDER BY i.ord",
+        created = ms("COALESCE(n.created_at, m.created_at)")
+    )
+}
+
+/// Looks up one already-stored message by its idempotency key (a conflict with a row committed
+/// by another transaction after our statement started).
+async fn find_by_key(pool: &PgPool, m: &NewMessage, key: &str) -> Result<Option<PgRow>, StoreError> {
+    let sql = format!(
+        "SELECT id, conversation_id, sender_type, sender_id, message_type, content, attachment_url,
+                attachment_name, {} AS created_ms
+         FROM messages WHERE sender_type = $1 AND sender_id = $2 AND conversation_id = $3 AND temp_id_key = $4",
+        ms("created_at")
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(m.sender.user_type.code())
+        .bind(m.sender.id)
+        .bind(m.conversation_id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?)
+}
+
+impl Store for PgStore {
+    async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+        if user.id <= 0 {
+            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+        }
+        let cached = self.profiles.get(&user);
+        match profile {
+            Some(p) => {
+                if let Some(c) = cached.filter(|c| **c == p) {
+                    return Ok(c);
+                }
+                sqlx::query(
+                    "INSERT INTO users (user_type, id, username, first_name, last_name, profile_image)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (user_type, id) DO UPDATE SET username = EXCLUDED.username,
+                        first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+                        profile_image = EXCLUDED.profile_image
+                     WHERE (users.username, users.first_name, users.last_name, users.profile_image)
+                        IS DISTINCT FROM (EXCLUDED.username, EXCLUDED.first_name, EXCLUDED.last_name,
+                                          EXCLUDED.profile_image)",
+                )
+                .bind(user.user_type.code())
+                .bind(user.id)
+                .bind(&p.username)
+                .bind(&p.first_name)
+                .bind(&p.last_name)
+                .bind(&p.profile_image)
+                .execute(&self.pool)
+                .await?;
+                let p = Arc::new(p);
+                self.profiles.insert(user, p.clone());
+                Ok(p)
+            }
+            None => {
+                if let Some(c) = cached {
+                    return Ok(c);
+                }
+                let default = Profile::default_for(user);
+                let row = sqlx::query(
+                    "WITH ins AS (
+                        INSERT INTO users (user_type, id, username) VALUES ($1, $2, $3)
+                        ON CONFLICT (user_type, id) DO NOTHING
+                        RETURNING username, first_name, last_name, profile_image)
+                     SELECT * FROM ins
+                     UNION ALL
+                     SELECT username, first_name, last_name, profile_image FROM users WHERE user_type = $1 AND id = $2
+                     LIMIT 1",
+                )
+                .bind(user.user_type.code())
+                .bind(user.id)
+                .bind(&default.username)
+                .fetch_one(&self.pool)
+                .await?;
+                let p = Arc::new(profile_from(&row, "")?);
+                self.profiles.insert(user, p.clone());
+                Ok(p)
+            }
+        }
+    }
+
+    async fn participants(&self, conversation_id: i64) -> Result<Option<Arc<[UserKey]>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_type, user_id FROM participants WHERE conversation_id = $1 ORDER BY user_type, user_id",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let users = rows
+            .iter()
+            .map(|r| Ok(UserKey::new(UserType::from_code(r.try_get("user_type")?)?, r.try_get("user_id")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(users.into()))
+    }
+
+    async fn conversations_of(&self, user: UserKey) -> Result<Vec<i64>, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT conversation_id FROM participants WHERE user_type = $1 AND user_id = $2 ORDER BY conversation_id",
+        )
+        .bind(user.user_type.code())
+        .bind(user.id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Outcome>, StoreError> {
+        let plan = super::dedup::BatchPlan::new(batch);
+        let unique = plan.unique();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(insert_sql()))
+            .bind(unique.iter().map(|&i| batch[i].conversation_id).collect::<Vec<i64>>())
+            .bind(unique.iter().map(|&i| batch[i].sender.user_type.code()).collect::<Vec<i16>>())
+            .bind(unique.iter().map(|&i| batch[i].sender.id).collect::<Vec<i64>>())
+            .bind(unique.iter().map(|&i| batch[i].message_type.as_str()).collect::<Vec<&str>>())
+            .bind(unique.iter().map(|&i| batch[i].content.as_str()).collect::<Vec<&str>>())
+            .bind(unique.iter().map(|&i| batch[i].attachment_url.as_deref()).collect::<Vec<Option<&str>>>())
+            .bind(unique.iter().map(|&i| batch[i].attachment_name.as_deref()).collect::<Vec<Option<&str>>>())
+            .bind(unique.iter().map(|&i| plan.key(i)).collect::<Vec<Option<&str>>>())
+            .fetch_all(&self.write_pool)
+            .await?;
+        if rows.len() != unique.len() {
+            return Err(StoreError::Internal(format!("batch of {} returned {} rows", unique.len(), rows.len())));
+        }
+        let senders: Vec<UserKey> = unique.iter().map(|&i| batch[i].sender).collect();
+        let profiles = self.profiles_of(&senders).await?;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(unique.len());
+        for ((row, &i), profile) in rows.iter().zip(unique).zip(profiles) {
+            let input = &batch[i];
+            let id: Option<i64> = row.try_get("id")?;
+            let outcome = if id.is_some() {
+                let duplicate: bool = row.try_get("duplicate")?;
+                let is_read: bool = row.try_get("is_read")?;
+                message_from(row, profile, is_read).map(|message| Stored { message, duplicate })
+            } else if !row.try_get::<bool, _>("conversation_exists")? {
+                Err(StoreError::NotFound)
+            } else if !row.try_get::<bool, _>("allowed")? {
+                Err(StoreError::Forbidden)
+            } else {
+                // Conflict with a row committed after this statement's snapshot (another node).
+                match plan.key(i) {
+                    Some(key) => match find_by_key(&self.pool, input, key).await? {
+                        Some(r) => message_from(&r, profile, false).map(|message| Stored { message, duplicate: true }),
+                        None => Err(StoreError::Internal("conflicting row not found".into())),
+                    },
+                    None => Err(StoreError::Internal("insert returned no row".into())),
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(plan.expand(batch, outcomes))
+    }
+
+    async fn mark_read(&self, conversation_id: i64, reader: UserKey, up_to: Option<i64>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "WITH target AS (
+                SELECT CASE WHEN $4::int8 IS NULL
+                    THEN (SELECT COALESCE(max(id), 0) FROM messages WHERE conversation_id = $1)
+                    ELSE (SELECT id FROM messages WHERE conversation_id = $1 AND id = $4) END AS id
+             ),
+             upd AS (
+                UPDATE participants p SET last_read_message_id = t.id FROM target t
+                WHERE p.conversation_id = $1 AND p.user_type = $2 AND p.user_id = $3
+                  AND t.id IS NOT NULL AND p.last_read_message_id < t.id
+                RETURNING 1
+             )
+             SELECT (SELECT id FROM target) AS target,
+                    EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
+                        AS is_participant,
+                    EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS conversation_exists,
+                    (SELECT count(*) FROM upd) AS updated",
+        )
+        .bind(conversation_id)
+        .bind(reader.user_type.code())
+        .bind(reader.id)
+        .bind(up_to)
+        .fetch_one(&self.pool)
+        .await?;
+        if !row.try_get::<bool, _>("conversation_exists")? {
+            return Err(StoreError::NotFound);
+        }
+        if !row.try_get::<bool, _>("is_participant")? {
+            return Err(StoreError::Forbidden);
+        }
+        row.try_get::<Option<i64>, _>("target")?.ok_or(StoreError::NotFound)
+    }
+
+    async fn create_direct(
+        &self,
+        caller: UserKey,
+        other: UserKey,
+    ) -> Result<(super::Conversation, bool), StoreError> {
+        conversations::create_direct(self, caller, other).await
+    }
+
+    async fn create_group(
+        &self,
+        caller: UserKey,
+        members: &[UserKey],
+        title: Option<String>,
+        max_participants: usize,
+    ) -> Result<super::Conversation, StoreError> {
+        conversations::create_group(self, caller, members, title, max_participants).await
+    }
+
+    async fn list_conversations(
+        &self,
+        user: UserKey,
+        before: Option<super::ConversationCursor>,
+        limit: u32,
+    ) -> Result<super::ConversationPage, StoreError> {
+        conversations::list(self, user, before, limit).await
+    }
+
+    async fn history(
+        &self,
+        conversation_id: i64,
+        viewer: UserKey,
+        query: super::HistoryQuery<'_>,
+    ) -> Result<super::MessagePage, StoreError> {
+        conversations::history(self, conversation_id, viewer, query).await
+    }
+
+    async fn unread_counts(&self, user: UserKey) -> Result<super::UnreadCounts, StoreError> {
+        conversations::unread_counts(self, user).await
+    }
+
+    async fn hide(&self, conversation_id: i64, user: UserKey) -> Result<(), StoreError> {
+        conversations::hide(self, conversation_id, user).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
