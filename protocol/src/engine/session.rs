@@ -256,7 +256,9 @@ impl ServerSession {
             return Err(EngineError::Closed);
         }
         match (self.upgrade, packet) {
-            (UpgradeState::AwaitingProbe { deadline }, Packet::Ping(data)) if data.as_ref() == PROBE => {
+            (UpgradeState::AwaitingProbe { deadline }, Packet::Ping(data))
+                if data.as_ref() == PROBE =>
+            {
                 self.flags |= flag::PROBE_PONG | flag::NOOP;
                 self.upgrade = UpgradeState::AwaitingFinish { deadline };
                 Ok(())
@@ -405,9 +407,8 @@ impl ServerSession {
         let heartbeat = self.pong_deadline.unwrap_or(self.next_ping);
         Some(match self.upgrade {
             UpgradeState::None => heartbeat,
-            UpgradeState::AwaitingProbe { deadline } | UpgradeState::AwaitingFinish { deadline } => {
-                heartbeat.min(deadline)
-            }
+            UpgradeState::AwaitingProbe { deadline }
+            | UpgradeState::AwaitingFinish { deadline } => heartbeat.min(deadline),
         })
     }
 

@@ -118,7 +118,9 @@ pub fn decode_packet(
     if kind.is_binary() {
         let dash = memchr::memchr(b'-', rest).ok_or(SocketError::IllegalAttachments)?;
         let digits = rest.get(..dash).unwrap_or_default();
-        count = parse_number(digits).ok_or(SocketError::IllegalAttachments)?;
+        count = parse_u64(digits)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(SocketError::IllegalAttachments)?;
         if count > max_attachments {
             return Err(SocketError::TooManyAttachments {
                 count,
@@ -145,10 +147,10 @@ pub fn decode_packet(
 
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let id = if digits > 0 {
-        let id = parse_number(rest.get(..digits).unwrap_or_default())
-            .ok_or(SocketError::InvalidAckId)?;
+        let id =
+            parse_u64(rest.get(..digits).unwrap_or_default()).ok_or(SocketError::InvalidAckId)?;
         rest = rest.get(digits..).unwrap_or_default();
-        Some(u64::try_from(id).map_err(|_| SocketError::InvalidAckId)?)
+        Some(id)
     } else {
         None
     };
@@ -178,14 +180,14 @@ pub fn decode_packet(
     ))
 }
 
-/// Decimal digits to a number; `None` when empty, not digits, or too big.
-fn parse_number(digits: &[u8]) -> Option<usize> {
-    if digits.is_empty() || digits.len() > 19 {
+/// Decimal digits to a number; `None` when empty, not digits, or too big for a `u64`.
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
         return None;
     }
-    digits.iter().try_fold(0usize, |acc, &b| {
+    digits.iter().try_fold(0u64, |acc, &b| {
         let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        acc.checked_mul(10)?.checked_add(usize::from(d))
+        acc.checked_mul(10)?.checked_add(u64::from(d))
     })
 }
 
