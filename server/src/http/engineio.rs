@@ -1,0 +1,133 @@
+//! The Engine.IO endpoint: Origin/CORS checks, query validation (reference error codes), then a
+//! new session (polling handshake or direct WebSocket) or a request for an existing one, which is
+//! served by the shard named in its sid (forwarded through `ShardMsg` when that is another shard).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use chatwire_protocol::engine::handshake::{HandshakeError, HandshakeQuery, Transport};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::response::{empty, json, plain};
+use crate::engine::conn::Handshake;
+use crate::shard::Shard;
+use crate::shard::msg::{PollForward, ShardMsg};
+
+/// `{"code":N,"message":"..."}` with the reference status.
+pub fn handshake_error(e: HandshakeError) -> Response<Full<Bytes>> {
+    json(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_json())
+}
+
+/// A header as text.
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Handles a request under `/socket.io/` (or `/engine.io/` in conformance mode).
+pub async fn handle(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+    engine_only: bool,
+) -> Response<Full<Bytes>> {
+    let headers = req.headers();
+    let origin = header_str(headers, header::ORIGIN).map(str::to_owned);
+    let host = header_str(headers, header::HOST).map(str::to_owned);
+    let policy = &shard.shared.origin;
+    if req.method() == Method::OPTIONS {
+        let wanted = header_str(headers, header::ACCESS_CONTROL_REQUEST_HEADERS);
+        return match policy.preflight(origin.as_deref(), host.as_deref(), wanted) {
+            Some(cors) => {
+                let mut resp = empty(StatusCode::NO_CONTENT);
+                resp.headers_mut().extend(cors);
+                resp
+            }
+            None => handshake_error(HandshakeError::Forbidden),
+        };
+    }
+    if !policy.check(origin.as_deref(), host.as_deref()) {
+        metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "origin").increment(1);
+        return handshake_error(HandshakeError::Forbidden);
+    }
+    let mut resp = route(shard.clone(), req, engine_only).await;
+    policy.apply_cors(origin.as_deref(), host.as_deref(), resp.headers_mut());
+    resp
+}
+
+/// Dispatches by query after the Origin check.
+async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> Response<Full<Bytes>> {
+    let query = match HandshakeQuery::parse(req.uri().query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return handshake_error(e),
+    };
+    if let Err(e) = query.check_method(req.method().as_str()) {
+        return handshake_error(e);
+    }
+    let is_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    match (query.transport, query.sid) {
+        (Transport::Websocket, _) if !is_upgrade || req.method() != Method::GET => {
+            handshake_error(HandshakeError::BadRequest)
+        }
+        (Transport::Websocket, sid) => super::websocket::upgrade(shard, req, sid, engine_only).await,
+        (Transport::Polling, None) => {
+            if req.method() != Method::GET {
+                return handshake_error(HandshakeError::BadHandshakeMethod);
+            }
+            let authorization = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(Into::into);
+            super::polling::handshake(&shard, Handshake { authorization }, engine_only)
+        }
+        (Transport::Polling, Some(sid)) => {
+            let is_post = match *req.method() {
+                Method::GET => false,
+                Method::POST => true,
+                _ => return handshake_error(HandshakeError::BadRequest),
+            };
+            let body = if is_post {
+                match super::polling::read_body(req.into_body(), shard.shared.protocol.engine.max_payload).await {
+                    Ok(b) => b,
+                    Err(status) => {
+                        // Over maxPayload: the reference answers 413 and closes the session.
+                        let owner = usize::from(sid.shard());
+                        if owner == usize::from(shard.index) {
+                            super::polling::close_session(&shard, sid);
+                        }
+                        return plain(status, "payload too large");
+                    }
+                }
+            } else {
+                Bytes::new()
+            };
+            let owner = usize::from(sid.shard());
+            let (status, body) = if owner == usize::from(shard.index) {
+                super::polling::serve(shard, sid, is_post, body).await
+            } else if owner < shard.shard_count() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                shard.send_to(owner, ShardMsg::Poll(Box::new(PollForward { sid, is_post, body, reply: tx })));
+                rx.await.unwrap_or((400, Bytes::from(HandshakeError::SessionIdUnknown.to_json())))
+            } else {
+                (400, Bytes::from(HandshakeError::SessionIdUnknown.to_json()))
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut resp = if status.is_success() { plain(status, body) } else { json(status, body) };
+            if status.is_success() {
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=UTF-8"),
+                );
+            }
+            resp
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! HTTP: each shard's accept loop and the router. One hyper 1 HTTP/1.1 server per connection
+//! (header read timeout, bounded header buffer) dispatching `/socket.io/` (Engine.IO polling and
+//! WebSocket upgrades), `/healthz`, `/readyz`, `/metrics` and the REST routes `/api/chat/...`.
+
+pub mod engineio;
+pub mod polling;
+pub mod response;
+pub mod rest;
+pub mod websocket;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::server::Mode;
+use crate::shard::Shard;
+use response::plain;
+
+/// Largest HTTP header block hyper buffers per connection.
+const MAX_HTTP_BUF: usize = 16 * 1024;
+
+/// Accepts connections on this shard's listener until the task is aborted.
+pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if let Some(limiter) = shard.shared.conn_limiter.as_ref() {
+            if !limiter.check(peer.ip()) {
+                metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "rate_limited")
+                    .increment(1);
+                drop(stream);
+                continue;
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let shard = shard.clone();
+        tokio::task::spawn_local(serve_connection(shard, stream, peer));
+    }
+}
+
+/// Serves one TCP connection with hyper (HTTP/1.1, upgrades enabled).
+async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let timeout = shard.shared.header_read_timeout;
+    let svc_shard = shard.clone();
+    let svc = service_fn(move |req| {
+        let shard = svc_shard.clone();
+        async move { Ok::<_, Infallible>(route(shard, req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HTTP_BUF)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::trace!(error = %e, "http connection ended with an error");
+    }
+}
+
+/// Dispatches one request by path.
+pub async fn route(shard: Rc<Shard>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let mode = shard.shared.mode;
+    if path == "/socket.io/" || path == "/socket.io" {
+        return engineio::handle(shard, req, peer, false).await;
+    }
+    match (mode, path) {
+        (Mode::Conformance, "/engine.io/" | "/engine.io") => {
+            engineio::handle(shard, req, peer, true).await
+        }
+        (_, "/healthz") => plain(StatusCode::OK, "ok"),
+        (_, "/readyz") => {
+            if shard.shared.ready().await {
+                plain(StatusCode::OK, "ready")
+            } else {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+            }
+        }
+        (_, "/metrics") if req.method() == Method::GET => {
+            let mut resp = plain(StatusCode::OK, crate::telemetry::render_metrics());
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            resp
+        }
+        (Mode::Chat, p) if p.starts_with("/api/chat/") || p == "/api/chat" => {
+            rest::handle(shard, req).await
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found"),
+    }
+}

@@ -1,0 +1,250 @@
+//! The WebSocket transport: the HTTP upgrade (hyper), then one task per connection that reads
+//! frames into the session and drains the outbox (all queued frames, then one flush). A WebSocket
+//! that joins an existing polling session runs the probe (`2probe`/`3probe`/`5`) first; when the
+//! session lives on another shard, the raw TCP stream moves to that shard (fd hand-off).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chatwire_protocol::engine::handshake::{HandshakeError, Transport};
+use chatwire_protocol::engine::packet::Packet as EnginePacket;
+use chatwire_protocol::engine::session::SessionEvent;
+use chatwire_protocol::engine::sid::Sid;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes, handshake::derive_accept_key};
+
+use super::engineio::handshake_error;
+use crate::engine::conn::{self, Conn, Handshake, engine_frame};
+use crate::engine::outbox::Frame;
+use crate::shard::Shard;
+use crate::shard::msg::{ShardMsg, UpgradeForward};
+
+/// The WebSocket stream type of every connection.
+type Ws = WebSocketStream<TcpStream>;
+
+/// tungstenite limits: small read buffer (idle connections stay small), bounded messages.
+fn ws_config(shard: &Shard) -> WebSocketConfig {
+    let max = shard.shared.protocol.engine.max_payload;
+    let mut cfg = WebSocketConfig::default();
+    cfg.read_buffer_size = shard.shared.ws_read_buffer;
+    cfg.write_buffer_size = 8 * 1024;
+    cfg.max_write_buffer_size = 8 * 1024 + 2 * max + 64;
+    cfg.max_message_size = Some(max + 16);
+    cfg.max_frame_size = Some(max + 16);
+    cfg
+}
+
+/// Answers the upgrade request (101) and starts the connection task once hyper hands the stream.
+pub async fn upgrade(
+    shard: Rc<Shard>,
+    mut req: Request<Incoming>,
+    sid: Option<Sid>,
+    engine_only: bool,
+) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return handshake_error(HandshakeError::BadRequest);
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    if let Some(sid) = sid {
+        let owner = usize::from(sid.shard());
+        let allowed = if owner == usize::from(shard.index) {
+            begin_upgrade(&shard, sid)
+        } else if owner < shard.shard_count() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            shard.send_to(owner, ShardMsg::UpgradeCheck { sid, reply: tx });
+            rx.await.unwrap_or(false)
+        } else {
+            false
+        };
+        if !allowed {
+            return handshake_error(HandshakeError::SessionIdUnknown);
+        }
+    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(Into::into);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        let shard = task_shard;
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::warn!("upgraded connection is not a TCP stream");
+            return;
+        };
+        let stream = parts.io.into_inner();
+        let read_buf = parts.read_buf;
+        match sid {
+            None => {
+                let conn = conn::open(&shard, Transport::Websocket, Handshake { authorization }, engine_only);
+                let ws = WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, Some(ws_config(&shard))).await;
+                let open = engine_frame(&conn.state.borrow().session.open_packet());
+                conn.outbox.unpop(open);
+                conn::spawn_timer(shard.clone(), conn.clone());
+                run_active(shard, conn, ws).await;
+            }
+            Some(sid) if usize::from(sid.shard()) == usize::from(shard.index) => {
+                run_probe(shard, sid, stream, read_buf).await;
+            }
+            Some(sid) => match stream.into_std() {
+                Ok(std_stream) => {
+                    let owner = usize::from(sid.shard());
+                    let msg = ShardMsg::Upgrade(Box::new(UpgradeForward { sid, stream: std_stream, read_buf }));
+                    shard.send_to(owner, msg);
+                }
+                Err(e) => tracing::debug!(error = %e, "could not detach the upgraded stream"),
+            },
+        }
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// On the owner: may a WebSocket join this session to upgrade it?
+pub fn begin_upgrade(shard: &Shard, sid: Sid) -> bool {
+    let conn = shard.conns.borrow().get(&sid).cloned();
+    conn.is_some_and(|c| c.state.borrow_mut().session.begin_upgrade(Instant::now()).is_ok())
+}
+
+/// On the owner: adopt a stream moved from another shard.
+pub fn adopt_forwarded(shard: Rc<Shard>, u: UpgradeForward) {
+    tokio::task::spawn_local(async move {
+        match TcpStream::from_std(u.stream) {
+            Ok(stream) => run_probe(shard, u.sid, stream, u.read_buf).await,
+            Err(e) => tracing::debug!(error = %e, "could not adopt a forwarded stream"),
+        }
+    });
+}
+
+/// The upgrade probe on a WebSocket joining a polling session, then the active loop.
+async fn run_probe(shard: Rc<Shard>, sid: Sid, stream: TcpStream, read_buf: Bytes) {
+    let conn = shard.conns.borrow().get(&sid).cloned();
+    let Some(conn) = conn else { return };
+    let mut ws = WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, Some(ws_config(&shard))).await;
+    let timeout = shard.shared.protocol.engine.upgrade_timeout;
+    let upgraded = tokio::time::timeout(timeout, probe(&shard, &conn, &mut ws)).await;
+    if upgraded != Ok(true) {
+        conn.state.borrow_mut().session.upgrade_transport_closed();
+        let _ = conn.state.borrow_mut().session.poll_event();
+        let _ = ws.close(None).await;
+        return;
+    }
+    conn.rearm.notify_one();
+    run_active(shard, conn, ws).await;
+}
+
+/// Reads probe packets until the upgrade completes (true) or fails (false).
+async fn probe(shard: &Rc<Shard>, conn: &Rc<Conn>, ws: &mut Ws) -> bool {
+    while let Some(msg) = ws.next().await {
+        let packet = match msg {
+            Ok(Message::Text(t)) => match EnginePacket::decode_text_bytes(Bytes::from(t)) {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            _ => return false,
+        };
+        if conn.state.borrow_mut().session.handle_upgrade_packet(packet, Instant::now()).is_err() {
+            return false;
+        }
+        if conn.flush_transmits() && ws.send(Message::Text(Utf8Bytes::from_static("3probe"))).await.is_err() {
+            return false;
+        }
+        loop {
+            let event = conn.state.borrow_mut().session.poll_event();
+            match event {
+                Some(SessionEvent::Upgraded) => {
+                    tracing::trace!(sid = %conn.sid, shard = shard.index, "upgraded to websocket");
+                    return true;
+                }
+                Some(SessionEvent::UpgradeFailed | SessionEvent::Closed(_)) => return false,
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    false
+}
+
+/// Converts a queued frame to a WebSocket message.
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t),
+        Frame::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// The active loop: frames in -> session, outbox -> frames out (coalesced, one flush).
+async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, mut ws: Ws) {
+    loop {
+        tokio::select! {
+            biased;
+            () = conn.outbox.ready() => {
+                let mut failed = false;
+                while let Some(frame) = conn.outbox.pop() {
+                    if ws.feed(to_message(frame)).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || ws.flush().await.is_err() {
+                    conn.terminate(&shard, "transport error");
+                    return;
+                }
+                if conn.outbox.is_closed() {
+                    break;
+                }
+            }
+            msg = ws.next() => {
+                let packet = match msg {
+                    Some(Ok(Message::Text(t))) => EnginePacket::decode_text_bytes(Bytes::from(t)),
+                    Some(Ok(Message::Binary(b))) => Ok(EnginePacket::decode_binary(b)),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => {
+                        conn.state.borrow_mut().session.transport_closed();
+                        conn.terminate(&shard, "transport close");
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(sid = %conn.sid, error = %e, "websocket read error");
+                        conn.terminate(&shard, "transport error");
+                        return;
+                    }
+                };
+                match packet {
+                    Ok(p) => {
+                        conn.on_packet(&shard, p).await;
+                    }
+                    Err(_) => conn.terminate(&shard, "parse error"),
+                }
+            }
+        }
+    }
+    if !conn.outbox.overflowed() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+    }
+}

@@ -1,0 +1,233 @@
+//! Starting and stopping a server in-process: [`Server::start`] builds the store, the batch
+//! writer, the shard threads and their `SO_REUSEPORT` listeners, and returns a [`RunningServer`]
+//! with the bound address and a graceful [`RunningServer::shutdown`]. The binary and the tests
+//! both go through here.
+
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatwire_protocol::config::{EngineConfig, ProtocolConfig, SocketConfig};
+
+use crate::auth::Authenticator;
+use crate::chat::ChatShared;
+use crate::chat::sink::ShardSink;
+use crate::config::Config;
+use crate::origin::OriginPolicy;
+use crate::ratelimit::ConnectionLimiter;
+use crate::shard::msg::ShardSet;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::store::batch::{BatchConfig, BatchWriter, WriterHandle};
+use crate::store::{AnyStore, Store};
+
+/// What the server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The chat application (`/chat`, `/`, REST).
+    Chat,
+    /// The protocol test-suite setup (`/engine.io/` echo, `/socket.io/` with `/` and `/custom`).
+    Conformance,
+}
+
+/// Process-wide, read-only state shared by every shard.
+pub struct Shared {
+    /// Chat or conformance.
+    pub mode: Mode,
+    /// Engine.IO and Socket.IO limits and timers.
+    pub protocol: ProtocolConfig,
+    /// Most frames queued to one client before it is dropped.
+    pub outbound_frames: usize,
+    /// Most bytes queued to one client before it is dropped.
+    pub outbound_bytes: usize,
+    /// tungstenite read buffer per WebSocket.
+    pub ws_read_buffer: usize,
+    /// HTTP header read timeout.
+    pub header_read_timeout: Duration,
+    /// CORS / Origin allowlist.
+    pub origin: OriginPolicy,
+    /// Per-IP new-connection limiter (None = unlimited).
+    pub conn_limiter: Option<ConnectionLimiter>,
+    /// Chat dependencies (None in conformance mode).
+    pub chat: Option<ChatShared>,
+    /// Fires when shards must stop accepting.
+    pub stop_accepting: Shutdown,
+    /// Fires when shards must close every client and exit.
+    pub shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// `/readyz`: the store answers within 2 s (always ready in conformance mode).
+    pub async fn ready(&self) -> bool {
+        match &self.chat {
+            Some(chat) => matches!(
+                tokio::time::timeout(Duration::from_secs(2), chat.store.ping()).await,
+                Ok(Ok(()))
+            ),
+            None => true,
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread counter mixed into session and socket ids.
+    static RNG_COUNTER: Cell<u64> = const { Cell::new(0) };
+    /// Per-thread randomly keyed SipHash (keys from the OS via `RandomState`).
+    static RNG_KEYS: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+}
+
+/// 12 unpredictable bytes for a session id (keyed SipHash of a counter; keys from the OS).
+pub fn random_12() -> [u8; 12] {
+    let n = RNG_COUNTER.with(|c| {
+        let v = c.get().wrapping_add(1);
+        c.set(v);
+        v
+    });
+    let (a, b) = RNG_KEYS.with(|keys| {
+        let mut h1 = keys.build_hasher();
+        h1.write_u64(n);
+        h1.write_u8(1);
+        let mut h2 = keys.build_hasher();
+        h2.write_u64(n);
+        h2.write_u8(2);
+        (h1.finish(), h2.finish())
+    });
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes()[..4]);
+    out
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address (the resolved port when started on port 0).
+    pub addr: SocketAddr,
+    /// Stops the accept loops.
+    stop_accepting: ShutdownTrigger,
+    /// Closes every client and ends the shard threads.
+    shutdown: ShutdownTrigger,
+    /// Shard threads.
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The batch writer (chat mode).
+    writer: Option<WriterHandle>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, commit every queued message (its sender still gets
+    /// `message:sent`), send Engine.IO close to every client, join the shard threads.
+    pub async fn shutdown(mut self) {
+        self.stop_accepting.trigger();
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), writer.flush_and_stop()).await;
+            // Let the shards deliver the last commit replies.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.shutdown.trigger();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Entry point for starting servers.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`.
+    pub async fn start(config: &Config, mode: Mode) -> anyhow::Result<RunningServer> {
+        let shards = config.shard_count().clamp(1, 64);
+        let protocol = ProtocolConfig::default()
+            .with_engine(
+                EngineConfig::default()
+                    .with_ping_interval(config.ping_interval())
+                    .with_ping_timeout(config.ping_timeout())
+                    .with_upgrade_timeout(config.upgrade_timeout())
+                    .with_max_payload(config.max_payload),
+            )
+            .with_socket(SocketConfig::default().with_connect_timeout(config.connect_timeout()));
+        let mut senders = Vec::with_capacity(shards);
+        let mut receivers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = flume::bounded(crate::shard::SHARD_CHANNEL);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let set = ShardSet::new(senders);
+        let (chat, writer) = match mode {
+            Mode::Chat => {
+                let store = Arc::new(AnyStore::connect(&config.database_url, !config.no_migrate).await?);
+                let auth = Authenticator::from_config(config)?;
+                if auth.dev_tokens_enabled() {
+                    tracing::warn!("dev tokens (<userId>:<userType>) are accepted: configure JWT_SECRET or JWT_PUBLIC_KEY in production");
+                }
+                let batch = BatchConfig::default()
+                    .with_queue_capacity(config.write_queue.max(1))
+                    .with_max_batch(config.write_batch_max.max(1))
+                    .with_window(config.write_batch_window())
+                    .with_commit_deadline(Duration::from_millis(config.write_deadline_ms));
+                let writer = BatchWriter::spawn(store.clone(), batch, Box::new(ShardSink { set: set.clone() }));
+                let chat = ChatShared {
+                    auth,
+                    store,
+                    writer: writer.clone(),
+                    max_message_chars: config.max_message_chars,
+                    rate: (config.rate_limit_per_socket, config.rate_limit_burst),
+                };
+                (Some(chat), Some(writer))
+            }
+            Mode::Conformance => (None, None),
+        };
+        let (stop_trigger, stop_accepting) = crate::shutdown::channel();
+        let (shutdown_trigger, shutdown) = crate::shutdown::channel();
+        let conn_limiter = (config.rate_limit_conn_per_ip > 0)
+            .then(|| ConnectionLimiter::new(config.rate_limit_conn_per_ip, config.rate_limit_conn_burst.max(1)));
+        let shared = Arc::new(Shared {
+            mode,
+            protocol,
+            outbound_frames: config.outbound_queue.max(16),
+            outbound_bytes: config.max_payload.saturating_mul(4).max(1 << 20),
+            ws_read_buffer: 4096,
+            header_read_timeout: config.header_read_timeout(),
+            origin: OriginPolicy::from_config(config),
+            conn_limiter,
+            chat,
+            stop_accepting,
+            shutdown,
+        });
+        let (listeners, addr) = crate::shard::listener::bind_shared(config.listen_addr(), shards)?;
+        let mut threads = Vec::with_capacity(shards);
+        for (i, (listener, rx)) in listeners.into_iter().zip(receivers).enumerate() {
+            let shared = shared.clone();
+            let set = set.clone();
+            let index = u16::try_from(i).unwrap_or(u16::MAX);
+            let handle = std::thread::Builder::new()
+                .name(format!("chatwire-shard-{i}"))
+                .spawn(move || {
+                    if let Err(e) = crate::shard::run(index, listener, rx, shared, set) {
+                        tracing::error!(shard = i, error = %e, "shard stopped with an error");
+                    }
+                })?;
+            threads.push(handle);
+        }
+        Ok(RunningServer {
+            addr,
+            stop_accepting: stop_trigger,
+            shutdown: shutdown_trigger,
+            threads,
+            writer,
+        })
+    }
+}

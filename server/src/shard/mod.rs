@@ -1,0 +1,258 @@
+//! Shards: one named OS thread per core (`chatwire-shard-<i>`), each with a current-thread tokio
+//! runtime and a `LocalSet`. A shard accepts on its own `SO_REUSEPORT` listener, owns the Engine.IO
+//! sessions whose sid names it, the rooms whose name hashes to it and the presence counts of the
+//! users that hash to it. Shards share nothing mutable: they talk through `ShardMsg`s on bounded
+//! `flume` channels (see [`msg`]).
+
+pub mod listener;
+pub mod msg;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use chatwire_protocol::engine::sid::Sid;
+use smallvec::SmallVec;
+
+use crate::chat::ChatLocal;
+use crate::engine::conn::Conn;
+use crate::engine::outbox::{Frame, PushError};
+use crate::presence::Presence;
+use crate::rooms::{Rooms, SocketKey};
+use crate::server::Shared;
+use crate::store::UserKey;
+use msg::{ShardMsg, ShardSet};
+
+/// Capacity of each shard's inbound channel.
+pub const SHARD_CHANNEL: usize = 65_536;
+
+/// The state of one shard, shared by its tasks through `Rc` (single thread, no locks).
+pub struct Shard {
+    /// This shard's index.
+    pub index: u16,
+    /// Process-wide read-only state (config, store, auth, ...).
+    pub shared: Arc<Shared>,
+    /// Channels to every shard.
+    pub set: ShardSet,
+    /// Engine.IO sessions owned here, by sid.
+    pub conns: RefCell<HashMap<Sid, Rc<Conn>>>,
+    /// Socket.IO sockets of local connections: socket number -> connection.
+    pub sockets: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// Local chat sockets by user (for notifications and presence fan-out).
+    pub users: RefCell<HashMap<UserKey, SmallVec<[u64; 2]>>>,
+    /// Rooms owned by this shard.
+    pub rooms: RefCell<Rooms>,
+    /// Presence counts of users owned by this shard.
+    pub presence: RefCell<Presence>,
+    /// Chat-layer caches (participants, pending commits).
+    pub chat: ChatLocal,
+    /// Counter for connection and socket numbers.
+    next_id: Cell<u64>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("index", &self.index).finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// A new, empty shard.
+    pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet) -> Self {
+        Self {
+            index,
+            shared,
+            set,
+            conns: RefCell::default(),
+            sockets: RefCell::default(),
+            users: RefCell::default(),
+            rooms: RefCell::default(),
+            presence: RefCell::default(),
+            chat: ChatLocal::default(),
+            next_id: Cell::new(1),
+        }
+    }
+
+    /// A fresh shard-local number (connections and sockets share the counter).
+    pub fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.set.len()
+    }
+
+    /// The key of a local socket.
+    pub fn socket_key(&self, local: u64) -> SocketKey {
+        SocketKey { shard: self.index, local }
+    }
+
+    /// Sends a message to shard `to`; a message for this shard is applied at once. Never waits:
+    /// a full channel hands the send to a task, so two shards can never block on each other.
+    pub fn send_to(self: &Rc<Self>, to: usize, msg: ShardMsg) {
+        if to == usize::from(self.index) {
+            self.handle(msg);
+            return;
+        }
+        if let Some(tx) = self.set.sender(to) {
+            match tx.try_send(msg) {
+                Ok(()) => {}
+                Err(flume::TrySendError::Full(msg)) => {
+                    let tx = tx.clone();
+                    tokio::task::spawn_local(async move {
+                        let _ = tx.send_async(msg).await;
+                    });
+                }
+                Err(flume::TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Writes a frame to one local socket; a full queue disconnects that client.
+    pub fn deliver(&self, socket: u64, frame: Frame) {
+        let conn = self.sockets.borrow().get(&socket).cloned();
+        if let Some(conn) = conn {
+            push_or_drop(&conn, frame);
+        }
+    }
+
+    /// Writes a frame to every local chat socket of `user`.
+    pub fn deliver_to_user(&self, user: UserKey, frame: &Frame) {
+        let sockets: SmallVec<[u64; 2]> = match self.users.borrow().get(&user) {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        for s in sockets {
+            self.deliver(s, frame.clone());
+        }
+    }
+
+    /// Applies one message addressed to this shard.
+    pub fn handle(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Poll(p) => crate::http::polling::handle_forwarded(self.clone(), *p),
+            ShardMsg::Upgrade(u) => crate::http::websocket::adopt_forwarded(self.clone(), *u),
+            ShardMsg::UpgradeCheck { sid, reply } => {
+                let _ = reply.send(crate::http::websocket::begin_upgrade(self, sid));
+            }
+            ShardMsg::Join { room, member, participants } => {
+                if let (Some(p), Some(conv)) = (participants, crate::chat::room_conversation(&room)) {
+                    self.chat.remember_participants(conv, p);
+                }
+                self.rooms.borrow_mut().join(room, member);
+            }
+            ShardMsg::Leave { room, socket } => {
+                self.rooms.borrow_mut().leave(&room, socket);
+            }
+            ShardMsg::Broadcast { room, frame, except } => self.broadcast_owned(&room, frame, except),
+            ShardMsg::Deliver { frame, sockets } => {
+                for s in sockets {
+                    self.deliver(s, frame.clone());
+                }
+            }
+            ShardMsg::DeliverToUsers { frame, users } => {
+                for u in users.iter() {
+                    self.deliver_to_user(*u, &frame);
+                }
+            }
+            ShardMsg::PresenceUp(user) => {
+                if self.presence.borrow_mut().up(user) {
+                    crate::chat::presence::announce(self.clone(), user, true);
+                }
+            }
+            ShardMsg::PresenceDown(user) => {
+                if self.presence.borrow_mut().down(user) {
+                    crate::chat::presence::announce(self.clone(), user, false);
+                }
+            }
+            ShardMsg::PresenceQuery { user, reply } => {
+                let _ = reply.send(self.presence.borrow().is_online(user));
+            }
+            ShardMsg::Committed(c) => crate::chat::message::fan_out_committed(self.clone(), *c),
+            ShardMsg::Reply(r) => crate::chat::message::deliver_reply(self, *r),
+        }
+    }
+
+    /// Broadcast for a room this shard owns: one `Deliver` per shard with members.
+    pub fn broadcast_owned(self: &Rc<Self>, room: &str, frame: Frame, except: Option<SocketKey>) {
+        let targets = self.rooms.borrow().targets(room, except);
+        let mut fanout = 0usize;
+        for (shard, sockets) in targets {
+            fanout += sockets.len();
+            self.send_to(usize::from(shard), ShardMsg::Deliver { frame: frame.clone(), sockets });
+        }
+        metrics::histogram!(crate::telemetry::BROADCAST_FANOUT).record(fanout as f64);
+    }
+
+    /// Sends a frame to every local connection and closes them (graceful shutdown).
+    pub fn close_all(self: &Rc<Self>) {
+        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        for conn in conns {
+            conn.close_gracefully(self);
+        }
+    }
+}
+
+/// Pushes a frame; on overflow the connection is closed (the client stopped reading).
+pub fn push_or_drop(conn: &Conn, frame: Frame) {
+    if let Err(PushError::Full) = conn.outbox.push(frame) {
+        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+        tracing::debug!(sid = %conn.sid, "outbound queue full: disconnecting slow client");
+    }
+}
+
+impl ShardSet {
+    /// The sender of shard `i`.
+    pub fn sender(&self, i: usize) -> Option<&flume::Sender<ShardMsg>> {
+        self.senders_slice().get(i)
+    }
+}
+
+/// Runs one shard on the current thread until shutdown: accept loop + message loop.
+pub fn run(
+    index: u16,
+    listener: std::net::TcpListener,
+    rx: flume::Receiver<ShardMsg>,
+    shared: Arc<Shared>,
+    set: ShardSet,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let shard = Rc::new(Shard::new(index, shared.clone(), set));
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let accept = tokio::task::spawn_local(crate::http::accept_loop(shard.clone(), listener));
+        let stop_accepting = shared.stop_accepting.clone();
+        let shutdown = shared.shutdown.clone();
+        let mut accepting = true;
+        loop {
+            tokio::select! {
+                msg = rx.recv_async() => match msg {
+                    Ok(msg) => shard.handle(msg),
+                    Err(_) => break,
+                },
+                () = stop_accepting.wait(), if accepting => {
+                    accepting = false;
+                    accept.abort();
+                }
+                () = shutdown.wait() => break,
+            }
+        }
+        accept.abort();
+        // Tell every client to reconnect elsewhere, then give the transports a moment to write.
+        shard.close_all();
+        let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        while !shard.conns.borrow().is_empty() && tokio::time::Instant::now() < drain_until {
+            // Keep serving forwarded messages (e.g. commit replies) while draining.
+            while let Ok(msg) = rx.try_recv() {
+                shard.handle(msg);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    })
+}

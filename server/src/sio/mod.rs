@@ -1,0 +1,208 @@
+//! The Socket.IO layer on one connection: decodes Engine.IO messages into Socket.IO packets,
+//! connects and disconnects namespace sockets, and hands events to the application (the chat
+//! layer, or the conformance echo app). Undecodable traffic closes the connection (the caller).
+
+pub mod conformance;
+pub mod emit;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::packet::{Packet, PacketType};
+
+use crate::chat::ChatSocket;
+use crate::engine::conn::Conn;
+use crate::server::Mode;
+use crate::shard::Shard;
+
+/// The namespaces chatwire serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nsp {
+    /// `/`: exists and accepts connections (no token needed).
+    Root,
+    /// `/chat`: the chat application.
+    Chat,
+    /// `/custom`: conformance mode only.
+    Custom,
+}
+
+impl Nsp {
+    /// The namespace for a name in this mode, None if it is not served.
+    pub fn parse(mode: Mode, name: &str) -> Option<Nsp> {
+        match (mode, name) {
+            (_, "/" | "") => Some(Nsp::Root),
+            (Mode::Chat, "/chat") => Some(Nsp::Chat),
+            (Mode::Conformance, "/custom") => Some(Nsp::Custom),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nsp::Root => "/",
+            Nsp::Chat => "/chat",
+            Nsp::Custom => "/custom",
+        }
+    }
+}
+
+/// A namespace socket on a connection.
+#[derive(Debug)]
+pub struct SocketSlot {
+    /// Its namespace.
+    pub nsp: Nsp,
+    /// Shard-local socket number (`SocketKey.local`).
+    pub local: u64,
+    /// The `socket.id` the client sees.
+    pub id: Box<str>,
+    /// Chat state (`/chat` sockets only).
+    pub chat: Option<Box<ChatSocket>>,
+}
+
+/// The client-visible id of a socket: shard, local number and some randomness, 16 chars max.
+fn socket_id(shard: u16, local: u64) -> Box<str> {
+    let r = crate::server::random_12();
+    let mut s = format!("{shard:x}{local:x}-");
+    for b in r.iter().take(4) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.into_boxed_str()
+}
+
+/// Handles one Engine.IO text message. False = undecodable: close the connection.
+pub async fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: Bytes) -> bool {
+    let decoded = conn.state.borrow_mut().decoder.decode_text(&text);
+    match decoded {
+        Ok(Some(packet)) => dispatch(shard, conn, packet).await,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::debug!(sid = %conn.sid, error = %e, "bad socket.io packet");
+            metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "protocol").increment(1);
+            false
+        }
+    }
+}
+
+/// Handles one Engine.IO binary message (an attachment). False = close the connection.
+pub async fn on_binary(shard: &Rc<Shard>, conn: &Rc<Conn>, data: Bytes) -> bool {
+    let decoded = conn.state.borrow_mut().decoder.decode_binary(data);
+    match decoded {
+        Ok(Some(packet)) => dispatch(shard, conn, packet).await,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::debug!(sid = %conn.sid, error = %e, "bad socket.io attachment");
+            false
+        }
+    }
+}
+
+/// Finds the socket of `nsp` on the connection: (local number, socket id).
+pub fn find_socket(conn: &Conn, nsp: Nsp) -> Option<u64> {
+    conn.state.borrow().sockets.iter().find(|s| s.nsp == nsp).map(|s| s.local)
+}
+
+/// Routes a decoded packet.
+async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
+    let mode = shard.shared.mode;
+    match packet.kind {
+        PacketType::Connect => {
+            connect(shard, conn, packet).await;
+            true
+        }
+        PacketType::Disconnect => {
+            if let Some(nsp) = Nsp::parse(mode, &packet.nsp) {
+                let slot = {
+                    let mut st = conn.state.borrow_mut();
+                    let pos = st.sockets.iter().position(|s| s.nsp == nsp);
+                    pos.map(|p| st.sockets.remove(p))
+                };
+                if let Some(slot) = slot {
+                    cleanup_socket(shard, conn, slot, "client namespace disconnect");
+                }
+            }
+            true
+        }
+        PacketType::Event | PacketType::BinaryEvent => {
+            let Some(nsp) = Nsp::parse(mode, &packet.nsp) else { return true };
+            let Some(local) = find_socket(conn, nsp) else {
+                // Events for a namespace the client has not joined are ignored, as the reference does.
+                return true;
+            };
+            if let Some(name) = packet.event_name() {
+                metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
+            }
+            match (mode, nsp) {
+                (Mode::Chat, Nsp::Chat) => crate::chat::on_event(shard, conn, local, packet).await,
+                (Mode::Conformance, _) => conformance::on_event(conn, nsp, packet),
+                _ => {}
+            }
+            true
+        }
+        PacketType::Ack | PacketType::BinaryAck => true,
+        PacketType::ConnectError => false,
+    }
+}
+
+/// A namespace CONNECT: refuse unknown namespaces, authenticate `/chat`, answer CONNECT.
+async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
+    let mode = shard.shared.mode;
+    let Some(nsp) = Nsp::parse(mode, &packet.nsp) else {
+        conn.push(emit::connect_error(&packet.nsp, "Invalid namespace"));
+        return;
+    };
+    if find_socket(conn, nsp).is_some() {
+        return;
+    }
+    let auth = packet.data;
+    let chat = if nsp == Nsp::Chat {
+        match crate::chat::authenticate(shard, conn, auth.as_ref()).await {
+            Ok(c) => Some(Box::new(c)),
+            Err(message) => {
+                conn.push(emit::connect_error(nsp.as_str(), &message));
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    if conn.closed.get() {
+        return;
+    }
+    let local = shard.next_id();
+    let id = socket_id(shard.index, local);
+    conn.push(emit::connect(nsp.as_str(), &id));
+    let user = chat.as_ref().map(|c| c.user);
+    {
+        let mut st = conn.state.borrow_mut();
+        st.connect_deadline = None;
+        st.sockets.push(SocketSlot { nsp, local, id: id.clone(), chat });
+    }
+    shard.sockets.borrow_mut().insert(local, conn.clone());
+    metrics::gauge!(crate::telemetry::SOCKETS).increment(1.0);
+    conn.rearm.notify_one();
+    match (mode, nsp, user) {
+        (Mode::Chat, Nsp::Chat, Some(user)) => crate::chat::on_connected(shard, conn, local, user, &id),
+        (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
+        _ => {}
+    }
+}
+
+/// Removes a socket from the shard: chat cleanup (rooms, typing, presence), then forget it.
+pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reason: &'static str) {
+    tracing::trace!(sid = %conn.sid, socket = %slot.id, reason, "socket disconnected");
+    shard.sockets.borrow_mut().remove(&slot.local);
+    metrics::gauge!(crate::telemetry::SOCKETS).decrement(1.0);
+    if let Some(chat) = slot.chat {
+        crate::chat::on_disconnected(shard, slot.local, *chat);
+    }
+}
+
+/// The event arguments after the name (`["name", a, b]` -> `[a, b]`).
+pub fn event_args(packet: &Packet) -> &[Value] {
+    match &packet.data {
+        Some(Value::Array(items)) => items.get(1..).unwrap_or(&[]),
+        _ => &[],
+    }
+}
