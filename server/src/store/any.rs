@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     Conversation, ConversationCursor, ConversationPage, HistoryQuery, MemoryStore, MessagePage,
-    NewMessage, Outcome, PgStore, Profile, Store, StoreError, UnreadCounts, UserKey,
+    NewMessage, Outcome, PgStore, Profile, SqliteStore, Store, StoreError, UnreadCounts, UserKey,
 };
 
 /// The store the server runs on.
@@ -13,6 +13,8 @@ use super::{
 pub enum AnyStore {
     /// In-process, nothing persisted.
     Memory(MemoryStore),
+    /// Embedded SQLite file.
+    Sqlite(SqliteStore),
     /// PostgreSQL.
     Postgres(PgStore),
 }
@@ -23,6 +25,9 @@ impl AnyStore {
     pub async fn connect(url: &str, run_migrations: bool) -> Result<AnyStore, StoreError> {
         if url == "memory" || url == "memory://" {
             return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        if url.starts_with("sqlite:") {
+            return Ok(AnyStore::Sqlite(SqliteStore::connect(url, run_migrations).await?));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(AnyStore::Postgres(PgStore::connect(url, run_migrations).await?));
@@ -36,6 +41,7 @@ impl AnyStore {
     pub fn backend(&self) -> &'static str {
         match self {
             AnyStore::Memory(_) => "memory",
+            AnyStore::Sqlite(_) => "sqlite",
             AnyStore::Postgres(_) => "postgres",
         }
     }
@@ -45,6 +51,7 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Memory($s) => $e.await,
+            AnyStore::Sqlite($s) => $e.await,
             AnyStore::Postgres($s) => $e.await,
         }
     };

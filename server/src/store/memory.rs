@@ -241,6 +241,9 @@ impl Inner {
 
 impl Store for MemoryStore {
     async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+        if user.id <= 0 {
+            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+        }
         let mut inner = self.lock();
         Ok(match profile {
             Some(p) => {
@@ -291,6 +294,9 @@ impl Store for MemoryStore {
     async fn create_direct(&self, caller: UserKey, other: UserKey) -> Result<(Conversation, bool), StoreError> {
         if caller == other {
             return Err(StoreError::BadRequest("cannot start a conversation with yourself".into()));
+        }
+        if other.id <= 0 || caller.id <= 0 {
+            return Err(StoreError::BadRequest("user ids are positive integers".into()));
         }
         let pair = (caller.min(other), caller.max(other));
         let mut inner = self.lock();

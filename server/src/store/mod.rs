@@ -2,7 +2,7 @@
 //!
 //! The [`Store`] trait is what the rest of the server sees. Three implementations sit behind the
 //! [`AnyStore`] enum, chosen by `DATABASE_URL`: [`MemoryStore`] (`memory`, tests and demos),
-//! `SqliteStore` (`sqlite://path`, the laptop default) and [`PgStore`] (`postgres://...`).
+//! [`SqliteStore`] (`sqlite://path`, the laptop default) and [`PgStore`] (`postgres://...`).
 //! All three have the same semantics, including `tempId` idempotency and read pointers.
 //!
 //! Messages are written through the [`batch::BatchWriter`], which groups sends into one database
@@ -16,6 +16,7 @@ pub mod memory;
 pub mod postgres;
 mod profiles;
 mod read_state;
+pub mod sqlite;
 pub mod validate;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 pub use any::AnyStore;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// The two kinds of account the chat serves; `brand 5` and `influencer 5` are different users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -553,3 +555,10 @@ pub(crate) fn group_members(
     }
     Ok(users)
 }
+
+/// `"<type>:<id>|<type>:<id>"`, smaller user first: the unique key of a 1:1.
+pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
+    let (x, y) = (a.min(b), a.max(b));
+    format!("{}:{}|{}:{}", x.user_type.code(), x.id, y.user_type.code(), y.id)
+}
+

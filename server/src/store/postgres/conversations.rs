@@ -7,17 +7,12 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use super::{PgStore, message_from, ms, profile_from};
+use crate::store::direct_key;
 use crate::store::read_state::ReadFloor;
 use crate::store::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery, MessagePage,
     Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
 };
-
-/// `"<type>:<id>|<type>:<id>"`, smaller user first: the unique key of a 1:1.
-pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
-    let (x, y) = (a.min(b), a.max(b));
-    format!("{}:{}|{}:{}", x.user_type.code(), x.id, y.user_type.code(), y.id)
-}
 
 /// Creates the users that do not exist yet, with default profiles.
 async fn ensure_users(store: &PgStore, users: &[UserKey]) -> Result<(), StoreError> {

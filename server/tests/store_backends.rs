@@ -1,0 +1,261 @@
+//! Every store operation, run against the three backends with the same expectations:
+//! MemoryStore, SqliteStore (temp file) and PgStore (a fresh PostgreSQL database).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use chatwire::store::{
+    AnyStore, ConversationKind, HistoryQuery, MessageType, NewMessage, Profile, Store, StoreError, TempId,
+    UserKey, UserType,
+};
+
+fn brand(id: i64) -> UserKey {
+    UserKey::new(UserType::Brand, id)
+}
+fn infl(id: i64) -> UserKey {
+    UserKey::new(UserType::Influencer, id)
+}
+
+fn msg(conversation_id: i64, sender: UserKey, content: &str, temp: Option<TempId>) -> NewMessage {
+    NewMessage {
+        conversation_id,
+        sender,
+        message_type: MessageType::Text,
+        content: content.into(),
+        attachment_url: None,
+        attachment_name: None,
+        temp_id: temp,
+    }
+}
+
+async fn send(store: &AnyStore, m: NewMessage) -> chatwire::store::Stored {
+    store.insert_batch(&[m]).await.unwrap().pop().unwrap().unwrap()
+}
+
+fn q(limit: u32) -> HistoryQuery<'static> {
+    HistoryQuery { before: None, limit, search: None }
+}
+
+async fn identity(store: &AnyStore) {
+    let p = store.ensure_user(brand(1), None).await.unwrap();
+    assert_eq!(p.username, "brand_1");
+    assert_eq!(p.first_name, None);
+    let claims = Profile {
+        username: "acme".into(),
+        first_name: Some("Ann".into()),
+        last_name: Some("Lee".into()),
+        profile_image: Some("https://img/x.png".into()),
+    };
+    assert_eq!(*store.ensure_user(brand(1), Some(claims.clone())).await.unwrap(), claims);
+    // A later connect without claims keeps the stored profile.
+    assert_eq!(*store.ensure_user(brand(1), None).await.unwrap(), claims);
+    assert_eq!(store.ensure_user(infl(1), None).await.unwrap().username, "influencer_1");
+    assert!(matches!(store.ensure_user(brand(0), None).await, Err(StoreError::BadRequest(_))));
+}
+
+async fn conversations_and_messages(store: &AnyStore) {
+    let (a, b, c) = (brand(10), infl(10), infl(11));
+    store.ensure_user(a, None).await.unwrap();
+    // 1:1: created once per pair, from either side; the other user is created on the way.
+    let (conv, created) = store.create_direct(a, b).await.unwrap();
+    assert!(created);
+    assert_eq!(conv.kind, ConversationKind::Direct);
+    assert_eq!(conv.participants.len(), 2);
+    assert_eq!(conv.participants.iter().find(|p| p.user == b).unwrap().profile.username, "influencer_10");
+    let (again, created) = store.create_direct(b, a).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, conv.id);
+    assert!(matches!(store.create_direct(a, a).await, Err(StoreError::BadRequest(_))));
+    let cid = conv.id;
+
+    assert_eq!(&*store.participants(cid).await.unwrap().unwrap(), &[a, b]);
+    assert_eq!(store.participants(cid + 1000).await.unwrap(), None);
+    assert_eq!(store.conversations_of(b).await.unwrap(), vec![cid]);
+
+    // Idempotent sends: 5 and "5" are different keys; a repeat returns the first row.
+    let s1 = send(store, msg(cid, a, "hello", Some(TempId::Int(5)))).await;
+    assert!(!s1.duplicate);
+    assert_eq!(s1.message.temp_id, Some(TempId::Int(5)));
+    assert!(!s1.message.is_read);
+    let s2 = send(store, msg(cid, a, "hello again", Some(TempId::Str("5".into())))).await;
+    assert!(!s2.duplicate);
+    assert!(s2.message.id > s1.message.id);
+    let dup = send(store, msg(cid, a, "changed text", Some(TempId::Int(5)))).await;
+    assert!(dup.duplicate);
+    assert_eq!(dup.message.id, s1.message.id);
+    assert_eq!(dup.message.content, "hello");
+    // The same tempId from another sender is another message.
+    let s3 = send(store, msg(cid, b, "hi", Some(TempId::Int(5)))).await;
+    assert!(!s3.duplicate);
+
+    // In one batch: duplicates share one row; refusals do not affect the others.
+    let out = store
+        .insert_batch(&[
+            msg(cid, a, "x", Some(TempId::Str("k".into()))),
+            msg(cid, c, "not a participant", None),
+            msg(cid + 1000, a, "no such conversation", None),
+            msg(cid, a, "x", Some(TempId::Str("k".into()))),
+            msg(cid, b, "no temp id", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 5);
+    let first = out[0].as_ref().unwrap();
+    let copy = out[3].as_ref().unwrap();
+    assert!(!first.duplicate && copy.duplicate);
+    assert_eq!(first.message.id, copy.message.id);
+    assert_eq!(out[1], Err(StoreError::Forbidden));
+    assert_eq!(out[2], Err(StoreError::NotFound));
+    assert!(out[4].as_ref().unwrap().message.id > first.message.id);
+    let newest = out[4].as_ref().unwrap().message.id;
+
+    // History: newest first, cursor, limit, search.
+    let page = store.history(cid, b, q(2)).await.unwrap();
+    assert_eq!(page.messages.len(), 2);
+    assert_eq!(page.messages[0].id, newest);
+    assert!(page.messages[0].id > page.messages[1].id);
+    let next = page.next_cursor.unwrap();
+    let page2 = store
+        .history(cid, b, HistoryQuery { before: Some(next), limit: 50, search: None })
+        .await
+        .unwrap();
+    assert_eq!(page2.messages.len(), 3);
+    assert_eq!(page2.next_cursor, None);
+    assert!(page2.messages.iter().all(|m| m.id < next));
+    let found = store
+        .history(cid, b, HistoryQuery { before: None, limit: 50, search: Some("HELLO") })
+        .await
+        .unwrap();
+    assert_eq!(found.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hello again", "hello"]);
+    assert_eq!(store.history(cid, c, q(10)).await.unwrap_err(), StoreError::Forbidden);
+    assert_eq!(store.history(cid + 1000, a, q(10)).await.unwrap_err(), StoreError::NotFound);
+    let m = &page.messages[0];
+    assert_eq!(m.sender, b);
+    assert_eq!(m.sender_profile.username, "influencer_10");
+
+    // Unread counts never include your own messages: a sent 4 (hello, hello again, x, ...), b 2.
+    let ua = store.unread_counts(a).await.unwrap();
+    assert_eq!((ua.total, ua.conversations.clone()), (2, vec![(cid, 2)]));
+    let ub = store.unread_counts(b).await.unwrap();
+    assert_eq!((ub.total, ub.conversations.clone()), (3, vec![(cid, 3)]));
+
+    // Read pointers: b reads up to s2; a's messages up to s2 are read, later ones not.
+    assert_eq!(store.mark_read(cid, b, Some(s2.message.id)).await.unwrap(), s2.message.id);
+    let h = store.history(cid, a, q(50)).await.unwrap();
+    for m in &h.messages {
+        if m.sender == a {
+            assert_eq!(m.is_read, m.id <= s2.message.id, "message {}", m.id);
+        }
+    }
+    assert_eq!(store.unread_counts(b).await.unwrap().total, 1);
+    // Never backwards.
+    assert_eq!(store.mark_read(cid, b, Some(s1.message.id)).await.unwrap(), s1.message.id);
+    assert_eq!(store.unread_counts(b).await.unwrap().total, 1);
+    // Without a message id: up to the newest.
+    assert_eq!(store.mark_read(cid, b, None).await.unwrap(), newest);
+    assert_eq!(store.unread_counts(b).await.unwrap().total, 0);
+    assert_eq!(store.mark_read(cid, c, None).await.unwrap_err(), StoreError::Forbidden);
+    assert_eq!(store.mark_read(cid + 1000, a, None).await.unwrap_err(), StoreError::NotFound);
+    assert_eq!(store.mark_read(cid, a, Some(newest + 1000)).await.unwrap_err(), StoreError::NotFound);
+    let dup = send(store, msg(cid, a, "x", Some(TempId::Str("k".into())))).await;
+    assert!(dup.duplicate && dup.message.is_read, "a duplicate reports the stored read state");
+
+    // A conversation with no message yet: read pointer reply is 0.
+    let (empty, _) = store.create_direct(a, c).await.unwrap();
+    assert_eq!(store.mark_read(empty.id, a, None).await.unwrap(), 0);
+}
+
+async fn lists_groups_and_hiding(store: &AnyStore) {
+    let me = brand(20);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (c, _) = store.create_direct(me, infl(100 + i)).await.unwrap();
+        ids.push(c.id);
+    }
+    // Activity in the oldest conversation moves it first.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    send(store, msg(ids[0], infl(100), "ping", None)).await;
+    let page = store.list_conversations(me, None, 2).await.unwrap();
+    assert_eq!(page.conversations.len(), 2);
+    assert_eq!(page.conversations[0].id, ids[0]);
+    let first = &page.conversations[0];
+    assert_eq!(first.unread_count, 1);
+    assert_eq!(first.last_message.as_ref().unwrap().content, "ping");
+    assert_eq!(first.participants.len(), 2);
+    let mut seen: Vec<i64> = page.conversations.iter().map(|c| c.id).collect();
+    let mut cursor = page.next_cursor;
+    while let Some(c) = cursor {
+        let p = store.list_conversations(me, Some(c), 2).await.unwrap();
+        seen.extend(p.conversations.iter().map(|c| c.id));
+        cursor = p.next_cursor;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5, "pages cover every conversation once: {seen:?}");
+    assert_eq!(sorted, {
+        let mut v = ids.clone();
+        v.sort_unstable();
+        v
+    });
+
+    // Hidden until a new message arrives.
+    store.hide(ids[1], me).await.unwrap();
+    let all = store.list_conversations(me, None, 100).await.unwrap();
+    assert!(!all.conversations.iter().any(|c| c.id == ids[1]));
+    assert_eq!(all.conversations.len(), 4);
+    send(store, msg(ids[1], infl(101), "back", None)).await;
+    let all = store.list_conversations(me, None, 100).await.unwrap();
+    assert_eq!(all.conversations[0].id, ids[1]);
+    assert_eq!(store.hide(ids[1], brand(999)).await.unwrap_err(), StoreError::Forbidden);
+    assert_eq!(store.hide(999_999, me).await.unwrap_err(), StoreError::NotFound);
+
+    // Groups: caller included, duplicates ignored, limits.
+    let g = store
+        .create_group(me, &[infl(1), infl(2), infl(1), me], Some("Launch".into()), 1000)
+        .await
+        .unwrap();
+    assert_eq!(g.kind, ConversationKind::Group);
+    assert_eq!(g.title.as_deref(), Some("Launch"));
+    assert_eq!(g.participants.len(), 3);
+    assert!(matches!(store.create_group(me, &[infl(1), infl(2)], None, 2).await, Err(StoreError::TooLarge(_))));
+    assert!(matches!(store.create_group(me, &[me], None, 10).await, Err(StoreError::BadRequest(_))));
+    // Group read state: read only once every other member passed it.
+    let m = send(store, msg(g.id, me, "all", None)).await.message;
+    store.mark_read(g.id, infl(1), None).await.unwrap();
+    assert!(!store.history(g.id, me, q(1)).await.unwrap().messages[0].is_read);
+    store.mark_read(g.id, infl(2), Some(m.id)).await.unwrap();
+    assert!(store.history(g.id, me, q(1)).await.unwrap().messages[0].is_read);
+}
+
+async fn suite(store: AnyStore) {
+    identity(&store).await;
+    conversations_and_messages(&store).await;
+    lists_groups_and_hiding(&store).await;
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_store() {
+    suite(AnyStore::connect("memory", true).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = std::env::temp_dir().join(format!("chatwire-store-{}", pg::random_suffix()));
+    let url = format!("sqlite://{}", dir.join("nested/chat.db").display());
+    suite(AnyStore::connect(&url, true).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let db = pg::TestDb::create().await;
+    suite(AnyStore::connect(&db.url, true).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn unknown_database_urls_are_refused() {
+    assert!(AnyStore::connect("mysql://x", true).await.is_err());
+}
