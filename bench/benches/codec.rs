@@ -1,0 +1,268 @@
+//! Protocol codec benches: chatwire's decode/encode paths beside a naive serde_json baseline
+//! (a `String` per frame, `serde_json::Value`), measured in the same run.
+//!
+//! Groups: `proto/decode_packet`, `proto/encode_packet`, `proto/polling_payload`. After criterion's
+//! report a short summary measures each pair again with a plain loop (median of 21 samples) and
+//! prints the ratio baseline / chatwire.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatwire_protocol::config::SocketConfig;
+use chatwire_protocol::engine::packet::Packet as EnginePacket;
+use chatwire_protocol::engine::payload;
+use chatwire_protocol::json::{self, Value};
+use chatwire_protocol::socket::packet::{encode_event_suffix, Packet};
+use chatwire_protocol::socket::{encode, encode_event_prefix, Decoder};
+use criterion::{criterion_group, BatchSize, Criterion};
+
+/// A typical client `message:send` frame (~200 bytes).
+const MESSAGE_SEND: &str = r#"42/chat,["message:send",{"conversationId":123,"content":"Hey! Are we still on for the campaign shoot tomorrow? Let me know what time works for you.","messageType":"text","tempId":1731600000000}]"#;
+
+/// A `message:new` broadcast carrying the contract's message object.
+const MESSAGE_NEW: &str = r#"42/chat,["message:new",{"id":789,"conversationId":123,"sender":{"id":456,"username":"john_doe","firstName":"John","lastName":"Doe","profileImage":"https://cdn.example.com/u/456.jpg"},"senderType":"influencer","messageType":"text","content":"Hello!","isRead":false,"createdAt":"2026-11-14T10:00:00.000Z","attachmentUrl":null,"attachmentName":null}]"#;
+
+fn polling_body() -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..50 {
+        if i > 0 {
+            body.push(0x1e);
+        }
+        body.extend_from_slice(MESSAGE_SEND.as_bytes());
+    }
+    body
+}
+
+// ---- chatwire paths ----
+
+fn ours_decode(frame: &Bytes, decoder: &mut Decoder) -> Packet {
+    let EnginePacket::Message(data) = EnginePacket::decode_text_bytes(frame.clone()).unwrap() else {
+        unreachable!()
+    };
+    decoder.decode_text(&data).unwrap().unwrap()
+}
+
+fn ours_encode(nsp: &str, name: &str, payload: &Value, out: &mut Vec<u8>) {
+    encode_event_prefix(nsp, name, out);
+    json::write(payload, out);
+    encode_event_suffix(out);
+}
+
+fn ours_decode_payload(body: &Bytes, decoder: &mut Decoder) -> usize {
+    let mut n = 0;
+    for item in payload::decode_bytes(body.clone()) {
+        let EnginePacket::Message(data) = item.unwrap() else { unreachable!() };
+        n += decoder.decode_text(&data).unwrap().map_or(0, |p| p.args().len());
+    }
+    n
+}
+
+fn ours_encode_payload(frames: &[EnginePacket], out: &mut Vec<u8>) -> usize {
+    payload::encode(frames, 1_000_000, out)
+}
+
+// ---- naive baseline: String + serde_json::Value ----
+
+/// The baseline decodes every header field as the real path does; the benches only read `data`.
+#[allow(dead_code)]
+struct NaivePacket {
+    kind: u8,
+    nsp: String,
+    id: Option<u64>,
+    data: serde_json::Value,
+}
+
+fn naive_decode(frame: &[u8]) -> NaivePacket {
+    let text = String::from_utf8(frame.to_vec()).unwrap();
+    let rest = text.strip_prefix('4').unwrap();
+    let kind = rest.as_bytes()[0] - b'0';
+    let mut rest = &rest[1..];
+    let mut nsp = "/".to_string();
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        nsp = rest[..end].to_string();
+        rest = &rest[(end + 1).min(rest.len())..];
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = (digits > 0).then(|| rest[..digits].parse().unwrap());
+    let data = serde_json::from_str(&rest[digits..]).unwrap();
+    NaivePacket { kind, nsp, id, data }
+}
+
+fn naive_encode(nsp: &str, name: &str, payload: &serde_json::Value) -> String {
+    let array = serde_json::Value::Array(vec![serde_json::Value::String(name.to_string()), payload.clone()]);
+    format!("42{},{}", nsp, serde_json::to_string(&array).unwrap())
+}
+
+fn naive_decode_payload(body: &[u8]) -> usize {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.split('\x1e').map(|item| naive_decode(item.as_bytes()).data.as_array().map_or(0, |a| a.len() - 1)).sum()
+}
+
+fn naive_encode_payload(frames: &[String]) -> String {
+    frames.join("\x1e")
+}
+
+fn payload_of(frame: &str) -> (Value, serde_json::Value) {
+    let mut decoder = Decoder::new(&SocketConfig::default());
+    let ours = ours_decode(&Bytes::from(frame.to_owned()), &mut decoder).args()[0].clone();
+    let naive = naive_decode(frame.as_bytes()).data[1].clone();
+    (ours, naive)
+}
+
+// ---- criterion groups ----
+
+fn decode_packet(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto/decode_packet");
+    for (name, frame) in [("message_send", MESSAGE_SEND), ("message_new", MESSAGE_NEW)] {
+        let bytes = Bytes::from(frame.to_owned());
+        let mut decoder = Decoder::new(&SocketConfig::default());
+        g.bench_function(format!("chatwire/{name}"), |b| b.iter(|| ours_decode(black_box(&bytes), &mut decoder)));
+        g.bench_function(format!("serde_json/{name}"), |b| b.iter(|| naive_decode(black_box(frame.as_bytes()))));
+    }
+    g.finish();
+}
+
+fn encode_packet(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto/encode_packet");
+    for (name, frame, event) in [("message_send", MESSAGE_SEND, "message:send"), ("message_new", MESSAGE_NEW, "message:new")] {
+        let (ours, naive) = payload_of(frame);
+        g.bench_function(format!("chatwire/{name}"), |b| {
+            b.iter_batched_ref(
+                || Vec::with_capacity(512),
+                |out| ours_encode("/chat", event, black_box(&ours), out),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(format!("serde_json/{name}"), |b| b.iter(|| naive_encode("/chat", event, black_box(&naive))));
+    }
+    // The whole packet through the generic encoder (Packet -> text), for comparison.
+    let (ours, _) = payload_of(MESSAGE_NEW);
+    let packet = Packet::event("/chat", "message:new", vec![ours]);
+    g.bench_function("chatwire_generic/message_new", |b| {
+        b.iter_batched_ref(|| Vec::with_capacity(512), |out| encode(black_box(&packet), out), BatchSize::SmallInput)
+    });
+    g.finish();
+}
+
+fn polling_payload(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto/polling_payload");
+    let body = polling_body();
+    let shared = Bytes::from(body.clone());
+    let mut decoder = Decoder::new(&SocketConfig::default());
+    g.bench_function("chatwire/decode_50", |b| b.iter(|| ours_decode_payload(black_box(&shared), &mut decoder)));
+    g.bench_function("serde_json/decode_50", |b| b.iter(|| naive_decode_payload(black_box(&body))));
+    let frames: Vec<EnginePacket> =
+        (0..50).map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..]))).collect();
+    let strings: Vec<String> = (0..50).map(|_| MESSAGE_NEW.to_owned()).collect();
+    g.bench_function("chatwire/encode_50", |b| {
+        b.iter_batched_ref(
+            || Vec::with_capacity(16 * 1024),
+            |out| ours_encode_payload(black_box(&frames), out),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("serde_json/encode_50", |b| b.iter(|| naive_encode_payload(black_box(&strings))));
+    g.finish();
+}
+
+// ---- ratio summary ----
+
+/// Median nanoseconds per call of `f` over 21 samples of `iters` calls.
+fn median_ns(iters: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..iters {
+        f();
+    }
+    let mut samples: Vec<f64> = (0..21)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(iters)
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn summary() {
+    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    for (name, frame) in [("decode message_send", MESSAGE_SEND), ("decode message_new", MESSAGE_NEW)] {
+        let bytes = Bytes::from(frame.to_owned());
+        let mut decoder = Decoder::new(&SocketConfig::default());
+        let ours = median_ns(20_000, || {
+            black_box(ours_decode(black_box(&bytes), &mut decoder));
+        });
+        let naive = median_ns(20_000, || {
+            black_box(naive_decode(black_box(frame.as_bytes())));
+        });
+        rows.push((name, ours, naive));
+    }
+    for (name, frame, event) in
+        [("encode message_send", MESSAGE_SEND, "message:send"), ("encode message_new", MESSAGE_NEW, "message:new")]
+    {
+        let (ours_v, naive_v) = payload_of(frame);
+        let mut out = Vec::with_capacity(512);
+        let ours = median_ns(20_000, || {
+            out.clear();
+            ours_encode("/chat", event, black_box(&ours_v), &mut out);
+            black_box(&out);
+        });
+        let naive = median_ns(20_000, || {
+            black_box(naive_encode("/chat", event, black_box(&naive_v)));
+        });
+        rows.push((name, ours, naive));
+    }
+    let body = polling_body();
+    let shared = Bytes::from(body.clone());
+    let mut decoder = Decoder::new(&SocketConfig::default());
+    let ours = median_ns(500, || {
+        black_box(ours_decode_payload(black_box(&shared), &mut decoder));
+    });
+    let naive = median_ns(500, || {
+        black_box(naive_decode_payload(black_box(&body)));
+    });
+    rows.push(("decode polling x50", ours, naive));
+    let frames: Vec<EnginePacket> =
+        (0..50).map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..]))).collect();
+    let strings: Vec<String> = (0..50).map(|_| MESSAGE_NEW.to_owned()).collect();
+    let mut out = Vec::with_capacity(16 * 1024);
+    let ours = median_ns(2_000, || {
+        out.clear();
+        black_box(ours_encode_payload(black_box(&frames), &mut out));
+    });
+    let naive = median_ns(2_000, || {
+        black_box(naive_encode_payload(black_box(&strings)));
+    });
+    rows.push(("encode polling x50", ours, naive));
+
+    println!();
+    println!("codec summary (median of 21 samples, ns per op; ratio = serde_json / chatwire)");
+    println!("{:<22} {:>12} {:>12} {:>8}", "case", "chatwire", "serde_json", "ratio");
+    for (name, ours, naive) in rows {
+        println!("{name:<22} {ours:>12.1} {naive:>12.1} {:>7.2}x", naive / ours);
+    }
+    println!("message:send frame: {} bytes; bar: decode <= 1000 ns and faster than serde_json", MESSAGE_SEND.len());
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2)).sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = decode_packet, encode_packet, polling_payload
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let listing = std::env::args().any(|a| a == "--list" || a == "--test");
+    if !listing {
+        summary();
+    }
+}
