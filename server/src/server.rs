@@ -118,9 +118,16 @@ pub struct RunningServer {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The batch writer (chat mode).
     writer: Option<WriterHandle>,
+    /// The store (chat mode), for tests and tools that seed data.
+    store: Option<Arc<AnyStore>>,
 }
 
 impl RunningServer {
+    /// The store the server runs on (None in conformance mode).
+    pub fn store(&self) -> Option<Arc<AnyStore>> {
+        self.store.clone()
+    }
+
     /// Graceful shutdown: stop accepting, commit every queued message (its sender still gets
     /// `message:sent`), send Engine.IO close to every client, join the shard threads.
     pub async fn shutdown(mut self) {
@@ -190,6 +197,7 @@ impl Server {
             }
             Mode::Conformance => (None, None),
         };
+        let store = chat.as_ref().map(|c| c.store.clone());
         let (stop_trigger, stop_accepting) = crate::shutdown::channel();
         let (shutdown_trigger, shutdown) = crate::shutdown::channel();
         let conn_limiter = (config.rate_limit_conn_per_ip > 0)
@@ -228,6 +236,7 @@ impl Server {
             shutdown: shutdown_trigger,
             threads,
             writer,
+            store,
         })
     }
 }

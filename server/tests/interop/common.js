@@ -1,0 +1,79 @@
+// Helpers shared by the interop scripts: load the real socket.io-client from tools/node, wait for
+// events with a deadline, and report checks as lines the Rust tests read:
+//   "ok <check>" for each passed check, "PASS" at the end (exit 0), "FAIL <reason>" (exit 1).
+"use strict";
+
+const path = require("path");
+
+const clientPath = path.join(__dirname, "..", "..", "..", "tools", "node", "node_modules", "socket.io-client");
+let client;
+try {
+  client = require(clientPath);
+} catch (e) {
+  console.log(`FAIL socket.io-client not installed at ${clientPath}: run scripts/interop-deps.sh`);
+  process.exit(1);
+}
+
+const BASE_URL = process.env.BASE_URL || "http://127.0.0.1:3000";
+const STEP_MS = Number(process.env.STEP_TIMEOUT_MS || 5000);
+
+function env(name) {
+  const v = process.env[name];
+  if (v === undefined || v === "") fail(`environment variable ${name} is not set`);
+  return v;
+}
+
+function fail(reason) {
+  console.log(`FAIL ${reason}`);
+  process.exit(1);
+}
+
+function ok(check) {
+  console.log(`ok ${check}`);
+}
+
+function check(cond, what, detail) {
+  if (!cond) fail(`${what}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
+  ok(what);
+}
+
+// Resolves with the first `event` on `emitter` whose payload passes `filter`, or fails the run.
+function waitFor(emitter, event, what, filter = () => true, ms = STEP_MS) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => fail(`timed out after ${ms} ms waiting for ${what}`), ms);
+    const handler = (...args) => {
+      if (!filter(...args)) return;
+      clearTimeout(timer);
+      emitter.off(event, handler);
+      resolve(args.length > 1 ? args : args[0]);
+    };
+    emitter.on(event, handler);
+  });
+}
+
+// Resolves when no `event` arrives for `ms`; fails the run if one does.
+function expectNone(emitter, event, what, ms = 300) {
+  return new Promise((resolve) => {
+    const handler = (payload) => fail(`${what}: unexpected ${event} ${JSON.stringify(payload)}`);
+    emitter.on(event, handler);
+    setTimeout(() => {
+      emitter.off(event, handler);
+      ok(what);
+      resolve();
+    }, ms);
+  });
+}
+
+// Runs `main`, prints PASS, exits; any exception is a FAIL. A whole-run deadline stops hangs.
+function run(main, totalMs = 30000) {
+  setTimeout(() => fail(`whole run exceeded ${totalMs} ms`), totalMs).unref();
+  main().then(
+    () => {
+      console.log("PASS");
+      process.exit(0);
+    },
+    (e) => fail(`exception: ${e && e.stack ? e.stack : e}`),
+  );
+}
+
+module.exports = { io: client.io, BASE_URL, env, fail, ok, check, waitFor, expectNone, run };

@@ -1,0 +1,98 @@
+//! End-to-end with the real `socket.io-client` v4 (Node): the guide's snippets and React
+//! component event flow, over polling-then-upgrade and WebSocket only, acks and connect errors.
+//! The server runs in-process on 127.0.0.1:0 with the memory store; conversations are created
+//! through the REST API. Scripts: `tests/interop/*.js`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "interop/harness.rs"]
+mod harness;
+
+use harness::*;
+
+/// The guide's "Testing WebSocket Connection" snippet, verbatim but for the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_console_snippet() {
+    ensure_clients();
+    let server = start_server().await;
+    // The snippet uses conversation 1 and token `1:influencer`; brand 2 is the other side.
+    let id = create_direct(server.addr, (1, "influencer"), (2, "brand")).await;
+    assert_eq!(id, 1, "the first conversation of a fresh store must be id 1 for the snippet");
+    let report = run_script(&node(), "guide_snippet.js", &[], &base_url(server.addr), &[]).await;
+    report.assert_passed(&[
+        "connection:success carries",
+        "the peer got message:new with the snippet's message",
+        "the sending socket did not get its own message:new",
+    ]);
+    server.shutdown().await;
+}
+
+/// Runs the React component flow over `mode` (`default` or `websocket`).
+async fn react_flow(mode: &str) {
+    ensure_clients();
+    let server = start_server().await;
+    let id = create_direct(server.addr, (11, "influencer"), (12, "brand")).await;
+    let envs = [
+        ("CONVERSATION_ID", id.to_string()),
+        ("A_ID", "11".into()),
+        ("A_TYPE", "influencer".into()),
+        ("B_ID", "12".into()),
+        ("B_TYPE", "brand".into()),
+    ];
+    let report = run_script(&node(), "react_flow.js", &[mode], &base_url(server.addr), &envs).await;
+    let transport = if mode == "websocket" {
+        "A uses websocket only"
+    } else {
+        "A upgraded from polling to websocket"
+    };
+    report.assert_passed(&[
+        transport,
+        "both joined on connection:success",
+        "B sees A typing",
+        "message:sent carries the numeric tempId",
+        "message:new at B is the same object as message:sent.message",
+        "B's typing indicator is off after the send",
+        "A gets message:read {conversationId, messageId, readBy}",
+        "B gets message:read:success",
+        "conversation:left {conversationId, room}",
+    ]);
+    server.shutdown().await;
+}
+
+/// The React component's flow with the client's default transports (polling, then upgrade).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_react_component_polling_then_upgrade() {
+    react_flow("default").await;
+}
+
+/// The React component's flow with `transports: ['websocket']`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_react_component_websocket_only() {
+    react_flow("websocket").await;
+}
+
+/// Ack callbacks, error replies through acks, `connect_error` for bad tokens, the `/` namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_connect_errors() {
+    ensure_clients();
+    let server = start_server().await;
+    let id = create_direct(server.addr, (21, "brand"), (22, "influencer")).await;
+    let envs = [
+        ("CONVERSATION_ID", id.to_string()),
+        ("A_ID", "21".into()),
+        ("A_TYPE", "brand".into()),
+    ];
+    let report = run_script(&node(), "acks_errors.js", &[], &base_url(server.addr), &envs).await;
+    report.assert_passed(&[
+        "conversation:join ack {conversationId, room}",
+        "message:send ack {tempId, message}",
+        "tempId '41' (string) is a different key than 41",
+        "repeated (sender, conversation, tempId) answers the first stored message",
+        "blank content: ack {error: 'bad_request', tempId}",
+        "unknown conversation: {error: 'not_found', tempId: null}",
+        "message:read without messageId acks the newest id",
+        "no token: connect_error \"unauthorized\"",
+        "unknown user type: connect_error \"invalid user type\"",
+        "main namespace '/' accepts a client without a token",
+    ]);
+    server.shutdown().await;
+}
