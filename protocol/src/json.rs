@@ -12,9 +12,14 @@ use crate::error::JsonError;
 /// The JSON value type of every payload.
 pub type Value = simd_json::OwnedValue;
 
+/// Inputs up to this size parse with the reused per-thread buffers (which grow to fit them).
+const MAX_REUSED_INPUT: usize = 64 * 1024;
+
 thread_local! {
     /// simd-json's scratch buffers, reused by every parse on this thread (no per-parse setup).
     static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::new(512));
+    /// Mutable copy of the input for [`parse_copy`] (simd-json rewrites its input).
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 /// Fails with [`JsonError::TooDeep`] when `buf` nests arrays/objects deeper than `max_depth`.
@@ -53,12 +58,39 @@ pub fn check_depth(buf: &[u8], max_depth: usize) -> Result<(), JsonError> {
 /// Parses `buf` (simd-json rewrites it in place) after checking its depth against `max_depth`.
 pub fn parse(buf: &mut [u8], max_depth: usize) -> Result<Value, JsonError> {
     check_depth(buf, max_depth)?;
-    let result = BUFFERS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buffers) => simd_json::owned::to_value_with_buffers(buf, &mut buffers),
-        // Re-entrant use on this thread (cannot happen today): fall back to fresh buffers.
-        Err(_) => simd_json::owned::to_value(buf),
-    });
+    parse_checked(buf)
+}
+
+/// simd-json on input whose depth was already checked.
+fn parse_checked(buf: &mut [u8]) -> Result<Value, JsonError> {
+    let result = if buf.len() > MAX_REUSED_INPUT {
+        // Large payloads get one-off buffers so the per-thread ones stay small.
+        simd_json::owned::to_value(buf)
+    } else {
+        BUFFERS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffers) => simd_json::owned::to_value_with_buffers(buf, &mut buffers),
+            // Re-entrant use on this thread (cannot happen today): fall back to fresh buffers.
+            Err(_) => simd_json::owned::to_value(buf),
+        })
+    };
     result.map_err(|e| JsonError::Syntax { offset: e.index() })
+}
+
+/// Parses a copy of `input` (for callers holding shared bytes), after the depth check. Small
+/// inputs are copied into a per-thread scratch buffer, so the hot path does not allocate for it.
+pub fn parse_copy(input: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    check_depth(input, max_depth)?;
+    if input.len() > MAX_REUSED_INPUT {
+        return parse_checked(&mut input.to_vec());
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            scratch.extend_from_slice(input);
+            parse_checked(&mut scratch)
+        }
+        Err(_) => parse_checked(&mut input.to_vec()),
+    })
 }
 
 /// Appends `value` as compact JSON to `out`.
@@ -124,6 +156,28 @@ mod tests {
             parse(&mut closed, 128),
             Err(JsonError::TooDeep { max: 128 })
         );
+    }
+
+    #[test]
+    fn parse_copy_leaves_the_input_alone() {
+        let input = br#"["a\nb",{"k":"\u00e9"}]"#;
+        let v = parse_copy(input, 8).unwrap();
+        assert_eq!(&input[..], br#"["a\nb",{"k":"\u00e9"}]"#);
+        let mut out = Vec::new();
+        write(&v, &mut out);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()[1]["k"],
+            "é"
+        );
+        assert_eq!(parse_copy(b"[[[", 2), Err(JsonError::TooDeep { max: 2 }));
+    }
+
+    #[test]
+    fn large_inputs_parse_too() {
+        let mut big = format!("[\"{}\",1]", "x".repeat(MAX_REUSED_INPUT)).into_bytes();
+        assert!(parse(&mut big, 4).is_ok());
+        let mut small = b"[1]".to_vec();
+        assert!(parse(&mut small, 4).is_ok());
     }
 
     #[test]

@@ -158,8 +158,7 @@ pub fn decode_packet(
     let data = if rest.is_empty() {
         None
     } else {
-        let mut buf = rest.to_vec();
-        Some(json::parse(&mut buf, max_depth)?)
+        Some(json::parse_copy(rest, max_depth)?)
     };
 
     validate(kind, data.as_ref())?;
