@@ -13,6 +13,7 @@ pub mod http;
 pub mod origin;
 pub mod presence;
 pub mod ratelimit;
+pub mod rest;
 pub mod rooms;
 pub mod server;
 pub mod shard;

@@ -23,6 +23,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use any::AnyStore;
+pub(crate) use json::{
+    write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str, write_timestamp as json_timestamp,
+};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
