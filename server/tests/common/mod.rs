@@ -237,3 +237,90 @@ pub(crate) fn args(frame: &str) -> Value {
     let start = frame.find('[').expect("event array");
     serde_json::from_str(&frame[start..]).unwrap()
 }
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    /// Status code.
+    pub(crate) status: u16,
+    /// Header block, lower-cased.
+    pub(crate) headers: String,
+    /// Body.
+    pub(crate) body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Body as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP request on a fresh TCP connection (`Connection: close`), read to the end.
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, extra_headers: &str, body: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let headers = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+    let status = headers[9..12].parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if headers.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[line_end + 2..line_end + 2 + n]);
+            rest = &rest[line_end + 4 + n..];
+        }
+        body = out;
+    }
+    RawResponse { status, headers, body }
+}
+
+/// A polling session: handshake GET; returns the sid and the open packet.
+pub(crate) async fn polling_open(addr: SocketAddr, root: &str) -> (String, Value) {
+    let r = http(addr, "GET", &format!("{root}?EIO=4&transport=polling"), "", b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.starts_with('0'), "{text}");
+    let open: Value = serde_json::from_str(&text[1..]).unwrap();
+    (open["sid"].as_str().unwrap().to_owned(), open)
+}
+
+/// A polling GET for `sid`.
+pub(crate) async fn poll_get(addr: SocketAddr, root: &str, sid: &str) -> RawResponse {
+    http(addr, "GET", &format!("{root}?EIO=4&transport=polling&sid={sid}"), "", b"").await
+}
+
+/// A polling POST for `sid`.
+pub(crate) async fn poll_post(addr: SocketAddr, root: &str, sid: &str, body: &str) -> RawResponse {
+    http(addr, "POST", &format!("{root}?EIO=4&transport=polling&sid={sid}"), "Content-Type: text/plain;charset=UTF-8\r\n", body.as_bytes()).await
+}
+
+/// Opens a WebSocket with custom query and headers; returns the stream or the HTTP error status.
+pub(crate) async fn ws_open(addr: SocketAddr, path_and_query: &str, headers: &[(&str, &str)]) -> Result<WebSocketStream<TcpStream>, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}{path_and_query}").into_client_request().unwrap();
+    for (k, v) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
+    }
+    let stream = TcpStream::connect(addr).await.unwrap();
+    match tokio_tungstenite::client_async(req, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket handshake: {e}"),
+    }
+}

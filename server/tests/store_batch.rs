@@ -1,0 +1,195 @@
+//! The BatchWriter on real databases: idempotency within a batch, across batches and across a
+//! restart (store re-opened on the same PostgreSQL database / SQLite file), results in id order,
+//! refusals reported per message, and `flush_and_stop` committing everything queued.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
+use chatwire::store::{AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType};
+
+enum Event {
+    Committed(Vec<Stored>),
+    Failed(Vec<NewMessage>, StoreError),
+}
+
+struct Sink(flume::Sender<Event>);
+
+impl CommitSink for Sink {
+    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
+        let _ = self.0.send(Event::Committed(batch.into_iter().map(|(s, _)| s).collect()));
+    }
+    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
+        let _ = self.0.send(Event::Failed(batch.into_iter().map(|(m, _)| m).collect(), error));
+    }
+}
+
+fn a() -> UserKey {
+    UserKey::new(UserType::Brand, 1)
+}
+fn b() -> UserKey {
+    UserKey::new(UserType::Influencer, 1)
+}
+
+fn msg(cid: i64, sender: UserKey, temp: Option<TempId>) -> NewMessage {
+    NewMessage {
+        conversation_id: cid,
+        sender,
+        message_type: MessageType::Text,
+        content: "hi".into(),
+        attachment_url: None,
+        attachment_name: None,
+        temp_id: temp,
+    }
+}
+
+fn spawn(store: Arc<AnyStore>, window_ms: u64) -> (WriterHandle, flume::Receiver<Event>) {
+    let (tx, rx) = flume::unbounded();
+    let cfg = BatchConfig::default().with_window(Duration::from_millis(window_ms));
+    (BatchWriter::spawn(store, cfg, Box::new(Sink(tx))), rx)
+}
+
+/// Waits until `n` results (committed or failed) arrived; returns committed rows and failures.
+async fn collect(rx: &flume::Receiver<Event>, n: usize) -> (Vec<Vec<Stored>>, Vec<(NewMessage, StoreError)>) {
+    let (mut batches, mut failed, mut seen) = (Vec::new(), Vec::new(), 0);
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv_async()).await.unwrap().unwrap() {
+            Event::Committed(rows) => {
+                seen += rows.len();
+                batches.push(rows);
+            }
+            Event::Failed(msgs, e) => {
+                seen += msgs.len();
+                failed.extend(msgs.into_iter().map(|m| (m, e.clone())));
+            }
+        }
+    }
+    (batches, failed)
+}
+
+async fn idempotency_and_restart(url: &str) {
+    let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let cid = conv.id;
+    // A 50 ms window puts these in one batch.
+    let (writer, rx) = spawn(store.clone(), 50);
+    let t = |s: &str| Some(TempId::Str(s.into()));
+    for m in [
+        msg(cid, a(), t("k1")),
+        msg(cid, a(), t("k2")),
+        msg(cid, a(), t("k1")),
+        msg(cid, b(), t("k1")),
+        msg(cid, UserKey::new(UserType::Brand, 99), t("k9")),
+        msg(cid, a(), None),
+        msg(cid, a(), Some(TempId::Int(1))),
+        msg(cid, a(), Some(TempId::Float(1.0))),
+    ] {
+        writer.try_submit(m, ReplyTo::None).unwrap();
+    }
+    let (batches, failed) = collect(&rx, 8).await;
+    assert_eq!(batches.len(), 1, "one window, one batch");
+    let rows = &batches[0];
+    assert!(rows.windows(2).all(|w| w[0].message.id <= w[1].message.id), "sink gets rows in id order");
+    let k1: Vec<&Stored> = rows.iter().filter(|s| s.message.sender == a() && s.message.temp_id == t("k1")).collect();
+    assert_eq!(k1.len(), 2);
+    assert_eq!(k1[0].message.id, k1[1].message.id, "same key in one batch: one row");
+    assert_eq!(k1.iter().filter(|s| s.duplicate).count(), 1);
+    let n1: Vec<&Stored> = rows.iter().filter(|s| matches!(s.message.temp_id, Some(TempId::Int(1) | TempId::Float(_)))).collect();
+    assert_eq!(n1.len(), 2);
+    assert_eq!(n1[0].message.id, n1[1].message.id, "1 and 1.0 are the same JSON number");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1, StoreError::Forbidden, "a non-participant is refused alone");
+    let k1_id = k1[0].message.id;
+    let unique_rows = rows.iter().filter(|s| !s.duplicate).count();
+    assert_eq!(unique_rows, 5);
+
+    // Across batches.
+    writer.try_submit(msg(cid, a(), t("k1")), ReplyTo::None).unwrap();
+    let (batches, _) = collect(&rx, 1).await;
+    assert!(batches[0][0].duplicate);
+    assert_eq!(batches[0][0].message.id, k1_id);
+    writer.flush_and_stop().await;
+    drop(store);
+
+    // Across a restart: a new store on the same database.
+    let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
+    let (writer, rx) = spawn(store.clone(), 1);
+    writer.try_submit(msg(cid, a(), t("k1")), ReplyTo::None).unwrap();
+    writer.try_submit(msg(cid, a(), t("k3")), ReplyTo::None).unwrap();
+    let (batches, _) = collect(&rx, 2).await;
+    let all: Vec<&Stored> = batches.iter().flatten().collect();
+    let again = all.iter().find(|s| s.message.temp_id == t("k1")).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.id, k1_id);
+    assert_eq!(again.message.content, "hi");
+    let fresh = all.iter().find(|s| s.message.temp_id == t("k3")).unwrap();
+    assert!(!fresh.duplicate && fresh.message.id > k1_id, "ids keep increasing after a restart");
+    let history = store
+        .history(cid, a(), chatwire::store::HistoryQuery { before: None, limit: 100, search: None })
+        .await
+        .unwrap();
+    assert_eq!(history.messages.len(), unique_rows + 1, "nothing duplicated in the table");
+    writer.flush_and_stop().await;
+}
+
+async fn flush_commits_everything_queued(url: &str) {
+    let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let (writer, rx) = spawn(store.clone(), 1);
+    let n = 5000;
+    for i in 0..n {
+        writer.try_submit(msg(conv.id, a(), Some(TempId::Int(i))), ReplyTo::None).unwrap();
+    }
+    writer.clone().flush_and_stop().await;
+    let (batches, failed) = collect(&rx, n as usize).await;
+    assert!(failed.is_empty());
+    let ids: Vec<i64> = batches.iter().flatten().map(|s| s.message.id).collect();
+    assert_eq!(ids.len(), n as usize);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "batches commit sequentially: ids increase");
+    assert!(batches.len() > 1 && batches.iter().all(|b| b.len() <= 1024), "bounded batch size");
+    // After the stop, submits are handed back as `stopped`.
+    let rejected = writer.try_submit(msg(conv.id, a(), None), ReplyTo::None).unwrap_err();
+    assert!(rejected.stopped);
+    let unread = store.unread_counts(b()).await.unwrap();
+    assert_eq!(unread.total, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches() {
+    let db = pg::TestDb::create().await;
+    idempotency_and_restart(&db.url).await;
+    let db = pg::TestDb::create().await;
+    flush_commits_everything_queued(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_batches() {
+    let dir = std::env::temp_dir().join(format!("chatwire-batch-{}", pg::random_suffix()));
+    idempotency_and_restart(&format!("sqlite://{}", dir.join("a.db").display())).await;
+    flush_commits_everything_queued(&format!("sqlite://{}", dir.join("b.db").display())).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_batches() {
+    idempotency_and_restart_memory().await;
+}
+
+/// The memory store has no restart; check the in-batch semantics match.
+async fn idempotency_and_restart_memory() {
+    let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let (writer, rx) = spawn(store.clone(), 50);
+    for _ in 0..3 {
+        writer.try_submit(msg(conv.id, a(), Some(TempId::Str("x".into()))), ReplyTo::None).unwrap();
+    }
+    let (batches, _) = collect(&rx, 3).await;
+    let rows: Vec<&Stored> = batches.iter().flatten().collect();
+    assert!(rows.iter().all(|s| s.message.id == rows[0].message.id));
+    assert_eq!(rows.iter().filter(|s| !s.duplicate).count(), 1);
+    writer.flush_and_stop().await;
+}
