@@ -16,8 +16,18 @@ async fn guide_console_snippet() {
     let server = start_server().await;
     // The snippet uses conversation 1 and token `1:influencer`; brand 2 is the other side.
     let id = create_direct(server.addr, (1, "influencer"), (2, "brand")).await;
-    assert_eq!(id, 1, "the first conversation of a fresh store must be id 1 for the snippet");
-    let report = run_script(&node(), "guide_snippet.js", &[], &base_url(server.addr), &[]).await;
+    assert_eq!(
+        id, 1,
+        "the first conversation of a fresh store must be id 1 for the snippet"
+    );
+    let report = run_script(
+        &node(),
+        "guide_snippet.js",
+        &[],
+        &base_url(server.addr),
+        &[],
+    )
+    .await;
     report.assert_passed(&[
         "connection:success carries",
         "the peer got message:new with the snippet's message",
@@ -38,7 +48,14 @@ async fn react_flow(mode: &str) {
         ("B_ID", "12".into()),
         ("B_TYPE", "brand".into()),
     ];
-    let report = run_script(&node(), "react_flow.js", &[mode], &base_url(server.addr), &envs).await;
+    let report = run_script(
+        &node(),
+        "react_flow.js",
+        &[mode],
+        &base_url(server.addr),
+        &envs,
+    )
+    .await;
     let transport = if mode == "websocket" {
         "A uses websocket only"
     } else {
@@ -81,7 +98,14 @@ async fn acks_and_connect_errors() {
         ("A_ID", "21".into()),
         ("A_TYPE", "brand".into()),
     ];
-    let report = run_script(&node(), "acks_errors.js", &[], &base_url(server.addr), &envs).await;
+    let report = run_script(
+        &node(),
+        "acks_errors.js",
+        &[],
+        &base_url(server.addr),
+        &envs,
+    )
+    .await;
     report.assert_passed(&[
         "conversation:join ack {conversationId, room}",
         "message:send ack {tempId, message}",

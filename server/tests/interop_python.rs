@@ -21,8 +21,19 @@ async fn python_client(mode: &str) {
         ("B_ID", "32".into()),
         ("B_TYPE", "brand".into()),
     ];
-    let report = run_script(&python(), "python_client.py", &[mode], &base_url(server.addr), &envs).await;
-    let transport = if mode == "polling" { "polling" } else { "websocket" };
+    let report = run_script(
+        &python(),
+        "python_client.py",
+        &[mode],
+        &base_url(server.addr),
+        &envs,
+    )
+    .await;
+    let transport = if mode == "polling" {
+        "polling"
+    } else {
+        "websocket"
+    };
     report.assert_passed(&[
         &format!("A transport is {transport}"),
         "A conversation:join ack",

@@ -10,6 +10,7 @@ import os
 import queue
 import sys
 import threading
+import time
 
 import socketio
 
@@ -98,22 +99,24 @@ def main():
     typing = b.wait("typing:start")
     check(typing["user"] == {"userId": a_id, "userType": a_type}, "B sees A typing", typing)
 
+    temp_id = f"py-{mode}-{time.time_ns()}"  # unique: a repeated tempId would be a retry
     sent = a.sio.call("message:send", {"conversationId": conversation_id,
-                                       "content": "hello from python ✓", "tempId": "py-1"},
+                                       "content": "hello from python ✓", "tempId": temp_id},
                       namespace=NS, timeout=STEP)
-    check(sent["tempId"] == "py-1" and sent["message"]["content"] == "hello from python ✓",
+    check(sent["tempId"] == temp_id and sent["message"]["content"] == "hello from python ✓",
           "message:send ack {tempId, message} (non-ASCII content intact)", sent)
     check(a.wait("message:sent")["message"]["id"] == sent["message"]["id"],
           "message:sent event matches the ack")
     got = b.wait("message:new")
     check(got == sent["message"], "B receives message:new equal to the stored message", got)
 
-    b.sio.emit("message:send", {"conversationId": conversation_id, "content": "reply", "tempId": 2},
+    temp_b = time.time_ns() % 1_000_000_000
+    b.sio.emit("message:send", {"conversationId": conversation_id, "content": "reply", "tempId": temp_b},
                namespace=NS)
     back = a.wait("message:new")
     check(back["content"] == "reply" and back["sender"]["id"] == b_id and back["id"] > got["id"],
           "A receives B's reply in id order", back)
-    check(b.wait("message:sent")["tempId"] == 2, "B's message:sent keeps the numeric tempId")
+    check(b.wait("message:sent")["tempId"] == temp_b, "B's message:sent keeps the numeric tempId")
 
     bad = Client("C")
     try:
