@@ -73,7 +73,36 @@ fn parse_checked(buf: &mut [u8]) -> Result<Value, JsonError> {
             Err(_) => simd_json::owned::to_value(buf),
         })
     };
-    result.map_err(|e| JsonError::Syntax { offset: e.index() })
+    let mut value = result.map_err(|e| JsonError::Syntax { offset: e.index() })?;
+    dedupe_keys(&mut value);
+    Ok(value)
+}
+
+/// Makes repeated object keys behave like `JSON.parse`: one entry per key, the last value wins.
+///
+/// simd-json keeps every entry of objects up to 32 keys (it skips the duplicate check for speed),
+/// which would make a key readable with one value here and another in a browser. Recursion depth
+/// is bounded by the depth check that ran before parsing.
+fn dedupe_keys(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(dedupe_keys),
+        Value::Object(obj) => {
+            // Over 32 keys simd-json already dedupes (hash-backed); the quadratic scan stays small.
+            let has_duplicates = (2..=32).contains(&obj.len())
+                && obj
+                    .keys()
+                    .enumerate()
+                    .any(|(i, k)| obj.keys().skip(i + 1).any(|other| other == k));
+            if has_duplicates {
+                let entries = std::mem::take(&mut **obj);
+                for (k, v) in entries {
+                    obj.insert(k, v);
+                }
+            }
+            obj.values_mut().for_each(dedupe_keys);
+        }
+        Value::Static(_) | Value::String(_) => {}
+    }
 }
 
 /// Parses a copy of `input` (for callers holding shared bytes), after the depth check. Small
@@ -170,6 +199,30 @@ mod tests {
             "é"
         );
         assert_eq!(parse_copy(b"[[[", 2), Err(JsonError::TooDeep { max: 2 }));
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_like_json_parse() {
+        let mut buf = br#"[{"a":1,"b":{"x":1,"x":2},"a":3}]"#.to_vec();
+        let v = parse(&mut buf, 8).unwrap();
+        let mut out = Vec::new();
+        write(&v, &mut out);
+        assert_eq!(out, br#"[{"a":3,"b":{"x":2}}]"#);
+    }
+
+    #[test]
+    fn repeated_keys_in_large_objects_too() {
+        let mut text = String::from("{");
+        for i in 0..40 {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str("\"k0\":99}");
+        let v = parse(&mut text.into_bytes(), 8).unwrap();
+        let Value::Object(obj) = v else {
+            panic!("not an object")
+        };
+        assert_eq!(obj.len(), 40);
+        assert_eq!(obj.get("k0"), Some(&Value::from(99i64)));
     }
 
     #[test]
