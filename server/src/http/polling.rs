@@ -7,6 +7,7 @@ use std::rc::Rc;
 use base64::Engine as _;
 use bytes::Bytes;
 use chatwire_protocol::engine::handshake::{HandshakeError, Transport};
+use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::payload;
 use chatwire_protocol::engine::sid::Sid;
 use http_body_util::{BodyExt, Full};
@@ -94,6 +95,11 @@ async fn post(shard: &Rc<Shard>, conn: &Rc<Conn>, body: Bytes) -> (u16, Bytes) {
     }
     for packet in payload::decode_bytes(body) {
         let ok = match packet {
+            Ok(EnginePacket::Close) => {
+                // The client closes the session: a clean end, answered `ok`.
+                conn.on_packet(shard, EnginePacket::Close).await;
+                return (200, Bytes::from_static(b"ok"));
+            }
             Ok(p) => conn.on_packet(shard, p).await,
             Err(_) => {
                 conn.terminate(shard, "parse error");
@@ -143,8 +149,8 @@ async fn get(shard: &Rc<Shard>, conn: &Rc<Conn>) -> (u16, Bytes) {
     }
     conn.state.borrow_mut().session.end_poll();
     if out.is_empty() {
-        // Closed with nothing queued: tell the client the session is over.
-        out.push(b'1');
+        // Closed with nothing queued (e.g. the client sent close): end the poll cleanly.
+        out.push(b'6');
     }
     (200, Bytes::from(out))
 }

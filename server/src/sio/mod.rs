@@ -120,6 +120,10 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
                 };
                 if let Some(slot) = slot {
                     cleanup_socket(shard, conn, slot, "client namespace disconnect");
+                    // Like the reference server: no namespace left, nothing to keep open.
+                    if conn.state.borrow().sockets.is_empty() {
+                        conn.terminate(shard, "client namespace disconnect");
+                    }
                 }
             }
             true
