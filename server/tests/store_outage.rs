@@ -1,0 +1,249 @@
+//! PostgreSQL outage under load: a TCP proxy (a tokio task) sits between the store and the
+//! database; it is cut in the middle of a stream of sends and restored. Senders must get an answer
+//! within the commit deadline while it is down (`unavailable` or a full queue), writes must resume
+//! by themselves, and after clients retry what was not acknowledged (same tempId), the table holds
+//! exactly the acknowledged messages, each once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
+use chatwire::store::{AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+/// A TCP proxy that can drop every connection and refuse new ones.
+struct Proxy {
+    addr: String,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Answers each HTTP-style waiter, like the server's sink.
+struct Sink;
+
+impl CommitSink for Sink {
+    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
+        for (s, r) in batch {
+            if let ReplyTo::Http(tx) = r {
+                let _ = tx.send(Ok(s));
+            }
+        }
+    }
+    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
+        for (_, r) in batch {
+            if let ReplyTo::Http(tx) = r {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Answer {
+    Acked(i64),
+    Unavailable,
+    QueueFull,
+}
+
+fn message(cid: i64, sender: UserKey, n: i64) -> NewMessage {
+    NewMessage {
+        conversation_id: cid,
+        sender,
+        message_type: MessageType::Text,
+        content: format!("m{n}"),
+        attachment_url: None,
+        attachment_name: None,
+        temp_id: Some(TempId::Int(n)),
+    }
+}
+
+/// Sends one message and waits for its answer; returns it with the time it took.
+async fn send(writer: WriterHandle, m: NewMessage) -> (Answer, Duration) {
+    let started = Instant::now();
+    let (tx, rx) = oneshot::channel();
+    if writer.submit(m, ReplyTo::Http(tx), Duration::from_millis(10)).await.is_err() {
+        return (Answer::QueueFull, started.elapsed());
+    }
+    let answer = match rx.await {
+        Ok(Ok(stored)) => Answer::Acked(stored.message.id),
+        Ok(Err(StoreError::Unavailable(_))) => Answer::Unavailable,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    (answer, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_loses_nothing_acked_and_duplicates_nothing() {
+    let db = pg::TestDb::create().await;
+    let proxy = Proxy::start(db.addr.clone()).await;
+    let store = Arc::new(AnyStore::connect(&db.url_via(&proxy.addr), true).await.unwrap());
+    let sender = UserKey::new(UserType::Brand, 1);
+    let (conv, _) = store.create_direct(sender, UserKey::new(UserType::Influencer, 1)).await.unwrap();
+    let deadline = Duration::from_secs(1);
+    let cfg = BatchConfig::default()
+        .with_commit_deadline(deadline)
+        .with_queue_capacity(2000)
+        .with_retry_backoff(Duration::from_millis(10));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Box::new(Sink));
+
+    // Load: ~10k sends/s from 50 senders that do not wait for answers (each send has its own
+    // waiter task), for 4 s; the database is away from 0.7 s to 2.7 s, so the queue fills.
+    let start = Instant::now();
+    let stop_at = start + Duration::from_secs(4);
+    let answers: Arc<Mutex<Vec<(i64, Answer, Duration, Instant)>>> = Arc::default();
+    let mut senders = Vec::new();
+    for s in 0..50i64 {
+        let (writer, answers) = (writer.clone(), answers.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = s;
+            let mut waiters = Vec::new();
+            while Instant::now() < stop_at {
+                let (writer, answers) = (writer.clone(), answers.clone());
+                waiters.push(tokio::spawn(async move {
+                    let sent_at = Instant::now();
+                    let (answer, took) = send(writer, message(conv.id, sender, n)).await;
+                    answers.lock().unwrap().push((n, answer, took, sent_at));
+                }));
+                n += 50;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            for w in waiters {
+                w.await.unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.cut();
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    let restored_at = Instant::now();
+    for s in senders {
+        s.await.unwrap();
+    }
+
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
+    let acked_before = answers.iter().filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t < cut_at).count();
+    let refused_during: Vec<&(i64, Answer, Duration, Instant)> = answers
+        .iter()
+        .filter(|(_, a, _, t)| !matches!(a, Answer::Acked(_)) && *t >= cut_at && *t < restored_at)
+        .collect();
+    let acked_after = answers
+        .iter()
+        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t > restored_at + deadline)
+        .count();
+    assert!(acked_before > 100, "load before the cut: {acked_before} acked");
+    assert!(!refused_during.is_empty(), "the outage was noticed");
+    assert!(acked_after > 100, "writes resumed by themselves: {acked_after} acked after the restore");
+    let slowest = answers
+        .iter()
+        .filter(|(_, a, _, _)| !matches!(a, Answer::Acked(_)))
+        .map(|(_, _, took, _)| *took)
+        .max()
+        .unwrap();
+    assert!(
+        slowest < deadline + Duration::from_millis(1500),
+        "every refused sender heard back within the deadline: slowest {slowest:?}"
+    );
+    eprintln!(
+        "sends {}, acked before cut {acked_before}, refused during outage {} (unavailable {}, queue full {}), \
+         acked after restore {acked_after}, slowest refusal {slowest:?}",
+        answers.len(),
+        refused_during.len(),
+        answers.iter().filter(|(_, a, _, _)| matches!(a, Answer::Unavailable)).count(),
+        answers.iter().filter(|(_, a, _, _)| matches!(a, Answer::QueueFull)).count(),
+    );
+
+    // Clients retry every send that was not acknowledged, with the same tempId.
+    let mut acked: HashMap<i64, i64> = HashMap::new();
+    let mut retry: Vec<i64> = Vec::new();
+    for (n, a, _, _) in &answers {
+        match a {
+            Answer::Acked(id) => {
+                assert!(acked.insert(*n, *id).is_none());
+            }
+            _ => retry.push(*n),
+        }
+    }
+    while !retry.is_empty() {
+        let mut still = Vec::new();
+        for chunk in retry.chunks(1000) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|&n| (n, tokio::spawn(send(writer.clone(), message(conv.id, sender, n)))))
+                .collect();
+            for (n, t) in tasks {
+                match t.await.unwrap().0 {
+                    Answer::Acked(id) => {
+                        acked.insert(n, id);
+                    }
+                    _ => still.push(n),
+                }
+            }
+        }
+        retry = still;
+    }
+    writer.flush_and_stop().await;
+
+    // The table holds exactly the acknowledged messages, once each.
+    let direct = AnyStore::connect(&db.url, false).await.unwrap();
+    let AnyStore::Postgres(pg) = &direct else { unreachable!() };
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, temp_id_key FROM messages")
+        .fetch_all(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), acked.len(), "rows stored == messages acknowledged");
+    let stored: HashMap<String, i64> = rows.into_iter().map(|(id, k)| (k.unwrap(), id)).collect();
+    assert_eq!(stored.len(), acked.len(), "no duplicate rows");
+    for (n, id) in &acked {
+        assert_eq!(stored.get(&format!("n:{n}")), Some(id), "acked message {n} is stored with its id");
+    }
+    let ids: HashSet<i64> = acked.values().copied().collect();
+    assert_eq!(ids.len(), acked.len());
+}
