@@ -20,6 +20,7 @@ use crate::ratelimit::ConnectionLimiter;
 use crate::shard::msg::ShardSet;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::store::batch::{BatchConfig, BatchWriter, WriterHandle};
+use crate::store::validate::MessageLimits;
 use crate::store::{AnyStore, Store};
 
 /// What the server serves.
@@ -51,6 +52,8 @@ pub struct Shared {
     pub conn_limiter: Option<ConnectionLimiter>,
     /// Chat dependencies (None in conformance mode).
     pub chat: Option<ChatShared>,
+    /// REST handler context (None in conformance mode).
+    pub rest: Option<crate::rest::RestContext>,
     /// Fires when shards must stop accepting.
     pub stop_accepting: Shutdown,
     /// Fires when shards must close every client and exit.
@@ -198,6 +201,14 @@ impl Server {
             Mode::Conformance => (None, None),
         };
         let store = chat.as_ref().map(|c| c.store.clone());
+        let rest = chat.as_ref().map(|c| crate::rest::RestContext {
+            store: c.store.clone(),
+            writer: c.writer.clone(),
+            live: Arc::new(crate::http::rest::ShardLive { set: set.clone() }),
+            limits: crate::rest::RestLimits::default()
+                .with_max_participants(config.max_participants)
+                .with_message(MessageLimits::default().with_max_chars(config.max_message_chars)),
+        });
         let (stop_trigger, stop_accepting) = crate::shutdown::channel();
         let (shutdown_trigger, shutdown) = crate::shutdown::channel();
         let conn_limiter = (config.rate_limit_conn_per_ip > 0)
@@ -212,6 +223,7 @@ impl Server {
             origin: OriginPolicy::from_config(config),
             conn_limiter,
             chat,
+            rest,
             stop_accepting,
             shutdown,
         });

@@ -188,3 +188,31 @@ async fn messages_arrive_in_id_order_across_many_senders() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_send_and_read_reach_sockets() {
+    let s = TestServer::start().await;
+    let (a, b) = (brand(1), influencer(2));
+    let conv = s.direct(a, b).await;
+    let (mut cb, _) = Client::chat(s.addr, b).await;
+    cb.emit("conversation:join", json!({"conversationId": conv})).await;
+    cb.event("conversation:joined").await;
+    let unauth = common::http(s.addr, "GET", "/api/chat/conversations", "", b"").await;
+    assert_eq!(unauth.status, 401);
+    let body = json!({"conversationId": conv, "content": "over http", "tempId": "h1"}).to_string();
+    let r = common::http(s.addr, "POST", "/api/chat/messages", "Authorization: Bearer 1:brand\r\nContent-Type: application/json\r\n", body.as_bytes()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let posted: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(cb.event("message:new").await, posted);
+    let body = json!({"messageId": posted["id"]}).to_string();
+    let r = common::http(s.addr, "PUT", &format!("/api/chat/conversations/{conv}/read"), "Authorization: 2:influencer\r\n", body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    ca.emit("conversation:join", json!({"conversationId": conv})).await;
+    ca.event("conversation:joined").await;
+    let r = common::http(s.addr, "PUT", &format!("/api/chat/conversations/{conv}/read"), "Authorization: 2:influencer\r\n", b"{}").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let read = ca.event("message:read").await;
+    assert_eq!(read["readBy"], json!({"userId": 2, "userType": "influencer"}));
+    s.stop().await;
+}

@@ -164,21 +164,30 @@ pub async fn authenticate(shard: &Rc<Shard>, conn: &Conn, auth: Option<&Value>) 
         .map_or(0, |d| d.as_secs());
     let identity = chat.auth.authenticate(token, now).map_err(|e| e.message().to_owned())?;
     let user = identity.user;
-    let known = shard.chat.known_users.borrow().contains(&user);
-    if !known || identity.profile.is_some() {
-        let store = chat.store.clone();
-        if let Err(e) = store.ensure_user(user, identity.profile).await {
-            tracing::warn!(error = %e, "ensure_user failed");
-            return Err("unavailable".to_owned());
-        }
-        let mut known = shard.chat.known_users.borrow_mut();
-        if known.len() >= CACHE_LIMIT {
-            known.clear();
-        }
-        known.insert(user);
-    }
+    ensure_user(shard, identity).await?;
     let limiter = (chat.rate.0 > 0).then(|| MessageLimiter::new(chat.rate.0, chat.rate.1.max(1)));
     Ok(ChatSocket { user, limiter, rooms: SmallVec::new(), typing: SmallVec::new(), typing_gen: 0 })
+}
+
+/// Creates the user in the store on first sight (per shard cache); profile claims update it.
+pub async fn ensure_user(shard: &Shard, identity: crate::auth::Identity) -> Result<(), String> {
+    let chat = shared(shard).map_err(|e| e.message)?;
+    let user = identity.user;
+    let known = shard.chat.known_users.borrow().contains(&user);
+    if known && identity.profile.is_none() {
+        return Ok(());
+    }
+    let store = chat.store.clone();
+    if let Err(e) = store.ensure_user(user, identity.profile).await {
+        tracing::warn!(error = %e, "ensure_user failed");
+        return Err("unavailable".to_owned());
+    }
+    let mut known = shard.chat.known_users.borrow_mut();
+    if known.len() >= CACHE_LIMIT {
+        known.clear();
+    }
+    known.insert(user);
+    Ok(())
 }
 
 /// `{userId, userType}` as JSON.

@@ -1,21 +1,115 @@
-//! The REST glue: authenticate the `Authorization` header with the chat `Authenticator`, then
-//! hand the request to the hyper-free `crate::rest` handler.
+//! The REST glue: CORS, `Authorization` header -> `Authenticator` (401 otherwise), bounded body
+//! read, then the hyper-free `crate::rest::handle`. Also the server's `LiveEvents` (REST actions
+//! that sockets must see, such as a read receipt).
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 
-use super::response::json;
+use super::response::{empty, json};
+use crate::chat::{NSP, UserJson, room_name};
+use crate::rooms::room_owner;
 use crate::shard::Shard;
+use crate::shard::msg::{ShardMsg, ShardSet};
+use crate::sio::emit;
+use crate::store::UserKey;
+
+/// Broadcasts REST-side actions to sockets through the room's owner shard.
+#[derive(Debug, Clone)]
+pub struct ShardLive {
+    /// Channels to every shard.
+    pub set: ShardSet,
+}
+
+impl crate::rest::LiveEvents for ShardLive {
+    fn read(&self, conversation_id: i64, message_id: i64, reader: UserKey) {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ReadBy {
+            conversation_id: i64,
+            message_id: i64,
+            read_by: UserJson,
+        }
+        let body = crate::chat::json(&ReadBy { conversation_id, message_id, read_by: reader.into() });
+        let room = room_name(conversation_id);
+        let owner = room_owner(&room, self.set.len());
+        let frame = emit::event(NSP, "message:read", &body);
+        if !self.set.try_send(owner, ShardMsg::Broadcast { room, frame, except: None }) {
+            tracing::debug!("read receipt broadcast dropped: shard queue full");
+        }
+    }
+}
+
+/// `{"error":{"code","message"}}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let r = crate::rest::RestResponse::custom_error(status.as_u16(), code, message);
+    json(status, r.body)
+}
 
 /// Serves `/api/chat/...`.
 pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let _ = (&shard, &req);
-    json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"error":{"code":"unavailable","message":"REST API not wired yet"}}"#,
-    )
+    let headers = req.headers();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let policy = &shard.shared.origin;
+    if req.method() == Method::OPTIONS {
+        let wanted = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+        return match policy.preflight(origin.as_deref(), host.as_deref(), wanted) {
+            Some(cors) => {
+                let mut resp = empty(StatusCode::NO_CONTENT);
+                resp.headers_mut().extend(cors);
+                resp
+            }
+            None => error(StatusCode::FORBIDDEN, "forbidden", "origin not allowed"),
+        };
+    }
+    if !policy.check(origin.as_deref(), host.as_deref()) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "origin not allowed");
+    }
+    let mut resp = serve(&shard, req).await;
+    policy.apply_cors(origin.as_deref(), host.as_deref(), resp.headers_mut());
+    resp
+}
+
+/// Authenticates and calls the REST handler.
+async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (Some(chat), Some(ctx)) = (shard.shared.chat.as_ref(), shard.shared.rest.as_ref()) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+    };
+    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = token else {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing Authorization header");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let identity = match chat.auth.authenticate(token, now) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, e.code(), e.message()),
+    };
+    let user = identity.user;
+    if let Err(e) = crate::chat::ensure_user(shard, identity).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e);
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    // Read at most one byte over the limit so the handler can answer 413 itself.
+    let max = ctx.limits.max_body_bytes;
+    let body = match super::polling::read_body(req.into_body(), max + 1).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body too large"),
+    };
+    let r = crate::rest::handle(ctx, user, &method, &path, query.as_deref(), &body).await;
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if r.body.is_empty() {
+        return empty(status);
+    }
+    let mut resp = json(status, r.body);
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
