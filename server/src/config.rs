@@ -167,7 +167,7 @@ pub struct Config {
     /// Frames queued to one client; a client that stops reading is disconnected when it is full.
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
-    /// Redis URL for multi-node rooms and presence; unset = single node.
+    /// Reserved for multi-node rooms and presence through Redis; no effect yet (single node).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Log line format.
