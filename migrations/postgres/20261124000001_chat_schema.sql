@@ -19,7 +19,7 @@ CREATE TABLE conversations (
     -- "<type>:<id>|<type>:<id>" of the two users, smaller first: a 1:1 exists once per pair.
     direct_key TEXT        UNIQUE,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- Last activity (millisecond precision: it is the list cursor); not indexed so that bumping it on every batch stays a HOT update.
+    -- Creation time; latest activity is GREATEST(updated_at, newest message created_at), read at list time.
     updated_at TIMESTAMPTZ(3) NOT NULL DEFAULT now(),
     CHECK ((type = 'direct') = (direct_key IS NOT NULL))
 );

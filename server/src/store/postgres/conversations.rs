@@ -160,7 +160,7 @@ async fn views(store: &PgStore, ids: &[i64], viewer: UserKey) -> Result<Vec<Conv
          JOIN participants vp ON vp.conversation_id = c.id AND vp.user_type = $2 AND vp.user_id = $3
          LEFT JOIN LATERAL (SELECT * FROM messages WHERE conversation_id = c.id ORDER BY id DESC LIMIT 1) lm ON true
          WHERE c.id = ANY($1)",
-        updated = ms("c.updated_at"),
+        updated = ms("GREATEST(c.updated_at, lm.created_at)"),
         created = ms("lm.created_at")
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -206,13 +206,18 @@ pub(super) async fn list(
     limit: u32,
 ) -> Result<ConversationPage, StoreError> {
     let limit = i64::from(limit.max(1));
-    let updated = ms("c.updated_at");
+    // Latest activity: the newest message's time, or the creation time (`updated_at` is not
+    // bumped per message; see the module doc of `postgres`).
     let sql = format!(
-        "SELECT c.id, {updated} AS updated_ms
-         FROM participants p JOIN conversations c ON c.id = p.conversation_id
-         WHERE p.user_type = $1 AND p.user_id = $2 AND NOT p.hidden
-           AND ({updated}, c.id) < ($3, $4)
-         ORDER BY c.updated_at DESC, c.id DESC LIMIT $5"
+        "SELECT id, updated_ms FROM (
+            SELECT c.id, {activity} AS updated_ms
+            FROM participants p JOIN conversations c ON c.id = p.conversation_id
+            LEFT JOIN LATERAL (SELECT created_at FROM messages WHERE conversation_id = c.id
+                               ORDER BY id DESC LIMIT 1) lm ON true
+            WHERE p.user_type = $1 AND p.user_id = $2 AND NOT p.hidden) t
+         WHERE (updated_ms, id) < ($3, $4)
+         ORDER BY updated_ms DESC, id DESC LIMIT $5",
+        activity = ms("GREATEST(c.updated_at, lm.created_at)")
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(user.user_type.code())

@@ -4,13 +4,15 @@
 //! The batch insert is ONE statement (one round trip, atomic on its own): the batch goes in as
 //! arrays through `UNNEST`, ids are drawn in input order, rows whose sender is not a participant
 //! are skipped, `ON CONFLICT DO NOTHING` on the idempotency index skips retried sends, the same
-//! statement bumps the conversations' `updated_at` and un-hides them, and the result joins every
-//! input to its new row or to the row stored the first time.
+//! statement un-hides the conversations (only rows that are hidden), and the result joins every
+//! input to its new row or to the row stored the first time. Nothing else is written per message:
+//! a conversation's latest activity is read from its newest message (index `messages_history`)
+//! when lists are built, instead of updating a conversation row on every batch.
 
 mod conversations;
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -124,7 +126,8 @@ pub(super) fn message_from(row: &PgRow, profile: Arc<Profile>, is_read: bool) ->
     })
 }
 
-fn insert_sql() -> String {
+/// The batch insert statement (built once: the same text hits sqlx's prepared-statement cache).
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH input AS (
             SELECT nextval('messages_id_seq') AS id, s.* FROM (
@@ -134,28 +137,25 @@ fn insert_sql() -> String {
                                      attachment_url, attachment_name, temp_id_key, ord)
                 ORDER BY ord) s
         ),
-        allowed AS (
-            SELECT i.* FROM input i WHERE EXISTS (
+        checked AS (
+            SELECT i.*, EXISTS (
                 SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
-                  AND p.user_type = i.sender_type AND p.user_id = i.sender_id)
+                  AND p.user_type = i.sender_type AND p.user_id = i.sender_id) AS allowed
+            FROM input i
         ),
         ins AS (
             INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
                                   attachment_url, attachment_name, temp_id_key)
             SELECT id, conversation_id, sender_type, sender_id, message_type, content,
-                   attachment_url, attachment_name, temp_id_key FROM allowed ORDER BY id
+                   attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed ORDER BY id
             ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
             RETURNING id, conversation_id, created_at
-        ),
-        touched AS (
-            UPDATE conversations c SET updated_at = now()
-            WHERE c.id IN (SELECT DISTINCT conversation_id FROM ins) RETURNING c.id
         ),
         unhidden AS (
             UPDATE participants p SET hidden = false
             WHERE p.hidden AND p.conversation_id IN (SELECT DISTINCT conversation_id FROM ins) RETURNING 1
         )
-        SELECT i.ord, i.conversation_id, i.sender_type, i.sender_id,
+        SELECT i.ord, i.conversation_id, i.sender_type, i.sender_id, i.allowed,
                COALESCE(n.id, m.id) AS id,
                n.id IS NULL AS duplicate,
                {created} AS created_ms,
@@ -163,21 +163,25 @@ fn insert_sql() -> String {
                COALESCE(m.content, i.content) AS content,
                CASE WHEN n.id IS NULL THEN m.attachment_url ELSE i.attachment_url END AS attachment_url,
                CASE WHEN n.id IS NULL THEN m.attachment_name ELSE i.attachment_name END AS attachment_name,
-               EXISTS (SELECT 1 FROM allowed a WHERE a.id = i.id) AS allowed,
                CASE WHEN m.id IS NULL THEN false ELSE NOT EXISTS (
                    SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
                      AND NOT (p.user_type = i.sender_type AND p.user_id = i.sender_id)
                      AND p.last_read_message_id < m.id) END AS is_read,
-               EXISTS (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id) AS conversation_exists
-        FROM input i
+               CASE WHEN n.id IS NULL AND m.id IS NULL
+                    THEN EXISTS (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id)
+                    ELSE true END AS conversation_exists
+        FROM checked i
         LEFT JOIN ins n ON n.id = i.id
-        LEFT JOIN messages m ON n.id IS NULL AND i.temp_id_key IS NOT NULL
-             AND m.sender_type = i.sender_type AND m.sender_id = i.sender_id
-             AND m.conversation_id = i.conversation_id AND m.temp_id_key = i.temp_id_key
+        LEFT JOIN LATERAL (
+            SELECT * FROM messages m
+            WHERE n.id IS NULL AND i.temp_id_key IS NOT NULL
+              AND m.sender_type = i.sender_type AND m.sender_id = i.sender_id
+              AND m.conversation_id = i.conversation_id AND m.temp_id_key = i.temp_id_key
+            LIMIT 1) m ON true
         ORDER BY i.ord",
         created = ms("COALESCE(n.created_at, m.created_at)")
     )
-}
+});
 
 /// Looks up one already-stored message by its idempotency key (a conflict with a row committed
 /// by another transaction after our statement started).
@@ -288,7 +292,7 @@ impl Store for PgStore {
     async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Outcome>, StoreError> {
         let plan = super::dedup::BatchPlan::new(batch);
         let unique = plan.unique();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(insert_sql()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(INSERT_SQL.as_str()))
             .bind(unique.iter().map(|&i| batch[i].conversation_id).collect::<Vec<i64>>())
             .bind(unique.iter().map(|&i| batch[i].sender.user_type.code()).collect::<Vec<i16>>())
             .bind(unique.iter().map(|&i| batch[i].sender.id).collect::<Vec<i64>>())

@@ -1,0 +1,265 @@
+//! `batch_writer`: message inserts into a real PostgreSQL, the BatchWriter (one UNNEST statement
+//! per batch) against one INSERT per message, in the same run. Prints messages/s, commit latency
+//! p50/p99 (per batch statement for the writer, per INSERT for the baseline) and the ratio.
+//!
+//! Uses the server on 127.0.0.1:5432 (user postgres, trust) or `CHATWIRE_BENCH_PG`
+//! (an admin URL); creates a throwaway database and drops it at the end.
+//! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
+//! `BENCH_SINGLE_CONCURRENCY` (default 8).
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, METRIC_BATCH_SIZE, METRIC_COMMIT_SECONDS, ReplyTo};
+use chatwire::store::{AnyStore, MessageType, NewMessage, StoreError, Stored, TempId, UserKey, UserType};
+use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+const CONVERSATIONS: i64 = 1000;
+
+/// Keeps every sample of the writer's histograms.
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+#[derive(Default)]
+struct Capture {
+    commit: Arc<Samples>,
+    batch: Arc<Samples>,
+}
+
+impl Recorder for Capture {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        match key.name() {
+            METRIC_COMMIT_SECONDS => Histogram::from_arc(self.commit.clone()),
+            METRIC_BATCH_SIZE => Histogram::from_arc(self.batch.clone()),
+            _ => Histogram::noop(),
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn message(i: usize) -> NewMessage {
+    let conv = (i as i64 % CONVERSATIONS) + 1;
+    NewMessage {
+        conversation_id: conv,
+        sender: UserKey::new(if i % 2 == 0 { UserType::Brand } else { UserType::Influencer }, conv),
+        message_type: MessageType::Text,
+        content: format!("benchmark message number {i}, hello there"),
+        attachment_url: None,
+        attachment_name: None,
+        temp_id: Some(TempId::Str(format!("bench-{i}"))),
+    }
+}
+
+/// Counts committed messages and wakes the producer at the end.
+struct CountingSink {
+    done: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl CommitSink for CountingSink {
+    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
+        self.done.fetch_add(batch.len(), Ordering::Release);
+    }
+    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
+        eprintln!("batch of {} failed: {error}", batch.len());
+        self.failed.fetch_add(batch.len(), Ordering::Release);
+    }
+}
+
+async fn setup(admin: &str) -> (String, String) {
+    let name = format!("chatwire_bench_{}", std::process::id());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    (format!("{base}/{name}"), name)
+}
+
+async fn seed(store: &AnyStore) {
+    let AnyStore::Postgres(pg) = store else { unreachable!() };
+    for sql in [
+        "INSERT INTO users (user_type, id, username) SELECT t, g, 'u' || t || '_' || g
+         FROM generate_series(1, 1000) g, (VALUES (1::int2), (2::int2)) v(t)",
+        "INSERT INTO conversations (id, type, direct_key)
+         SELECT g, 'direct', '1:' || g || '|2:' || g FROM generate_series(1, 1000) g",
+        "SELECT setval('conversations_id_seq', 1000)",
+        "INSERT INTO participants (conversation_id, user_type, user_id)
+         SELECT g, t, g FROM generate_series(1, 1000) g, (VALUES (1::int2), (2::int2)) v(t)",
+        "VACUUM ANALYZE",
+    ] {
+        sqlx::query(sql).execute(pg.pool()).await.unwrap();
+    }
+}
+
+/// The writer: producer on this thread, writer on its own; returns messages/s.
+fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sink = CountingSink { done: done.clone(), failed: failed.clone() };
+    let writer = BatchWriter::spawn(store, BatchConfig::default(), Box::new(sink));
+    let messages: Vec<NewMessage> = (0..n).map(|i| message(i + 1_000_000)).collect();
+    let start = Instant::now();
+    for m in messages {
+        let mut m = m;
+        loop {
+            match writer.try_submit(m, ReplyTo::None) {
+                Ok(()) => break,
+                Err(r) => {
+                    m = r.message;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+    }
+    while done.load(Ordering::Acquire) + failed.load(Ordering::Acquire) < n {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(failed.load(Ordering::Acquire), 0, "no batch may fail in the bench");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(writer.flush_and_stop());
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// The baseline: one INSERT statement per message, `concurrency` connections.
+async fn run_single(url: &str, n: usize, concurrency: usize) -> (f64, Vec<f64>) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .connect(url)
+        .await
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (pool, next) = (pool.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return lat;
+                }
+                let m = message(i);
+                let t = Instant::now();
+                sqlx::query(
+                    "INSERT INTO messages (conversation_id, sender_type, sender_id, message_type, content, temp_id_key)
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM participants
+                         WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
+                     ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
+                     RETURNING id, created_at",
+                )
+                .bind(m.conversation_id)
+                .bind(if m.sender.user_type == UserType::Brand { 1i16 } else { 2i16 })
+                .bind(m.sender.id)
+                .bind(m.message_type.as_str())
+                .bind(&m.content)
+                .bind(format!("s:bench-{i}"))
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+                lat.push(t.elapsed().as_secs_f64());
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    (rate, sorted(lat))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; filters are not supported, any other run still measures.
+    let capture = Capture::default();
+    let (commit, batch) = (capture.commit.clone(), capture.batch.clone());
+    metrics::set_global_recorder(capture).unwrap();
+    let n = env_usize("BENCH_MESSAGES", 300_000);
+    let single_n = env_usize("BENCH_SINGLE", 20_000);
+    let concurrency = env_usize("BENCH_SINGLE_CONCURRENCY", 8);
+    let admin = std::env::var("CHATWIRE_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (url, name) = rt.block_on(setup(&admin));
+    let store = Arc::new(rt.block_on(AnyStore::connect(&url, true)).unwrap());
+    rt.block_on(seed(&store));
+
+    // Warm-up (plans, caches), then the measured run.
+    run_writer(store.clone(), 20_000);
+    commit.0.lock().unwrap().clear();
+    batch.0.lock().unwrap().clear();
+    let writer_rate = run_writer(store.clone(), n);
+    let commits = sorted(std::mem::take(&mut *commit.0.lock().unwrap()));
+    let sizes = std::mem::take(&mut *batch.0.lock().unwrap());
+    let mean_batch = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
+
+    let (single_rate, single_lat) = rt.block_on(run_single(&url, single_n, concurrency));
+
+    println!("batch_writer/postgres: {n} messages");
+    println!(
+        "  BatchWriter      {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({} batches, mean {:.0} messages)",
+        writer_rate,
+        percentile(&commits, 0.5) * 1e3,
+        percentile(&commits, 0.99) * 1e3,
+        commits.len(),
+        mean_batch
+    );
+    println!(
+        "  INSERT/message   {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({single_n} messages, {concurrency} connections)",
+        single_rate,
+        percentile(&single_lat, 0.5) * 1e3,
+        percentile(&single_lat, 0.99) * 1e3,
+    );
+    println!("  ratio            {:>10.1}x", writer_rate / single_rate);
+    println!("  bar              >= 150000 messages/s: {}", if writer_rate >= 150_000.0 { "met" } else { "NOT met" });
+
+    drop(store);
+    rt.block_on(async {
+        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await;
+        }
+    });
+}
