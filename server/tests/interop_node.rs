@@ -120,3 +120,41 @@ async fn acks_and_connect_errors() {
     ]);
     server.shutdown().await;
 }
+
+/// Multiplexing, presence, notifications, REST sends delivered live, exactly-once retry after a
+/// reconnect, and Origin refusal, as the real client sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_features() {
+    ensure_clients();
+    let server = start_server().await;
+    let id = create_direct(server.addr, (41, "brand"), (42, "influencer")).await;
+    let envs = [
+        ("CONVERSATION_ID", id.to_string()),
+        ("A_ID", "41".into()),
+        ("A_TYPE", "brand".into()),
+        ("B_ID", "42".into()),
+        ("B_TYPE", "influencer".into()),
+    ];
+    let report = run_script(
+        &node(),
+        "app_features.js",
+        &[],
+        &base_url(server.addr),
+        &envs,
+    )
+    .await;
+    report.assert_passed(&[
+        "'/' and '/chat' multiplexed on one connection",
+        "A gets user:online {userId, userType} for B",
+        "B (online, not in the room) gets message:notification {conversationId, message}",
+        "the sender's own user gets no notification",
+        "the REST message arrives live as message:new with the same id",
+        "the retried tempId answers the first stored message",
+        "no second message:new after the retry",
+        "A gets user:offline when B's last socket is gone",
+        "refused Origin over polling: connect_error",
+        "refused Origin over websocket: connect_error",
+        "a localhost Origin may connect over polling",
+    ]);
+    server.shutdown().await;
+}

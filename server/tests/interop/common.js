@@ -76,4 +76,4 @@ function run(main, totalMs = 30000) {
   );
 }
 
-module.exports = { io: client.io, BASE_URL, env, fail, ok, check, waitFor, expectNone, run };
+module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, run };
