@@ -158,3 +158,53 @@ async fn app_features() {
     ]);
     server.shutdown().await;
 }
+
+/// The guide's production form: `Bearer <jwt>` (HS256) on a server with `JWT_SECRET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_tokens() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    const SECRET: &str = "interop-test-secret-0123456789-abcdefghij";
+    ensure_clients();
+    let server = start_server_with(|c| {
+        c.jwt_secret = Some(SECRET.into());
+        c.dev_tokens = None; // default: off, since a key is configured
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |claims: serde_json::Value| {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let token_a = sign(serde_json::json!({
+        "sub": "51", "userType": "influencer", "exp": now + 600,
+        "username": "ada_l", "firstName": "Ada",
+    }));
+    let token_b = sign(serde_json::json!({"sub": 52, "userType": "brand", "exp": now + 600}));
+    let expired = sign(serde_json::json!({"sub": 52, "userType": "brand", "exp": now - 3600}));
+    let id = create_direct_as(server.addr, &token_a, (52, "brand")).await;
+    let envs = [
+        ("CONVERSATION_ID", id.to_string()),
+        ("TOKEN_A", token_a),
+        ("TOKEN_B", token_b),
+        ("TOKEN_EXPIRED", expired),
+        ("A_ID", "51".into()),
+        ("A_TYPE", "influencer".into()),
+        ("A_USERNAME", "ada_l".into()),
+    ];
+    let report = run_script(&node(), "jwt.js", &[], &base_url(server.addr), &envs).await;
+    report.assert_passed(&[
+        "a Bearer JWT identifies the user from its claims",
+        "the JWT's profile claims appear as the message sender",
+        "expired JWT: connect_error \"token expired\"",
+        "dev token while a JWT key is configured: connect_error \"unauthorized\"",
+        "tampered JWT: connect_error \"invalid token\"",
+    ]);
+    server.shutdown().await;
+}

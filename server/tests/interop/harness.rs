@@ -55,8 +55,14 @@ pub fn ensure_clients() {
 /// Starts chatwire in-process: memory store, 127.0.0.1:0, 2 shards, dev tokens on, no per-IP
 /// connection limit (every test client comes from 127.0.0.1).
 pub async fn start_server() -> RunningServer {
+    start_server_with(|_| {}).await
+}
+
+/// [`start_server`] with changes to the test configuration.
+pub async fn start_server_with(change: impl FnOnce(&mut Config)) -> RunningServer {
     let mut config = Config::for_tests();
     config.rate_limit_conn_per_ip = 0;
+    change(&mut config);
     Server::start(&config, Mode::Chat)
         .await
         .expect("the server starts on 127.0.0.1:0")
@@ -125,11 +131,16 @@ fn dechunk(mut body: &str) -> String {
 /// `POST /api/chat/conversations` with the caller's dev token; returns its id.
 pub async fn create_direct(addr: SocketAddr, caller: (i64, &str), other: (i64, &str)) -> i64 {
     let token = format!("{}:{}", caller.0, caller.1);
+    create_direct_as(addr, &token, other).await
+}
+
+/// [`create_direct`] with the caller's token given (e.g. a JWT).
+pub async fn create_direct_as(addr: SocketAddr, token: &str, other: (i64, &str)) -> i64 {
     let body = format!(
         r#"{{"participantId":{},"participantType":"{}"}}"#,
         other.0, other.1
     );
-    let (status, answer) = http(addr, "POST", "/api/chat/conversations", &token, &body).await;
+    let (status, answer) = http(addr, "POST", "/api/chat/conversations", token, &body).await;
     assert!(
         status == 201 || status == 200,
         "POST /api/chat/conversations answered {status} {answer}: the interop tests create their \
