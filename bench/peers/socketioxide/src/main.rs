@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -232,7 +233,10 @@ fn port() -> u16 {
             }
         }
     }
-    std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3001)
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3001)
 }
 
 fn main() -> std::io::Result<()> {
@@ -249,6 +253,10 @@ fn main() -> std::io::Result<()> {
             .layer(layer);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port())).await?;
         eprintln!("socketioxide peer listening on {}", listener.local_addr()?);
+        // Small frames both ways: no Nagle delay (as Node's http server and chatwire do).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).await
     })
 }

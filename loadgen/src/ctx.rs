@@ -1,0 +1,275 @@
+//! The run's shared state: scenario settings, conversations, the start barrier and the stats.
+//!
+//! Timeline of a run: users connect and join (goose ramps them up); once every user is ready
+//! (or the barrier times out) the send phase starts for `duration`; then no one sends for
+//! `drain` while the last deliveries arrive; then users disconnect and hand in their stats.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::net::Target;
+use crate::stats::{Live, RunStats};
+use crate::token::{Credentials, User};
+
+/// How conversations come to exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeedMode {
+    /// Created over chatwire's REST API before the run (`POST /api/chat/conversations`).
+    Rest,
+    /// By convention: conversation id = user_index / room_size + 1 (peers have no REST).
+    None,
+}
+
+/// What the simulated users do (all from the command line).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Server to connect to.
+    pub target: Target,
+    /// Base URL for REST seeding (`http://host:port`).
+    pub base_url: String,
+    /// Id of the first user; users are `first_user_id ..`.
+    pub first_user_id: u64,
+    /// Number of users this process drives.
+    pub users: u64,
+    /// Members per conversation (2 = 1:1).
+    pub room_size: u64,
+    /// Messages per second per user.
+    pub rate: f64,
+    /// Pause between `typing:start` and `message:send`.
+    pub typing_pause: Duration,
+    /// Send `typing:start` / `typing:stop` around each message.
+    pub typing: bool,
+    /// Send `message:read` after each message.
+    pub read: bool,
+    /// Extra bytes of content per message.
+    pub pad: usize,
+    /// Length of the send phase.
+    pub duration: Duration,
+    /// Quiet time after the send phase for in-flight deliveries.
+    pub drain: Duration,
+    /// Longest wait for every user to be ready before sending starts anyway.
+    pub barrier_timeout: Duration,
+    /// Longest wait for a reply (`message:sent`, `conversation:joined`).
+    pub reply_timeout: Duration,
+    /// Share of users that start on HTTP long-polling and upgrade (0.0 ..= 1.0).
+    pub polling_share: f64,
+    /// Source addresses to spread connections over (empty = the kernel's choice).
+    pub source_ips: Vec<IpAddr>,
+    /// Dev tokens or JWTs.
+    pub credentials: Credentials,
+    /// How conversations are set up.
+    pub seed: SeedMode,
+}
+
+impl Settings {
+    /// Number of conversations this process's users fill.
+    pub fn conversations(&self) -> u64 {
+        self.users.div_ceil(self.room_size.max(1))
+    }
+
+    /// The user at goose index `index`.
+    pub fn user(&self, index: u64) -> User {
+        User::at(self.first_user_id, index)
+    }
+
+    /// Conversation slot (0-based, within this process) of the user at `index`.
+    pub fn slot(&self, index: u64) -> u64 {
+        index / self.room_size.max(1)
+    }
+
+    /// Conversation id by convention (`--seed none`): rooms line up across processes whose
+    /// ranges start at multiples of the room size.
+    pub fn conventional_id(&self, index: u64) -> i64 {
+        let global = self.first_user_id.saturating_sub(1) + index;
+        i64::try_from(global / self.room_size.max(1) + 1).unwrap_or(i64::MAX)
+    }
+
+    /// Whether the user at `index` starts on polling.
+    pub fn uses_polling(&self, index: u64) -> bool {
+        let share = self.polling_share.clamp(0.0, 1.0);
+        // Spread evenly: user i polls when floor((i+1)*share) > floor(i*share).
+        ((index + 1) as f64 * share).floor() > (index as f64 * share).floor()
+    }
+
+    /// Source address for the user at `index` (round robin).
+    pub fn source_ip(&self, index: u64) -> Option<IpAddr> {
+        if self.source_ips.is_empty() {
+            return None;
+        }
+        let n = self.source_ips.len() as u64;
+        self.source_ips
+            .get(usize::try_from(index % n).unwrap_or(0))
+            .copied()
+    }
+}
+
+/// Shared by every user of the run.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The scenario.
+    pub settings: Settings,
+    /// Counters for progress and the summary.
+    pub live: Arc<Live>,
+    /// Merged histograms.
+    pub run: Mutex<RunStats>,
+    /// Conversation id per slot (filled by seeding, or by convention).
+    pub conversations: RwLock<Vec<i64>>,
+    /// Joined members per slot.
+    pub members: Vec<Arc<AtomicU64>>,
+    /// Users done with connect + join (whether they succeeded).
+    pub ready: AtomicU64,
+    /// Users that stopped sending.
+    pub finished: AtomicU64,
+    /// When the first user became ready.
+    first_ready: OnceLock<Instant>,
+    /// When sending starts (set once, by the last ready user or the barrier timeout).
+    send_start: OnceLock<Instant>,
+    /// Set when the run is over (progress reporter stops).
+    pub done: AtomicBool,
+    /// One HTTP client per source address, for polling users.
+    pub http: Vec<reqwest::Client>,
+}
+
+impl Ctx {
+    /// Shared state for `settings`.
+    pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        let slots = settings.conversations();
+        let conversations = (0..slots)
+            .map(|slot| settings.conventional_id(slot * settings.room_size.max(1)))
+            .collect();
+        let mut http = Vec::new();
+        if settings.source_ips.is_empty() {
+            http.push(crate::net::http_client(None, settings.target.timeout)?);
+        } else {
+            for ip in &settings.source_ips {
+                http.push(crate::net::http_client(Some(*ip), settings.target.timeout)?);
+            }
+        }
+        Ok(Arc::new(Self {
+            members: (0..slots).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            settings,
+            live: Arc::new(Live::default()),
+            run: Mutex::new(RunStats::default()),
+            conversations: RwLock::new(conversations),
+            ready: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            first_ready: OnceLock::new(),
+            send_start: OnceLock::new(),
+            done: AtomicBool::new(false),
+            http,
+        }))
+    }
+
+    /// Conversation id of the user at `index`.
+    pub fn conversation_of(&self, index: u64) -> i64 {
+        let slot = usize::try_from(self.settings.slot(index)).unwrap_or(usize::MAX);
+        self.conversations
+            .read()
+            .ok()
+            .and_then(|c| c.get(slot).copied())
+            .unwrap_or_else(|| self.settings.conventional_id(index))
+    }
+
+    /// Joined-member counter of the user at `index`'s conversation.
+    pub fn members_of(&self, index: u64) -> Arc<AtomicU64> {
+        let slot = usize::try_from(self.settings.slot(index)).unwrap_or(usize::MAX);
+        self.members.get(slot).cloned().unwrap_or_default()
+    }
+
+    /// HTTP client for the user at `index`.
+    pub fn http_for(&self, index: u64) -> Option<&reqwest::Client> {
+        let n = self.http.len().max(1) as u64;
+        self.http.get(usize::try_from(index % n).unwrap_or(0))
+    }
+
+    /// Marks one user ready (connected and joined, or failed).
+    pub fn mark_ready(&self) {
+        let now = Instant::now();
+        let _ = self.first_ready.get_or_init(|| now);
+        if self.ready.fetch_add(1, Ordering::AcqRel) + 1 >= self.settings.users {
+            let _ = self.send_start.get_or_init(|| now);
+        }
+    }
+
+    /// Waits until sending may start; returns when it starts.
+    pub async fn wait_send_start(&self) -> Instant {
+        loop {
+            if let Some(at) = self.send_start.get() {
+                return *at;
+            }
+            let waited = self
+                .first_ready
+                .get()
+                .map(Instant::elapsed)
+                .unwrap_or_default();
+            if waited >= self.settings.barrier_timeout {
+                return *self.send_start.get_or_init(Instant::now);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// When sending started, if it has.
+    pub fn send_start(&self) -> Option<Instant> {
+        self.send_start.get().copied()
+    }
+
+    /// When the send phase ends (None before it starts).
+    pub fn send_end(&self) -> Option<Instant> {
+        self.send_start().map(|s| s + self.settings.duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings(users: u64, room: u64, first: u64) -> Settings {
+        Settings {
+            target: Target {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                host: "127.0.0.1:1".into(),
+                namespace: "/chat".into(),
+                timeout: Duration::from_secs(1),
+            },
+            base_url: "http://127.0.0.1:1".into(),
+            first_user_id: first,
+            users,
+            room_size: room,
+            rate: 1.0,
+            typing_pause: Duration::ZERO,
+            typing: true,
+            read: true,
+            pad: 0,
+            duration: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            barrier_timeout: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(1),
+            polling_share: 0.25,
+            source_ips: vec![],
+            credentials: Credentials::Dev,
+            seed: SeedMode::None,
+        }
+    }
+
+    #[test]
+    fn conventional_rooms_line_up_across_processes() {
+        let a = settings(20, 10, 1);
+        let b = settings(20, 10, 21);
+        assert_eq!(a.conventional_id(0), 1);
+        assert_eq!(a.conventional_id(9), 1);
+        assert_eq!(a.conventional_id(10), 2);
+        assert_eq!(b.conventional_id(0), 3);
+        assert_eq!(a.conversations(), 2);
+    }
+
+    #[test]
+    fn polling_share_is_spread_evenly() {
+        let s = settings(100, 10, 1);
+        let polling = (0..100).filter(|i| s.uses_polling(*i)).count();
+        assert_eq!(polling, 25);
+    }
+}
