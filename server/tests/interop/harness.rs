@@ -204,6 +204,8 @@ pub async fn run_script(
         .args(args)
         .current_dir(scripts())
         .env("BASE_URL", base)
+        // Generous per-step deadline: `cargo test --workspace` runs many tests at once on 2 cores.
+        .env("STEP_TIMEOUT_MS", "10000")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
