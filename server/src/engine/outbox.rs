@@ -166,6 +166,17 @@ impl Outbox {
         }
     }
 
+    /// Ready once the queue overflowed (used while a write is in progress, to abandon it).
+    pub fn poll_overflow(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.overflowed {
+            Poll::Ready(())
+        } else {
+            inner.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
     /// Waits until a frame is queued or the outbox closes.
     pub async fn ready(&self) {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await

@@ -100,8 +100,8 @@ async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> R
                     Err(status) => {
                         // Over maxPayload: the reference answers 413 and closes the session.
                         let owner = usize::from(sid.shard());
-                        if owner == usize::from(shard.index) {
-                            super::polling::close_session(&shard, sid);
+                        if owner < shard.shard_count() {
+                            shard.send_to(owner, ShardMsg::CloseSession(sid));
                         }
                         return plain(status, "payload too large");
                     }

@@ -37,7 +37,7 @@ fn ws_config(shard: &Shard) -> WebSocketConfig {
     let mut cfg = WebSocketConfig::default();
     cfg.read_buffer_size = shard.shared.ws_read_buffer;
     cfg.write_buffer_size = 8 * 1024;
-    cfg.max_write_buffer_size = 8 * 1024 + 2 * max + 64;
+    cfg.max_write_buffer_size = 8 * 1024 + max + 64;
     cfg.max_message_size = Some(max + 16);
     cfg.max_frame_size = Some(max + 16);
     cfg
@@ -204,14 +204,19 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, mut ws: Ws) {
         tokio::select! {
             biased;
             () = conn.outbox.ready() => {
-                let mut failed = false;
-                while let Some(frame) = conn.outbox.pop() {
-                    if ws.feed(to_message(frame)).await.is_err() {
-                        failed = true;
-                        break;
+                let write = async {
+                    while let Some(frame) = conn.outbox.pop() {
+                        ws.feed(to_message(frame)).await?;
                     }
-                }
-                if failed || ws.flush().await.is_err() {
+                    ws.flush().await
+                };
+                // A client that stops reading blocks the write; an overflowing queue abandons it.
+                let overflow = std::future::poll_fn(|cx| conn.outbox.poll_overflow(cx));
+                let written = tokio::select! {
+                    r = write => r.is_ok(),
+                    () = overflow => false,
+                };
+                if !written {
                     conn.terminate(&shard, "transport error");
                     return;
                 }

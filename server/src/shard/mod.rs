@@ -136,6 +136,7 @@ impl Shard {
         match msg {
             ShardMsg::Poll(p) => crate::http::polling::handle_forwarded(self.clone(), *p),
             ShardMsg::Upgrade(u) => crate::http::websocket::adopt_forwarded(self.clone(), *u),
+            ShardMsg::CloseSession(sid) => crate::http::polling::close_session(self, sid),
             ShardMsg::UpgradeCheck { sid, reply } => {
                 let _ = reply.send(crate::http::websocket::begin_upgrade(self, sid));
             }
@@ -197,11 +198,29 @@ impl Shard {
     }
 }
 
-/// Pushes a frame; on overflow the connection is closed (the client stopped reading).
+thread_local! {
+    /// The shard running on this thread (set by [`run`]).
+    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// The shard of the current thread, if this is a shard thread.
+pub fn current() -> Option<Rc<Shard>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Pushes a frame; on overflow the connection is closed (the client stopped reading): its
+/// sockets are cleaned up at once and its transport abandons any pending write.
 pub fn push_or_drop(conn: &Conn, frame: Frame) {
     if let Err(PushError::Full) = conn.outbox.push(frame) {
         metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
         tracing::debug!(sid = %conn.sid, "outbound queue full: disconnecting slow client");
+        if let Some(shard) = current() {
+            let found = shard.conns.borrow().get(&conn.sid).cloned();
+            if let Some(rc) = found {
+                // Terminate from a task: the caller may hold borrows of shard state.
+                tokio::task::spawn_local(async move { rc.terminate(&shard, "slow client") });
+            }
+        }
     }
 }
 
@@ -224,6 +243,7 @@ pub fn run(
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let shard = Rc::new(Shard::new(index, shared.clone(), set));
+        CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let accept = tokio::task::spawn_local(crate::http::accept_loop(shard.clone(), listener));
         let stop_accepting = shared.stop_accepting.clone();
@@ -253,6 +273,7 @@ pub fn run(
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        CURRENT.with(|c| *c.borrow_mut() = None);
         Ok(())
     })
 }

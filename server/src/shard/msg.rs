@@ -73,6 +73,8 @@ pub enum ShardMsg {
     Poll(Box<PollForward>),
     /// A WebSocket for a session owned here.
     Upgrade(Box<UpgradeForward>),
+    /// Close a session owned here (its client broke a limit on another shard).
+    CloseSession(Sid),
     /// May a WebSocket join this (local) session to upgrade it? Starts the probe when yes.
     UpgradeCheck {
         /// The session.
