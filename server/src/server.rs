@@ -180,9 +180,6 @@ impl Server {
             Mode::Chat => {
                 let store = Arc::new(AnyStore::connect(&config.database_url, !config.no_migrate).await?);
                 let auth = Authenticator::from_config(config)?;
-                if auth.dev_tokens_enabled() {
-                    tracing::warn!("dev tokens (<userId>:<userType>) are accepted: configure JWT_SECRET or JWT_PUBLIC_KEY in production");
-                }
                 let batch = BatchConfig::default()
                     .with_queue_capacity(config.write_queue.max(1))
                     .with_max_batch(config.write_batch_max.max(1))

@@ -199,7 +199,14 @@ fn to_message(frame: Frame) -> Message {
 }
 
 /// The active loop: frames in -> session, outbox -> frames out (coalesced, one flush).
-async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, mut ws: Ws) {
+async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, ws: Ws) {
+    shard.ws_tasks.set(shard.ws_tasks.get() + 1);
+    drive(&shard, &conn, ws).await;
+    shard.ws_tasks.set(shard.ws_tasks.get().saturating_sub(1));
+}
+
+/// The body of [`run_active`].
+async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
     loop {
         tokio::select! {
             biased;
@@ -217,7 +224,7 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, mut ws: Ws) {
                     () = overflow => false,
                 };
                 if !written {
-                    conn.terminate(&shard, "transport error");
+                    conn.terminate(shard, "transport error");
                     return;
                 }
                 if conn.outbox.is_closed() {
@@ -231,20 +238,20 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, mut ws: Ws) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => {
                         conn.state.borrow_mut().session.transport_closed();
-                        conn.terminate(&shard, "transport close");
+                        conn.terminate(shard, "transport close");
                         return;
                     }
                     Some(Err(e)) => {
                         tracing::debug!(sid = %conn.sid, error = %e, "websocket read error");
-                        conn.terminate(&shard, "transport error");
+                        conn.terminate(shard, "transport error");
                         return;
                     }
                 };
                 match packet {
                     Ok(p) => {
-                        conn.on_packet(&shard, p).await;
+                        conn.on_packet(shard, p).await;
                     }
-                    Err(_) => conn.terminate(&shard, "parse error"),
+                    Err(_) => conn.terminate(shard, "parse error"),
                 }
             }
         }

@@ -49,6 +49,8 @@ pub struct Shard {
     pub chat: ChatLocal,
     /// Counter for connection and socket numbers.
     next_id: Cell<u64>,
+    /// WebSocket tasks still running (graceful shutdown waits for them to write the close).
+    pub ws_tasks: Cell<usize>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -71,6 +73,7 @@ impl Shard {
             presence: RefCell::default(),
             chat: ChatLocal::default(),
             next_id: Cell::new(1),
+            ws_tasks: Cell::new(0),
         }
     }
 
@@ -266,13 +269,16 @@ pub fn run(
         // Tell every client to reconnect elsewhere, then give the transports a moment to write.
         shard.close_all();
         let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
-        while !shard.conns.borrow().is_empty() && tokio::time::Instant::now() < drain_until {
+        let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
+        while busy(&shard) && tokio::time::Instant::now() < drain_until {
             // Keep serving forwarded messages (e.g. commit replies) while draining.
             while let Ok(msg) = rx.try_recv() {
                 shard.handle(msg);
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        // Pending polling GETs were woken by the close; give hyper a moment to write them.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         CURRENT.with(|c| *c.borrow_mut() = None);
         Ok(())
     })
