@@ -2,6 +2,8 @@
 # Installs the real Socket.IO clients the interop tests drive:
 #   tools/node/node_modules  <- tools/node/package-lock.json   (socket.io-client v4, `npm ci`)
 #   tools/python/.venv       <- tools/python/requirements.txt  (python-socketio, websocket-client)
+#   chromium                 <- Debian package, for the browser test (only as root with apt-get;
+#                               elsewhere that test is skipped with a note, except under CI=true)
 # Each is (re)installed only when missing or when its lock/requirements file changed since the
 # last install (a stamp holding the file's checksum sits inside the installed tree).
 # Usage: scripts/interop-deps.sh [--check]   (--check: exit 1 if an install would be needed)
@@ -41,5 +43,16 @@ if [[ "$(cat "$py_stamp" 2>/dev/null)" != "$py_want" || ! -x "$venv/bin/python" 
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt"
     echo "$py_want" > "$py_stamp"
+fi
+if ! command -v "${CHROMIUM:-chromium}" >/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        $check_only && { echo "interop-deps: chromium missing" >&2; exit 1; }
+        echo "interop-deps: installing chromium (Debian package) for the browser interop test"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "interop-deps: chromium not found and cannot be installed here (not root or no apt-get):" \
+             "the browser interop test will be skipped; install the 'chromium' package to run it" >&2
+    fi
 fi
 echo "interop-deps: up to date"
