@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Gauge: open Engine.IO connections (label [`LABEL_TRANSPORT`]: `polling` | `websocket`).
+/// Gauge: open Engine.IO connections (optional label [`LABEL_TRANSPORT`]).
 pub const CONNECTIONS: &str = "chatwire_connections";
 /// Counter: Engine.IO handshakes accepted.
 pub const HANDSHAKES: &str = "chatwire_handshakes_total";
@@ -33,10 +33,12 @@ pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
 pub const ERRORS: &str = "chatwire_errors_total";
 /// Histogram: messages committed per database transaction.
 pub const WRITE_BATCH_SIZE: &str = "chatwire_write_batch_size";
-/// Histogram: seconds one batch commit took.
-pub const WRITE_BATCH_SECONDS: &str = "chatwire_write_batch_seconds";
-/// Counter: messages durably stored.
-pub const MESSAGES_STORED: &str = "chatwire_messages_stored_total";
+/// Histogram: seconds one batch commit took (recorded by the batch writer).
+pub const WRITE_COMMIT_SECONDS: &str = "chatwire_write_commit_seconds";
+/// Gauge: messages waiting for the batch writer.
+pub const WRITE_QUEUE_DEPTH: &str = "chatwire_write_queue_depth";
+/// Counter: failed batch commits (label `outcome`: `retry` | `gave_up`).
+pub const WRITE_FAILURES: &str = "chatwire_write_failures_total";
 /// Counter: clients disconnected because their outbound queue was full.
 pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
 
@@ -165,7 +167,7 @@ fn builder() -> PrometheusBuilder {
         .set_buckets_for_metric(Matcher::Full(BROADCAST_FANOUT.to_owned()), FANOUT)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SIZE.to_owned()), BATCH))
         .and_then(|b| {
-            b.set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SECONDS.to_owned()), SECONDS)
+            b.set_buckets_for_metric(Matcher::Full(WRITE_COMMIT_SECONDS.to_owned()), SECONDS)
         })
         // Only an empty bucket list fails, and none of the lists above is empty.
         .unwrap_or_default()
@@ -187,11 +189,12 @@ fn describe() {
         "Messages committed per database transaction"
     );
     describe_histogram!(
-        WRITE_BATCH_SECONDS,
+        WRITE_COMMIT_SECONDS,
         metrics::Unit::Seconds,
         "Duration of one batch commit"
     );
-    describe_counter!(MESSAGES_STORED, "Messages durably stored");
+    describe_gauge!(WRITE_QUEUE_DEPTH, "Messages waiting for the batch writer");
+    describe_counter!(WRITE_FAILURES, "Failed batch commits, by outcome");
     describe_counter!(SLOW_CLIENTS, "Clients dropped for not reading their queue");
 }
 
@@ -206,6 +209,7 @@ mod tests {
         let _second = install_metrics();
         metrics::counter!(EVENTS_IN, LABEL_EVENT => event_label("message:send")).increment(3);
         metrics::histogram!(BROADCAST_FANOUT).record(50.0);
+        metrics::histogram!(WRITE_COMMIT_SECONDS).record(0.003);
         metrics::gauge!(CONNECTIONS, LABEL_TRANSPORT => "websocket").set(7.0);
         let text = render_metrics();
         assert!(
@@ -221,6 +225,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# HELP chatwire_events_in_total"), "{text}");
+        assert!(
+            text.contains(r#"chatwire_write_commit_seconds_bucket{le="0.005"} 1"#),
+            "{text}"
+        );
         assert_eq!(first.render().is_empty(), text.is_empty());
     }
 
