@@ -14,7 +14,13 @@ use crate::store::UserKey;
 /// Room operations as the Socket.IO layer sees them.
 pub trait Adapter {
     /// Adds a socket to a room.
-    fn join(&self, shard: &Rc<Shard>, room: RoomName, member: Member, participants: Option<Arc<[UserKey]>>);
+    fn join(
+        &self,
+        shard: &Rc<Shard>,
+        room: RoomName,
+        member: Member,
+        participants: Option<Arc<[UserKey]>>,
+    );
     /// Removes a socket from a room.
     fn leave(&self, shard: &Rc<Shard>, room: RoomName, socket: SocketKey);
     /// Sends a frame to every socket of a room except `except`.
@@ -26,9 +32,22 @@ pub trait Adapter {
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn join(&self, shard: &Rc<Shard>, room: RoomName, member: Member, participants: Option<Arc<[UserKey]>>) {
+    fn join(
+        &self,
+        shard: &Rc<Shard>,
+        room: RoomName,
+        member: Member,
+        participants: Option<Arc<[UserKey]>>,
+    ) {
         let owner = room_owner(&room, shard.shard_count());
-        shard.send_to(owner, ShardMsg::Join { room, member, participants });
+        shard.send_to(
+            owner,
+            ShardMsg::Join {
+                room,
+                member,
+                participants,
+            },
+        );
     }
 
     fn leave(&self, shard: &Rc<Shard>, room: RoomName, socket: SocketKey) {
@@ -36,8 +55,21 @@ impl Adapter for LocalAdapter {
         shard.send_to(owner, ShardMsg::Leave { room, socket });
     }
 
-    fn broadcast(&self, shard: &Rc<Shard>, room: RoomName, frame: Frame, except: Option<SocketKey>) {
+    fn broadcast(
+        &self,
+        shard: &Rc<Shard>,
+        room: RoomName,
+        frame: Frame,
+        except: Option<SocketKey>,
+    ) {
         let owner = room_owner(&room, shard.shard_count());
-        shard.send_to(owner, ShardMsg::Broadcast { room, frame, except });
+        shard.send_to(
+            owner,
+            ShardMsg::Broadcast {
+                room,
+                frame,
+                except,
+            },
+        );
     }
 }

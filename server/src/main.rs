@@ -12,11 +12,18 @@ fn main() -> anyhow::Result<()> {
             let (f, l) = (config.log_format, config.log_level.clone());
             (config, Mode::Chat, f, l)
         }
-        Command::Conformance(args) => (args.to_config(), Mode::Conformance, args.log_format, args.log_level.clone()),
+        Command::Conformance(args) => (
+            args.to_config(),
+            Mode::Conformance,
+            args.log_format,
+            args.log_level.clone(),
+        ),
     };
     chatwire::telemetry::init_tracing(format, &level)?;
     chatwire::telemetry::install_metrics();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let server = Server::start(&config, mode).await?;
         println!("listening on {}", server.addr);

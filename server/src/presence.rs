@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn first_and_last_socket_are_reported() {
         let mut p = Presence::default();
-        let u = UserKey { user_type: UserType::Influencer, id: 3 };
+        let u = UserKey {
+            user_type: UserType::Influencer,
+            id: 3,
+        };
         assert!(p.up(u));
         assert!(!p.up(u));
         assert!(p.is_online(u));
@@ -76,8 +79,22 @@ mod tests {
     #[test]
     fn brand_and_influencer_with_same_id_are_different_users() {
         let mut p = Presence::default();
-        p.up(UserKey { user_type: UserType::Brand, id: 5 });
-        assert!(!p.is_online(UserKey { user_type: UserType::Influencer, id: 5 }));
-        assert!(presence_owner(UserKey { user_type: UserType::Brand, id: 5 }, 4) < 4);
+        p.up(UserKey {
+            user_type: UserType::Brand,
+            id: 5,
+        });
+        assert!(!p.is_online(UserKey {
+            user_type: UserType::Influencer,
+            id: 5
+        }));
+        assert!(
+            presence_owner(
+                UserKey {
+                    user_type: UserType::Brand,
+                    id: 5
+                },
+                4
+            ) < 4
+        );
     }
 }

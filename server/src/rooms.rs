@@ -134,11 +134,38 @@ mod tests {
     fn join_leave_and_group_by_shard() {
         let mut rooms = Rooms::default();
         let room: RoomName = Arc::from("conversation:1");
-        let u = UserKey { user_type: UserType::Brand, id: 5 };
-        assert!(rooms.join(room.clone(), Member { socket: key(0, 1), user: Some(u) }));
-        assert!(!rooms.join(room.clone(), Member { socket: key(0, 1), user: Some(u) }));
-        rooms.join(room.clone(), Member { socket: key(1, 7), user: None });
-        rooms.join(room.clone(), Member { socket: key(0, 2), user: None });
+        let u = UserKey {
+            user_type: UserType::Brand,
+            id: 5,
+        };
+        assert!(rooms.join(
+            room.clone(),
+            Member {
+                socket: key(0, 1),
+                user: Some(u)
+            }
+        ));
+        assert!(!rooms.join(
+            room.clone(),
+            Member {
+                socket: key(0, 1),
+                user: Some(u)
+            }
+        ));
+        rooms.join(
+            room.clone(),
+            Member {
+                socket: key(1, 7),
+                user: None,
+            },
+        );
+        rooms.join(
+            room.clone(),
+            Member {
+                socket: key(0, 2),
+                user: None,
+            },
+        );
         let t = rooms.targets(&room, Some(key(0, 2)));
         assert_eq!(t.len(), 2);
         assert_eq!(t[0], (0, vec![1]));

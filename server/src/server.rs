@@ -62,7 +62,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,14 +180,19 @@ impl Server {
         let set = ShardSet::new(senders);
         let (chat, writer) = match mode {
             Mode::Chat => {
-                let store = Arc::new(AnyStore::connect(&config.database_url, !config.no_migrate).await?);
+                let store =
+                    Arc::new(AnyStore::connect(&config.database_url, !config.no_migrate).await?);
                 let auth = Authenticator::from_config(config)?;
                 let batch = BatchConfig::default()
                     .with_queue_capacity(config.write_queue.max(1))
                     .with_max_batch(config.write_batch_max.max(1))
                     .with_window(config.write_batch_window())
                     .with_commit_deadline(Duration::from_millis(config.write_deadline_ms));
-                let writer = BatchWriter::spawn(store.clone(), batch, Box::new(ShardSink { set: set.clone() }));
+                let writer = BatchWriter::spawn(
+                    store.clone(),
+                    batch,
+                    Box::new(ShardSink { set: set.clone() }),
+                );
                 let chat = ChatShared {
                     auth,
                     store,
@@ -208,8 +215,12 @@ impl Server {
         });
         let (stop_trigger, stop_accepting) = crate::shutdown::channel();
         let (shutdown_trigger, shutdown) = crate::shutdown::channel();
-        let conn_limiter = (config.rate_limit_conn_per_ip > 0)
-            .then(|| ConnectionLimiter::new(config.rate_limit_conn_per_ip, config.rate_limit_conn_burst.max(1)));
+        let conn_limiter = (config.rate_limit_conn_per_ip > 0).then(|| {
+            ConnectionLimiter::new(
+                config.rate_limit_conn_per_ip,
+                config.rate_limit_conn_burst.max(1),
+            )
+        });
         let shared = Arc::new(Shared {
             mode,
             protocol,

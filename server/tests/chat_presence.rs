@@ -17,29 +17,60 @@ async fn online_offline_to_partners_and_check_online() {
     s.direct(a, b).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cs, _) = Client::chat(s.addr, stranger).await;
-    ca.emit_ack("user:check:online", json!({"userId": 2, "userType": "influencer"}), 1).await;
+    ca.emit_ack(
+        "user:check:online",
+        json!({"userId": 2, "userType": "influencer"}),
+        1,
+    )
+    .await;
     let st = ca.event("user:online:status").await;
-    assert_eq!(st, json!({"userId": 2, "userType": "influencer", "isOnline": false}));
+    assert_eq!(
+        st,
+        json!({"userId": 2, "userType": "influencer", "isOnline": false})
+    );
     assert_eq!(ca.ack(1).await, st);
     let (cb, _) = Client::chat(s.addr, b).await;
-    assert_eq!(ca.event("user:online").await, json!({"userId": 2, "userType": "influencer"}));
+    assert_eq!(
+        ca.event("user:online").await,
+        json!({"userId": 2, "userType": "influencer"})
+    );
     // brand 2 is a different user from influencer 2.
-    ca.emit("user:check:online", json!({"userId": "2", "userType": "brand"})).await;
+    ca.emit(
+        "user:check:online",
+        json!({"userId": "2", "userType": "brand"}),
+    )
+    .await;
     assert_eq!(ca.event("user:online:status").await["isOnline"], false);
-    ca.emit("user:check:online", json!({"userId": 2, "userType": "influencer"})).await;
+    ca.emit(
+        "user:check:online",
+        json!({"userId": 2, "userType": "influencer"}),
+    )
+    .await;
     assert_eq!(ca.event("user:online:status").await["isOnline"], true);
     // A second device of b: no new user:online; closing one of two: no user:offline.
     let (cb2, _) = Client::chat(s.addr, b).await;
     drop(cb);
-    ca.no_event("user:offline", Duration::from_millis(300)).await;
+    ca.no_event("user:offline", Duration::from_millis(300))
+        .await;
     drop(cb2);
-    assert_eq!(ca.event("user:offline").await, json!({"userId": 2, "userType": "influencer"}));
+    assert_eq!(
+        ca.event("user:offline").await,
+        json!({"userId": 2, "userType": "influencer"})
+    );
     // Users who share no conversation hear nothing.
     cs.no_event("user:online", Duration::from_millis(100)).await;
-    cs.no_event("user:offline", Duration::from_millis(100)).await;
-    cs.emit("user:check:online", json!({"userId": 0, "userType": "brand"})).await;
+    cs.no_event("user:offline", Duration::from_millis(100))
+        .await;
+    cs.emit(
+        "user:check:online",
+        json!({"userId": 0, "userType": "brand"}),
+    )
+    .await;
     let e = cs.event("error").await;
-    assert_eq!((e["event"].as_str(), e["error"].as_str()), (Some("user:check:online"), Some("bad_request")));
+    assert_eq!(
+        (e["event"].as_str(), e["error"].as_str()),
+        (Some("user:check:online"), Some("bad_request"))
+    );
     s.stop().await;
 }
 
@@ -51,27 +82,39 @@ async fn typing_broadcast_and_stops() {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     // Not in the room: ignored.
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv})).await;
+        c.emit("conversation:join", json!({"conversationId": conv}))
+            .await;
         c.event("conversation:joined").await;
     }
-    cb.no_event("typing:start", Duration::from_millis(100)).await;
+    cb.no_event("typing:start", Duration::from_millis(100))
+        .await;
     let typing = json!({"conversationId": conv, "user": {"userId": 1, "userType": "brand"}});
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     assert_eq!(cb.event("typing:start").await, typing);
-    ca.no_event("typing:start", Duration::from_millis(100)).await;
+    ca.no_event("typing:start", Duration::from_millis(100))
+        .await;
     // Explicit stop.
-    ca.emit("typing:stop", json!({"conversationId": conv})).await;
+    ca.emit("typing:stop", json!({"conversationId": conv}))
+        .await;
     assert_eq!(cb.event("typing:stop").await, typing);
     // Sending a message stops typing on the typist's behalf.
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     cb.event("typing:start").await;
-    ca.emit("message:send", json!({"conversationId": conv, "content": "done"})).await;
+    ca.emit(
+        "message:send",
+        json!({"conversationId": conv, "content": "done"}),
+    )
+    .await;
     cb.event("message:new").await;
     assert_eq!(cb.event("typing:stop").await, typing);
     // Disconnect stops typing.
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     cb.event("typing:start").await;
     drop(ca);
     assert_eq!(cb.event("typing:stop").await, typing);
@@ -86,20 +129,29 @@ async fn typing_stops_by_itself_after_six_seconds() {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv})).await;
+        c.emit("conversation:join", json!({"conversationId": conv}))
+            .await;
         c.event("conversation:joined").await;
     }
     let started = std::time::Instant::now();
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     cb.event("typing:start").await;
     // A repeated start restarts the timer.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ca.emit("typing:start", json!({"conversationId": conv})).await;
+    ca.emit("typing:start", json!({"conversationId": conv}))
+        .await;
     cb.event("typing:start").await;
     cb.no_event("typing:stop", Duration::from_secs(5)).await;
-    let stop = tokio::time::timeout(Duration::from_secs(3), cb.event("typing:stop")).await.unwrap();
+    let stop = tokio::time::timeout(Duration::from_secs(3), cb.event("typing:stop"))
+        .await
+        .unwrap();
     assert_eq!(stop["user"]["userId"], 1);
-    assert!(started.elapsed() >= Duration::from_secs(8), "stopped after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "stopped after {:?}",
+        started.elapsed()
+    );
     s.stop().await;
 }
 
@@ -111,29 +163,54 @@ async fn read_receipts() {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv})).await;
+        c.emit("conversation:join", json!({"conversationId": conv}))
+            .await;
         c.event("conversation:joined").await;
     }
-    ca.emit("message:send", json!({"conversationId": conv, "content": "1"})).await;
-    let m1 = ca.event("message:sent").await["message"]["id"].as_i64().unwrap();
-    ca.emit("message:send", json!({"conversationId": conv, "content": "2"})).await;
-    let m2 = ca.event("message:sent").await["message"]["id"].as_i64().unwrap();
-    cb.emit_ack("message:read", json!({"conversationId": conv, "messageId": m1}), 4).await;
+    ca.emit(
+        "message:send",
+        json!({"conversationId": conv, "content": "1"}),
+    )
+    .await;
+    let m1 = ca.event("message:sent").await["message"]["id"]
+        .as_i64()
+        .unwrap();
+    ca.emit(
+        "message:send",
+        json!({"conversationId": conv, "content": "2"}),
+    )
+    .await;
+    let m2 = ca.event("message:sent").await["message"]["id"]
+        .as_i64()
+        .unwrap();
+    cb.emit_ack(
+        "message:read",
+        json!({"conversationId": conv, "messageId": m1}),
+        4,
+    )
+    .await;
     let ok = cb.event("message:read:success").await;
     assert_eq!(ok, json!({"conversationId": conv, "messageId": m1}));
     assert_eq!(cb.ack(4).await, ok);
     let seen = ca.event("message:read").await;
-    assert_eq!(seen, json!({"conversationId": conv, "messageId": m1, "readBy": {"userId": 2, "userType": "influencer"}}));
+    assert_eq!(
+        seen,
+        json!({"conversationId": conv, "messageId": m1, "readBy": {"userId": 2, "userType": "influencer"}})
+    );
     // Without messageId: up to the newest, and the reply names it.
-    cb.emit("message:read", json!({"conversationId": conv.to_string()})).await;
+    cb.emit("message:read", json!({"conversationId": conv.to_string()}))
+        .await;
     assert_eq!(cb.event("message:read:success").await["messageId"], m2);
     assert_eq!(ca.event("message:read").await["messageId"], m2);
-    cb.no_event("message:read", Duration::from_millis(100)).await;
+    cb.no_event("message:read", Duration::from_millis(100))
+        .await;
     // Bad requests answer conversation:error.
-    cb.emit("message:read", json!({"conversationId": "nope"})).await;
+    cb.emit("message:read", json!({"conversationId": "nope"}))
+        .await;
     assert_eq!(cb.event("conversation:error").await["error"], "bad_request");
     let (mut cx, _) = Client::chat(s.addr, brand(77)).await;
-    cx.emit("message:read", json!({"conversationId": conv})).await;
+    cx.emit("message:read", json!({"conversationId": conv}))
+        .await;
     assert_eq!(cx.event("conversation:error").await["error"], "forbidden");
     s.stop().await;
 }
@@ -144,7 +221,10 @@ async fn connect_auth_rules() {
     // No token on /chat.
     let mut c = Client::connect(s.addr).await;
     c.send("40/chat,").await;
-    assert_eq!(c.next_raw().await.unwrap(), r#"44/chat,{"message":"unauthorized"}"#);
+    assert_eq!(
+        c.next_raw().await.unwrap(),
+        r#"44/chat,{"message":"unauthorized"}"#
+    );
     // Bad token.
     c.send(r#"40/chat,{"token":"garbage"}"#).await;
     let refused = c.next_raw().await.unwrap();
@@ -153,12 +233,18 @@ async fn connect_auth_rules() {
     c.send(r#"40/chat,{"token":"Bearer 12:influencer"}"#).await;
     assert!(c.next_raw().await.unwrap().starts_with("40/chat,{\"sid\":"));
     let ok = c.event("connection:success").await;
-    assert_eq!((ok["userId"].as_i64(), ok["userType"].as_str()), (Some(12), Some("influencer")));
+    assert_eq!(
+        (ok["userId"].as_i64(), ok["userType"].as_str()),
+        (Some(12), Some("influencer"))
+    );
     c.send("40").await;
     assert!(c.next_raw().await.unwrap().starts_with("40{\"sid\":"));
     // Unknown namespace.
     c.send("40/nope,").await;
-    assert_eq!(c.next_raw().await.unwrap(), r#"44/nope,{"message":"Invalid namespace"}"#);
+    assert_eq!(
+        c.next_raw().await.unwrap(),
+        r#"44/nope,{"message":"Invalid namespace"}"#
+    );
     s.stop().await;
 }
 
@@ -167,8 +253,11 @@ async fn authorization_header_is_the_fallback_token() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let s = TestServer::start().await;
-    let mut req = format!("ws://{}/socket.io/?EIO=4&transport=websocket", s.addr).into_client_request().unwrap();
-    req.headers_mut().insert("authorization", "Bearer 5:brand".parse().unwrap());
+    let mut req = format!("ws://{}/socket.io/?EIO=4&transport=websocket", s.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", "Bearer 5:brand".parse().unwrap());
     let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
     let _open = ws.next().await;

@@ -21,7 +21,10 @@ type Ws = WebSocketStream<TcpStream>;
 
 async fn next(ws: &mut Ws) -> Option<Message> {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(3), ws.next()).await.ok()??.ok()?;
+        let m = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .ok()??
+            .ok()?;
         match &m {
             Message::Text(t) if t.as_str() == "2" => {
                 let _ = ws.send(Message::Text("3".into())).await;
@@ -53,7 +56,9 @@ async fn closes(ws: &mut Ws) -> bool {
 }
 
 async fn eio_ws(addr: std::net::SocketAddr, root: &str) -> Ws {
-    let mut ws = ws_open(addr, &format!("{root}?EIO=4&transport=websocket"), &[]).await.unwrap();
+    let mut ws = ws_open(addr, &format!("{root}?EIO=4&transport=websocket"), &[])
+        .await
+        .unwrap();
     let open = next_text(&mut ws).await;
     assert!(open.starts_with('0'));
     ws
@@ -75,15 +80,47 @@ async fn engine_handshake_and_open_packet() {
     let keys: Vec<_> = open.as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys.len(), 5, "{open}");
     assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
-    assert_eq!((open["pingInterval"].as_u64(), open["pingTimeout"].as_u64(), open["maxPayload"].as_u64()), (Some(300), Some(200), Some(1_000_000)));
-    let mut ws = ws_open(s.addr, &format!("{EIO}?EIO=4&transport=websocket"), &[]).await.unwrap();
+    assert_eq!(
+        (
+            open["pingInterval"].as_u64(),
+            open["pingTimeout"].as_u64(),
+            open["maxPayload"].as_u64()
+        ),
+        (Some(300), Some(200), Some(1_000_000))
+    );
+    let mut ws = ws_open(s.addr, &format!("{EIO}?EIO=4&transport=websocket"), &[])
+        .await
+        .unwrap();
     let open: Value = serde_json::from_str(&next_text(&mut ws).await[1..]).unwrap();
     assert_eq!(open["upgrades"], serde_json::json!([]));
-    for q in ["?transport=polling", "?EIO=abc&transport=polling", "?EIO=4", "?EIO=4&transport=abc"] {
-        assert_eq!(http(s.addr, "GET", &format!("{EIO}{q}"), "", b"").await.status, 400, "{q}");
+    for q in [
+        "?transport=polling",
+        "?EIO=abc&transport=polling",
+        "?EIO=4",
+        "?EIO=4&transport=abc",
+    ] {
+        assert_eq!(
+            http(s.addr, "GET", &format!("{EIO}{q}"), "", b"")
+                .await
+                .status,
+            400,
+            "{q}"
+        );
     }
     for m in ["POST", "PUT"] {
-        assert_eq!(http(s.addr, m, &format!("{EIO}?EIO=4&transport=polling"), "", b"").await.status, 400, "{m}");
+        assert_eq!(
+            http(
+                s.addr,
+                m,
+                &format!("{EIO}?EIO=4&transport=polling"),
+                "",
+                b""
+            )
+            .await
+            .status,
+            400,
+            "{m}"
+        );
     }
     s.stop().await;
 }
@@ -95,10 +132,26 @@ async fn engine_messages_echo_over_polling_and_websocket() {
     let r = poll_post(s.addr, EIO, &sid, "4hello").await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert_eq!(poll_get(s.addr, EIO, &sid).await.text(), "4hello");
-    assert_eq!(poll_post(s.addr, EIO, &sid, "4test1\x1e4test2\x1e4test3").await.status, 200);
-    assert_eq!(poll_get(s.addr, EIO, &sid).await.text(), "4test1\x1e4test2\x1e4test3");
-    assert_eq!(poll_post(s.addr, EIO, &sid, "4hello\x1ebAQIDBA==").await.status, 200);
-    assert_eq!(poll_get(s.addr, EIO, &sid).await.text(), "4hello\x1ebAQIDBA==");
+    assert_eq!(
+        poll_post(s.addr, EIO, &sid, "4test1\x1e4test2\x1e4test3")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        poll_get(s.addr, EIO, &sid).await.text(),
+        "4test1\x1e4test2\x1e4test3"
+    );
+    assert_eq!(
+        poll_post(s.addr, EIO, &sid, "4hello\x1ebAQIDBA==")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        poll_get(s.addr, EIO, &sid).await.text(),
+        "4hello\x1ebAQIDBA=="
+    );
     // Invalid packet: 400 and the session is gone.
     assert_eq!(poll_post(s.addr, EIO, &sid, "abc").await.status, 400);
     assert_eq!(poll_get(s.addr, EIO, &sid).await.status, 400);
@@ -106,8 +159,13 @@ async fn engine_messages_echo_over_polling_and_websocket() {
     let mut ws = eio_ws(s.addr, EIO).await;
     ws.send(Message::Text("4hello".into())).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "4hello");
-    ws.send(Message::Binary(vec![1, 2, 3, 4].into())).await.unwrap();
-    assert_eq!(next(&mut ws).await, Some(Message::Binary(vec![1, 2, 3, 4].into())));
+    ws.send(Message::Binary(vec![1, 2, 3, 4].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![1, 2, 3, 4].into()))
+    );
     ws.send(Message::Text("abc".into())).await.unwrap();
     assert!(closes(&mut ws).await);
     s.stop().await;
@@ -137,7 +195,10 @@ async fn engine_heartbeat_close_and_duplicate_poll() {
             Err(_) => panic!("websocket without pong stays open"),
         }
     }
-    assert!(pinged && t.elapsed() >= Duration::from_millis(450), "closed after ping + timeout");
+    assert!(
+        pinged && t.elapsed() >= Duration::from_millis(450),
+        "closed after ping + timeout"
+    );
     // Client close during a pending poll: the poll ends with a noop, the session is gone.
     let (sid, _) = polling_open(s.addr, EIO).await;
     let addr = s.addr;
@@ -169,7 +230,13 @@ async fn engine_upgrade() {
     let s = TestServer::conformance().await;
     for _ in 0..4 {
         let (sid, _) = polling_open(s.addr, EIO).await;
-        let mut ws = ws_open(s.addr, &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"), &[]).await.unwrap();
+        let mut ws = ws_open(
+            s.addr,
+            &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"),
+            &[],
+        )
+        .await
+        .unwrap();
         ws.send(Message::Text("2probe".into())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "3probe");
         assert_eq!(poll_get(s.addr, EIO, &sid).await.text(), "6");
@@ -177,12 +244,23 @@ async fn engine_upgrade() {
         ws.send(Message::Text("4hello".into())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "4hello");
         assert_eq!(poll_get(s.addr, EIO, &sid).await.status, 400);
-        let again = ws_open(s.addr, &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"), &[]).await;
+        let again = ws_open(
+            s.addr,
+            &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"),
+            &[],
+        )
+        .await;
         assert!(again.is_err());
     }
     // Without a pending poll the noop goes out on the websocket after the upgrade.
     let (sid, _) = polling_open(s.addr, EIO).await;
-    let mut ws = ws_open(s.addr, &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"), &[]).await.unwrap();
+    let mut ws = ws_open(
+        s.addr,
+        &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"),
+        &[],
+    )
+    .await
+    .unwrap();
     ws.send(Message::Text("2probe".into())).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "3probe");
     ws.send(Message::Text("5".into())).await.unwrap();
@@ -194,7 +272,9 @@ async fn engine_upgrade() {
 async fn socketio_connect_and_namespaces() {
     let s = TestServer::conformance().await;
     let mut ws = eio_ws(s.addr, SIO).await;
-    ws.send(Message::Text(r#"40{"token":"123"}"#.into())).await.unwrap();
+    ws.send(Message::Text(r#"40{"token":"123"}"#.into()))
+        .await
+        .unwrap();
     let hs: Value = serde_json::from_str(&next_text(&mut ws).await[2..]).unwrap();
     assert!(hs["sid"].is_string() && hs.as_object().unwrap().len() == 1);
     assert_eq!(next_text(&mut ws).await, r#"42["auth",{"token":"123"}]"#);
@@ -202,11 +282,21 @@ async fn socketio_connect_and_namespaces() {
     assert!(next_text(&mut ws).await.starts_with("40/custom,{\"sid\":"));
     assert_eq!(next_text(&mut ws).await, r#"42/custom,["auth",{}]"#);
     ws.send(Message::Text(r#"40/random"#.into())).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, r#"44/random,{"message":"Invalid namespace"}"#);
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"44/random,{"message":"Invalid namespace"}"#
+    );
     // Disconnect from /custom, the main namespace still works.
     ws.send(Message::Text("41/custom,".into())).await.unwrap();
-    ws.send(Message::Text(r#"42["message","message to main namespace"]"#.into())).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, r#"42["message-back","message to main namespace"]"#);
+    ws.send(Message::Text(
+        r#"42["message","message to main namespace"]"#.into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"42["message-back","message to main namespace"]"#
+    );
     // Disconnect from the main namespace: nothing left, the connection closes.
     ws.send(Message::Text("41".into())).await.unwrap();
     assert!(closes(&mut ws).await);
@@ -222,22 +312,61 @@ async fn socketio_connect_and_namespaces() {
 async fn socketio_messages_acks_and_binary() {
     let s = TestServer::conformance().await;
     let mut ws = sio_ws(s.addr).await;
-    ws.send(Message::Text(r#"42["message",1,"2",{"3":[true]}]"#.into())).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, r#"42["message-back",1,"2",{"3":[true]}]"#);
-    ws.send(Message::Text(r#"42456["message-with-ack",1,"2",{"3":[false]}]"#.into())).await.unwrap();
+    ws.send(Message::Text(r#"42["message",1,"2",{"3":[true]}]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"42["message-back",1,"2",{"3":[true]}]"#
+    );
+    ws.send(Message::Text(
+        r#"42456["message-with-ack",1,"2",{"3":[false]}]"#.into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_text(&mut ws).await, r#"43456[1,"2",{"3":[false]}]"#);
-    ws.send(Message::Text(r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#.into())).await.unwrap();
-    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    ws.send(Message::Binary(vec![4, 5, 6].into())).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
-    assert_eq!(next(&mut ws).await, Some(Message::Binary(vec![1, 2, 3].into())));
-    assert_eq!(next(&mut ws).await, Some(Message::Binary(vec![4, 5, 6].into())));
+    ws.send(Message::Text(
+        r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(vec![4, 5, 6].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![1, 2, 3].into()))
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![4, 5, 6].into()))
+    );
     ws.send(Message::Text(r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#.into())).await.unwrap();
-    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    ws.send(Message::Binary(vec![4, 5, 6].into())).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
-    assert_eq!(next(&mut ws).await, Some(Message::Binary(vec![1, 2, 3].into())));
-    assert_eq!(next(&mut ws).await, Some(Message::Binary(vec![4, 5, 6].into())));
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(vec![4, 5, 6].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![1, 2, 3].into()))
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![4, 5, 6].into()))
+    );
     s.stop().await;
 }
 

@@ -23,17 +23,46 @@ async fn polling_handshake_and_reference_error_codes() {
     assert_eq!(open["pingTimeout"], 20000);
     assert_eq!(open["maxPayload"], 1000000);
     let cases = [
-        ("GET", format!("{ROOT}?EIO=4&transport=flash"), 0, "Transport unknown"),
-        ("GET", format!("{ROOT}?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAA"), 1, "Session ID unknown"),
-        ("POST", format!("{ROOT}?EIO=4&transport=polling"), 2, "Bad handshake method"),
-        ("GET", format!("{ROOT}?EIO=3&transport=polling"), 5, "Unsupported protocol version"),
-        ("GET", format!("{ROOT}?EIO=4&transport=websocket"), 3, "Bad request"),
+        (
+            "GET",
+            format!("{ROOT}?EIO=4&transport=flash"),
+            0,
+            "Transport unknown",
+        ),
+        (
+            "GET",
+            format!("{ROOT}?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAA"),
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "POST",
+            format!("{ROOT}?EIO=4&transport=polling"),
+            2,
+            "Bad handshake method",
+        ),
+        (
+            "GET",
+            format!("{ROOT}?EIO=3&transport=polling"),
+            5,
+            "Unsupported protocol version",
+        ),
+        (
+            "GET",
+            format!("{ROOT}?EIO=4&transport=websocket"),
+            3,
+            "Bad request",
+        ),
     ];
     for (method, path, code, message) in cases {
         let r = http(s.addr, method, &path, "", b"").await;
         assert_eq!(r.status, 400, "{path}");
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(body, serde_json::json!({"code": code, "message": message}), "{path}");
+        assert_eq!(
+            body,
+            serde_json::json!({"code": code, "message": message}),
+            "{path}"
+        );
     }
     let r = http(s.addr, "GET", "/healthz", "", b"").await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
@@ -46,13 +75,37 @@ async fn polling_handshake_and_reference_error_codes() {
 async fn disallowed_origin_is_refused_on_polling_and_upgrade() {
     let s = TestServer::start().await;
     let evil = "Origin: https://evil.example\r\n";
-    let r = http(s.addr, "GET", &format!("{ROOT}?EIO=4&transport=polling"), evil, b"").await;
+    let r = http(
+        s.addr,
+        "GET",
+        &format!("{ROOT}?EIO=4&transport=polling"),
+        evil,
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let ws = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket"), &[("origin", "https://evil.example")]).await;
+    let ws = ws_open(
+        s.addr,
+        &format!("{ROOT}?EIO=4&transport=websocket"),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
     assert_eq!(ws.err(), Some(403));
-    let ok = http(s.addr, "GET", &format!("{ROOT}?EIO=4&transport=polling"), "Origin: http://localhost:5173\r\n", b"").await;
+    let ok = http(
+        s.addr,
+        "GET",
+        &format!("{ROOT}?EIO=4&transport=polling"),
+        "Origin: http://localhost:5173\r\n",
+        b"",
+    )
+    .await;
     assert_eq!(ok.status, 200);
-    assert!(ok.headers.contains("access-control-allow-origin: http://localhost:5173"), "{}", ok.headers);
+    assert!(
+        ok.headers
+            .contains("access-control-allow-origin: http://localhost:5173"),
+        "{}",
+        ok.headers
+    );
     s.stop().await;
 }
 
@@ -70,7 +123,9 @@ async fn chat_over_polling_on_any_shard() {
     assert!(got.starts_with("40/chat,{\"sid\":"), "{got}");
     assert!(got.contains("connection:success"), "{got}");
     for i in 0..6 {
-        let body = format!("42/chat,{i}[\"message:send\",{{\"conversationId\":{conv},\"content\":\"p{i}\"}}]");
+        let body = format!(
+            "42/chat,{i}[\"message:send\",{{\"conversationId\":{conv},\"content\":\"p{i}\"}}]"
+        );
         assert_eq!(poll_post(s.addr, ROOT, &sid, &body).await.status, 200);
         let mut got = String::new();
         while !got.contains(&format!("43/chat,{i}[")) {
@@ -89,8 +144,19 @@ async fn polling_upgrades_to_websocket() {
     for _ in 0..6 {
         let (sid, _) = polling_open(s.addr, ROOT).await;
         assert_eq!(poll_post(s.addr, ROOT, &sid, "40").await.status, 200);
-        assert!(poll_get(s.addr, ROOT, &sid).await.text().starts_with("40{\"sid\":"));
-        let mut ws = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket&sid={sid}"), &[]).await.unwrap();
+        assert!(
+            poll_get(s.addr, ROOT, &sid)
+                .await
+                .text()
+                .starts_with("40{\"sid\":")
+        );
+        let mut ws = ws_open(
+            s.addr,
+            &format!("{ROOT}?EIO=4&transport=websocket&sid={sid}"),
+            &[],
+        )
+        .await
+        .unwrap();
         // A poll is pending while the probe runs; it is ended with a noop.
         let addr = s.addr;
         let sid2 = sid.clone();
@@ -104,11 +170,24 @@ async fn polling_upgrades_to_websocket() {
         // Now the session runs on the websocket: polling is refused, messages flow over ws.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(poll_get(s.addr, ROOT, &sid).await.status, 400);
-        ws.send(Message::Text("40/chat,{\"token\":\"3:brand\"}".into())).await.unwrap();
+        ws.send(Message::Text("40/chat,{\"token\":\"3:brand\"}".into()))
+            .await
+            .unwrap();
         let connected = ws.next().await.unwrap().unwrap();
-        assert!(connected.to_text().unwrap().starts_with("40/chat,{\"sid\":"), "{connected}");
+        assert!(
+            connected
+                .to_text()
+                .unwrap()
+                .starts_with("40/chat,{\"sid\":"),
+            "{connected}"
+        );
         // A second websocket for the same session is refused.
-        let again = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket&sid={sid}"), &[]).await;
+        let again = ws_open(
+            s.addr,
+            &format!("{ROOT}?EIO=4&transport=websocket&sid={sid}"),
+            &[],
+        )
+        .await;
         assert_eq!(again.err(), Some(400));
     }
     s.stop().await;
@@ -123,13 +202,17 @@ async fn heartbeat_and_timeouts() {
     })
     .await;
     // connectTimeout: no namespace joined -> closed.
-    let mut ws = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket"), &[]).await.unwrap();
+    let mut ws = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket"), &[])
+        .await
+        .unwrap();
     let _open = ws.next().await;
     let started = std::time::Instant::now();
     let mut closed = false;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
         match msg {
-            Ok(Message::Text(t)) if t.as_str() == "2" => ws.send(Message::Text("3".into())).await.unwrap_or(()),
+            Ok(Message::Text(t)) if t.as_str() == "2" => {
+                ws.send(Message::Text("3".into())).await.unwrap_or(())
+            }
             Ok(Message::Close(_)) | Err(_) => {
                 closed = true;
                 break;
@@ -140,7 +223,9 @@ async fn heartbeat_and_timeouts() {
     assert!(closed, "connect timeout closes the connection");
     assert!(started.elapsed() >= Duration::from_millis(250));
     // Ping timeout: a client that never pongs is dropped; one that pongs stays.
-    let mut silent = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket"), &[]).await.unwrap();
+    let mut silent = ws_open(s.addr, &format!("{ROOT}?EIO=4&transport=websocket"), &[])
+        .await
+        .unwrap();
     let _ = silent.next().await;
     silent.send(Message::Text("40".into())).await.unwrap();
     let mut pings = 0;

@@ -12,7 +12,12 @@ use serde_json::json;
 
 /// A healthy client still gets answers.
 async fn still_serves(healthy: &mut Client) {
-    healthy.emit("user:check:online", json!({"userId": 1, "userType": "brand"})).await;
+    healthy
+        .emit(
+            "user:check:online",
+            json!({"userId": 1, "userType": "brand"}),
+        )
+        .await;
     assert_eq!(healthy.event("user:online:status").await["isOnline"], true);
 }
 
@@ -20,7 +25,11 @@ async fn still_serves(healthy: &mut Client) {
 async fn bad_frames_close_only_their_connection() {
     let s = TestServer::start().await;
     let (mut healthy, _) = Client::chat(s.addr, brand(1)).await;
-    let nested = format!("42/chat,[\"message:send\",{}{}]", "[".repeat(5000), "]".repeat(5000));
+    let nested = format!(
+        "42/chat,[\"message:send\",{}{}]",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     let bad_frames = [
         "garbage".to_owned(),
         "9".to_owned(),
@@ -44,7 +53,8 @@ async fn bad_frames_close_only_their_connection() {
     assert!(c.closed_within(Duration::from_secs(3)).await);
     // Attachments announced but a text frame arrives first.
     let (mut c, _) = Client::chat(s.addr, influencer(4)).await;
-    c.send(r#"451-/chat,["message:send",{"_placeholder":true,"num":0}]"#).await;
+    c.send(r#"451-/chat,["message:send",{"_placeholder":true,"num":0}]"#)
+        .await;
     c.send(r#"42/chat,["message:send",{}]"#).await;
     assert!(c.closed_within(Duration::from_secs(3)).await);
     still_serves(&mut healthy).await;
@@ -56,7 +66,10 @@ async fn oversize_payloads_are_refused() {
     let s = TestServer::with(|c| c.max_payload = 10_000).await;
     let (mut healthy, _) = Client::chat(s.addr, brand(1)).await;
     let (mut c, _) = Client::chat(s.addr, influencer(2)).await;
-    let big = format!("42/chat,[\"message:send\",{{\"content\":\"{}\"}}]", "x".repeat(20_000));
+    let big = format!(
+        "42/chat,[\"message:send\",{{\"content\":\"{}\"}}]",
+        "x".repeat(20_000)
+    );
     c.send(&big).await;
     assert!(c.closed_within(Duration::from_secs(3)).await);
     still_serves(&mut healthy).await;
@@ -65,7 +78,10 @@ async fn oversize_payloads_are_refused() {
     let r = poll_post(s.addr, "/socket.io/", &sid, &big).await;
     assert_eq!(r.status, 413);
     // The session is gone.
-    assert_eq!(poll_post(s.addr, "/socket.io/", &sid, "40").await.status, 400);
+    assert_eq!(
+        poll_post(s.addr, "/socket.io/", &sid, "40").await.status,
+        400
+    );
     still_serves(&mut healthy).await;
     s.stop().await;
 }
@@ -81,7 +97,8 @@ async fn a_client_that_never_reads_is_disconnected() {
     let conv = s.direct(a, slow).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cs, _) = Client::chat(s.addr, slow).await;
-    cs.emit("conversation:join", json!({"conversationId": conv})).await;
+    cs.emit("conversation:join", json!({"conversationId": conv}))
+        .await;
     cs.event("conversation:joined").await;
     let (mut cw, _) = Client::chat(s.addr, watcher).await;
     // The slow client stops reading; the sender floods the room with large messages.
@@ -89,7 +106,12 @@ async fn a_client_that_never_reads_is_disconnected() {
     // In batches of 6 so the sender's own queue (sent + ack per message) never fills.
     for batch in 0..700u64 {
         for i in batch * 6..batch * 6 + 6 {
-            ca.emit_ack("message:send", json!({"conversationId": conv, "content": content, "tempId": i}), i).await;
+            ca.emit_ack(
+                "message:send",
+                json!({"conversationId": conv, "content": content, "tempId": i}),
+                i,
+            )
+            .await;
         }
         ca.ack(batch * 6 + 5).await;
         ca.backlog.clear();
@@ -97,7 +119,11 @@ async fn a_client_that_never_reads_is_disconnected() {
     // The slow client was dropped: its user is offline; everyone else is fine.
     let mut offline = false;
     for _ in 0..50 {
-        cw.emit("user:check:online", json!({"userId": 2, "userType": "influencer"})).await;
+        cw.emit(
+            "user:check:online",
+            json!({"userId": 2, "userType": "influencer"}),
+        )
+        .await;
         if cw.event("user:online:status").await["isOnline"] == false {
             offline = true;
             break;
@@ -117,7 +143,9 @@ async fn a_client_that_never_sends_headers_is_dropped() {
     let mut idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let mut buf = [0u8; 64];
     let t = std::time::Instant::now();
-    let n = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await.expect("closed in time");
+    let n = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf))
+        .await
+        .expect("closed in time");
     assert!(matches!(n, Ok(0) | Err(_)) || t.elapsed() >= Duration::from_millis(250));
     assert!(t.elapsed() >= Duration::from_millis(250));
     let (mut c, _) = Client::chat(s.addr, brand(1)).await;

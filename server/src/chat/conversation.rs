@@ -29,9 +29,14 @@ pub fn reply_conversation_error(ctx: &Ctx<'_>, payload: &Value, err: &ChatError)
         error: &'static str,
         message: &'a str,
     }
-    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str()).increment(1);
+    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str())
+        .increment(1);
     let conversation_id = field(payload, "conversationId");
-    let body = json(&ConvError { conversation_id, error: err.code.as_str(), message: &err.message });
+    let body = json(&ConvError {
+        conversation_id,
+        error: err.code.as_str(),
+        message: &err.message,
+    });
     reply(ctx.conn, "conversation:error", &body, ctx.ack);
 }
 
@@ -57,13 +62,24 @@ pub async fn join(ctx: &Ctx<'_>, payload: &Value) {
     });
     match newly {
         Some(true) => {
-            let member = Member { socket: ctx.shard.socket_key(ctx.local), user: Some(ctx.user) };
+            let member = Member {
+                socket: ctx.shard.socket_key(ctx.local),
+                user: Some(ctx.user),
+            };
             LocalAdapter.join(ctx.shard, room.clone(), member, Some(participants));
         }
         Some(false) => {}
         None => return, // socket gone meanwhile
     }
-    reply(ctx.conn, "conversation:joined", &json(&Joined { conversation_id: conv, room: &room }), ctx.ack);
+    reply(
+        ctx.conn,
+        "conversation:joined",
+        &json(&Joined {
+            conversation_id: conv,
+            room: &room,
+        }),
+        ctx.ack,
+    );
 }
 
 /// `conversation:leave`.
@@ -74,7 +90,12 @@ pub fn leave(ctx: &Ctx<'_>, payload: &Value) {
     };
     let conv = req.conversation_id;
     let was_typing = with_socket(ctx.conn, ctx.local, |c| {
-        let typing = c.typing.iter().position(|(t, _)| *t == conv).map(|p| c.typing.remove(p)).is_some();
+        let typing = c
+            .typing
+            .iter()
+            .position(|(t, _)| *t == conv)
+            .map(|p| c.typing.remove(p))
+            .is_some();
         let pos = c.rooms.iter().position(|r| *r == conv);
         (pos.map(|p| c.rooms.remove(p)).is_some(), typing)
     });
@@ -88,7 +109,15 @@ pub fn leave(ctx: &Ctx<'_>, payload: &Value) {
         }
     }
     let room = room_name(conv);
-    reply(ctx.conn, "conversation:left", &json(&Joined { conversation_id: conv, room: &room }), ctx.ack);
+    reply(
+        ctx.conn,
+        "conversation:left",
+        &json(&Joined {
+            conversation_id: conv,
+            room: &room,
+        }),
+        ctx.ack,
+    );
 }
 
 /// Removes a socket from a conversation room (through the adapter).

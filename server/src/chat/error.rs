@@ -50,7 +50,10 @@ pub struct ChatError {
 impl ChatError {
     /// A new error.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `bad_request` with a message.

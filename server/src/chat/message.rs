@@ -27,7 +27,11 @@ pub fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
         message: &'a str,
         temp_id: Option<&'a TempId>,
     }
-    json(&SendError { error: err.code.as_str(), message: &err.message, temp_id })
+    json(&SendError {
+        error: err.code.as_str(),
+        message: &err.message,
+        temp_id,
+    })
 }
 
 /// `message:send`.
@@ -41,7 +45,9 @@ pub async fn send(ctx: &Ctx<'_>, payload: &Value) {
         Ok(m) => m,
         Err(invalid) => return fail(ctx, &invalid.error.into(), invalid.temp_id.as_ref()),
     };
-    let allowed = with_socket(ctx.conn, ctx.local, |c| c.limiter.as_ref().is_none_or(|l| l.check()));
+    let allowed = with_socket(ctx.conn, ctx.local, |c| {
+        c.limiter.as_ref().is_none_or(|l| l.check())
+    });
     if allowed == Some(false) {
         let e = ChatError::new(Code::RateLimited, "too many messages, slow down");
         return fail(ctx, &e, msg.temp_id.as_ref());
@@ -50,7 +56,11 @@ pub async fn send(ctx: &Ctx<'_>, payload: &Value) {
         return fail(ctx, &e, msg.temp_id.as_ref());
     }
     let temp_id = msg.temp_id.clone();
-    let reply_to = ReplyTo::Socket { shard: ctx.shard.index, socket: ctx.local, ack: ctx.ack };
+    let reply_to = ReplyTo::Socket {
+        shard: ctx.shard.index,
+        socket: ctx.local,
+        ack: ctx.ack,
+    };
     if chat.writer.try_submit(msg, reply_to).is_err() {
         let e = ChatError::new(Code::Unavailable, "storage busy, retry later");
         fail(ctx, &e, temp_id.as_ref());
@@ -59,8 +69,14 @@ pub async fn send(ctx: &Ctx<'_>, payload: &Value) {
 
 /// Replies `message:error` to the sender (+ ack).
 fn fail(ctx: &Ctx<'_>, err: &ChatError, temp_id: Option<&TempId>) {
-    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str()).increment(1);
-    reply(ctx.conn, "message:error", &error_payload(err, temp_id), ctx.ack);
+    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str())
+        .increment(1);
+    reply(
+        ctx.conn,
+        "message:error",
+        &error_payload(err, temp_id),
+        ctx.ack,
+    );
 }
 
 /// On the sender's shard: deliver `message:sent` / `message:error` (+ ack), stop typing.
@@ -78,7 +94,8 @@ pub fn deliver_reply(shard: &Rc<Shard>, r: SocketReply) {
 pub fn fan_out_committed(shard: Rc<Shard>, c: Committed) {
     let room = room_name(c.conversation_id);
     shard.broadcast_owned(&room, c.new_frame.clone(), c.sender_socket);
-    metrics::counter!(crate::telemetry::EVENTS_OUT, crate::telemetry::LABEL_EVENT => "message:new").increment(1);
+    metrics::counter!(crate::telemetry::EVENTS_OUT, crate::telemetry::LABEL_EVENT => "message:new")
+        .increment(1);
     let conv = c.conversation_id;
     if let Some(p) = shard.chat.cached_participants(conv) {
         notify(&shard, &room, &p, &c);
@@ -96,14 +113,21 @@ pub fn fan_out_committed(shard: Rc<Shard>, c: Committed) {
     }
     tokio::task::spawn_local(async move {
         let loaded = super::participants(&shard, conv).await;
-        let queue = shard.chat.pending.borrow_mut().remove(&conv).unwrap_or_default();
+        let queue = shard
+            .chat
+            .pending
+            .borrow_mut()
+            .remove(&conv)
+            .unwrap_or_default();
         match loaded {
             Ok(p) => {
                 for c in &queue {
                     notify(&shard, &room, &p, c);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, conv, "notification skipped: participants unavailable"),
+            Err(e) => {
+                tracing::warn!(error = %e, conv, "notification skipped: participants unavailable")
+            }
         }
     });
 }
@@ -127,12 +151,21 @@ fn notify(shard: &Rc<Shard>, room: &str, participants: &[UserKey], c: &Committed
         return;
     }
     for i in 0..shard.shard_count() {
-        shard.send_to(i, ShardMsg::DeliverToUsers { frame: c.notification_frame.clone(), users: targets.clone() });
+        shard.send_to(
+            i,
+            ShardMsg::DeliverToUsers {
+                frame: c.notification_frame.clone(),
+                users: targets.clone(),
+            },
+        );
     }
 }
 
 /// The `message:new` and `message:notification` frames for a committed message (built once).
-pub fn committed_frames(conversation_id: i64, message_json: &[u8]) -> (crate::engine::outbox::Frame, crate::engine::outbox::Frame) {
+pub fn committed_frames(
+    conversation_id: i64,
+    message_json: &[u8],
+) -> (crate::engine::outbox::Frame, crate::engine::outbox::Frame) {
     let new_frame = emit::event(NSP, "message:new", message_json);
     let mut note = Vec::with_capacity(message_json.len() + 40);
     note.extend_from_slice(b"{\"conversationId\":");

@@ -120,7 +120,10 @@ pub fn shared(shard: &Shard) -> Result<&ChatShared, ChatError> {
 }
 
 /// Participants of a conversation (cached per shard); `not_found` when it does not exist.
-pub async fn participants(shard: &Shard, conversation_id: i64) -> Result<Arc<[UserKey]>, ChatError> {
+pub async fn participants(
+    shard: &Shard,
+    conversation_id: i64,
+) -> Result<Arc<[UserKey]>, ChatError> {
     if let Some(p) = shard.chat.cached_participants(conversation_id) {
         return Ok(p);
     }
@@ -144,13 +147,20 @@ pub async fn check_participant(
     if p.contains(&user) {
         Ok(p)
     } else {
-        Err(ChatError::new(Code::Forbidden, "not a participant of this conversation"))
+        Err(ChatError::new(
+            Code::Forbidden,
+            "not a participant of this conversation",
+        ))
     }
 }
 
 /// Authenticates a `/chat` CONNECT: `auth.token`, else the handshake `Authorization` header.
 /// Creates the user on first sight. Err = the CONNECT_ERROR message.
-pub async fn authenticate(shard: &Rc<Shard>, conn: &Conn, auth: Option<&Value>) -> Result<ChatSocket, String> {
+pub async fn authenticate(
+    shard: &Rc<Shard>,
+    conn: &Conn,
+    auth: Option<&Value>,
+) -> Result<ChatSocket, String> {
     let chat = shared(shard).map_err(|e| e.message)?;
     let token = match auth.and_then(|a| payload::field(a, "token")) {
         Some(Value::String(t)) => Some(t.as_str()),
@@ -162,11 +172,20 @@ pub async fn authenticate(shard: &Rc<Shard>, conn: &Conn, auth: Option<&Value>) 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let identity = chat.auth.authenticate(token, now).map_err(|e| e.message().to_owned())?;
+    let identity = chat
+        .auth
+        .authenticate(token, now)
+        .map_err(|e| e.message().to_owned())?;
     let user = identity.user;
     ensure_user(shard, identity).await?;
     let limiter = (chat.rate.0 > 0).then(|| MessageLimiter::new(chat.rate.0, chat.rate.1.max(1)));
-    Ok(ChatSocket { user, limiter, rooms: SmallVec::new(), typing: SmallVec::new(), typing_gen: 0 })
+    Ok(ChatSocket {
+        user,
+        limiter,
+        rooms: SmallVec::new(),
+        typing: SmallVec::new(),
+        typing_gen: 0,
+    })
 }
 
 /// Creates the user in the store on first sight (per shard cache); profile claims update it.
@@ -202,13 +221,27 @@ pub struct UserJson {
 
 impl From<UserKey> for UserJson {
     fn from(u: UserKey) -> Self {
-        Self { user_id: u.id, user_type: u.user_type.as_str() }
+        Self {
+            user_id: u.id,
+            user_type: u.user_type.as_str(),
+        }
     }
 }
 
 /// After CONNECT: index the socket by user, count presence, emit `connection:success`.
-pub fn on_connected(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, user: UserKey, socket_id: &str) {
-    shard.users.borrow_mut().entry(user).or_default().push(local);
+pub fn on_connected(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    local: u64,
+    user: UserKey,
+    socket_id: &str,
+) {
+    shard
+        .users
+        .borrow_mut()
+        .entry(user)
+        .or_default()
+        .push(local);
     let owner = crate::presence::presence_owner(user, shard.shard_count());
     shard.send_to(owner, crate::shard::msg::ShardMsg::PresenceUp(user));
     #[derive(Serialize)]
@@ -218,7 +251,11 @@ pub fn on_connected(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, user: UserKe
         user_type: &'static str,
         socket_id: &'a str,
     }
-    let body = json(&Success { user_id: user.id, user_type: user.user_type.as_str(), socket_id });
+    let body = json(&Success {
+        user_id: user.id,
+        user_type: user.user_type.as_str(),
+        socket_id,
+    });
     conn.push(emit::event(NSP, "connection:success", &body));
 }
 
@@ -267,8 +304,13 @@ pub fn reply_error(conn: &Conn, event: &str, err: &ChatError, ack: Option<u64>) 
         error: &'static str,
         message: &'a str,
     }
-    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str()).increment(1);
-    let body = json(&ErrorJson { event, error: err.code.as_str(), message: &err.message });
+    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str())
+        .increment(1);
+    let body = json(&ErrorJson {
+        event,
+        error: err.code.as_str(),
+        message: &err.message,
+    });
     reply(conn, "error", &body, ack);
 }
 
@@ -281,13 +323,23 @@ pub fn with_socket<R>(conn: &Conn, local: u64, f: impl FnOnce(&mut ChatSocket) -
 
 /// Dispatches a `/chat` event.
 pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Packet) {
-    let Some(name) = packet.event_name() else { return };
+    let Some(name) = packet.event_name() else {
+        return;
+    };
     let ack = packet.id;
     let null = Value::Static(simd_json::StaticNode::Null);
     let args = crate::sio::event_args(&packet);
     let payload = args.first().unwrap_or(&null);
-    let Some(user) = with_socket(conn, local, |c| c.user) else { return };
-    let ctx = Ctx { shard, conn, local, user, ack };
+    let Some(user) = with_socket(conn, local, |c| c.user) else {
+        return;
+    };
+    let ctx = Ctx {
+        shard,
+        conn,
+        local,
+        user,
+        ack,
+    };
     match name {
         "conversation:join" => conversation::join(&ctx, payload).await,
         "conversation:leave" => conversation::leave(&ctx, payload),

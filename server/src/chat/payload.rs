@@ -21,7 +21,9 @@ pub fn positive_id(value: Option<&Value>, name: &str) -> Result<i64, ChatError> 
     let id = match value {
         Some(Value::Static(StaticNode::I64(n))) => *n,
         Some(Value::Static(StaticNode::U64(n))) => i64::try_from(*n).map_err(|_| bad())?,
-        Some(Value::Static(StaticNode::F64(f))) if f.fract() == 0.0 && f.abs() < 9.0e15 => *f as i64,
+        Some(Value::Static(StaticNode::F64(f))) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            *f as i64
+        }
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -51,7 +53,9 @@ impl ConversationRef {
         if !matches!(payload, Value::Object(_)) {
             return Err(ChatError::bad_request("payload must be an object"));
         }
-        Ok(Self { conversation_id: positive_id(field(payload, "conversationId"), "conversationId")? })
+        Ok(Self {
+            conversation_id: positive_id(field(payload, "conversationId"), "conversationId")?,
+        })
     }
 }
 
@@ -72,7 +76,10 @@ impl ReadRequest {
             None | Some(Value::Static(StaticNode::Null)) => None,
             some => Some(positive_id(some, "messageId")?),
         };
-        Ok(Self { conversation_id: conv.conversation_id, message_id })
+        Ok(Self {
+            conversation_id: conv.conversation_id,
+            message_id,
+        })
     }
 }
 
@@ -95,7 +102,9 @@ impl UserRef {
             _ => None,
         }
         .ok_or_else(|| ChatError::bad_request("userType must be \"brand\" or \"influencer\""))?;
-        Ok(Self { user: UserKey { user_type, id } })
+        Ok(Self {
+            user: UserKey { user_type, id },
+        })
     }
 }
 
@@ -111,9 +120,26 @@ mod tests {
 
     #[test]
     fn conversation_id_number_or_numeric_string() {
-        assert_eq!(ConversationRef::parse(&parse(r#"{"conversationId":12}"#)).unwrap().conversation_id, 12);
-        assert_eq!(ConversationRef::parse(&parse(r#"{"conversationId":"12"}"#)).unwrap().conversation_id, 12);
-        for bad in [r#"{"conversationId":"x1"}"#, r#"{"conversationId":-1}"#, r#"{}"#, r#"[1]"#, r#"{"conversationId":1.5}"#, r#"{"conversationId":"99999999999999999999"}"#] {
+        assert_eq!(
+            ConversationRef::parse(&parse(r#"{"conversationId":12}"#))
+                .unwrap()
+                .conversation_id,
+            12
+        );
+        assert_eq!(
+            ConversationRef::parse(&parse(r#"{"conversationId":"12"}"#))
+                .unwrap()
+                .conversation_id,
+            12
+        );
+        for bad in [
+            r#"{"conversationId":"x1"}"#,
+            r#"{"conversationId":-1}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#"{"conversationId":1.5}"#,
+            r#"{"conversationId":"99999999999999999999"}"#,
+        ] {
             assert!(ConversationRef::parse(&parse(bad)).is_err(), "{bad}");
         }
     }
@@ -130,7 +156,13 @@ mod tests {
     #[test]
     fn user_ref() {
         let u = UserRef::parse(&parse(r#"{"userId":"5","userType":"brand"}"#)).unwrap();
-        assert_eq!(u.user, UserKey { user_type: UserType::Brand, id: 5 });
+        assert_eq!(
+            u.user,
+            UserKey {
+                user_type: UserType::Brand,
+                id: 5
+            }
+        );
         assert!(UserRef::parse(&parse(r#"{"userId":5,"userType":"admin"}"#)).is_err());
     }
 }

@@ -27,7 +27,13 @@ pub async fn check_online(ctx: &Ctx<'_>, payload: &Value) {
         ctx.shard.presence.borrow().is_online(req.user)
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        ctx.shard.send_to(owner, ShardMsg::PresenceQuery { user: req.user, reply: tx });
+        ctx.shard.send_to(
+            owner,
+            ShardMsg::PresenceQuery {
+                user: req.user,
+                reply: tx,
+            },
+        );
         rx.await.unwrap_or(false)
     };
     #[derive(Serialize)]
@@ -37,7 +43,11 @@ pub async fn check_online(ctx: &Ctx<'_>, payload: &Value) {
         user_type: &'static str,
         is_online: bool,
     }
-    let body = json(&Status { user_id: req.user.id, user_type: req.user.user_type.as_str(), is_online });
+    let body = json(&Status {
+        user_id: req.user.id,
+        user_type: req.user.user_type.as_str(),
+        is_online,
+    });
     reply(ctx.conn, "user:online:status", &body, ctx.ack);
 }
 
@@ -45,7 +55,9 @@ pub async fn check_online(ctx: &Ctx<'_>, payload: &Value) {
 /// came online / went offline. Runs as a task (it reads the store).
 pub fn announce(shard: Rc<Shard>, user: UserKey, online: bool) {
     tokio::task::spawn_local(async move {
-        let Ok(chat) = super::shared(&shard) else { return };
+        let Ok(chat) = super::shared(&shard) else {
+            return;
+        };
         let store = chat.store.clone();
         let conversations = match store.conversations_of(user).await {
             Ok(c) => c,
@@ -68,10 +80,24 @@ pub fn announce(shard: Rc<Shard>, user: UserKey, online: bool) {
             return;
         }
         let body = json(&UserJson::from(user));
-        let frame = emit::event(NSP, if online { "user:online" } else { "user:offline" }, &body);
+        let frame = emit::event(
+            NSP,
+            if online {
+                "user:online"
+            } else {
+                "user:offline"
+            },
+            &body,
+        );
         let users: Arc<[UserKey]> = partners.into_iter().collect();
         for i in 0..shard.shard_count() {
-            shard.send_to(i, ShardMsg::DeliverToUsers { frame: frame.clone(), users: users.clone() });
+            shard.send_to(
+                i,
+                ShardMsg::DeliverToUsers {
+                    frame: frame.clone(),
+                    users: users.clone(),
+                },
+            );
         }
     });
 }

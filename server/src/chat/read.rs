@@ -35,7 +35,15 @@ pub async fn read(ctx: &Ctx<'_>, payload: &Value) {
         conversation_id: i64,
         message_id: i64,
     }
-    reply(ctx.conn, "message:read:success", &json(&Success { conversation_id: conv, message_id }), ctx.ack);
+    reply(
+        ctx.conn,
+        "message:read:success",
+        &json(&Success {
+            conversation_id: conv,
+            message_id,
+        }),
+        ctx.ack,
+    );
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct ReadBy {
@@ -43,7 +51,16 @@ pub async fn read(ctx: &Ctx<'_>, payload: &Value) {
         message_id: i64,
         read_by: UserJson,
     }
-    let body = json(&ReadBy { conversation_id: conv, message_id, read_by: ctx.user.into() });
+    let body = json(&ReadBy {
+        conversation_id: conv,
+        message_id,
+        read_by: ctx.user.into(),
+    });
     let key = ctx.shard.socket_key(ctx.local);
-    LocalAdapter.broadcast(ctx.shard, room_name(conv), emit::event(NSP, "message:read", &body), Some(key));
+    LocalAdapter.broadcast(
+        ctx.shard,
+        room_name(conv),
+        emit::event(NSP, "message:read", &body),
+        Some(key),
+    );
 }

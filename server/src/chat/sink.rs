@@ -9,7 +9,7 @@ use super::message::{committed_frames, error_payload};
 use crate::rooms::{SocketKey, room_owner};
 use crate::shard::msg::{Committed, ShardMsg, ShardSet, SocketReply};
 use crate::store::batch::{CommitSink, ReplyTo};
-use crate::store::{NewMessage, Stored, StoreError};
+use crate::store::{NewMessage, StoreError, Stored};
 
 /// Routes commits to shards.
 #[derive(Debug, Clone)]
@@ -26,7 +26,10 @@ impl CommitSink for ShardSink {
             let mut body = Vec::with_capacity(384);
             msg.write_json(&mut body);
             let sender_socket = match &reply {
-                ReplyTo::Socket { shard, socket, .. } => Some(SocketKey { shard: *shard, local: *socket }),
+                ReplyTo::Socket { shard, socket, .. } => Some(SocketKey {
+                    shard: *shard,
+                    local: *socket,
+                }),
                 _ => None,
             };
             if !stored.duplicate {
@@ -79,9 +82,10 @@ impl CommitSink for ShardSink {
             match reply {
                 ReplyTo::Socket { shard, socket, ack } => {
                     let err = match &error {
-                        StoreError::Forbidden | StoreError::NotFound | StoreError::BadRequest(_) | StoreError::TooLarge(_) => {
-                            ChatError::from(error.clone())
-                        }
+                        StoreError::Forbidden
+                        | StoreError::NotFound
+                        | StoreError::BadRequest(_)
+                        | StoreError::TooLarge(_) => ChatError::from(error.clone()),
                         _ => ChatError::new(Code::Unavailable, "storage unavailable, retry later"),
                     };
                     self.set.send_blocking(

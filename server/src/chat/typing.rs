@@ -20,14 +20,23 @@ use chatwire_protocol::json::Value;
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Broadcasts `typing:start`/`typing:stop` for `user` to the conversation room except `except`.
-pub fn broadcast(shard: &Rc<Shard>, conversation_id: i64, user: UserKey, start: bool, except: Option<SocketKey>) {
+pub fn broadcast(
+    shard: &Rc<Shard>,
+    conversation_id: i64,
+    user: UserKey,
+    start: bool,
+    except: Option<SocketKey>,
+) {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Typing {
         conversation_id: i64,
         user: UserJson,
     }
-    let body = json(&Typing { conversation_id, user: user.into() });
+    let body = json(&Typing {
+        conversation_id,
+        user: user.into(),
+    });
     let event = if start { "typing:start" } else { "typing:stop" };
     let frame = emit::event(NSP, event, &body);
     LocalAdapter.broadcast(shard, room_name(conversation_id), frame, except);
@@ -68,16 +77,34 @@ pub fn on_typing(ctx: &Ctx<'_>, payload: &Value, start: bool) {
     let key = ctx.shard.socket_key(ctx.local);
     broadcast(ctx.shard, conv, ctx.user, start, Some(key));
     if let Some(generation) = action {
-        arm_timer(ctx.shard.clone(), ctx.conn.clone(), ctx.local, ctx.user, conv, generation);
+        arm_timer(
+            ctx.shard.clone(),
+            ctx.conn.clone(),
+            ctx.local,
+            ctx.user,
+            conv,
+            generation,
+        );
     }
 }
 
 /// After 6 s, stops typing unless a newer start re-armed it.
-fn arm_timer(shard: Rc<Shard>, conn: Rc<crate::engine::conn::Conn>, local: u64, user: UserKey, conv: i64, generation: u32) {
+fn arm_timer(
+    shard: Rc<Shard>,
+    conn: Rc<crate::engine::conn::Conn>,
+    local: u64,
+    user: UserKey,
+    conv: i64,
+    generation: u32,
+) {
     tokio::task::spawn_local(async move {
         tokio::time::sleep(TYPING_TIMEOUT).await;
         let expired = with_socket(&conn, local, |c| {
-            match c.typing.iter().position(|(t, g)| *t == conv && *g == generation) {
+            match c
+                .typing
+                .iter()
+                .position(|(t, g)| *t == conv && *g == generation)
+            {
                 Some(p) => {
                     c.typing.remove(p);
                     true

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::handshake::Transport;
+use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::session::{ServerSession, SessionEvent};
 use chatwire_protocol::engine::sid::Sid;
 use chatwire_protocol::socket::decoder::Decoder;
@@ -60,7 +60,9 @@ pub struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("sid", &self.sid).finish_non_exhaustive()
+        f.debug_struct("Conn")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +128,11 @@ impl Conn {
         if self.closed.get() {
             return false;
         }
-        let result = self.state.borrow_mut().session.handle_packet(packet, Instant::now());
+        let result = self
+            .state
+            .borrow_mut()
+            .session
+            .handle_packet(packet, Instant::now());
         if let Err(e) = result {
             tracing::debug!(sid = %self.sid, error = %e, "bad engine.io packet: closing");
             self.terminate(shard, "parse error");
@@ -201,7 +207,8 @@ impl Conn {
         // Queues the close packet when the server ended the session.
         self.flush_transmits();
         while self.state.borrow_mut().session.poll_event().is_some() {}
-        let sockets: SmallVec<[SocketSlot; 1]> = std::mem::take(&mut self.state.borrow_mut().sockets);
+        let sockets: SmallVec<[SocketSlot; 1]> =
+            std::mem::take(&mut self.state.borrow_mut().sockets);
         for slot in sockets {
             crate::sio::cleanup_socket(shard, self, slot, reason);
         }
@@ -228,7 +235,8 @@ pub fn open(
 ) -> Rc<Conn> {
     let shared = &shard.shared;
     let now = Instant::now();
-    let sid = chatwire_protocol::engine::sid::Sid::new(crate::server::random_12(), shard.index as u8);
+    let sid =
+        chatwire_protocol::engine::sid::Sid::new(crate::server::random_12(), shard.index as u8);
     let session = ServerSession::new(sid, transport, &shared.protocol.engine, now);
     let conn = Rc::new(Conn {
         key: shard.next_id(),
@@ -256,7 +264,9 @@ pub fn open(
 pub fn spawn_timer(shard: Rc<Shard>, conn: Rc<Conn>) {
     tokio::task::spawn_local(async move {
         while !conn.closed.get() {
-            let Some(deadline) = conn.deadline() else { break };
+            let Some(deadline) = conn.deadline() else {
+                break;
+            };
             tokio::select! {
                 () = tokio::time::sleep_until(deadline.into()) => conn.on_timer(&shard),
                 () = conn.rearm.notified() => {}

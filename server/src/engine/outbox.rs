@@ -84,7 +84,11 @@ pub struct Outbox {
 impl Outbox {
     /// A new, empty outbox with the given bounds.
     pub fn new(max_frames: usize, max_bytes: usize) -> Self {
-        Self { inner: RefCell::new(Inner::default()), max_frames, max_bytes }
+        Self {
+            inner: RefCell::new(Inner::default()),
+            max_frames,
+            max_bytes,
+        }
     }
 
     /// Queues a frame. On overflow the outbox closes itself and wakes the transport, which then
@@ -94,7 +98,8 @@ impl Outbox {
         if inner.closed {
             return Err(PushError::Closed);
         }
-        if inner.queue.len() >= self.max_frames || inner.queued_bytes + frame.len() > self.max_bytes {
+        if inner.queue.len() >= self.max_frames || inner.queued_bytes + frame.len() > self.max_bytes
+        {
             inner.closed = true;
             inner.overflowed = true;
             inner.queue.clear();

@@ -19,11 +19,14 @@ use crate::shard::msg::{PollForward, ShardMsg};
 
 /// `{"code":N,"message":"..."}` with the reference status.
 pub fn handshake_error(e: HandshakeError) -> Response<Full<Bytes>> {
-    json(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_json())
+    json(
+        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+        e.to_json(),
+    )
 }
 
 /// A header as text.
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -50,7 +53,8 @@ pub async fn handle(
         };
     }
     if !policy.check(origin.as_deref(), host.as_deref()) {
-        metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "origin").increment(1);
+        metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "origin")
+            .increment(1);
         return handshake_error(HandshakeError::Forbidden);
     }
     let mut resp = route(shard.clone(), req, engine_only).await;
@@ -59,7 +63,11 @@ pub async fn handle(
 }
 
 /// Dispatches by query after the Origin check.
-async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> Response<Full<Bytes>> {
+async fn route(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+    engine_only: bool,
+) -> Response<Full<Bytes>> {
     let query = match HandshakeQuery::parse(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return handshake_error(e),
@@ -76,7 +84,9 @@ async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> R
         (Transport::Websocket, _) if !is_upgrade || req.method() != Method::GET => {
             handshake_error(HandshakeError::BadRequest)
         }
-        (Transport::Websocket, sid) => super::websocket::upgrade(shard, req, sid, engine_only).await,
+        (Transport::Websocket, sid) => {
+            super::websocket::upgrade(shard, req, sid, engine_only).await
+        }
         (Transport::Polling, None) => {
             if req.method() != Method::GET {
                 return handshake_error(HandshakeError::BadHandshakeMethod);
@@ -95,7 +105,12 @@ async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> R
                 _ => return handshake_error(HandshakeError::BadRequest),
             };
             let body = if is_post {
-                match super::polling::read_body(req.into_body(), shard.shared.protocol.engine.max_payload).await {
+                match super::polling::read_body(
+                    req.into_body(),
+                    shard.shared.protocol.engine.max_payload,
+                )
+                .await
+                {
                     Ok(b) => b,
                     Err(status) => {
                         // Over maxPayload: the reference answers 413 and closes the session.
@@ -114,13 +129,26 @@ async fn route(shard: Rc<Shard>, req: Request<Incoming>, engine_only: bool) -> R
                 super::polling::serve(shard, sid, is_post, body).await
             } else if owner < shard.shard_count() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                shard.send_to(owner, ShardMsg::Poll(Box::new(PollForward { sid, is_post, body, reply: tx })));
-                rx.await.unwrap_or((400, Bytes::from(HandshakeError::SessionIdUnknown.to_json())))
+                shard.send_to(
+                    owner,
+                    ShardMsg::Poll(Box::new(PollForward {
+                        sid,
+                        is_post,
+                        body,
+                        reply: tx,
+                    })),
+                );
+                rx.await
+                    .unwrap_or((400, Bytes::from(HandshakeError::SessionIdUnknown.to_json())))
             } else {
                 (400, Bytes::from(HandshakeError::SessionIdUnknown.to_json()))
             };
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut resp = if status.is_success() { plain(status, body) } else { json(status, body) };
+            let mut resp = if status.is_success() {
+                plain(status, body)
+            } else {
+                json(status, body)
+            };
             if status.is_success() {
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -39,13 +39,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
                 continue;
             }
         };
-        if let Some(limiter) = shard.shared.conn_limiter.as_ref() {
-            if !limiter.check(peer.ip()) {
-                metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "rate_limited")
-                    .increment(1);
-                drop(stream);
-                continue;
-            }
+        if let Some(limiter) = shard.shared.conn_limiter.as_ref()
+            && !limiter.check(peer.ip())
+        {
+            metrics::counter!(crate::telemetry::REFUSED, crate::telemetry::LABEL_REASON => "rate_limited")
+                .increment(1);
+            drop(stream);
+            continue;
         }
         let _ = stream.set_nodelay(true);
         let shard = shard.clone();
@@ -73,7 +73,11 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
 }
 
 /// Dispatches one request by path.
-pub async fn route(shard: Rc<Shard>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+pub async fn route(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let mode = shard.shared.mode;
     if path == "/socket.io/" || path == "/socket.io" {

@@ -24,7 +24,11 @@ use crate::shard::msg::PollForward;
 const SEPARATOR: u8 = 0x1e;
 
 /// A new polling session: answers the open packet.
-pub fn handshake(shard: &Rc<Shard>, handshake: Handshake, engine_only: bool) -> Response<Full<Bytes>> {
+pub fn handshake(
+    shard: &Rc<Shard>,
+    handshake: Handshake,
+    engine_only: bool,
+) -> Response<Full<Bytes>> {
     let conn = conn::open(shard, Transport::Polling, handshake, engine_only);
     let open = engine_frame(&conn.state.borrow().session.open_packet());
     conn::spawn_timer(shard.clone(), conn.clone());
@@ -82,7 +86,11 @@ pub async fn serve(shard: Rc<Shard>, sid: Sid, is_post: bool, body: Bytes) -> (u
     if conn.state.borrow().session.transport() != Transport::Polling {
         return error(HandshakeError::BadRequest);
     }
-    if is_post { post(&shard, &conn, body).await } else { get(&shard, &conn).await }
+    if is_post {
+        post(&shard, &conn, body).await
+    } else {
+        get(&shard, &conn).await
+    }
 }
 
 /// A POST: decode the payload and process each packet in order; answer `ok` once processed.
@@ -143,7 +151,11 @@ async fn get(shard: &Rc<Shard>, conn: &Rc<Conn>) -> (u16, Bytes) {
             Frame::Text(t) => out.extend_from_slice(t.as_bytes()),
             Frame::Binary(b) => {
                 out.push(b'b');
-                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&b).as_bytes());
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&b)
+                        .as_bytes(),
+                );
             }
         }
     }

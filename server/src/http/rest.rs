@@ -34,11 +34,22 @@ impl crate::rest::LiveEvents for ShardLive {
             message_id: i64,
             read_by: UserJson,
         }
-        let body = crate::chat::json(&ReadBy { conversation_id, message_id, read_by: reader.into() });
+        let body = crate::chat::json(&ReadBy {
+            conversation_id,
+            message_id,
+            read_by: reader.into(),
+        });
         let room = room_name(conversation_id);
         let owner = room_owner(&room, self.set.len());
         let frame = emit::event(NSP, "message:read", &body);
-        if !self.set.try_send(owner, ShardMsg::Broadcast { room, frame, except: None }) {
+        if !self.set.try_send(
+            owner,
+            ShardMsg::Broadcast {
+                room,
+                frame,
+                except: None,
+            },
+        ) {
             tracing::debug!("read receipt broadcast dropped: shard queue full");
         }
     }
@@ -53,11 +64,19 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
 /// Serves `/api/chat/...`.
 pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let headers = req.headers();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let policy = &shard.shared.origin;
     if req.method() == Method::OPTIONS {
-        let wanted = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+        let wanted = headers
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .and_then(|v| v.to_str().ok());
         return match policy.preflight(origin.as_deref(), host.as_deref(), wanted) {
             Some(cors) => {
                 let mut resp = empty(StatusCode::NO_CONTENT);
@@ -80,9 +99,16 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
     let (Some(chat), Some(ctx)) = (shard.shared.chat.as_ref(), shard.shared.rest.as_ref()) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
-    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let Some(token) = token else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing Authorization header");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing Authorization header",
+        );
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -102,7 +128,13 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
     let max = ctx.limits.max_body_bytes;
     let body = match super::polling::read_body(req.into_body(), max + 1).await {
         Ok(b) => b,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body too large"),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body too large",
+            );
+        }
     };
     let r = crate::rest::handle(ctx, user, &method, &path, query.as_deref(), &body).await;
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -110,6 +142,7 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
         return empty(status);
     }
     let mut resp = json(status, r.body);
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

@@ -93,8 +93,19 @@ pub async fn upgrade(
         let read_buf = parts.read_buf;
         match sid {
             None => {
-                let conn = conn::open(&shard, Transport::Websocket, Handshake { authorization }, engine_only);
-                let ws = WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, Some(ws_config(&shard))).await;
+                let conn = conn::open(
+                    &shard,
+                    Transport::Websocket,
+                    Handshake { authorization },
+                    engine_only,
+                );
+                let ws = WebSocketStream::from_partially_read(
+                    stream,
+                    read_buf.to_vec(),
+                    Role::Server,
+                    Some(ws_config(&shard)),
+                )
+                .await;
                 let open = engine_frame(&conn.state.borrow().session.open_packet());
                 conn.outbox.unpop(open);
                 conn::spawn_timer(shard.clone(), conn.clone());
@@ -106,7 +117,11 @@ pub async fn upgrade(
             Some(sid) => match stream.into_std() {
                 Ok(std_stream) => {
                     let owner = usize::from(sid.shard());
-                    let msg = ShardMsg::Upgrade(Box::new(UpgradeForward { sid, stream: std_stream, read_buf }));
+                    let msg = ShardMsg::Upgrade(Box::new(UpgradeForward {
+                        sid,
+                        stream: std_stream,
+                        read_buf,
+                    }));
                     shard.send_to(owner, msg);
                 }
                 Err(e) => tracing::debug!(error = %e, "could not detach the upgraded stream"),
@@ -127,7 +142,13 @@ pub async fn upgrade(
 /// On the owner: may a WebSocket join this session to upgrade it?
 pub fn begin_upgrade(shard: &Shard, sid: Sid) -> bool {
     let conn = shard.conns.borrow().get(&sid).cloned();
-    conn.is_some_and(|c| c.state.borrow_mut().session.begin_upgrade(Instant::now()).is_ok())
+    conn.is_some_and(|c| {
+        c.state
+            .borrow_mut()
+            .session
+            .begin_upgrade(Instant::now())
+            .is_ok()
+    })
 }
 
 /// On the owner: adopt a stream moved from another shard.
@@ -144,7 +165,13 @@ pub fn adopt_forwarded(shard: Rc<Shard>, u: UpgradeForward) {
 async fn run_probe(shard: Rc<Shard>, sid: Sid, stream: TcpStream, read_buf: Bytes) {
     let conn = shard.conns.borrow().get(&sid).cloned();
     let Some(conn) = conn else { return };
-    let mut ws = WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, Some(ws_config(&shard))).await;
+    let mut ws = WebSocketStream::from_partially_read(
+        stream,
+        read_buf.to_vec(),
+        Role::Server,
+        Some(ws_config(&shard)),
+    )
+    .await;
     let timeout = shard.shared.protocol.engine.upgrade_timeout;
     let upgraded = tokio::time::timeout(timeout, probe(&shard, &conn, &mut ws)).await;
     if upgraded != Ok(true) {
@@ -168,10 +195,21 @@ async fn probe(shard: &Rc<Shard>, conn: &Rc<Conn>, ws: &mut Ws) -> bool {
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
             _ => return false,
         };
-        if conn.state.borrow_mut().session.handle_upgrade_packet(packet, Instant::now()).is_err() {
+        if conn
+            .state
+            .borrow_mut()
+            .session
+            .handle_upgrade_packet(packet, Instant::now())
+            .is_err()
+        {
             return false;
         }
-        if conn.flush_transmits() && ws.send(Message::Text(Utf8Bytes::from_static("3probe"))).await.is_err() {
+        if conn.flush_transmits()
+            && ws
+                .send(Message::Text(Utf8Bytes::from_static("3probe")))
+                .await
+                .is_err()
+        {
             return false;
         }
         loop {

@@ -55,7 +55,9 @@ pub struct Shard {
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Shard")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,10 @@ impl Shard {
 
     /// The key of a local socket.
     pub fn socket_key(&self, local: u64) -> SocketKey {
-        SocketKey { shard: self.index, local }
+        SocketKey {
+            shard: self.index,
+            local,
+        }
     }
 
     /// Sends a message to shard `to`; a message for this shard is applied at once. Never waits:
@@ -143,8 +148,13 @@ impl Shard {
             ShardMsg::UpgradeCheck { sid, reply } => {
                 let _ = reply.send(crate::http::websocket::begin_upgrade(self, sid));
             }
-            ShardMsg::Join { room, member, participants } => {
-                if let (Some(p), Some(conv)) = (participants, crate::chat::room_conversation(&room)) {
+            ShardMsg::Join {
+                room,
+                member,
+                participants,
+            } => {
+                if let (Some(p), Some(conv)) = (participants, crate::chat::room_conversation(&room))
+                {
                     self.chat.remember_participants(conv, p);
                 }
                 self.rooms.borrow_mut().join(room, member);
@@ -152,7 +162,11 @@ impl Shard {
             ShardMsg::Leave { room, socket } => {
                 self.rooms.borrow_mut().leave(&room, socket);
             }
-            ShardMsg::Broadcast { room, frame, except } => self.broadcast_owned(&room, frame, except),
+            ShardMsg::Broadcast {
+                room,
+                frame,
+                except,
+            } => self.broadcast_owned(&room, frame, except),
             ShardMsg::Deliver { frame, sockets } => {
                 for s in sockets {
                     self.deliver(s, frame.clone());
@@ -187,7 +201,13 @@ impl Shard {
         let mut fanout = 0usize;
         for (shard, sockets) in targets {
             fanout += sockets.len();
-            self.send_to(usize::from(shard), ShardMsg::Deliver { frame: frame.clone(), sockets });
+            self.send_to(
+                usize::from(shard),
+                ShardMsg::Deliver {
+                    frame: frame.clone(),
+                    sockets,
+                },
+            );
         }
         metrics::histogram!(crate::telemetry::BROADCAST_FANOUT).record(fanout as f64);
     }
@@ -242,7 +262,9 @@ pub fn run(
     shared: Arc<Shared>,
     set: ShardSet,
 ) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let shard = Rc::new(Shard::new(index, shared.clone(), set));

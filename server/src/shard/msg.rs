@@ -148,7 +148,9 @@ pub struct ShardSet {
 impl ShardSet {
     /// Wraps the senders.
     pub fn new(senders: Vec<flume::Sender<ShardMsg>>) -> Self {
-        Self { senders: senders.into() }
+        Self {
+            senders: senders.into(),
+        }
     }
 
     /// All senders, by shard index.
@@ -169,24 +171,26 @@ impl ShardSet {
     /// Sends from a non-async context (the commit sink's writer thread): blocks while the target
     /// channel is full, which back-pressures the writer rather than dropping a committed message.
     pub fn send_blocking(&self, shard: usize, msg: ShardMsg) {
-        if let Some(tx) = self.senders.get(shard) {
-            if tx.send(msg).is_err() {
-                tracing::debug!(shard, "shard gone; message dropped during shutdown");
-            }
+        if let Some(tx) = self.senders.get(shard)
+            && tx.send(msg).is_err()
+        {
+            tracing::debug!(shard, "shard gone; message dropped during shutdown");
         }
     }
 
     /// Sends from a shard: waits while the target channel is full.
     pub async fn send(&self, shard: usize, msg: ShardMsg) {
-        if let Some(tx) = self.senders.get(shard) {
-            if tx.send_async(msg).await.is_err() {
-                tracing::debug!(shard, "shard gone; message dropped during shutdown");
-            }
+        if let Some(tx) = self.senders.get(shard)
+            && tx.send_async(msg).await.is_err()
+        {
+            tracing::debug!(shard, "shard gone; message dropped during shutdown");
         }
     }
 
     /// Sends without waiting; false when the channel is full or gone.
     pub fn try_send(&self, shard: usize, msg: ShardMsg) -> bool {
-        self.senders.get(shard).is_some_and(|tx| tx.try_send(msg).is_ok())
+        self.senders
+            .get(shard)
+            .is_some_and(|tx| tx.try_send(msg).is_ok())
     }
 }

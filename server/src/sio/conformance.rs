@@ -29,7 +29,10 @@ pub fn on_connected(conn: &Conn, nsp: Nsp, auth: Option<Value>) {
         kind: PacketType::Event,
         nsp: nsp.as_str().to_owned(),
         id: None,
-        data: Some(Value::Array(Box::new(vec![Value::String("auth".into()), auth]))),
+        data: Some(Value::Array(Box::new(vec![
+            Value::String("auth".into()),
+            auth,
+        ]))),
         attachments: Vec::new(),
     };
     send_packet(conn, &packet);
@@ -37,7 +40,9 @@ pub fn on_connected(conn: &Conn, nsp: Nsp, auth: Option<Value>) {
 
 /// An event on `/` or `/custom`.
 pub fn on_event(conn: &Conn, nsp: Nsp, packet: Packet) {
-    let Some(name) = packet.event_name() else { return };
+    let Some(name) = packet.event_name() else {
+        return;
+    };
     let binary = !packet.attachments.is_empty();
     match name {
         "message" => {
@@ -49,7 +54,11 @@ pub fn on_event(conn: &Conn, nsp: Nsp, packet: Packet) {
                 *first = Value::String("message-back".into());
             }
             let reply = Packet {
-                kind: if binary { PacketType::BinaryEvent } else { PacketType::Event },
+                kind: if binary {
+                    PacketType::BinaryEvent
+                } else {
+                    PacketType::Event
+                },
                 nsp: nsp.as_str().to_owned(),
                 id: None,
                 data: Some(Value::Array(Box::new(items))),
@@ -64,7 +73,11 @@ pub fn on_event(conn: &Conn, nsp: Nsp, packet: Packet) {
                 _ => return,
             };
             let reply = Packet {
-                kind: if binary { PacketType::BinaryAck } else { PacketType::Ack },
+                kind: if binary {
+                    PacketType::BinaryAck
+                } else {
+                    PacketType::Ack
+                },
                 nsp: nsp.as_str().to_owned(),
                 id: Some(id),
                 data: Some(Value::Array(Box::new(items.into_vec()))),

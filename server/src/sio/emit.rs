@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn wire_strings() {
-        assert_eq!(text(event("/chat", "a:b", b"{\"x\":1}")), r#"42/chat,["a:b",{"x":1}]"#);
+        assert_eq!(
+            text(event("/chat", "a:b", b"{\"x\":1}")),
+            r#"42/chat,["a:b",{"x":1}]"#
+        );
         assert_eq!(text(event("/", "e", b"1")), r#"42["e",1]"#);
         assert_eq!(text(ack("/chat", 7, b"{}")), r#"43/chat,7[{}]"#);
         assert_eq!(text(ack("/", 0, b"1")), r#"430[1]"#);

@@ -79,7 +79,8 @@ pub async fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: Bytes) -> bool {
         Ok(None) => true,
         Err(e) => {
             tracing::debug!(sid = %conn.sid, error = %e, "bad socket.io packet");
-            metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "protocol").increment(1);
+            metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "protocol")
+                .increment(1);
             false
         }
     }
@@ -100,7 +101,12 @@ pub async fn on_binary(shard: &Rc<Shard>, conn: &Rc<Conn>, data: Bytes) -> bool 
 
 /// Finds the socket of `nsp` on the connection: (local number, socket id).
 pub fn find_socket(conn: &Conn, nsp: Nsp) -> Option<u64> {
-    conn.state.borrow().sockets.iter().find(|s| s.nsp == nsp).map(|s| s.local)
+    conn.state
+        .borrow()
+        .sockets
+        .iter()
+        .find(|s| s.nsp == nsp)
+        .map(|s| s.local)
 }
 
 /// Routes a decoded packet.
@@ -129,7 +135,9 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
             true
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            let Some(nsp) = Nsp::parse(mode, &packet.nsp) else { return true };
+            let Some(nsp) = Nsp::parse(mode, &packet.nsp) else {
+                return true;
+            };
             let Some(local) = find_socket(conn, nsp) else {
                 // Events for a namespace the client has not joined are ignored, as the reference does.
                 return true;
@@ -181,13 +189,20 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     {
         let mut st = conn.state.borrow_mut();
         st.connect_deadline = None;
-        st.sockets.push(SocketSlot { nsp, local, id: id.clone(), chat });
+        st.sockets.push(SocketSlot {
+            nsp,
+            local,
+            id: id.clone(),
+            chat,
+        });
     }
     shard.sockets.borrow_mut().insert(local, conn.clone());
     metrics::gauge!(crate::telemetry::SOCKETS).increment(1.0);
     conn.rearm.notify_one();
     match (mode, nsp, user) {
-        (Mode::Chat, Nsp::Chat, Some(user)) => crate::chat::on_connected(shard, conn, local, user, &id),
+        (Mode::Chat, Nsp::Chat, Some(user)) => {
+            crate::chat::on_connected(shard, conn, local, user, &id)
+        }
         (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
         _ => {}
     }

@@ -37,7 +37,9 @@ impl TestServer {
     pub(crate) async fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::for_tests();
         tweak(&mut config);
-        let server = Server::start(&config, Mode::Chat).await.expect("server starts");
+        let server = Server::start(&config, Mode::Chat)
+            .await
+            .expect("server starts");
         let addr = server.addr;
         TestServer { server, addr }
     }
@@ -50,7 +52,9 @@ impl TestServer {
         config.ping_timeout_ms = 200;
         config.connect_timeout_ms = 1000;
         config.rate_limit_conn_per_ip = 0;
-        let server = Server::start(&config, Mode::Conformance).await.expect("server starts");
+        let server = Server::start(&config, Mode::Conformance)
+            .await
+            .expect("server starts");
         let addr = server.addr;
         TestServer { server, addr }
     }
@@ -67,7 +71,11 @@ impl TestServer {
 
     /// A group conversation.
     pub(crate) async fn group(&self, creator: UserKey, others: &[UserKey]) -> i64 {
-        self.store().create_group(creator, others, Some("g".into()), 1000).await.unwrap().id
+        self.store()
+            .create_group(creator, others, Some("g".into()), 1000)
+            .await
+            .unwrap()
+            .id
     }
 
     /// Graceful stop.
@@ -107,7 +115,11 @@ impl Client {
         let stream = TcpStream::connect(addr).await.unwrap();
         let url = format!("ws://{addr}{path}?EIO=4&transport=websocket");
         let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-        let mut c = Client { ws, open: Value::Null, backlog: Vec::new() };
+        let mut c = Client {
+            ws,
+            open: Value::Null,
+            backlog: Vec::new(),
+        };
         let first = c.next_raw().await.expect("open packet");
         assert!(first.starts_with('0'), "open packet, got {first}");
         c.open = serde_json::from_str(&first[1..]).unwrap();
@@ -122,7 +134,8 @@ impl Client {
     /// Connects to `/chat` with a dev token; returns the client and `connection:success`.
     pub(crate) async fn chat(addr: SocketAddr, user: UserKey) -> (Client, Value) {
         let mut c = Client::connect(addr).await;
-        c.send(&format!(r#"40/chat,{{"token":"{}"}}"#, token(user))).await;
+        c.send(&format!(r#"40/chat,{{"token":"{}"}}"#, token(user)))
+            .await;
         let connect = c.next_raw().await.unwrap();
         assert!(connect.starts_with("40/chat,{\"sid\":"), "{connect}");
         let success = c.event("connection:success").await;
@@ -136,17 +149,25 @@ impl Client {
 
     /// Sends a binary frame.
     pub(crate) async fn send_binary(&mut self, data: &[u8]) {
-        self.ws.send(Message::Binary(data.to_vec().into())).await.unwrap();
+        self.ws
+            .send(Message::Binary(data.to_vec().into()))
+            .await
+            .unwrap();
     }
 
     /// `42/chat,["event",payload]`.
     pub(crate) async fn emit(&mut self, event: &str, payload: Value) {
-        self.send(&format!("42/chat,{}", serde_json::json!([event, payload]))).await;
+        self.send(&format!("42/chat,{}", serde_json::json!([event, payload])))
+            .await;
     }
 
     /// `42/chat,<id>["event",payload]`.
     pub(crate) async fn emit_ack(&mut self, event: &str, payload: Value, id: u64) {
-        self.send(&format!("42/chat,{id}{}", serde_json::json!([event, payload]))).await;
+        self.send(&format!(
+            "42/chat,{id}{}",
+            serde_json::json!([event, payload])
+        ))
+        .await;
     }
 
     /// Next text frame (pings answered and skipped); None when the connection ends or times out.
@@ -173,7 +194,12 @@ impl Client {
             return args(&f)[1].clone();
         }
         loop {
-            let f = self.next_raw().await.unwrap_or_else(|| panic!("connection ended waiting for {name}; backlog {:?}", self.backlog));
+            let f = self.next_raw().await.unwrap_or_else(|| {
+                panic!(
+                    "connection ended waiting for {name}; backlog {:?}",
+                    self.backlog
+                )
+            });
             if f.starts_with(&prefix) {
                 return args(&f)[1].clone();
             }
@@ -189,7 +215,10 @@ impl Client {
             return serde_json::from_str::<Value>(&f[prefix.len() - 1..]).unwrap()[0].clone();
         }
         loop {
-            let f = self.next_raw().await.expect("connection ended waiting for ack");
+            let f = self
+                .next_raw()
+                .await
+                .expect("connection ended waiting for ack");
             if let Some(rest) = f.strip_prefix(&prefix[..prefix.len() - 1]) {
                 return serde_json::from_str::<Value>(rest).unwrap()[0].clone();
             }
@@ -200,7 +229,11 @@ impl Client {
     /// Asserts no `name` event arrives within `d` (frames seen are kept).
     pub(crate) async fn no_event(&mut self, name: &str, d: Duration) {
         let prefix = format!("42/chat,[\"{name}\",");
-        assert!(!self.backlog.iter().any(|f| f.starts_with(&prefix)), "unexpected {name}: {:?}", self.backlog);
+        assert!(
+            !self.backlog.iter().any(|f| f.starts_with(&prefix)),
+            "unexpected {name}: {:?}",
+            self.backlog
+        );
         let deadline = tokio::time::Instant::now() + d;
         while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
             if let Message::Text(t) = msg {
@@ -257,7 +290,13 @@ impl RawResponse {
 }
 
 /// One HTTP request on a fresh TCP connection (`Connection: close`), read to the end.
-pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, extra_headers: &str, body: &[u8]) -> RawResponse {
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &str,
+    body: &[u8],
+) -> RawResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -267,8 +306,14 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, extra_heade
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
     let headers = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
     let status = headers[9..12].parse().unwrap();
     let mut body = buf[split + 4..].to_vec();
@@ -277,7 +322,9 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, extra_heade
         let mut rest = &body[..];
         loop {
             let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
             if n == 0 {
                 break;
             }
@@ -286,12 +333,23 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, extra_heade
         }
         body = out;
     }
-    RawResponse { status, headers, body }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A polling session: handshake GET; returns the sid and the open packet.
 pub(crate) async fn polling_open(addr: SocketAddr, root: &str) -> (String, Value) {
-    let r = http(addr, "GET", &format!("{root}?EIO=4&transport=polling"), "", b"").await;
+    let r = http(
+        addr,
+        "GET",
+        &format!("{root}?EIO=4&transport=polling"),
+        "",
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
     assert!(text.starts_with('0'), "{text}");
@@ -301,20 +359,41 @@ pub(crate) async fn polling_open(addr: SocketAddr, root: &str) -> (String, Value
 
 /// A polling GET for `sid`.
 pub(crate) async fn poll_get(addr: SocketAddr, root: &str, sid: &str) -> RawResponse {
-    http(addr, "GET", &format!("{root}?EIO=4&transport=polling&sid={sid}"), "", b"").await
+    http(
+        addr,
+        "GET",
+        &format!("{root}?EIO=4&transport=polling&sid={sid}"),
+        "",
+        b"",
+    )
+    .await
 }
 
 /// A polling POST for `sid`.
 pub(crate) async fn poll_post(addr: SocketAddr, root: &str, sid: &str, body: &str) -> RawResponse {
-    http(addr, "POST", &format!("{root}?EIO=4&transport=polling&sid={sid}"), "Content-Type: text/plain;charset=UTF-8\r\n", body.as_bytes()).await
+    http(
+        addr,
+        "POST",
+        &format!("{root}?EIO=4&transport=polling&sid={sid}"),
+        "Content-Type: text/plain;charset=UTF-8\r\n",
+        body.as_bytes(),
+    )
+    .await
 }
 
 /// Opens a WebSocket with custom query and headers; returns the stream or the HTTP error status.
-pub(crate) async fn ws_open(addr: SocketAddr, path_and_query: &str, headers: &[(&str, &str)]) -> Result<WebSocketStream<TcpStream>, u16> {
+pub(crate) async fn ws_open(
+    addr: SocketAddr,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<TcpStream>, u16> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{addr}{path_and_query}").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}{path_and_query}")
+        .into_client_request()
+        .unwrap();
     for (k, v) in headers {
-        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
         req.headers_mut().insert(name, v.parse().unwrap());
     }
     let stream = TcpStream::connect(addr).await.unwrap();
