@@ -112,8 +112,9 @@ pub struct Config {
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
-    /// Accept `<userId>:<userType>` test tokens. Default: on only when no JWT key is configured.
-    #[arg(long, env = "DEV_TOKENS")]
+    /// Accept `<userId>:<userType>` test tokens (`true`/`false`, `1`/`0`, `on`/`off`).
+    /// Default: on only when no JWT key is configured.
+    #[arg(long, env = "DEV_TOKENS", value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_tokens: Option<bool>,
     /// Longest text message, in Unicode code points.
     #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 4000)]
@@ -390,6 +391,17 @@ mod tests {
         assert!(!c.dev_tokens_enabled());
         c.dev_tokens = Some(true);
         assert!(c.dev_tokens_enabled());
+    }
+
+    #[test]
+    fn dev_tokens_accept_boolish_values() {
+        for (text, want) in [("true", true), ("0", false), ("off", false), ("yes", true)] {
+            let Command::Serve(c) = parse(&["--dev-tokens", text]) else {
+                panic!("expected serve")
+            };
+            assert_eq!(c.dev_tokens, Some(want), "{text}");
+        }
+        assert!(Cli::try_parse_from(["chatwire", "--dev-tokens", "maybe"]).is_err());
     }
 
     #[test]
