@@ -41,7 +41,9 @@ CREATE INDEX participants_by_user ON participants (user_type, user_id, conversat
 CREATE INDEX participants_hidden ON participants (conversation_id) WHERE hidden;
 
 CREATE TABLE messages (
-    id              BIGSERIAL   PRIMARY KEY,
+    -- Ids come from the sequence (globally unique and increasing); every lookup also names the
+    -- conversation, so the primary key (conversation_id, id) doubles as the history index.
+    id              BIGSERIAL,
     -- No foreign key: the insert checks participation (which implies the conversation exists)
     -- and conversations are never deleted; a per-row RI trigger would halve batch throughput.
     conversation_id BIGINT      NOT NULL,
@@ -53,9 +55,9 @@ CREATE TABLE messages (
     attachment_name TEXT,
     created_at      TIMESTAMPTZ(3) NOT NULL DEFAULT now(),
     -- The client's tempId ("n:5" / "s:5"); NULL when the send had none.
-    temp_id_key     TEXT
+    temp_id_key     TEXT,
+    -- History pages, last message, unread counts (id range per conversation): one index, not two.
+    PRIMARY KEY (conversation_id, id)
 );
--- History pages, last message, unread counts (id range per conversation).
-CREATE INDEX messages_history ON messages (conversation_id, id DESC);
 -- Idempotent sends: one row per (sender, conversation, tempId).
 CREATE UNIQUE INDEX messages_idempotency ON messages (sender_type, sender_id, conversation_id, temp_id_key);

@@ -27,10 +27,14 @@ impl AnyStore {
             return Ok(AnyStore::Memory(MemoryStore::new()));
         }
         if url.starts_with("sqlite:") {
-            return Ok(AnyStore::Sqlite(SqliteStore::connect(url, run_migrations).await?));
+            return Ok(AnyStore::Sqlite(
+                SqliteStore::connect(url, run_migrations).await?,
+            ));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(AnyStore::Postgres(PgStore::connect(url, run_migrations).await?));
+            return Ok(AnyStore::Postgres(
+                PgStore::connect(url, run_migrations).await?,
+            ));
         }
         Err(StoreError::BadRequest(format!(
             "unsupported DATABASE_URL {url:?}: use memory, sqlite://path or postgres://..."
@@ -58,11 +62,18 @@ macro_rules! dispatch {
 }
 
 impl Store for AnyStore {
-    async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+    async fn ensure_user(
+        &self,
+        user: UserKey,
+        profile: Option<Profile>,
+    ) -> Result<Arc<Profile>, StoreError> {
         dispatch!(self, s => s.ensure_user(user, profile))
     }
 
-    async fn participants(&self, conversation_id: i64) -> Result<Option<Arc<[UserKey]>>, StoreError> {
+    async fn participants(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<Arc<[UserKey]>>, StoreError> {
         dispatch!(self, s => s.participants(conversation_id))
     }
 
@@ -74,11 +85,20 @@ impl Store for AnyStore {
         dispatch!(self, s => s.insert_batch(batch))
     }
 
-    async fn mark_read(&self, conversation_id: i64, reader: UserKey, up_to: Option<i64>) -> Result<i64, StoreError> {
+    async fn mark_read(
+        &self,
+        conversation_id: i64,
+        reader: UserKey,
+        up_to: Option<i64>,
+    ) -> Result<i64, StoreError> {
         dispatch!(self, s => s.mark_read(conversation_id, reader, up_to))
     }
 
-    async fn create_direct(&self, caller: UserKey, other: UserKey) -> Result<(Conversation, bool), StoreError> {
+    async fn create_direct(
+        &self,
+        caller: UserKey,
+        other: UserKey,
+    ) -> Result<(Conversation, bool), StoreError> {
         dispatch!(self, s => s.create_direct(caller, other))
     }
 

@@ -143,28 +143,47 @@ pub struct WriterHandle {
 
 impl std::fmt::Debug for WriterHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterHandle").field("queued", &self.tx.len()).finish()
+        f.debug_struct("WriterHandle")
+            .field("queued", &self.tx.len())
+            .finish()
     }
 }
 
 impl WriterHandle {
     /// Queues a message without waiting; a full queue or a stopped writer hands it back.
     pub fn try_submit(&self, message: NewMessage, reply: ReplyTo) -> Result<(), Rejected> {
-        let cmd = Command::Write(Pending { message, reply, enqueued: Instant::now() });
+        let cmd = Command::Write(Pending {
+            message,
+            reply,
+            enqueued: Instant::now(),
+        });
         self.tx.try_send(cmd).map_err(|e| {
             let stopped = matches!(e, flume::TrySendError::Disconnected(_));
             match e.into_inner() {
-                Command::Write(p) => Rejected { message: p.message, reply: p.reply, stopped },
+                Command::Write(p) => Rejected {
+                    message: p.message,
+                    reply: p.reply,
+                    stopped,
+                },
                 Command::Stop(_) => unreachable_stop(),
             }
         })
     }
 
     /// Queues a message, waiting up to `deadline` for room in the queue.
-    pub async fn submit(&self, message: NewMessage, reply: ReplyTo, deadline: Duration) -> Result<(), Rejected> {
+    pub async fn submit(
+        &self,
+        message: NewMessage,
+        reply: ReplyTo,
+        deadline: Duration,
+    ) -> Result<(), Rejected> {
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_micros(200);
-        let mut cmd = Command::Write(Pending { message, reply, enqueued: Instant::now() });
+        let mut cmd = Command::Write(Pending {
+            message,
+            reply,
+            enqueued: Instant::now(),
+        });
         loop {
             match self.tx.try_send(cmd) {
                 Ok(()) => return Ok(()),
@@ -174,7 +193,11 @@ impl WriterHandle {
                     let now = Instant::now();
                     if stopped || now >= until {
                         return match cmd {
-                            Command::Write(p) => Err(Rejected { message: p.message, reply: p.reply, stopped }),
+                            Command::Write(p) => Err(Rejected {
+                                message: p.message,
+                                reply: p.reply,
+                                stopped,
+                            }),
                             Command::Stop(_) => Err(unreachable_stop()),
                         };
                     }
@@ -224,19 +247,34 @@ pub struct BatchWriter;
 impl BatchWriter {
     /// Starts the writer thread (`chatwire-writer`, current-thread runtime) and returns its handle.
     /// If the thread cannot start, every submit is rejected as `stopped` (and the error is logged).
-    pub fn spawn(store: Arc<AnyStore>, cfg: BatchConfig, sink: Box<dyn CommitSink>) -> WriterHandle {
+    pub fn spawn(
+        store: Arc<AnyStore>,
+        cfg: BatchConfig,
+        sink: Box<dyn CommitSink>,
+    ) -> WriterHandle {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
         let spawned = std::thread::Builder::new()
             .name("chatwire-writer".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "batch writer: cannot build its runtime");
                         return;
                     }
                 };
-                rt.block_on(Writer { store, cfg, sink, rx }.run());
+                rt.block_on(
+                    Writer {
+                        store,
+                        cfg,
+                        sink,
+                        rx,
+                    }
+                    .run(),
+                );
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "batch writer: cannot spawn its thread");
@@ -319,23 +357,31 @@ impl Writer {
 
     /// Commits one batch, retrying until the oldest message's deadline, and reports to the sink.
     async fn commit(&self, batch: Vec<Pending>) {
-        let oldest = batch.iter().map(|p| p.enqueued).min().unwrap_or_else(Instant::now);
+        let oldest = batch
+            .iter()
+            .map(|p| p.enqueued)
+            .min()
+            .unwrap_or_else(Instant::now);
         let deadline = oldest + self.cfg.commit_deadline;
-        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        let (messages, replies): (Vec<NewMessage>, Vec<ReplyTo>) =
+            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
         let mut pause = self.cfg.retry_backoff;
-        let mut last_error = StoreError::Unavailable("commit deadline passed before the first attempt".into());
+        let mut last_error =
+            StoreError::Unavailable("commit deadline passed before the first attempt".into());
         loop {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             let started = Instant::now();
-            let attempt = tokio::time::timeout(deadline - now, self.store.insert_batch(&messages)).await;
+            let attempt =
+                tokio::time::timeout(deadline - now, self.store.insert_batch(&messages)).await;
             match attempt {
                 Ok(Ok(outcomes)) => {
-                    metrics::histogram!(METRIC_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(METRIC_COMMIT_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
                     metrics::histogram!(METRIC_BATCH_SIZE).record(messages.len() as f64);
-                    self.report(batch, outcomes);
+                    self.report(messages, replies, outcomes);
                     return;
                 }
                 Ok(Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_)))) => {
@@ -367,25 +413,26 @@ impl Writer {
             other => other,
         };
         self.sink
-            .failed(batch.into_iter().map(|p| (p.message, p.reply)).collect(), error);
+            .failed(messages.into_iter().zip(replies).collect(), error);
     }
 
     /// Splits the outcomes into committed rows (sorted by id) and refusals (grouped by error).
-    fn report(&self, batch: Vec<Pending>, outcomes: Vec<Outcome>) {
-        let mut committed = Vec::with_capacity(batch.len());
+    fn report(&self, messages: Vec<NewMessage>, replies: Vec<ReplyTo>, outcomes: Vec<Outcome>) {
+        let mut committed = Vec::with_capacity(messages.len());
         let mut refused: Vec<(StoreError, Vec<(NewMessage, ReplyTo)>)> = Vec::new();
         let mut outcomes = outcomes.into_iter();
-        for p in batch {
-            match outcomes.next() {
-                Some(Ok(stored)) => committed.push((stored, p.reply)),
-                Some(Err(e)) => match refused.iter_mut().find(|(err, _)| *err == e) {
-                    Some((_, list)) => list.push((p.message, p.reply)),
-                    None => refused.push((e, vec![(p.message, p.reply)])),
-                },
-                None => {
-                    let e = StoreError::Internal("store returned fewer outcomes than messages".into());
-                    refused.push((e, vec![(p.message, p.reply)]));
+        for (message, reply) in messages.into_iter().zip(replies) {
+            let error = match outcomes.next() {
+                Some(Ok(stored)) => {
+                    committed.push((stored, reply));
+                    continue;
                 }
+                Some(Err(e)) => e,
+                None => StoreError::Internal("store returned fewer outcomes than messages".into()),
+            };
+            match refused.iter_mut().find(|(err, _)| *err == error) {
+                Some((_, list)) => list.push((message, reply)),
+                None => refused.push((error, vec![(message, reply)])),
             }
         }
         for (error, list) in refused {

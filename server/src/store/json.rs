@@ -106,7 +106,11 @@ pub(crate) fn write_message(m: &Message, out: &mut Vec<u8>) {
     out.extend_from_slice(m.message_type.as_str().as_bytes());
     out.extend_from_slice(b"\",\"content\":");
     write_str(out, &m.content);
-    out.extend_from_slice(if m.is_read { b",\"isRead\":true" } else { b",\"isRead\":false" });
+    out.extend_from_slice(if m.is_read {
+        b",\"isRead\":true"
+    } else {
+        b",\"isRead\":false"
+    });
     out.extend_from_slice(b",\"createdAt\":");
     write_timestamp(out, m.created_at_ms);
     out.extend_from_slice(b",\"attachmentUrl\":");

@@ -76,7 +76,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -133,7 +135,10 @@ impl Inner {
         let floor = ReadFloor::new(conv.pointers.iter().map(|(u, p)| (*u, *p)));
         let pointer = conv.pointers.get(&viewer).copied().unwrap_or(0);
         let start = conv.messages.partition_point(|r| r.id <= pointer);
-        let unread = conv.messages[start..].iter().filter(|r| r.sender != viewer).count() as i64;
+        let unread = conv.messages[start..]
+            .iter()
+            .filter(|r| r.sender != viewer)
+            .count() as i64;
         Ok(Conversation {
             id,
             kind: conv.kind,
@@ -156,7 +161,12 @@ impl Inner {
         })
     }
 
-    fn create(&mut self, kind: ConversationKind, title: Option<String>, mut users: Vec<UserKey>) -> i64 {
+    fn create(
+        &mut self,
+        kind: ConversationKind,
+        title: Option<String>,
+        mut users: Vec<UserKey>,
+    ) -> i64 {
         users.sort();
         users.dedup();
         for u in &users {
@@ -184,7 +194,10 @@ impl Inner {
     }
 
     fn insert_one(&mut self, m: &NewMessage) -> Outcome {
-        let key = m.temp_id.as_ref().map(|t| (m.sender, m.conversation_id, t.key()));
+        let key = m
+            .temp_id
+            .as_ref()
+            .map(|t| (m.sender, m.conversation_id, t.key()));
         let conv = self.conv_for(m.conversation_id, m.sender)?;
         if let Some(existing) = key.as_ref().and_then(|k| self.keys.get(k)) {
             let idx = conv
@@ -194,7 +207,10 @@ impl Inner {
             let floor = ReadFloor::new(conv.pointers.iter().map(|(u, p)| (*u, *p)));
             let mut message = self.message(m.conversation_id, &conv.messages[idx], &floor);
             message.temp_id = m.temp_id.clone();
-            return Ok(Stored { message, duplicate: true });
+            return Ok(Stored {
+                message,
+                duplicate: true,
+            });
         }
         let now = self.now();
         self.last_message_id += 1;
@@ -240,9 +256,15 @@ impl Inner {
 }
 
 impl Store for MemoryStore {
-    async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+    async fn ensure_user(
+        &self,
+        user: UserKey,
+        profile: Option<Profile>,
+    ) -> Result<Arc<Profile>, StoreError> {
         if user.id <= 0 {
-            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+            return Err(StoreError::BadRequest(
+                "user ids are positive integers".into(),
+            ));
         }
         let mut inner = self.lock();
         Ok(match profile {
@@ -255,7 +277,10 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn participants(&self, conversation_id: i64) -> Result<Option<Arc<[UserKey]>>, StoreError> {
+    async fn participants(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<Arc<[UserKey]>>, StoreError> {
         Ok(self
             .lock()
             .conversations
@@ -272,7 +297,12 @@ impl Store for MemoryStore {
         Ok(batch.iter().map(|m| inner.insert_one(m)).collect())
     }
 
-    async fn mark_read(&self, conversation_id: i64, reader: UserKey, up_to: Option<i64>) -> Result<i64, StoreError> {
+    async fn mark_read(
+        &self,
+        conversation_id: i64,
+        reader: UserKey,
+        up_to: Option<i64>,
+    ) -> Result<i64, StoreError> {
         let mut inner = self.lock();
         let conv = inner.conv_for(conversation_id, reader)?;
         let target = match up_to {
@@ -291,12 +321,20 @@ impl Store for MemoryStore {
         Ok(target)
     }
 
-    async fn create_direct(&self, caller: UserKey, other: UserKey) -> Result<(Conversation, bool), StoreError> {
+    async fn create_direct(
+        &self,
+        caller: UserKey,
+        other: UserKey,
+    ) -> Result<(Conversation, bool), StoreError> {
         if caller == other {
-            return Err(StoreError::BadRequest("cannot start a conversation with yourself".into()));
+            return Err(StoreError::BadRequest(
+                "cannot start a conversation with yourself".into(),
+            ));
         }
         if other.id <= 0 || caller.id <= 0 {
-            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+            return Err(StoreError::BadRequest(
+                "user ids are positive integers".into(),
+            ));
         }
         let pair = (caller.min(other), caller.max(other));
         let mut inner = self.lock();
@@ -350,9 +388,17 @@ impl Store for MemoryStore {
             .map(|(_, id)| inner.view(*id, user))
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = more
-            .then(|| keys.last().map(|(ms, id)| ConversationCursor { updated_at_ms: *ms, id: *id }))
+            .then(|| {
+                keys.last().map(|(ms, id)| ConversationCursor {
+                    updated_at_ms: *ms,
+                    id: *id,
+                })
+            })
             .flatten();
-        Ok(ConversationPage { conversations, next_cursor })
+        Ok(ConversationPage {
+            conversations,
+            next_cursor,
+        })
     }
 
     async fn history(
@@ -364,32 +410,47 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let conv = inner.conv_for(conversation_id, viewer)?;
         let floor = ReadFloor::new(conv.pointers.iter().map(|(u, p)| (*u, *p)));
-        let end = query
-            .before
-            .map_or(conv.messages.len(), |b| conv.messages.partition_point(|r| r.id < b));
+        let end = query.before.map_or(conv.messages.len(), |b| {
+            conv.messages.partition_point(|r| r.id < b)
+        });
         let needle = query.search.map(str::to_lowercase);
         let limit = query.limit.max(1) as usize;
-        let mut rows = conv.messages[..end]
-            .iter()
-            .rev()
-            .filter(|r| needle.as_ref().is_none_or(|n| r.content.to_lowercase().contains(n.as_str())));
+        let mut rows = conv.messages[..end].iter().rev().filter(|r| {
+            needle
+                .as_ref()
+                .is_none_or(|n| r.content.to_lowercase().contains(n.as_str()))
+        });
         let messages: Vec<Message> = rows
             .by_ref()
             .take(limit)
             .map(|r| inner.message(conversation_id, r, &floor))
             .collect();
         let more = rows.next().is_some();
-        let next_cursor = if more { messages.last().map(|m| m.id) } else { None };
-        Ok(MessagePage { messages, next_cursor })
+        let next_cursor = if more {
+            messages.last().map(|m| m.id)
+        } else {
+            None
+        };
+        Ok(MessagePage {
+            messages,
+            next_cursor,
+        })
     }
 
     async fn unread_counts(&self, user: UserKey) -> Result<UnreadCounts, StoreError> {
         let inner = self.lock();
         let mut ids = inner.by_user.get(&user).cloned().unwrap_or_default();
         ids.sort_unstable();
-        let mut out = UnreadCounts { total: 0, conversations: Vec::new() };
+        let mut out = UnreadCounts {
+            total: 0,
+            conversations: Vec::new(),
+        };
         for id in ids {
-            if inner.conversations.get(&id).is_some_and(|c| c.hidden.contains(&user)) {
+            if inner
+                .conversations
+                .get(&id)
+                .is_some_and(|c| c.hidden.contains(&user))
+            {
                 continue;
             }
             let unread = inner.view(id, user)?.unread_count;

@@ -24,14 +24,17 @@ use std::sync::Arc;
 
 pub use any::AnyStore;
 pub(crate) use json::{
-    write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str, write_timestamp as json_timestamp,
+    write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str,
+    write_timestamp as json_timestamp,
 };
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// The two kinds of account the chat serves; `brand 5` and `influencer 5` are different users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UserType {
     /// A brand account.
@@ -71,13 +74,17 @@ impl UserType {
         match code {
             1 => Ok(UserType::Brand),
             2 => Ok(UserType::Influencer),
-            other => Err(StoreError::Internal(format!("unknown user type code {other}"))),
+            other => Err(StoreError::Internal(format!(
+                "unknown user type code {other}"
+            ))),
         }
     }
 }
 
 /// A user: the pair `(userType, userId)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct UserKey {
     /// Brand or influencer.
     pub user_type: UserType,
@@ -269,7 +276,9 @@ impl ConversationKind {
         match s {
             "direct" => Ok(ConversationKind::Direct),
             "group" => Ok(ConversationKind::Group),
-            other => Err(StoreError::Internal(format!("unknown conversation type {other}"))),
+            other => Err(StoreError::Internal(format!(
+                "unknown conversation type {other}"
+            ))),
         }
     }
 }
@@ -320,7 +329,10 @@ impl ConversationCursor {
     /// Parses [`ConversationCursor::encode`]'s output.
     pub fn parse(s: &str) -> Option<ConversationCursor> {
         let (a, b) = s.split_once('_')?;
-        Some(ConversationCursor { updated_at_ms: a.parse().ok()?, id: b.parse().ok()? })
+        Some(ConversationCursor {
+            updated_at_ms: a.parse().ok()?,
+            id: b.parse().ok()?,
+        })
     }
 }
 
@@ -469,14 +481,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Arc<[UserKey]>>, StoreError>> + Send;
 
     /// The ids of every conversation the user is in (hidden ones included), for presence fan-out.
-    fn conversations_of(&self, user: UserKey) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+    fn conversations_of(
+        &self,
+        user: UserKey,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
     /// Stores messages, idempotent by `(sender, conversation_id, temp_id)`: returns one outcome per
     /// input, in input order. Two inputs with the same key in one batch store one row and both get
     /// it (the second marked `duplicate`). A message whose sender is not a participant is refused
     /// (`Forbidden`/`NotFound`) without affecting the others. The outer error means nothing of the
     /// batch was stored (e.g. `Unavailable`): the caller may retry the whole batch.
-    fn insert_batch(&self, batch: &[NewMessage]) -> impl Future<Output = Result<Vec<Outcome>, StoreError>> + Send;
+    fn insert_batch(
+        &self,
+        batch: &[NewMessage],
+    ) -> impl Future<Output = Result<Vec<Outcome>, StoreError>> + Send;
 
     /// Moves `reader`'s read pointer forward to `up_to` (a message of this conversation) or, with
     /// `None`, to the newest message; never backwards. Returns the message id the reply carries
@@ -524,10 +542,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<MessagePage, StoreError>> + Send;
 
     /// Unread counts of the user (messages of others above the read pointer; hidden conversations excluded).
-    fn unread_counts(&self, user: UserKey) -> impl Future<Output = Result<UnreadCounts, StoreError>> + Send;
+    fn unread_counts(
+        &self,
+        user: UserKey,
+    ) -> impl Future<Output = Result<UnreadCounts, StoreError>> + Send;
 
     /// Hides the conversation from the user's list until a new message arrives.
-    fn hide(&self, conversation_id: i64, user: UserKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn hide(
+        &self,
+        conversation_id: i64,
+        user: UserKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -546,10 +571,14 @@ pub(crate) fn group_members(
     users.sort_unstable();
     users.dedup();
     if users.iter().any(|u| u.id <= 0) {
-        return Err(StoreError::BadRequest("user ids are positive integers".into()));
+        return Err(StoreError::BadRequest(
+            "user ids are positive integers".into(),
+        ));
     }
     if users.len() < 2 {
-        return Err(StoreError::BadRequest("a group needs at least one other participant".into()));
+        return Err(StoreError::BadRequest(
+            "a group needs at least one other participant".into(),
+        ));
     }
     if users.len() > max_participants {
         return Err(StoreError::TooLarge(format!(
@@ -562,6 +591,11 @@ pub(crate) fn group_members(
 /// `"<type>:<id>|<type>:<id>"`, smaller user first: the unique key of a 1:1.
 pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
     let (x, y) = (a.min(b), a.max(b));
-    format!("{}:{}|{}:{}", x.user_type.code(), x.id, y.user_type.code(), y.id)
+    format!(
+        "{}:{}|{}:{}",
+        x.user_type.code(),
+        x.id,
+        y.user_type.code(),
+        y.id
+    )
 }
-

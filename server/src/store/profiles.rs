@@ -17,11 +17,18 @@ pub(crate) struct ProfileCache {
 
 impl ProfileCache {
     pub(crate) fn new(capacity: usize) -> ProfileCache {
-        ProfileCache { map: RwLock::new(HashMap::new()), capacity }
+        ProfileCache {
+            map: RwLock::new(HashMap::new()),
+            capacity,
+        }
     }
 
     pub(crate) fn get(&self, user: &UserKey) -> Option<Arc<Profile>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(user).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
     }
 
     pub(crate) fn insert(&self, user: UserKey, profile: Arc<Profile>) {

@@ -25,7 +25,12 @@ pub struct MessageLimits {
 
 impl Default for MessageLimits {
     fn default() -> Self {
-        MessageLimits { max_chars: 4000, max_url_chars: 2048, max_name_chars: 255, max_temp_id_chars: 64 }
+        MessageLimits {
+            max_chars: 4000,
+            max_url_chars: 2048,
+            max_name_chars: 255,
+            max_temp_id_chars: 64,
+        }
     }
 }
 
@@ -57,7 +62,8 @@ pub fn conversation_id(v: Option<&Value>) -> Result<i64, StoreError> {
         if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("conversationId must be a positive integer"));
         }
-        s.parse::<i64>().map_err(|_| bad("conversationId must be a positive integer"))?
+        s.parse::<i64>()
+            .map_err(|_| bad("conversationId must be a positive integer"))?
     } else if let Some(n) = v.as_i64() {
         n
     } else {
@@ -105,7 +111,10 @@ fn opt_str<'v>(obj: &'v Value, key: &str) -> Result<Option<&'v str>, StoreError>
 }
 
 fn valid_url(url: &str) -> bool {
-    let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("https://") {
         &url[8..]
     } else if lower.starts_with("http://") {
@@ -113,24 +122,39 @@ fn valid_url(url: &str) -> bool {
     } else {
         return false;
     };
-    !rest.is_empty() && !rest.starts_with('/') && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    !rest.is_empty()
+        && !rest.starts_with('/')
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Validates a `message:send` payload from `sender` (see the contract, section 3).
-pub fn parse_send(payload: &Value, sender: UserKey, limits: &MessageLimits) -> Result<NewMessage, InvalidMessage> {
+pub fn parse_send(
+    payload: &Value,
+    sender: UserKey,
+    limits: &MessageLimits,
+) -> Result<NewMessage, InvalidMessage> {
     let temp = payload.get("tempId");
     let temp_id = match temp_id(temp, limits.max_temp_id_chars) {
         Ok(t) => t,
-        Err(error) => return Err(InvalidMessage { error, temp_id: None }),
+        Err(error) => {
+            return Err(InvalidMessage {
+                error,
+                temp_id: None,
+            });
+        }
     };
-    let fail = |error: StoreError| InvalidMessage { error, temp_id: temp_id.clone() };
+    let fail = |error: StoreError| InvalidMessage {
+        error,
+        temp_id: temp_id.clone(),
+    };
     if payload.as_object().is_none() {
         return Err(fail(bad("payload must be an object")));
     }
     let conversation_id = conversation_id(payload.get("conversationId")).map_err(fail)?;
     let message_type = match opt_str(payload, "messageType").map_err(fail)? {
         None => MessageType::Text,
-        Some(s) => MessageType::parse(s).ok_or_else(|| fail(bad("messageType must be text, image or file")))?,
+        Some(s) => MessageType::parse(s)
+            .ok_or_else(|| fail(bad("messageType must be text, image or file")))?,
     };
     let content = opt_str(payload, "content").map_err(fail)?;
     let attachment_url = opt_str(payload, "attachmentUrl").map_err(fail)?;
@@ -151,10 +175,14 @@ pub fn parse_send(payload: &Value, sender: UserKey, limits: &MessageLimits) -> R
     }
     if let Some(url) = attachment_url {
         if url.chars().count() > limits.max_url_chars || !valid_url(url) {
-            return Err(fail(bad("attachmentUrl must be an http or https URL of at most 2048 characters")));
+            return Err(fail(bad(
+                "attachmentUrl must be an http or https URL of at most 2048 characters",
+            )));
         }
     } else if message_type != MessageType::Text {
-        return Err(fail(bad("attachmentUrl is required for image and file messages")));
+        return Err(fail(bad(
+            "attachmentUrl is required for image and file messages",
+        )));
     }
     if attachment_name.is_some_and(|n| n.chars().count() > limits.max_name_chars) {
         return Err(fail(bad("attachmentName is too long")));
@@ -179,7 +207,11 @@ mod tests {
     fn parse(json: &str) -> Result<NewMessage, InvalidMessage> {
         let mut buf = json.as_bytes().to_vec();
         let v: Value = simd_json::to_owned_value(&mut buf).unwrap();
-        parse_send(&v, UserKey::new(UserType::Brand, 1), &MessageLimits::default())
+        parse_send(
+            &v,
+            UserKey::new(UserType::Brand, 1),
+            &MessageLimits::default(),
+        )
     }
 
     fn code(json: &str) -> &'static str {
@@ -199,36 +231,67 @@ mod tests {
         let m = parse(r#"{"conversationId":3,"content":"x","tempId":1.5}"#).unwrap();
         assert_eq!(m.temp_id, Some(TempId::Float(1.5)));
         let four_thousand = "é".repeat(4000);
-        assert!(parse(&format!(r#"{{"conversationId":3,"content":"{four_thousand}"}}"#)).is_ok());
+        assert!(
+            parse(&format!(
+                r#"{{"conversationId":3,"content":"{four_thousand}"}}"#
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
     fn refuses_bad_sends_with_the_contract_codes() {
-        assert_eq!(code(r#"{"conversationId":3,"content":"   \n"}"#), "bad_request");
+        assert_eq!(
+            code(r#"{"conversationId":3,"content":"   \n"}"#),
+            "bad_request"
+        );
         assert_eq!(code(r#"{"conversationId":3,"content":""}"#), "bad_request");
         assert_eq!(code(r#"{"conversationId":3}"#), "bad_request");
         assert_eq!(code(r#"{"content":"x"}"#), "bad_request");
-        assert_eq!(code(r#"{"conversationId":"12a","content":"x"}"#), "bad_request");
-        assert_eq!(code(r#"{"conversationId":-1,"content":"x"}"#), "bad_request");
-        assert_eq!(code(r#"{"conversationId":1,"content":"x","messageType":"video"}"#), "bad_request");
-        assert_eq!(code(r#"{"conversationId":1,"content":"","messageType":"file"}"#), "bad_request");
+        assert_eq!(
+            code(r#"{"conversationId":"12a","content":"x"}"#),
+            "bad_request"
+        );
+        assert_eq!(
+            code(r#"{"conversationId":-1,"content":"x"}"#),
+            "bad_request"
+        );
+        assert_eq!(
+            code(r#"{"conversationId":1,"content":"x","messageType":"video"}"#),
+            "bad_request"
+        );
+        assert_eq!(
+            code(r#"{"conversationId":1,"content":"","messageType":"file"}"#),
+            "bad_request"
+        );
         assert_eq!(
             code(r#"{"conversationId":1,"messageType":"file","attachmentUrl":"ftp://x/y"}"#),
             "bad_request"
         );
         assert_eq!(code(r#"{"conversationId":1,"content":5}"#), "bad_request");
         let long = "a".repeat(4001);
-        assert_eq!(code(&format!(r#"{{"conversationId":1,"content":"{long}"}}"#)), "too_large");
+        assert_eq!(
+            code(&format!(r#"{{"conversationId":1,"content":"{long}"}}"#)),
+            "too_large"
+        );
         let url = format!("https://x.io/{}", "a".repeat(2040));
         assert_eq!(
-            code(&format!(r#"{{"conversationId":1,"messageType":"image","attachmentUrl":"{url}"}}"#)),
+            code(&format!(
+                r#"{{"conversationId":1,"messageType":"image","attachmentUrl":"{url}"}}"#
+            )),
             "bad_request"
         );
         let long_temp = "t".repeat(65);
-        let err = parse(&format!(r#"{{"conversationId":1,"content":"x","tempId":"{long_temp}"}}"#)).unwrap_err();
+        let err = parse(&format!(
+            r#"{{"conversationId":1,"content":"x","tempId":"{long_temp}"}}"#
+        ))
+        .unwrap_err();
         assert_eq!(err.error.code(), "bad_request");
         assert_eq!(err.temp_id, None);
-        assert_eq!(code(r#"{"conversationId":1,"content":"x","tempId":{}}"#), "bad_request");
+        assert_eq!(
+            code(r#"{"conversationId":1,"content":"x","tempId":{}}"#),
+            "bad_request"
+        );
     }
 
     #[test]

@@ -10,15 +10,18 @@ use super::{PgStore, message_from, ms, profile_from};
 use crate::store::direct_key;
 use crate::store::read_state::ReadFloor;
 use crate::store::{
-    Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery, MessagePage,
-    Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
+    Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
+    MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
 };
 
 /// Creates the users that do not exist yet, with default profiles.
 async fn ensure_users(store: &PgStore, users: &[UserKey]) -> Result<(), StoreError> {
     let types: Vec<i16> = users.iter().map(|u| u.user_type.code()).collect();
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let names: Vec<String> = users.iter().map(|u| Profile::default_for(*u).username).collect();
+    let names: Vec<String> = users
+        .iter()
+        .map(|u| Profile::default_for(*u).username)
+        .collect();
     sqlx::query(
         "INSERT INTO users (user_type, id, username)
          SELECT * FROM UNNEST($1::int2[], $2::int8[], $3::text[])
@@ -67,15 +70,21 @@ pub(super) async fn create_direct(
     other: UserKey,
 ) -> Result<(Conversation, bool), StoreError> {
     if caller == other {
-        return Err(StoreError::BadRequest("cannot start a conversation with yourself".into()));
+        return Err(StoreError::BadRequest(
+            "cannot start a conversation with yourself".into(),
+        ));
     }
     if other.id <= 0 || caller.id <= 0 {
-        return Err(StoreError::BadRequest("user ids are positive integers".into()));
+        return Err(StoreError::BadRequest(
+            "user ids are positive integers".into(),
+        ));
     }
     ensure_users(store, &[caller, other]).await?;
     let key = direct_key(caller, other);
     let users = [caller.min(other), caller.max(other)];
-    if let Some(id) = insert_conversation(store, ConversationKind::Direct, None, Some(&key), &users).await? {
+    if let Some(id) =
+        insert_conversation(store, ConversationKind::Direct, None, Some(&key), &users).await?
+    {
         return Ok((view(store, id, caller).await?, true));
     }
     let id: i64 = sqlx::query_scalar(
@@ -101,9 +110,15 @@ pub(super) async fn create_group(
 ) -> Result<Conversation, StoreError> {
     let users = crate::store::group_members(caller, members, max_participants)?;
     ensure_users(store, &users).await?;
-    let id = insert_conversation(store, ConversationKind::Group, title.as_deref(), None, &users)
-        .await?
-        .ok_or_else(|| StoreError::Internal("group insert returned no id".into()))?;
+    let id = insert_conversation(
+        store,
+        ConversationKind::Group,
+        title.as_deref(),
+        None,
+        &users,
+    )
+    .await?
+    .ok_or_else(|| StoreError::Internal("group insert returned no id".into()))?;
     view(store, id, caller).await
 }
 
@@ -130,12 +145,18 @@ async fn members(store: &PgStore, ids: &[i64]) -> Result<Members, StoreError> {
     .await?;
     let mut out: Members = HashMap::new();
     for row in rows {
-        let user = UserKey::new(UserType::from_code(row.try_get("user_type")?)?, row.try_get("user_id")?);
+        let user = UserKey::new(
+            UserType::from_code(row.try_get("user_type")?)?,
+            row.try_get("user_id")?,
+        );
         let profile = Arc::new(profile_from(&row, "")?);
         store.profiles.insert(user, profile.clone());
         out.entry(row.try_get("conversation_id")?)
             .or_default()
-            .push((Participant { user, profile }, row.try_get("last_read_message_id")?));
+            .push((
+                Participant { user, profile },
+                row.try_get("last_read_message_id")?,
+            ));
     }
     Ok(out)
 }
@@ -149,7 +170,11 @@ fn profile_in(members: &[(Participant, i64)], user: UserKey) -> Arc<Profile> {
 }
 
 /// The viewer's view of conversations `ids` (in the order given; ones the viewer is not in are skipped).
-async fn views(store: &PgStore, ids: &[i64], viewer: UserKey) -> Result<Vec<Conversation>, StoreError> {
+async fn views(
+    store: &PgStore,
+    ids: &[i64],
+    viewer: UserKey,
+) -> Result<Vec<Conversation>, StoreError> {
     let sql = format!(
         "SELECT c.id AS cid, c.type, c.title, {updated} AS updated_ms,
             (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.id > vp.last_read_message_id
@@ -177,8 +202,15 @@ async fn views(store: &PgStore, ids: &[i64], viewer: UserKey) -> Result<Vec<Conv
         let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
         let last_message = match row.try_get::<Option<i64>, _>("id")? {
             Some(mid) => {
-                let sender = UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?);
-                Some(message_from(&row, profile_in(&list, sender), floor.is_read(sender, mid))?)
+                let sender = UserKey::new(
+                    UserType::from_code(row.try_get("sender_type")?)?,
+                    row.try_get("sender_id")?,
+                );
+                Some(message_from(
+                    &row,
+                    profile_in(&list, sender),
+                    floor.is_read(sender, mid),
+                )?)
             }
             None => None,
         };
@@ -236,11 +268,17 @@ pub(super) async fn list(
     let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
     let conversations = views(store, &ids, user).await?;
     let next_cursor = if more {
-        page.last().map(|(id, ms)| ConversationCursor { updated_at_ms: *ms, id: *id })
+        page.last().map(|(id, ms)| ConversationCursor {
+            updated_at_ms: *ms,
+            id: *id,
+        })
     } else {
         None
     };
-    Ok(ConversationPage { conversations, next_cursor })
+    Ok(ConversationPage {
+        conversations,
+        next_cursor,
+    })
 }
 
 pub(super) async fn history(
@@ -249,7 +287,10 @@ pub(super) async fn history(
     viewer: UserKey,
     query: HistoryQuery<'_>,
 ) -> Result<MessagePage, StoreError> {
-    let list = members(store, &[conversation_id]).await?.remove(&conversation_id).unwrap_or_default();
+    let list = members(store, &[conversation_id])
+        .await?
+        .remove(&conversation_id)
+        .unwrap_or_default();
     if list.is_empty() {
         return Err(StoreError::NotFound);
     }
@@ -277,15 +318,32 @@ pub(super) async fn history(
     let more = rows.len() as i64 > limit;
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows.iter().take(limit as usize) {
-        let sender = UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?);
+        let sender = UserKey::new(
+            UserType::from_code(row.try_get("sender_type")?)?,
+            row.try_get("sender_id")?,
+        );
         let id: i64 = row.try_get("id")?;
-        messages.push(message_from(row, profile_in(&list, sender), floor.is_read(sender, id))?);
+        messages.push(message_from(
+            row,
+            profile_in(&list, sender),
+            floor.is_read(sender, id),
+        )?);
     }
-    let next_cursor = if more { messages.last().map(|m| m.id) } else { None };
-    Ok(MessagePage { messages, next_cursor })
+    let next_cursor = if more {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        messages,
+        next_cursor,
+    })
 }
 
-pub(super) async fn unread_counts(store: &PgStore, user: UserKey) -> Result<UnreadCounts, StoreError> {
+pub(super) async fn unread_counts(
+    store: &PgStore,
+    user: UserKey,
+) -> Result<UnreadCounts, StoreError> {
     let rows = sqlx::query(
         "SELECT p.conversation_id, count(*) AS unread
          FROM participants p
@@ -298,7 +356,10 @@ pub(super) async fn unread_counts(store: &PgStore, user: UserKey) -> Result<Unre
     .bind(user.id)
     .fetch_all(&store.pool)
     .await?;
-    let mut out = UnreadCounts { total: 0, conversations: Vec::with_capacity(rows.len()) };
+    let mut out = UnreadCounts {
+        total: 0,
+        conversations: Vec::with_capacity(rows.len()),
+    };
     for row in rows {
         let n: i64 = row.try_get("unread")?;
         out.total += n;
@@ -307,7 +368,11 @@ pub(super) async fn unread_counts(store: &PgStore, user: UserKey) -> Result<Unre
     Ok(out)
 }
 
-pub(super) async fn hide(store: &PgStore, conversation_id: i64, user: UserKey) -> Result<(), StoreError> {
+pub(super) async fn hide(
+    store: &PgStore,
+    conversation_id: i64,
+    user: UserKey,
+) -> Result<(), StoreError> {
     let row = sqlx::query(
         "WITH u AS (UPDATE participants SET hidden = true
                     WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3 RETURNING 1)

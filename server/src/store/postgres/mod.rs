@@ -2,11 +2,11 @@
 //! read pointers. REST queries live in `conversations.rs`.
 //!
 //! The batch insert is ONE statement (one round trip, atomic on its own): the batch goes in as
-//! arrays through `UNNEST`, ids are drawn in input order, rows whose sender is not a participant
+//! arrays through `UNNEST`, ids are drawn from the sequence, rows whose sender is not a participant
 //! are skipped, `ON CONFLICT DO NOTHING` on the idempotency index skips retried sends, the same
 //! statement un-hides the conversations (only rows that are hidden), and the result joins every
 //! input to its new row or to the row stored the first time. Nothing else is written per message:
-//! a conversation's latest activity is read from its newest message (index `messages_history`)
+//! a conversation's latest activity is read from its newest message (the primary key `(conversation_id, id)`)
 //! when lists are built, instead of updating a conversation row on every batch.
 
 mod conversations;
@@ -15,12 +15,13 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::profiles::ProfileCache;
 use super::{
-    Message, MessageType, NewMessage, Outcome, Profile, Store, StoreError, Stored, UserKey, UserType,
+    Message, MessageType, NewMessage, Outcome, Profile, Store, StoreError, Stored, UserKey,
+    UserType,
 };
 
 /// `created_at` / `updated_at` as Unix milliseconds.
@@ -44,7 +45,8 @@ pub struct PgStore {
 impl PgStore {
     /// Connects (and with `run_migrations`, applies `migrations/postgres`).
     pub async fn connect(url: &str, run_migrations: bool) -> Result<PgStore, StoreError> {
-        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadRequest(format!("DATABASE_URL: {e}")))?;
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadRequest(format!("DATABASE_URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(3))
@@ -60,7 +62,11 @@ impl PgStore {
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
-        Ok(PgStore { pool, write_pool, profiles: Arc::new(ProfileCache::new(100_000)) })
+        Ok(PgStore {
+            pool,
+            write_pool,
+            profiles: Arc::new(ProfileCache::new(100_000)),
+        })
     }
 
     /// The query pool (tests and benches use it to inspect the tables).
@@ -70,7 +76,11 @@ impl PgStore {
 
     /// Profiles of `users`, from the cache or one query for the missing ones.
     async fn profiles_of(&self, users: &[UserKey]) -> Result<Vec<Arc<Profile>>, StoreError> {
-        let mut missing: Vec<UserKey> = users.iter().filter(|u| self.profiles.get(u).is_none()).copied().collect();
+        let mut missing: Vec<UserKey> = users
+            .iter()
+            .filter(|u| self.profiles.get(u).is_none())
+            .copied()
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
@@ -85,13 +95,21 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?;
             for row in rows {
-                let user = UserKey::new(UserType::from_code(row.try_get("user_type")?)?, row.try_get("id")?);
-                self.profiles.insert(user, Arc::new(profile_from(&row, "")?));
+                let user = UserKey::new(
+                    UserType::from_code(row.try_get("user_type")?)?,
+                    row.try_get("id")?,
+                );
+                self.profiles
+                    .insert(user, Arc::new(profile_from(&row, "")?));
             }
         }
         Ok(users
             .iter()
-            .map(|u| self.profiles.get(u).unwrap_or_else(|| Arc::new(Profile::default_for(*u))))
+            .map(|u| {
+                self.profiles
+                    .get(u)
+                    .unwrap_or_else(|| Arc::new(Profile::default_for(*u)))
+            })
             .collect())
     }
 }
@@ -108,12 +126,19 @@ pub(super) fn profile_from(row: &PgRow, prefix: &str) -> Result<Profile, StoreEr
 
 /// Reads a message row with columns id, conversation_id, sender_type, sender_id, message_type,
 /// content, attachment_url, attachment_name, created_ms.
-pub(super) fn message_from(row: &PgRow, profile: Arc<Profile>, is_read: bool) -> Result<Message, StoreError> {
+pub(super) fn message_from(
+    row: &PgRow,
+    profile: Arc<Profile>,
+    is_read: bool,
+) -> Result<Message, StoreError> {
     let message_type: String = row.try_get("message_type")?;
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,
-        sender: UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?),
+        sender: UserKey::new(
+            UserType::from_code(row.try_get("sender_type")?)?,
+            row.try_get("sender_id")?,
+        ),
         sender_profile: profile,
         message_type: MessageType::parse(&message_type)
             .ok_or_else(|| StoreError::Internal(format!("unknown message type {message_type}")))?,
@@ -129,25 +154,20 @@ pub(super) fn message_from(row: &PgRow, profile: Arc<Profile>, is_read: bool) ->
 /// The batch insert statement (built once: the same text hits sqlx's prepared-statement cache).
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH input AS (
-            SELECT nextval('messages_id_seq') AS id, s.* FROM (
-                SELECT * FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[], $8::text[])
-                WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
-                                     attachment_url, attachment_name, temp_id_key, ord)
-                ORDER BY ord) s
-        ),
-        checked AS (
-            SELECT i.*, EXISTS (
-                SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
-                  AND p.user_type = i.sender_type AND p.user_id = i.sender_id) AS allowed
-            FROM input i
+        "WITH checked AS (
+            SELECT nextval('messages_id_seq') AS id, u.*, EXISTS (
+                SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
+                  AND p.user_type = u.sender_type AND p.user_id = u.sender_id) AS allowed
+            FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                        $7::text[], $8::text[])
+                 WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
+                                      attachment_url, attachment_name, temp_id_key, ord)
         ),
         ins AS (
             INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
                                   attachment_url, attachment_name, temp_id_key)
             SELECT id, conversation_id, sender_type, sender_id, message_type, content,
-                   attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed ORDER BY id
+                   attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed
             ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
             RETURNING id, conversation_id, created_at
         ),
@@ -159,10 +179,7 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                COALESCE(n.id, m.id) AS id,
                n.id IS NULL AS duplicate,
                {created} AS created_ms,
-               COALESCE(m.message_type, i.message_type) AS message_type,
-               COALESCE(m.content, i.content) AS content,
-               CASE WHEN n.id IS NULL THEN m.attachment_url ELSE i.attachment_url END AS attachment_url,
-               CASE WHEN n.id IS NULL THEN m.attachment_name ELSE i.attachment_name END AS attachment_name,
+               m.message_type, m.content, m.attachment_url, m.attachment_name,
                CASE WHEN m.id IS NULL THEN false ELSE NOT EXISTS (
                    SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
                      AND NOT (p.user_type = i.sender_type AND p.user_id = i.sender_id)
@@ -177,15 +194,18 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
             WHERE n.id IS NULL AND i.temp_id_key IS NOT NULL
               AND m.sender_type = i.sender_type AND m.sender_id = i.sender_id
               AND m.conversation_id = i.conversation_id AND m.temp_id_key = i.temp_id_key
-            LIMIT 1) m ON true
-        ORDER BY i.ord",
+            LIMIT 1) m ON true",
         created = ms("COALESCE(n.created_at, m.created_at)")
     )
 });
 
 /// Looks up one already-stored message by its idempotency key (a conflict with a row committed
 /// by another transaction after our statement started).
-async fn find_by_key(pool: &PgPool, m: &NewMessage, key: &str) -> Result<Option<PgRow>, StoreError> {
+async fn find_by_key(
+    pool: &PgPool,
+    m: &NewMessage,
+    key: &str,
+) -> Result<Option<PgRow>, StoreError> {
     let sql = format!(
         "SELECT id, conversation_id, sender_type, sender_id, message_type, content, attachment_url,
                 attachment_name, {} AS created_ms
@@ -202,9 +222,15 @@ async fn find_by_key(pool: &PgPool, m: &NewMessage, key: &str) -> Result<Option<
 }
 
 impl Store for PgStore {
-    async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+    async fn ensure_user(
+        &self,
+        user: UserKey,
+        profile: Option<Profile>,
+    ) -> Result<Arc<Profile>, StoreError> {
         if user.id <= 0 {
-            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+            return Err(StoreError::BadRequest(
+                "user ids are positive integers".into(),
+            ));
         }
         let cached = self.profiles.get(&user);
         match profile {
@@ -261,7 +287,10 @@ impl Store for PgStore {
         }
     }
 
-    async fn participants(&self, conversation_id: i64) -> Result<Option<Arc<[UserKey]>>, StoreError> {
+    async fn participants(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<Arc<[UserKey]>>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_type, user_id FROM participants WHERE conversation_id = $1 ORDER BY user_type, user_id",
         )
@@ -273,7 +302,12 @@ impl Store for PgStore {
         }
         let users = rows
             .iter()
-            .map(|r| Ok(UserKey::new(UserType::from_code(r.try_get("user_type")?)?, r.try_get("user_id")?)))
+            .map(|r| {
+                Ok(UserKey::new(
+                    UserType::from_code(r.try_get("user_type")?)?,
+                    r.try_get("user_id")?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(users.into()))
     }
@@ -293,29 +327,102 @@ impl Store for PgStore {
         let plan = super::dedup::BatchPlan::new(batch);
         let unique = plan.unique();
         let rows = sqlx::query(sqlx::AssertSqlSafe(INSERT_SQL.as_str()))
-            .bind(unique.iter().map(|&i| batch[i].conversation_id).collect::<Vec<i64>>())
-            .bind(unique.iter().map(|&i| batch[i].sender.user_type.code()).collect::<Vec<i16>>())
-            .bind(unique.iter().map(|&i| batch[i].sender.id).collect::<Vec<i64>>())
-            .bind(unique.iter().map(|&i| batch[i].message_type.as_str()).collect::<Vec<&str>>())
-            .bind(unique.iter().map(|&i| batch[i].content.as_str()).collect::<Vec<&str>>())
-            .bind(unique.iter().map(|&i| batch[i].attachment_url.as_deref()).collect::<Vec<Option<&str>>>())
-            .bind(unique.iter().map(|&i| batch[i].attachment_name.as_deref()).collect::<Vec<Option<&str>>>())
-            .bind(unique.iter().map(|&i| plan.key(i)).collect::<Vec<Option<&str>>>())
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].conversation_id)
+                    .collect::<Vec<i64>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].sender.user_type.code())
+                    .collect::<Vec<i16>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].sender.id)
+                    .collect::<Vec<i64>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].message_type.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].content.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].attachment_url.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| batch[i].attachment_name.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(
+                unique
+                    .iter()
+                    .map(|&i| plan.key(i))
+                    .collect::<Vec<Option<&str>>>(),
+            )
             .fetch_all(&self.write_pool)
             .await?;
         if rows.len() != unique.len() {
-            return Err(StoreError::Internal(format!("batch of {} returned {} rows", unique.len(), rows.len())));
+            return Err(StoreError::Internal(format!(
+                "batch of {} returned {} rows",
+                unique.len(),
+                rows.len()
+            )));
         }
+        // Back to input order (ordinality is 1-based); the join above does not keep it.
+        let mut rows: Vec<(i64, PgRow)> = rows
+            .into_iter()
+            .map(|r| Ok((r.try_get::<i64, _>("ord")?, r)))
+            .collect::<Result<_, StoreError>>()?;
+        rows.sort_unstable_by_key(|(ord, _)| *ord);
         let senders: Vec<UserKey> = unique.iter().map(|&i| batch[i].sender).collect();
         let profiles = self.profiles_of(&senders).await?;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(unique.len());
-        for ((row, &i), profile) in rows.iter().zip(unique).zip(profiles) {
+        for (((_, row), &i), profile) in rows.iter().zip(unique).zip(profiles) {
             let input = &batch[i];
             let id: Option<i64> = row.try_get("id")?;
-            let outcome = if id.is_some() {
-                let duplicate: bool = row.try_get("duplicate")?;
-                let is_read: bool = row.try_get("is_read")?;
-                message_from(row, profile, is_read).map(|message| Stored { message, duplicate })
+            let outcome = if let Some(id) = id {
+                if row.try_get::<bool, _>("duplicate")? {
+                    // The stored row wins (a retry may carry other content).
+                    let is_read: bool = row.try_get("is_read")?;
+                    message_from(row, profile, is_read).map(|message| Stored {
+                        message,
+                        duplicate: true,
+                    })
+                } else {
+                    // New row: everything but id and time is what was sent; not echoed back.
+                    Ok(Stored {
+                        message: Message {
+                            id,
+                            conversation_id: input.conversation_id,
+                            sender: input.sender,
+                            sender_profile: profile,
+                            message_type: input.message_type,
+                            content: input.content.clone(),
+                            attachment_url: input.attachment_url.clone(),
+                            attachment_name: input.attachment_name.clone(),
+                            created_at_ms: row.try_get("created_ms")?,
+                            is_read: false,
+                            temp_id: None,
+                        },
+                        duplicate: false,
+                    })
+                }
             } else if !row.try_get::<bool, _>("conversation_exists")? {
                 Err(StoreError::NotFound)
             } else if !row.try_get::<bool, _>("allowed")? {
@@ -324,7 +431,10 @@ impl Store for PgStore {
                 // Conflict with a row committed after this statement's snapshot (another node).
                 match plan.key(i) {
                     Some(key) => match find_by_key(&self.pool, input, key).await? {
-                        Some(r) => message_from(&r, profile, false).map(|message| Stored { message, duplicate: true }),
+                        Some(r) => message_from(&r, profile, false).map(|message| Stored {
+                            message,
+                            duplicate: true,
+                        }),
                         None => Err(StoreError::Internal("conflicting row not found".into())),
                     },
                     None => Err(StoreError::Internal("insert returned no row".into())),
@@ -335,7 +445,12 @@ impl Store for PgStore {
         Ok(plan.expand(batch, outcomes))
     }
 
-    async fn mark_read(&self, conversation_id: i64, reader: UserKey, up_to: Option<i64>) -> Result<i64, StoreError> {
+    async fn mark_read(
+        &self,
+        conversation_id: i64,
+        reader: UserKey,
+        up_to: Option<i64>,
+    ) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "WITH target AS (
                 SELECT CASE WHEN $4::int8 IS NULL
@@ -366,7 +481,8 @@ impl Store for PgStore {
         if !row.try_get::<bool, _>("is_participant")? {
             return Err(StoreError::Forbidden);
         }
-        row.try_get::<Option<i64>, _>("target")?.ok_or(StoreError::NotFound)
+        row.try_get::<Option<i64>, _>("target")?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn create_direct(

@@ -6,11 +6,15 @@ use sqlx::{Row, SqliteConnection};
 use super::{MESSAGE_COLUMNS, SqliteStore, floor_of, members, message_from, profile_in};
 use crate::store::direct_key;
 use crate::store::{
-    Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery, MessagePage,
-    Participant, Profile, StoreError, UnreadCounts, UserKey,
+    Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
+    MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey,
 };
 
-async fn ensure_users(store: &SqliteStore, conn: &mut SqliteConnection, users: &[UserKey]) -> Result<(), StoreError> {
+async fn ensure_users(
+    store: &SqliteStore,
+    conn: &mut SqliteConnection,
+    users: &[UserKey],
+) -> Result<(), StoreError> {
     let now = store.now_ms();
     for u in users {
         sqlx::query(
@@ -49,12 +53,14 @@ async fn insert_conversation(
     .await?;
     if let Some(id) = id {
         for u in users {
-            sqlx::query("INSERT INTO participants (conversation_id, user_type, user_id) VALUES (?, ?, ?)")
-                .bind(id)
-                .bind(u.user_type.code())
-                .bind(u.id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "INSERT INTO participants (conversation_id, user_type, user_id) VALUES (?, ?, ?)",
+            )
+            .bind(id)
+            .bind(u.user_type.code())
+            .bind(u.id)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(id)
@@ -66,16 +72,29 @@ pub(super) async fn create_direct(
     other: UserKey,
 ) -> Result<(Conversation, bool), StoreError> {
     if caller == other {
-        return Err(StoreError::BadRequest("cannot start a conversation with yourself".into()));
+        return Err(StoreError::BadRequest(
+            "cannot start a conversation with yourself".into(),
+        ));
     }
     if other.id <= 0 || caller.id <= 0 {
-        return Err(StoreError::BadRequest("user ids are positive integers".into()));
+        return Err(StoreError::BadRequest(
+            "user ids are positive integers".into(),
+        ));
     }
     let key = direct_key(caller, other);
     let users = [caller.min(other), caller.max(other)];
     let mut tx = store.write.begin().await?;
     ensure_users(store, &mut tx, &users).await?;
-    let (id, created) = match insert_conversation(store, &mut tx, ConversationKind::Direct, None, Some(&key), &users).await? {
+    let (id, created) = match insert_conversation(
+        store,
+        &mut tx,
+        ConversationKind::Direct,
+        None,
+        Some(&key),
+        &users,
+    )
+    .await?
+    {
         Some(id) => (id, true),
         None => {
             let id: i64 = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = ?")
@@ -106,16 +125,27 @@ pub(super) async fn create_group(
     let users = crate::store::group_members(caller, members, max_participants)?;
     let mut tx = store.write.begin().await?;
     ensure_users(store, &mut tx, &users).await?;
-    let id = insert_conversation(store, &mut tx, ConversationKind::Group, title.as_deref(), None, &users)
-        .await?
-        .ok_or_else(|| StoreError::Internal("group insert returned no id".into()))?;
+    let id = insert_conversation(
+        store,
+        &mut tx,
+        ConversationKind::Group,
+        title.as_deref(),
+        None,
+        &users,
+    )
+    .await?
+    .ok_or_else(|| StoreError::Internal("group insert returned no id".into()))?;
     tx.commit().await?;
     let mut conn = store.read.acquire().await?;
     view(&mut conn, id, caller).await
 }
 
 /// The viewer's view of one conversation (`NotFound` / `Forbidden` when it cannot see it).
-async fn view(conn: &mut SqliteConnection, id: i64, viewer: UserKey) -> Result<Conversation, StoreError> {
+async fn view(
+    conn: &mut SqliteConnection,
+    id: i64,
+    viewer: UserKey,
+) -> Result<Conversation, StoreError> {
     let row = sqlx::query("SELECT type, title, updated_at FROM conversations WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -137,13 +167,22 @@ async fn view(conn: &mut SqliteConnection, id: i64, viewer: UserKey) -> Result<C
     .bind(viewer.id)
     .fetch_one(&mut *conn)
     .await?;
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1");
-    let last = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *conn).await?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1"
+    );
+    let last = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let last_message = match last {
         Some(r) => {
             let m = message_from(&r, std::sync::Arc::new(Profile::default_for(viewer)), false)?;
             let is_read = floor.is_read(m.sender, m.id);
-            Some(crate::store::Message { sender_profile: profile_in(&list, m.sender), is_read, ..m })
+            Some(crate::store::Message {
+                sender_profile: profile_in(&list, m.sender),
+                is_read,
+                ..m
+            })
         }
         None => None,
     };
@@ -152,7 +191,10 @@ async fn view(conn: &mut SqliteConnection, id: i64, viewer: UserKey) -> Result<C
         id,
         kind: ConversationKind::parse(&kind)?,
         title: row.try_get("title")?,
-        participants: list.into_iter().map(|(user, profile, _)| Participant { user, profile }).collect(),
+        participants: list
+            .into_iter()
+            .map(|(user, profile, _)| Participant { user, profile })
+            .collect(),
         last_message,
         unread_count: unread,
         updated_at_ms: row.try_get("updated_at")?,
@@ -190,11 +232,17 @@ pub(super) async fn list(
         conversations.push(view(&mut conn, *id, user).await?);
     }
     let next_cursor = if more {
-        page.last().map(|(id, ms)| ConversationCursor { updated_at_ms: *ms, id: *id })
+        page.last().map(|(id, ms)| ConversationCursor {
+            updated_at_ms: *ms,
+            id: *id,
+        })
     } else {
         None
     };
-    Ok(ConversationPage { conversations, next_cursor })
+    Ok(ConversationPage {
+        conversations,
+        next_cursor,
+    })
 }
 
 pub(super) async fn history(
@@ -229,15 +277,33 @@ pub(super) async fn history(
     let more = rows.len() as i64 > limit;
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows.iter().take(limit as usize) {
-        let m = message_from(row, std::sync::Arc::new(Profile::default_for(viewer)), false)?;
+        let m = message_from(
+            row,
+            std::sync::Arc::new(Profile::default_for(viewer)),
+            false,
+        )?;
         let is_read = floor.is_read(m.sender, m.id);
-        messages.push(crate::store::Message { sender_profile: profile_in(&list, m.sender), is_read, ..m });
+        messages.push(crate::store::Message {
+            sender_profile: profile_in(&list, m.sender),
+            is_read,
+            ..m
+        });
     }
-    let next_cursor = if more { messages.last().map(|m| m.id) } else { None };
-    Ok(MessagePage { messages, next_cursor })
+    let next_cursor = if more {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        messages,
+        next_cursor,
+    })
 }
 
-pub(super) async fn unread_counts(store: &SqliteStore, user: UserKey) -> Result<UnreadCounts, StoreError> {
+pub(super) async fn unread_counts(
+    store: &SqliteStore,
+    user: UserKey,
+) -> Result<UnreadCounts, StoreError> {
     let rows = sqlx::query(
         "SELECT p.conversation_id, count(*) AS unread
          FROM participants p
@@ -250,7 +316,10 @@ pub(super) async fn unread_counts(store: &SqliteStore, user: UserKey) -> Result<
     .bind(user.id)
     .fetch_all(&store.read)
     .await?;
-    let mut out = UnreadCounts { total: 0, conversations: Vec::with_capacity(rows.len()) };
+    let mut out = UnreadCounts {
+        total: 0,
+        conversations: Vec::with_capacity(rows.len()),
+    };
     for row in rows {
         let n: i64 = row.try_get("unread")?;
         out.total += n;
@@ -260,7 +329,11 @@ pub(super) async fn unread_counts(store: &SqliteStore, user: UserKey) -> Result<
 }
 
 /// Conversation exists and `user` is in it, else `NotFound` / `Forbidden`.
-async fn check_member(conn: &mut SqliteConnection, conversation_id: i64, user: UserKey) -> Result<(), StoreError> {
+async fn check_member(
+    conn: &mut SqliteConnection,
+    conversation_id: i64,
+    user: UserKey,
+) -> Result<(), StoreError> {
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1) AS found,
                 EXISTS (SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_type = ?2 AND user_id = ?3)
@@ -280,7 +353,11 @@ async fn check_member(conn: &mut SqliteConnection, conversation_id: i64, user: U
     }
 }
 
-pub(super) async fn hide(store: &SqliteStore, conversation_id: i64, user: UserKey) -> Result<(), StoreError> {
+pub(super) async fn hide(
+    store: &SqliteStore,
+    conversation_id: i64,
+    user: UserKey,
+) -> Result<(), StoreError> {
     let mut conn = store.write.acquire().await?;
     check_member(&mut conn, conversation_id, user).await?;
     sqlx::query("UPDATE participants SET hidden = 1 WHERE conversation_id = ? AND user_type = ? AND user_id = ?")
@@ -301,16 +378,20 @@ pub(super) async fn mark_read(
     let mut tx = store.write.begin().await?;
     check_member(&mut tx, conversation_id, reader).await?;
     let target: Option<i64> = match up_to {
-        Some(id) => sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = ? AND id = ?")
-            .bind(conversation_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?,
-        None => Some(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages WHERE conversation_id = ?")
+        Some(id) => {
+            sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = ? AND id = ?")
                 .bind(conversation_id)
-                .fetch_one(&mut *tx)
-                .await?,
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        None => Some(
+            sqlx::query_scalar(
+                "SELECT COALESCE(MAX(id), 0) FROM messages WHERE conversation_id = ?",
+            )
+            .bind(conversation_id)
+            .fetch_one(&mut *tx)
+            .await?,
         ),
     };
     let target = target.ok_or(StoreError::NotFound)?;

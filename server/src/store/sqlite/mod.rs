@@ -11,16 +11,22 @@ mod conversations;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection};
 
 use super::profiles::ProfileCache;
 use super::read_state::ReadFloor;
-use super::{Message, MessageType, NewMessage, Outcome, Profile, Store, StoreError, Stored, UserKey, UserType};
+use super::{
+    Message, MessageType, NewMessage, Outcome, Profile, Store, StoreError, Stored, UserKey,
+    UserType,
+};
 
 /// Rows per multi-row INSERT (9 bound values each, far below SQLite's variable limit).
 const CHUNK: usize = 256;
@@ -42,8 +48,9 @@ impl SqliteStore {
     /// Opens (creating the file and its directory) the database at `path`.
     pub async fn open(path: &Path, run_migrations: bool) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -83,7 +90,11 @@ impl SqliteStore {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
-        let path = if path.is_empty() { "./data/chatwire.db" } else { path };
+        let path = if path.is_empty() {
+            "./data/chatwire.db"
+        } else {
+            path
+        };
         SqliteStore::open(Path::new(path), run_migrations).await
     }
 
@@ -112,12 +123,19 @@ pub(super) fn profile_from(row: &SqliteRow) -> Result<Profile, StoreError> {
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_type, sender_id, message_type, content, \
      attachment_url, attachment_name, created_at";
 
-pub(super) fn message_from(row: &SqliteRow, profile: Arc<Profile>, is_read: bool) -> Result<Message, StoreError> {
+pub(super) fn message_from(
+    row: &SqliteRow,
+    profile: Arc<Profile>,
+    is_read: bool,
+) -> Result<Message, StoreError> {
     let message_type: String = row.try_get("message_type")?;
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,
-        sender: UserKey::new(UserType::from_code(row.try_get("sender_type")?)?, row.try_get("sender_id")?),
+        sender: UserKey::new(
+            UserType::from_code(row.try_get("sender_type")?)?,
+            row.try_get("sender_id")?,
+        ),
         sender_profile: profile,
         message_type: MessageType::parse(&message_type)
             .ok_or_else(|| StoreError::Internal(format!("unknown message type {message_type}")))?,
@@ -146,8 +164,15 @@ pub(super) async fn members(
     .await?;
     rows.iter()
         .map(|r| {
-            let user = UserKey::new(UserType::from_code(r.try_get("user_type")?)?, r.try_get("user_id")?);
-            Ok((user, Arc::new(profile_from(r)?), r.try_get("last_read_message_id")?))
+            let user = UserKey::new(
+                UserType::from_code(r.try_get("user_type")?)?,
+                r.try_get("user_id")?,
+            );
+            Ok((
+                user,
+                Arc::new(profile_from(r)?),
+                r.try_get("last_read_message_id")?,
+            ))
         })
         .collect()
 }
@@ -216,7 +241,8 @@ impl SqliteStore {
             .into_iter()
             .collect();
         if !touched.is_empty() {
-            let ids = serde_json::to_string(&touched).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let ids =
+                serde_json::to_string(&touched).map_err(|e| StoreError::Internal(e.to_string()))?;
             sqlx::query("UPDATE conversations SET updated_at = ? WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(now)
                 .bind(&ids)
@@ -252,7 +278,10 @@ impl SqliteStore {
                     duplicate: false,
                 }));
             } else {
-                out.push(self.not_inserted(&mut *conn, m, keys.get(i).copied().flatten(), profile).await?);
+                out.push(
+                    self.not_inserted(&mut *conn, m, keys.get(i).copied().flatten(), profile)
+                        .await?,
+                );
             }
         }
         Ok(out)
@@ -282,17 +311,29 @@ impl SqliteStore {
                 let members = members(&mut *conn, m.conversation_id).await?;
                 let id: i64 = row.try_get("id")?;
                 let is_read = floor_of(&members).is_read(m.sender, id);
-                return Ok(message_from(&row, profile, is_read).map(|message| Stored { message, duplicate: true }));
+                return Ok(message_from(&row, profile, is_read).map(|message| Stored {
+                    message,
+                    duplicate: true,
+                }));
             }
         }
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?)")
-            .bind(m.conversation_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(Err(if exists { StoreError::Forbidden } else { StoreError::NotFound }))
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?)")
+                .bind(m.conversation_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(Err(if exists {
+            StoreError::Forbidden
+        } else {
+            StoreError::NotFound
+        }))
     }
 
-    async fn profiles_of(&self, conn: &mut SqliteConnection, users: &[UserKey]) -> Result<Vec<Arc<Profile>>, StoreError> {
+    async fn profiles_of(
+        &self,
+        conn: &mut SqliteConnection,
+        users: &[UserKey],
+    ) -> Result<Vec<Arc<Profile>>, StoreError> {
         for u in users {
             if self.profiles.get(u).is_none() {
                 let row = sqlx::query(
@@ -309,15 +350,25 @@ impl SqliteStore {
         }
         Ok(users
             .iter()
-            .map(|u| self.profiles.get(u).unwrap_or_else(|| Arc::new(Profile::default_for(*u))))
+            .map(|u| {
+                self.profiles
+                    .get(u)
+                    .unwrap_or_else(|| Arc::new(Profile::default_for(*u)))
+            })
             .collect())
     }
 }
 
 impl Store for SqliteStore {
-    async fn ensure_user(&self, user: UserKey, profile: Option<Profile>) -> Result<Arc<Profile>, StoreError> {
+    async fn ensure_user(
+        &self,
+        user: UserKey,
+        profile: Option<Profile>,
+    ) -> Result<Arc<Profile>, StoreError> {
         if user.id <= 0 {
-            return Err(StoreError::BadRequest("user ids are positive integers".into()));
+            return Err(StoreError::BadRequest(
+                "user ids are positive integers".into(),
+            ));
         }
         let cached = self.profiles.get(&user);
         let stored = match profile {
@@ -373,7 +424,10 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
-    async fn participants(&self, conversation_id: i64) -> Result<Option<Arc<[UserKey]>>, StoreError> {
+    async fn participants(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<Arc<[UserKey]>>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_type, user_id FROM participants WHERE conversation_id = ? ORDER BY user_type, user_id",
         )
@@ -385,7 +439,12 @@ impl Store for SqliteStore {
         }
         let users = rows
             .iter()
-            .map(|r| Ok(UserKey::new(UserType::from_code(r.try_get("user_type")?)?, r.try_get("user_id")?)))
+            .map(|r| {
+                Ok(UserKey::new(
+                    UserType::from_code(r.try_get("user_type")?)?,
+                    r.try_get("user_id")?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(users.into()))
     }
@@ -410,11 +469,20 @@ impl Store for SqliteStore {
         Ok(plan.expand(batch, outcomes))
     }
 
-    async fn mark_read(&self, conversation_id: i64, reader: UserKey, up_to: Option<i64>) -> Result<i64, StoreError> {
+    async fn mark_read(
+        &self,
+        conversation_id: i64,
+        reader: UserKey,
+        up_to: Option<i64>,
+    ) -> Result<i64, StoreError> {
         conversations::mark_read(self, conversation_id, reader, up_to).await
     }
 
-    async fn create_direct(&self, caller: UserKey, other: UserKey) -> Result<(super::Conversation, bool), StoreError> {
+    async fn create_direct(
+        &self,
+        caller: UserKey,
+        other: UserKey,
+    ) -> Result<(super::Conversation, bool), StoreError> {
         conversations::create_direct(self, caller, other).await
     }
 
