@@ -208,3 +208,31 @@ async fn jwt_bearer_tokens() {
     ]);
     server.shutdown().await;
 }
+
+/// A graceful restart with the guide's connection options: the client sees a transport-level
+/// disconnect (not a Socket.IO server disconnect), reconnects by itself to the new server (same port, same SQLite file),
+/// and re-sending every tempId leaves each message stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_retry_stores_each_message_once() {
+    ensure_clients();
+    let (mut config, db) = sqlite_config();
+    let server = chatwire::server::Server::start(&config, chatwire::server::Mode::Chat)
+        .await
+        .unwrap();
+    config.port = server.addr.port();
+    let id = create_direct(server.addr, (71, "brand"), (72, "influencer")).await;
+    let envs = [
+        ("CONVERSATION_ID", id.to_string()),
+        ("A_ID", "71".into()),
+        ("A_TYPE", "brand".into()),
+    ];
+    let report = run_script_then_restart(&node(), "shutdown.js", server, Some(config), &envs).await;
+    remove_sqlite(&db);
+    report.assert_passed(&[
+        "disconnect reason lets the client reconnect",
+        "the client reconnected by itself",
+        "all 20 tempIds acknowledged after the retry",
+        "messages acknowledged before the restart keep their ids on retry",
+        "history holds each of the 20 messages exactly once",
+    ]);
+}

@@ -52,6 +52,29 @@ pub fn ensure_clients() {
     }
 }
 
+/// The test configuration with a fresh SQLite file (removed by [`remove_sqlite`]).
+pub fn sqlite_config() -> (Config, PathBuf) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let path = std::env::temp_dir().join(format!(
+        "chatwire-interop-{}-{nanos}.db",
+        std::process::id()
+    ));
+    let mut config = Config::for_tests();
+    config.rate_limit_conn_per_ip = 0;
+    config.database_url = format!("sqlite://{}", path.display());
+    (config, path)
+}
+
+/// Removes a SQLite database and its WAL files.
+pub fn remove_sqlite(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 /// Starts chatwire in-process: memory store, 127.0.0.1:0, 2 shards, dev tokens on, no per-IP
 /// connection limit (every test client comes from 127.0.0.1).
 pub async fn start_server() -> RunningServer {
@@ -223,6 +246,68 @@ pub async fn run_script(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs a script like [`run_script`]; once it prints `ok ready`, shuts `server` down gracefully
+/// and, with `restart`, starts a new server with that configuration (same port and database);
+/// returns the script's report after it exits.
+pub async fn run_script_then_restart(
+    program: &Path,
+    script: &str,
+    server: RunningServer,
+    restart: Option<Config>,
+    envs: &[(&str, String)],
+) -> Report {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(program)
+        .arg(scripts().join(script))
+        .current_dir(scripts())
+        .env("BASE_URL", base_url(server.addr))
+        .env("STEP_TIMEOUT_MS", "10000")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let work = async {
+        let mut stdout = String::new();
+        let mut server = Some(server);
+        let mut restart = restart;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            if line == "ok ready" {
+                if let Some(old) = server.take() {
+                    old.shutdown().await;
+                }
+                if let Some(config) = restart.take() {
+                    server = Some(
+                        Server::start(&config, Mode::Chat)
+                            .await
+                            .expect("the server restarts on the same port"),
+                    );
+                }
+            }
+        }
+        if let Some(server) = server.take() {
+            server.shutdown().await;
+        }
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).await.unwrap();
+        let status = child.wait().await.unwrap();
+        Report {
+            code: status.code(),
+            stdout,
+            stderr: err,
+        }
+    };
+    tokio::time::timeout(SCRIPT_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| panic!("{script} ran longer than {SCRIPT_DEADLINE:?}"))
 }
 
 /// `node` from PATH.
