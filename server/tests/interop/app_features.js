@@ -76,6 +76,24 @@ run(async () => {
   const offline = await offlineP;
   check(offline.userType === b.type, "A gets user:offline when B's last socket is gone", offline);
 
+  // Token from the handshake's Authorization header (no auth.token), on both transports.
+  for (const transports of [["polling"], ["websocket"]]) {
+    const h = io(`${BASE_URL}/chat`, {
+      transports, extraHeaders: { Authorization: `Bearer ${tokenB}` }, reconnection: false,
+    });
+    const hello = await waitFor(h, "connection:success", `connection:success via Authorization over ${transports[0]}`);
+    check(hello.userId === b.id && hello.userType === b.type,
+      `the handshake Authorization header authenticates over ${transports[0]}`, hello);
+    h.close();
+  }
+  // auth.token wins over the header.
+  const both = io(`${BASE_URL}/chat`, {
+    auth: { token: tokenA }, transports: ["websocket"], extraHeaders: { Authorization: `Bearer ${tokenB}` }, reconnection: false,
+  });
+  const winner = await waitFor(both, "connection:success", "connection:success with both token sources");
+  check(winner.userId === a.id, "auth.token wins over the Authorization header", winner);
+  both.close();
+
   // A refused Origin (cross-site page) cannot connect on either transport.
   for (const transports of [["polling"], ["websocket"]]) {
     const evil = io(`${BASE_URL}/chat`, {
