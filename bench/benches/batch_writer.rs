@@ -12,9 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, METRIC_BATCH_SIZE, METRIC_COMMIT_SECONDS, ReplyTo};
-use chatwire::store::{AnyStore, MessageType, NewMessage, StoreError, Stored, TempId, UserKey, UserType};
-use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use chatwire::store::batch::{
+    BatchConfig, BatchWriter, CommitSink, METRIC_BATCH_SIZE, METRIC_COMMIT_SECONDS, ReplyTo,
+};
+use chatwire::store::{
+    AnyStore, MessageType, NewMessage, StoreError, Stored, TempId, UserKey, UserType,
+};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 
 const CONVERSATIONS: i64 = 1000;
 
@@ -70,7 +76,14 @@ fn message(i: usize) -> NewMessage {
     let conv = (i as i64 % CONVERSATIONS) + 1;
     NewMessage {
         conversation_id: conv,
-        sender: UserKey::new(if i % 2 == 0 { UserType::Brand } else { UserType::Influencer }, conv),
+        sender: UserKey::new(
+            if i.is_multiple_of(2) {
+                UserType::Brand
+            } else {
+                UserType::Influencer
+            },
+            conv,
+        ),
         message_type: MessageType::Text,
         content: format!("benchmark message number {i}, hello there"),
         attachment_url: None,
@@ -97,11 +110,15 @@ impl CommitSink for CountingSink {
 
 async fn setup(admin: &str) -> (String, String) {
     let name = format!("chatwire_bench_{}", std::process::id());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&mut conn)
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
         .await
         .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
@@ -111,7 +128,9 @@ async fn setup(admin: &str) -> (String, String) {
 }
 
 async fn seed(store: &AnyStore) {
-    let AnyStore::Postgres(pg) = store else { unreachable!() };
+    let AnyStore::Postgres(pg) = store else {
+        unreachable!()
+    };
     for sql in [
         "INSERT INTO users (user_type, id, username) SELECT t, g, 'u' || t || '_' || g
          FROM generate_series(1, 1000) g, (VALUES (1::int2), (2::int2)) v(t)",
@@ -130,7 +149,10 @@ async fn seed(store: &AnyStore) {
 fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let sink = CountingSink { done: done.clone(), failed: failed.clone() };
+    let sink = CountingSink {
+        done: done.clone(),
+        failed: failed.clone(),
+    };
     let cfg = BatchConfig::default().with_max_batch(env_usize("BENCH_BATCH", 1024));
     let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
     let messages: Vec<NewMessage> = (0..n).map(|i| message(i + 1_000_000)).collect();
@@ -151,8 +173,15 @@ fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
         std::thread::sleep(Duration::from_micros(200));
     }
     let elapsed = start.elapsed();
-    assert_eq!(failed.load(Ordering::Acquire), 0, "no batch may fail in the bench");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Acquire),
+        0,
+        "no batch may fail in the bench"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(writer.flush_and_stop());
     n as f64 / elapsed.as_secs_f64()
 }
@@ -208,7 +237,10 @@ async fn run_single(url: &str, n: usize, concurrency: usize) -> (f64, Vec<f64>) 
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -219,9 +251,14 @@ fn main() {
     let n = env_usize("BENCH_MESSAGES", 300_000);
     let single_n = env_usize("BENCH_SINGLE", 20_000);
     let concurrency = env_usize("BENCH_SINGLE_CONCURRENCY", 8);
-    let admin = std::env::var("CHATWIRE_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("CHATWIRE_BENCH_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (url, name) = rt.block_on(setup(&admin));
     let store = Arc::new(rt.block_on(AnyStore::connect(&url, true)).unwrap());
     rt.block_on(seed(&store));
@@ -253,14 +290,23 @@ fn main() {
         percentile(&single_lat, 0.99) * 1e3,
     );
     println!("  ratio            {:>10.1}x", writer_rate / single_rate);
-    println!("  bar              >= 150000 messages/s: {}", if writer_rate >= 150_000.0 { "met" } else { "NOT met" });
+    println!(
+        "  bar              >= 150000 messages/s: {}",
+        if writer_rate >= 150_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
 
     drop(store);
     rt.block_on(async {
         if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     });
 }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use chatwire::rest::{LiveEvents, RestContext, RestLimits, RestResponse, handle};
 use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo};
-use chatwire::store::{AnyStore, MessageType, NewMessage, Store, StoreError, Stored, UserKey, UserType};
+use chatwire::store::{
+    AnyStore, MessageType, NewMessage, Store, StoreError, Stored, UserKey, UserType,
+};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -46,7 +48,11 @@ struct Live(Arc<Recorder>);
 
 impl LiveEvents for Live {
     fn read(&self, conversation_id: i64, message_id: i64, reader: UserKey) {
-        self.0.reads.lock().unwrap().push((conversation_id, message_id, reader));
+        self.0
+            .reads
+            .lock()
+            .unwrap()
+            .push((conversation_id, message_id, reader));
     }
 }
 
@@ -66,9 +72,20 @@ impl Api {
     async fn new(url: &str) -> Api {
         let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
         let rec = Arc::new(Recorder::default());
-        let writer = BatchWriter::spawn(store.clone(), BatchConfig::default(), Box::new(Sink(rec.clone())));
-        let limits = RestLimits::default().with_max_participants(5).with_max_body_bytes(16 * 1024);
-        let ctx = RestContext { store, writer, live: Arc::new(Live(rec.clone())), limits };
+        let writer = BatchWriter::spawn(
+            store.clone(),
+            BatchConfig::default(),
+            Box::new(Sink(rec.clone())),
+        );
+        let limits = RestLimits::default()
+            .with_max_participants(5)
+            .with_max_body_bytes(16 * 1024);
+        let ctx = RestContext {
+            store,
+            writer,
+            live: Arc::new(Live(rec.clone())),
+            limits,
+        };
         Api { ctx, rec }
     }
 
@@ -77,9 +94,18 @@ impl Api {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        let body = if body.is_null() { Vec::new() } else { serde_json::to_vec(&body).unwrap() };
-        let RestResponse { status, body } = handle(&self.ctx, user, &method, path, query, &body).await;
-        let v = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        let RestResponse { status, body } =
+            handle(&self.ctx, user, &method, path, query, &body).await;
+        let v = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
         (status, v)
     }
 
@@ -96,7 +122,9 @@ fn code(v: &Value) -> &str {
 async fn conversations(api: &Api) -> i64 {
     let (a, b) = (brand(1), infl(1));
     let body = json!({"participantId": 1, "participantType": "influencer"});
-    let (s, c) = api.call(a, Method::POST, "/api/chat/conversations", body.clone()).await;
+    let (s, c) = api
+        .call(a, Method::POST, "/api/chat/conversations", body.clone())
+        .await;
     assert_eq!(s, 201, "{c}");
     assert_eq!(c["type"], "direct");
     assert_eq!(c["participants"].as_array().unwrap().len(), 2);
@@ -106,48 +134,103 @@ async fn conversations(api: &Api) -> i64 {
     let id = c["id"].as_i64().unwrap();
     // Existing: 200 with the same conversation, from either side, id as a string too.
     let (s, again) = api
-        .call(b, Method::POST, "/api/chat/conversations", json!({"participantId": "1", "participantType": "brand"}))
+        .call(
+            b,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participantId": "1", "participantType": "brand"}),
+        )
         .await;
     assert_eq!((s, again["id"].as_i64()), (200, Some(id)));
     // Unknown user is created with the default profile.
     let (s, c2) = api
-        .call(a, Method::POST, "/api/chat/conversations", json!({"participantId": 77, "participantType": "influencer"}))
+        .call(
+            a,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participantId": 77, "participantType": "influencer"}),
+        )
         .await;
     assert_eq!(s, 201);
-    let names: Vec<&str> = c2["participants"].as_array().unwrap().iter().map(|p| p["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> = c2["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["username"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"influencer_77"), "{names:?}");
     // Errors.
     let (s, e) = api
-        .call(a, Method::POST, "/api/chat/conversations", json!({"participantId": 1, "participantType": "brand"}))
+        .call(
+            a,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participantId": 1, "participantType": "brand"}),
+        )
         .await;
     assert_eq!((s, code(&e)), (400, "bad_request"), "a 1:1 with yourself");
     let (s, e) = api
-        .call(a, Method::POST, "/api/chat/conversations", json!({"participantId": 2, "participantType": "admin"}))
+        .call(
+            a,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participantId": 2, "participantType": "admin"}),
+        )
         .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
-    let (s, e) = api.raw(a, Method::POST, "/api/chat/conversations", b"{not json").await;
+    let (s, e) = api
+        .raw(a, Method::POST, "/api/chat/conversations", b"{not json")
+        .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
     let big = vec![b' '; 17 * 1024];
-    let (s, e) = api.raw(a, Method::POST, "/api/chat/conversations", &big).await;
+    let (s, e) = api
+        .raw(a, Method::POST, "/api/chat/conversations", &big)
+        .await;
     assert_eq!((s, code(&e)), (413, "too_large"));
     // Groups: caller included, at most MAX_PARTICIPANTS (5 here).
-    let members: Vec<Value> = (1..=4).map(|i| json!({"userId": i, "userType": "influencer"})).collect();
+    let members: Vec<Value> = (1..=4)
+        .map(|i| json!({"userId": i, "userType": "influencer"}))
+        .collect();
     let (s, g) = api
-        .call(a, Method::POST, "/api/chat/conversations", json!({"participants": members, "title": "Team"}))
+        .call(
+            a,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participants": members, "title": "Team"}),
+        )
         .await;
     assert_eq!(s, 201, "{g}");
-    assert_eq!((g["type"].as_str(), g["title"].as_str()), (Some("group"), Some("Team")));
+    assert_eq!(
+        (g["type"].as_str(), g["title"].as_str()),
+        (Some("group"), Some("Team"))
+    );
     assert_eq!(g["participants"].as_array().unwrap().len(), 5);
-    let members: Vec<Value> = (1..=5).map(|i| json!({"userId": i, "userType": "influencer"})).collect();
-    let (s, e) = api.call(a, Method::POST, "/api/chat/conversations", json!({"participants": members})).await;
+    let members: Vec<Value> = (1..=5)
+        .map(|i| json!({"userId": i, "userType": "influencer"}))
+        .collect();
+    let (s, e) = api
+        .call(
+            a,
+            Method::POST,
+            "/api/chat/conversations",
+            json!({"participants": members}),
+        )
+        .await;
     assert_eq!((s, code(&e)), (413, "too_large"));
     id
 }
 
 async fn messages(api: &Api, cid: i64) {
     let (a, b, outsider) = (brand(1), infl(1), infl(50));
-    let send = |user: UserKey, body: Value| async move { api.call(user, Method::POST, "/api/chat/messages", body).await };
-    let (s, m) = send(a, json!({"conversationId": cid, "content": "Hello REST", "tempId": "t-1"})).await;
+    let send = |user: UserKey, body: Value| async move {
+        api.call(user, Method::POST, "/api/chat/messages", body)
+            .await
+    };
+    let (s, m) = send(
+        a,
+        json!({"conversationId": cid, "content": "Hello REST", "tempId": "t-1"}),
+    )
+    .await;
     assert_eq!(s, 201, "{m}");
     assert_eq!(m["content"], "Hello REST");
     assert_eq!(m["senderType"], "brand");
@@ -155,10 +238,20 @@ async fn messages(api: &Api, cid: i64) {
     assert_eq!(m["isRead"], false);
     assert_eq!(m["messageType"], "text");
     let first = m["id"].as_i64().unwrap();
-    assert!(api.rec.delivered.lock().unwrap().contains(&first), "delivered live through the writer's sink");
+    assert!(
+        api.rec.delivered.lock().unwrap().contains(&first),
+        "delivered live through the writer's sink"
+    );
     // Retry with the same tempId: 200 with the first message, nothing new stored.
-    let (s, dup) = send(a, json!({"conversationId": cid.to_string(), "content": "changed", "tempId": "t-1"})).await;
-    assert_eq!((s, dup["id"].as_i64(), dup["content"].as_str()), (200, Some(first), Some("Hello REST")));
+    let (s, dup) = send(
+        a,
+        json!({"conversationId": cid.to_string(), "content": "changed", "tempId": "t-1"}),
+    )
+    .await;
+    assert_eq!(
+        (s, dup["id"].as_i64(), dup["content"].as_str()),
+        (200, Some(first), Some("Hello REST"))
+    );
     let (s, _) = send(b, json!({"conversationId": cid, "content": "hello back"})).await;
     assert_eq!(s, 201);
     let (s, img) = send(
@@ -171,43 +264,107 @@ async fn messages(api: &Api, cid: i64) {
     assert_eq!(img["attachmentUrl"], "https://cdn.example/p.png");
     // Validation exactly as message:send.
     for (body, status, c) in [
-        (json!({"conversationId": cid, "content": "  \t"}), 400, "bad_request"),
-        (json!({"conversationId": cid, "content": "x".repeat(4001)}), 413, "too_large"),
-        (json!({"conversationId": cid, "content": "x", "messageType": "video"}), 400, "bad_request"),
-        (json!({"conversationId": cid, "messageType": "file"}), 400, "bad_request"),
-        (json!({"conversationId": "abc", "content": "x"}), 400, "bad_request"),
-        (json!({"conversationId": cid, "content": "x", "tempId": "t".repeat(65)}), 400, "bad_request"),
-        (json!({"conversationId": 999_999, "content": "x"}), 404, "not_found"),
+        (
+            json!({"conversationId": cid, "content": "  \t"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"conversationId": cid, "content": "x".repeat(4001)}),
+            413,
+            "too_large",
+        ),
+        (
+            json!({"conversationId": cid, "content": "x", "messageType": "video"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"conversationId": cid, "messageType": "file"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"conversationId": "abc", "content": "x"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"conversationId": cid, "content": "x", "tempId": "t".repeat(65)}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"conversationId": 999_999, "content": "x"}),
+            404,
+            "not_found",
+        ),
     ] {
         let (s, e) = send(a, body.clone()).await;
         assert_eq!((s, code(&e)), (status, c), "{body}");
     }
-    let (s, e) = send(outsider, json!({"conversationId": cid, "content": "let me in"})).await;
+    let (s, e) = send(
+        outsider,
+        json!({"conversationId": cid, "content": "let me in"}),
+    )
+    .await;
     assert_eq!((s, code(&e)), (403, "forbidden"));
 
     // History: newest first, limit, cursor, search.
     let path = format!("/api/chat/conversations/{cid}/messages");
-    let (s, h) = api.call(a, Method::GET, &format!("{path}?limit=2"), Value::Null).await;
+    let (s, h) = api
+        .call(a, Method::GET, &format!("{path}?limit=2"), Value::Null)
+        .await;
     assert_eq!(s, 200);
     let msgs = h["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0]["messageType"], "image");
     let cursor = h["nextCursor"].as_i64().unwrap();
-    let (_, h2) = api.call(a, Method::GET, &format!("{path}?limit=2&before={cursor}"), Value::Null).await;
+    let (_, h2) = api
+        .call(
+            a,
+            Method::GET,
+            &format!("{path}?limit=2&before={cursor}"),
+            Value::Null,
+        )
+        .await;
     assert_eq!(h2["messages"].as_array().unwrap().len(), 1);
     assert_eq!(h2["messages"][0]["id"].as_i64(), Some(first));
     assert_eq!(h2["nextCursor"], Value::Null);
-    let (_, found) = api.call(a, Method::GET, &format!("{path}?q=hello%20REST"), Value::Null).await;
+    let (_, found) = api
+        .call(
+            a,
+            Method::GET,
+            &format!("{path}?q=hello%20REST"),
+            Value::Null,
+        )
+        .await;
     let found = found["messages"].as_array().unwrap();
     assert_eq!(found.len(), 1, "case-insensitive search");
     assert_eq!(found[0]["id"].as_i64(), Some(first));
     let (s, e) = api.call(outsider, Method::GET, &path, Value::Null).await;
     assert_eq!((s, code(&e)), (403, "forbidden"));
-    let (s, e) = api.call(a, Method::GET, "/api/chat/conversations/999999/messages", Value::Null).await;
+    let (s, e) = api
+        .call(
+            a,
+            Method::GET,
+            "/api/chat/conversations/999999/messages",
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (404, "not_found"));
-    let (s, e) = api.call(a, Method::GET, "/api/chat/conversations/x1/messages", Value::Null).await;
+    let (s, e) = api
+        .call(
+            a,
+            Method::GET,
+            "/api/chat/conversations/x1/messages",
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
-    let (s, e) = api.call(a, Method::GET, &format!("{path}?limit=ten"), Value::Null).await;
+    let (s, e) = api
+        .call(a, Method::GET, &format!("{path}?limit=ten"), Value::Null)
+        .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
 
     // ?limit is clamped to 100.
@@ -223,44 +380,85 @@ async fn messages(api: &Api, cid: i64) {
         })
         .collect();
     api.ctx.store.insert_batch(&bulk).await.unwrap();
-    let (_, h) = api.call(a, Method::GET, &format!("{path}?limit=500"), Value::Null).await;
+    let (_, h) = api
+        .call(a, Method::GET, &format!("{path}?limit=500"), Value::Null)
+        .await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 100);
     let (_, h) = api.call(a, Method::GET, &path, Value::Null).await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 50);
 
     // Unread counts: never your own messages.
-    let (s, u) = api.call(a, Method::GET, "/api/chat/unread-count", Value::Null).await;
+    let (s, u) = api
+        .call(a, Method::GET, "/api/chat/unread-count", Value::Null)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(u["total"], 122, "{u}");
     assert_eq!(u["conversations"][0]["conversationId"].as_i64(), Some(cid));
-    let (_, u) = api.call(b, Method::GET, "/api/chat/unread-count", Value::Null).await;
+    let (_, u) = api
+        .call(b, Method::GET, "/api/chat/unread-count", Value::Null)
+        .await;
     assert_eq!(u["total"], 1);
 
     // Read pointer: explicit id, then "up to the newest" with no body.
     let read_path = format!("/api/chat/conversations/{cid}/read");
-    let (s, r) = api.call(b, Method::PUT, &read_path, json!({"messageId": first})).await;
+    let (s, r) = api
+        .call(b, Method::PUT, &read_path, json!({"messageId": first}))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(r, json!({"conversationId": cid, "messageId": first}));
-    assert_eq!(api.rec.reads.lock().unwrap().last().copied(), Some((cid, first, b)));
-    let (_, h) = api.call(a, Method::GET, &format!("{path}?q=hello%20rest"), Value::Null).await;
-    assert_eq!(h["messages"][0]["isRead"], true, "isRead once the other participant read it");
+    assert_eq!(
+        api.rec.reads.lock().unwrap().last().copied(),
+        Some((cid, first, b))
+    );
+    let (_, h) = api
+        .call(
+            a,
+            Method::GET,
+            &format!("{path}?q=hello%20rest"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        h["messages"][0]["isRead"], true,
+        "isRead once the other participant read it"
+    );
     let (s, r) = api.call(a, Method::PUT, &read_path, Value::Null).await;
     assert_eq!(s, 200);
     let newest = r["messageId"].as_i64().unwrap();
     assert!(newest > first);
-    let (_, u) = api.call(a, Method::GET, "/api/chat/unread-count", Value::Null).await;
+    let (_, u) = api
+        .call(a, Method::GET, "/api/chat/unread-count", Value::Null)
+        .await;
     assert_eq!(u["total"], 0);
-    let (s, e) = api.call(outsider, Method::PUT, &read_path, Value::Null).await;
+    let (s, e) = api
+        .call(outsider, Method::PUT, &read_path, Value::Null)
+        .await;
     assert_eq!((s, code(&e)), (403, "forbidden"));
-    let (s, e) = api.call(a, Method::PUT, "/api/chat/conversations/999999/read", Value::Null).await;
+    let (s, e) = api
+        .call(
+            a,
+            Method::PUT,
+            "/api/chat/conversations/999999/read",
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (404, "not_found"));
-    let (s, e) = api.call(a, Method::PUT, &read_path, json!({"messageId": "nope"})).await;
+    let (s, e) = api
+        .call(a, Method::PUT, &read_path, json!({"messageId": "nope"}))
+        .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
 }
 
 async fn listing_and_hiding(api: &Api, cid: i64) {
     let a = brand(1);
-    let (s, l) = api.call(a, Method::GET, "/api/chat/conversations?limit=1", Value::Null).await;
+    let (s, l) = api
+        .call(
+            a,
+            Method::GET,
+            "/api/chat/conversations?limit=1",
+            Value::Null,
+        )
+        .await;
     assert_eq!(s, 200);
     let convs = l["conversations"].as_array().unwrap();
     assert_eq!(convs.len(), 1);
@@ -269,32 +467,100 @@ async fn listing_and_hiding(api: &Api, cid: i64) {
     let mut ids = vec![cid];
     let mut cursor = l["nextCursor"].as_str().map(str::to_string);
     while let Some(c) = cursor {
-        let (_, page) = api.call(a, Method::GET, &format!("/api/chat/conversations?limit=1&before={c}"), Value::Null).await;
-        ids.extend(page["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()));
+        let (_, page) = api
+            .call(
+                a,
+                Method::GET,
+                &format!("/api/chat/conversations?limit=1&before={c}"),
+                Value::Null,
+            )
+            .await;
+        ids.extend(
+            page["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
         cursor = page["nextCursor"].as_str().map(str::to_string);
     }
-    assert_eq!(ids.len(), 3, "1:1 with influencer 1, 1:1 with influencer 77, the group: {ids:?}");
-    let (s, e) = api.call(a, Method::GET, "/api/chat/conversations?before=garbage", Value::Null).await;
+    assert_eq!(
+        ids.len(),
+        3,
+        "1:1 with influencer 1, 1:1 with influencer 77, the group: {ids:?}"
+    );
+    let (s, e) = api
+        .call(
+            a,
+            Method::GET,
+            "/api/chat/conversations?before=garbage",
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (400, "bad_request"));
 
-    let (s, body) = api.call(a, Method::DELETE, &format!("/api/chat/conversations/{cid}"), Value::Null).await;
+    let (s, body) = api
+        .call(
+            a,
+            Method::DELETE,
+            &format!("/api/chat/conversations/{cid}"),
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, body), (204, Value::Null));
-    let (_, l) = api.call(a, Method::GET, "/api/chat/conversations", Value::Null).await;
-    assert!(l["conversations"].as_array().unwrap().iter().all(|c| c["id"].as_i64() != Some(cid)));
+    let (_, l) = api
+        .call(a, Method::GET, "/api/chat/conversations", Value::Null)
+        .await;
+    assert!(
+        l["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"].as_i64() != Some(cid))
+    );
     let (s, _) = api
-        .call(infl(1), Method::POST, "/api/chat/messages", json!({"conversationId": cid, "content": "come back"}))
+        .call(
+            infl(1),
+            Method::POST,
+            "/api/chat/messages",
+            json!({"conversationId": cid, "content": "come back"}),
+        )
         .await;
     assert_eq!(s, 201);
-    let (_, l) = api.call(a, Method::GET, "/api/chat/conversations", Value::Null).await;
-    assert_eq!(l["conversations"][0]["id"].as_i64(), Some(cid), "a new message brings it back");
-    let (s, e) = api.call(infl(50), Method::DELETE, &format!("/api/chat/conversations/{cid}"), Value::Null).await;
+    let (_, l) = api
+        .call(a, Method::GET, "/api/chat/conversations", Value::Null)
+        .await;
+    assert_eq!(
+        l["conversations"][0]["id"].as_i64(),
+        Some(cid),
+        "a new message brings it back"
+    );
+    let (s, e) = api
+        .call(
+            infl(50),
+            Method::DELETE,
+            &format!("/api/chat/conversations/{cid}"),
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (403, "forbidden"));
-    let (s, e) = api.call(a, Method::DELETE, "/api/chat/conversations/999999", Value::Null).await;
+    let (s, e) = api
+        .call(
+            a,
+            Method::DELETE,
+            "/api/chat/conversations/999999",
+            Value::Null,
+        )
+        .await;
     assert_eq!((s, code(&e)), (404, "not_found"));
 
-    let (s, e) = api.call(a, Method::GET, "/api/chat/nothing-here", Value::Null).await;
+    let (s, e) = api
+        .call(a, Method::GET, "/api/chat/nothing-here", Value::Null)
+        .await;
     assert_eq!((s, code(&e)), (404, "not_found"));
-    let (s, _) = api.call(a, Method::PATCH, "/api/chat/conversations", Value::Null).await;
+    let (s, _) = api
+        .call(a, Method::PATCH, "/api/chat/conversations", Value::Null)
+        .await;
     assert_eq!(s, 405);
 }
 
@@ -302,7 +568,15 @@ async fn unavailable_when_the_writer_is_stopped(api: Api, cid: i64) {
     let Api { ctx, .. } = api;
     ctx.writer.clone().flush_and_stop().await;
     let body = serde_json::to_vec(&json!({"conversationId": cid, "content": "late"})).unwrap();
-    let r = handle(&ctx, brand(1), &Method::POST, "/api/chat/messages", None, &body).await;
+    let r = handle(
+        &ctx,
+        brand(1),
+        &Method::POST,
+        "/api/chat/messages",
+        None,
+        &body,
+    )
+    .await;
     assert_eq!(r.status, 503);
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(code(&v), "unavailable");

@@ -6,8 +6,8 @@
 mod pg;
 
 use chatwire::store::{
-    AnyStore, ConversationKind, HistoryQuery, MessageType, NewMessage, Profile, Store, StoreError, TempId,
-    UserKey, UserType,
+    AnyStore, ConversationKind, HistoryQuery, MessageType, NewMessage, Profile, Store, StoreError,
+    TempId, UserKey, UserType,
 };
 
 fn brand(id: i64) -> UserKey {
@@ -30,11 +30,21 @@ fn msg(conversation_id: i64, sender: UserKey, content: &str, temp: Option<TempId
 }
 
 async fn send(store: &AnyStore, m: NewMessage) -> chatwire::store::Stored {
-    store.insert_batch(&[m]).await.unwrap().pop().unwrap().unwrap()
+    store
+        .insert_batch(&[m])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap()
 }
 
 fn q(limit: u32) -> HistoryQuery<'static> {
-    HistoryQuery { before: None, limit, search: None }
+    HistoryQuery {
+        before: None,
+        limit,
+        search: None,
+    }
 }
 
 async fn identity(store: &AnyStore) {
@@ -47,11 +57,23 @@ async fn identity(store: &AnyStore) {
         last_name: Some("Lee".into()),
         profile_image: Some("https://img/x.png".into()),
     };
-    assert_eq!(*store.ensure_user(brand(1), Some(claims.clone())).await.unwrap(), claims);
+    assert_eq!(
+        *store
+            .ensure_user(brand(1), Some(claims.clone()))
+            .await
+            .unwrap(),
+        claims
+    );
     // A later connect without claims keeps the stored profile.
     assert_eq!(*store.ensure_user(brand(1), None).await.unwrap(), claims);
-    assert_eq!(store.ensure_user(infl(1), None).await.unwrap().username, "influencer_1");
-    assert!(matches!(store.ensure_user(brand(0), None).await, Err(StoreError::BadRequest(_))));
+    assert_eq!(
+        store.ensure_user(infl(1), None).await.unwrap().username,
+        "influencer_1"
+    );
+    assert!(matches!(
+        store.ensure_user(brand(0), None).await,
+        Err(StoreError::BadRequest(_))
+    ));
 }
 
 async fn conversations_and_messages(store: &AnyStore) {
@@ -62,11 +84,22 @@ async fn conversations_and_messages(store: &AnyStore) {
     assert!(created);
     assert_eq!(conv.kind, ConversationKind::Direct);
     assert_eq!(conv.participants.len(), 2);
-    assert_eq!(conv.participants.iter().find(|p| p.user == b).unwrap().profile.username, "influencer_10");
+    assert_eq!(
+        conv.participants
+            .iter()
+            .find(|p| p.user == b)
+            .unwrap()
+            .profile
+            .username,
+        "influencer_10"
+    );
     let (again, created) = store.create_direct(b, a).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, conv.id);
-    assert!(matches!(store.create_direct(a, a).await, Err(StoreError::BadRequest(_))));
+    assert!(matches!(
+        store.create_direct(a, a).await,
+        Err(StoreError::BadRequest(_))
+    ));
     let cid = conv.id;
 
     assert_eq!(&*store.participants(cid).await.unwrap().unwrap(), &[a, b]);
@@ -78,7 +111,11 @@ async fn conversations_and_messages(store: &AnyStore) {
     assert!(!s1.duplicate);
     assert_eq!(s1.message.temp_id, Some(TempId::Int(5)));
     assert!(!s1.message.is_read);
-    let s2 = send(store, msg(cid, a, "hello again", Some(TempId::Str("5".into())))).await;
+    let s2 = send(
+        store,
+        msg(cid, a, "hello again", Some(TempId::Str("5".into()))),
+    )
+    .await;
     assert!(!s2.duplicate);
     assert!(s2.message.id > s1.message.id);
     let dup = send(store, msg(cid, a, "changed text", Some(TempId::Int(5)))).await;
@@ -117,19 +154,48 @@ async fn conversations_and_messages(store: &AnyStore) {
     assert!(page.messages[0].id > page.messages[1].id);
     let next = page.next_cursor.unwrap();
     let page2 = store
-        .history(cid, b, HistoryQuery { before: Some(next), limit: 50, search: None })
+        .history(
+            cid,
+            b,
+            HistoryQuery {
+                before: Some(next),
+                limit: 50,
+                search: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(page2.messages.len(), 3);
     assert_eq!(page2.next_cursor, None);
     assert!(page2.messages.iter().all(|m| m.id < next));
     let found = store
-        .history(cid, b, HistoryQuery { before: None, limit: 50, search: Some("HELLO") })
+        .history(
+            cid,
+            b,
+            HistoryQuery {
+                before: None,
+                limit: 50,
+                search: Some("HELLO"),
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(found.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hello again", "hello"]);
-    assert_eq!(store.history(cid, c, q(10)).await.unwrap_err(), StoreError::Forbidden);
-    assert_eq!(store.history(cid + 1000, a, q(10)).await.unwrap_err(), StoreError::NotFound);
+    assert_eq!(
+        found
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        ["hello again", "hello"]
+    );
+    assert_eq!(
+        store.history(cid, c, q(10)).await.unwrap_err(),
+        StoreError::Forbidden
+    );
+    assert_eq!(
+        store.history(cid + 1000, a, q(10)).await.unwrap_err(),
+        StoreError::NotFound
+    );
     let m = &page.messages[0];
     assert_eq!(m.sender, b);
     assert_eq!(m.sender_profile.username, "influencer_10");
@@ -141,7 +207,10 @@ async fn conversations_and_messages(store: &AnyStore) {
     assert_eq!((ub.total, ub.conversations.clone()), (3, vec![(cid, 3)]));
 
     // Read pointers: b reads up to s2; a's messages up to s2 are read, later ones not.
-    assert_eq!(store.mark_read(cid, b, Some(s2.message.id)).await.unwrap(), s2.message.id);
+    assert_eq!(
+        store.mark_read(cid, b, Some(s2.message.id)).await.unwrap(),
+        s2.message.id
+    );
     let h = store.history(cid, a, q(50)).await.unwrap();
     for m in &h.messages {
         if m.sender == a {
@@ -150,16 +219,34 @@ async fn conversations_and_messages(store: &AnyStore) {
     }
     assert_eq!(store.unread_counts(b).await.unwrap().total, 1);
     // Never backwards.
-    assert_eq!(store.mark_read(cid, b, Some(s1.message.id)).await.unwrap(), s1.message.id);
+    assert_eq!(
+        store.mark_read(cid, b, Some(s1.message.id)).await.unwrap(),
+        s1.message.id
+    );
     assert_eq!(store.unread_counts(b).await.unwrap().total, 1);
     // Without a message id: up to the newest.
     assert_eq!(store.mark_read(cid, b, None).await.unwrap(), newest);
     assert_eq!(store.unread_counts(b).await.unwrap().total, 0);
-    assert_eq!(store.mark_read(cid, c, None).await.unwrap_err(), StoreError::Forbidden);
-    assert_eq!(store.mark_read(cid + 1000, a, None).await.unwrap_err(), StoreError::NotFound);
-    assert_eq!(store.mark_read(cid, a, Some(newest + 1000)).await.unwrap_err(), StoreError::NotFound);
+    assert_eq!(
+        store.mark_read(cid, c, None).await.unwrap_err(),
+        StoreError::Forbidden
+    );
+    assert_eq!(
+        store.mark_read(cid + 1000, a, None).await.unwrap_err(),
+        StoreError::NotFound
+    );
+    assert_eq!(
+        store
+            .mark_read(cid, a, Some(newest + 1000))
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
     let dup = send(store, msg(cid, a, "x", Some(TempId::Str("k".into())))).await;
-    assert!(dup.duplicate && dup.message.is_read, "a duplicate reports the stored read state");
+    assert!(
+        dup.duplicate && dup.message.is_read,
+        "a duplicate reports the stored read state"
+    );
 
     // A conversation with no message yet: read pointer reply is 0.
     let (empty, _) = store.create_direct(a, c).await.unwrap();
@@ -193,7 +280,11 @@ async fn lists_groups_and_hiding(store: &AnyStore) {
     let mut sorted = seen.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    assert_eq!(sorted.len(), 5, "pages cover every conversation once: {seen:?}");
+    assert_eq!(
+        sorted.len(),
+        5,
+        "pages cover every conversation once: {seen:?}"
+    );
     assert_eq!(sorted, {
         let mut v = ids.clone();
         v.sort_unstable();
@@ -208,19 +299,36 @@ async fn lists_groups_and_hiding(store: &AnyStore) {
     send(store, msg(ids[1], infl(101), "back", None)).await;
     let all = store.list_conversations(me, None, 100).await.unwrap();
     assert_eq!(all.conversations[0].id, ids[1]);
-    assert_eq!(store.hide(ids[1], brand(999)).await.unwrap_err(), StoreError::Forbidden);
-    assert_eq!(store.hide(999_999, me).await.unwrap_err(), StoreError::NotFound);
+    assert_eq!(
+        store.hide(ids[1], brand(999)).await.unwrap_err(),
+        StoreError::Forbidden
+    );
+    assert_eq!(
+        store.hide(999_999, me).await.unwrap_err(),
+        StoreError::NotFound
+    );
 
     // Groups: caller included, duplicates ignored, limits.
     let g = store
-        .create_group(me, &[infl(1), infl(2), infl(1), me], Some("Launch".into()), 1000)
+        .create_group(
+            me,
+            &[infl(1), infl(2), infl(1), me],
+            Some("Launch".into()),
+            1000,
+        )
         .await
         .unwrap();
     assert_eq!(g.kind, ConversationKind::Group);
     assert_eq!(g.title.as_deref(), Some("Launch"));
     assert_eq!(g.participants.len(), 3);
-    assert!(matches!(store.create_group(me, &[infl(1), infl(2)], None, 2).await, Err(StoreError::TooLarge(_))));
-    assert!(matches!(store.create_group(me, &[me], None, 10).await, Err(StoreError::BadRequest(_))));
+    assert!(matches!(
+        store.create_group(me, &[infl(1), infl(2)], None, 2).await,
+        Err(StoreError::TooLarge(_))
+    ));
+    assert!(matches!(
+        store.create_group(me, &[me], None, 10).await,
+        Err(StoreError::BadRequest(_))
+    ));
     // Group read state: read only once every other member passed it.
     let m = send(store, msg(g.id, me, "all", None)).await.message;
     store.mark_read(g.id, infl(1), None).await.unwrap();

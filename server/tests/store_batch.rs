@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
-use chatwire::store::{AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType};
+use chatwire::store::{
+    AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType,
+};
 
 enum Event {
     Committed(Vec<Stored>),
@@ -21,10 +23,15 @@ struct Sink(flume::Sender<Event>);
 
 impl CommitSink for Sink {
     fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
-        let _ = self.0.send(Event::Committed(batch.into_iter().map(|(s, _)| s).collect()));
+        let _ = self.0.send(Event::Committed(
+            batch.into_iter().map(|(s, _)| s).collect(),
+        ));
     }
     fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
-        let _ = self.0.send(Event::Failed(batch.into_iter().map(|(m, _)| m).collect(), error));
+        let _ = self.0.send(Event::Failed(
+            batch.into_iter().map(|(m, _)| m).collect(),
+            error,
+        ));
     }
 }
 
@@ -54,10 +61,17 @@ fn spawn(store: Arc<AnyStore>, window_ms: u64) -> (WriterHandle, flume::Receiver
 }
 
 /// Waits until `n` results (committed or failed) arrived; returns committed rows and failures.
-async fn collect(rx: &flume::Receiver<Event>, n: usize) -> (Vec<Vec<Stored>>, Vec<(NewMessage, StoreError)>) {
+async fn collect(
+    rx: &flume::Receiver<Event>,
+    n: usize,
+) -> (Vec<Vec<Stored>>, Vec<(NewMessage, StoreError)>) {
     let (mut batches, mut failed, mut seen) = (Vec::new(), Vec::new(), 0);
     while seen < n {
-        match tokio::time::timeout(Duration::from_secs(20), rx.recv_async()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv_async())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Event::Committed(rows) => {
                 seen += rows.len();
                 batches.push(rows);
@@ -93,22 +107,43 @@ async fn idempotency_and_restart(url: &str) {
     let (batches, failed) = collect(&rx, 8).await;
     assert_eq!(batches.len(), 1, "one window, one batch");
     let rows = &batches[0];
-    assert!(rows.windows(2).all(|w| w[0].message.id <= w[1].message.id), "sink gets rows in id order");
-    let k1: Vec<&Stored> = rows.iter().filter(|s| s.message.sender == a() && s.message.temp_id == t("k1")).collect();
+    assert!(
+        rows.windows(2).all(|w| w[0].message.id <= w[1].message.id),
+        "sink gets rows in id order"
+    );
+    let k1: Vec<&Stored> = rows
+        .iter()
+        .filter(|s| s.message.sender == a() && s.message.temp_id == t("k1"))
+        .collect();
     assert_eq!(k1.len(), 2);
-    assert_eq!(k1[0].message.id, k1[1].message.id, "same key in one batch: one row");
+    assert_eq!(
+        k1[0].message.id, k1[1].message.id,
+        "same key in one batch: one row"
+    );
     assert_eq!(k1.iter().filter(|s| s.duplicate).count(), 1);
-    let n1: Vec<&Stored> = rows.iter().filter(|s| matches!(s.message.temp_id, Some(TempId::Int(1) | TempId::Float(_)))).collect();
+    let n1: Vec<&Stored> = rows
+        .iter()
+        .filter(|s| matches!(s.message.temp_id, Some(TempId::Int(1) | TempId::Float(_))))
+        .collect();
     assert_eq!(n1.len(), 2);
-    assert_eq!(n1[0].message.id, n1[1].message.id, "1 and 1.0 are the same JSON number");
+    assert_eq!(
+        n1[0].message.id, n1[1].message.id,
+        "1 and 1.0 are the same JSON number"
+    );
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].1, StoreError::Forbidden, "a non-participant is refused alone");
+    assert_eq!(
+        failed[0].1,
+        StoreError::Forbidden,
+        "a non-participant is refused alone"
+    );
     let k1_id = k1[0].message.id;
     let unique_rows = rows.iter().filter(|s| !s.duplicate).count();
     assert_eq!(unique_rows, 5);
 
     // Across batches.
-    writer.try_submit(msg(cid, a(), t("k1")), ReplyTo::None).unwrap();
+    writer
+        .try_submit(msg(cid, a(), t("k1")), ReplyTo::None)
+        .unwrap();
     let (batches, _) = collect(&rx, 1).await;
     assert!(batches[0][0].duplicate);
     assert_eq!(batches[0][0].message.id, k1_id);
@@ -118,8 +153,12 @@ async fn idempotency_and_restart(url: &str) {
     // Across a restart: a new store on the same database.
     let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
     let (writer, rx) = spawn(store.clone(), 1);
-    writer.try_submit(msg(cid, a(), t("k1")), ReplyTo::None).unwrap();
-    writer.try_submit(msg(cid, a(), t("k3")), ReplyTo::None).unwrap();
+    writer
+        .try_submit(msg(cid, a(), t("k1")), ReplyTo::None)
+        .unwrap();
+    writer
+        .try_submit(msg(cid, a(), t("k3")), ReplyTo::None)
+        .unwrap();
     let (batches, _) = collect(&rx, 2).await;
     let all: Vec<&Stored> = batches.iter().flatten().collect();
     let again = all.iter().find(|s| s.message.temp_id == t("k1")).unwrap();
@@ -127,12 +166,27 @@ async fn idempotency_and_restart(url: &str) {
     assert_eq!(again.message.id, k1_id);
     assert_eq!(again.message.content, "hi");
     let fresh = all.iter().find(|s| s.message.temp_id == t("k3")).unwrap();
-    assert!(!fresh.duplicate && fresh.message.id > k1_id, "ids keep increasing after a restart");
+    assert!(
+        !fresh.duplicate && fresh.message.id > k1_id,
+        "ids keep increasing after a restart"
+    );
     let history = store
-        .history(cid, a(), chatwire::store::HistoryQuery { before: None, limit: 100, search: None })
+        .history(
+            cid,
+            a(),
+            chatwire::store::HistoryQuery {
+                before: None,
+                limit: 100,
+                search: None,
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(history.messages.len(), unique_rows + 1, "nothing duplicated in the table");
+    assert_eq!(
+        history.messages.len(),
+        unique_rows + 1,
+        "nothing duplicated in the table"
+    );
     writer.flush_and_stop().await;
 }
 
@@ -142,17 +196,27 @@ async fn flush_commits_everything_queued(url: &str) {
     let (writer, rx) = spawn(store.clone(), 1);
     let n = 5000;
     for i in 0..n {
-        writer.try_submit(msg(conv.id, a(), Some(TempId::Int(i))), ReplyTo::None).unwrap();
+        writer
+            .try_submit(msg(conv.id, a(), Some(TempId::Int(i))), ReplyTo::None)
+            .unwrap();
     }
     writer.clone().flush_and_stop().await;
     let (batches, failed) = collect(&rx, n as usize).await;
     assert!(failed.is_empty());
     let ids: Vec<i64> = batches.iter().flatten().map(|s| s.message.id).collect();
     assert_eq!(ids.len(), n as usize);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "batches commit sequentially: ids increase");
-    assert!(batches.len() > 1 && batches.iter().all(|b| b.len() <= 1024), "bounded batch size");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "batches commit sequentially: ids increase"
+    );
+    assert!(
+        batches.len() > 1 && batches.iter().all(|b| b.len() <= 1024),
+        "bounded batch size"
+    );
     // After the stop, submits are handed back as `stopped`.
-    let rejected = writer.try_submit(msg(conv.id, a(), None), ReplyTo::None).unwrap_err();
+    let rejected = writer
+        .try_submit(msg(conv.id, a(), None), ReplyTo::None)
+        .unwrap_err();
     assert!(rejected.stopped);
     let unread = store.unread_counts(b()).await.unwrap();
     assert_eq!(unread.total, n);
@@ -185,7 +249,12 @@ async fn idempotency_and_restart_memory() {
     let (conv, _) = store.create_direct(a(), b()).await.unwrap();
     let (writer, rx) = spawn(store.clone(), 50);
     for _ in 0..3 {
-        writer.try_submit(msg(conv.id, a(), Some(TempId::Str("x".into()))), ReplyTo::None).unwrap();
+        writer
+            .try_submit(
+                msg(conv.id, a(), Some(TempId::Str("x".into()))),
+                ReplyTo::None,
+            )
+            .unwrap();
     }
     let (batches, _) = collect(&rx, 3).await;
     let rows: Vec<&Stored> = batches.iter().flatten().collect();

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
-use chatwire::store::{AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType};
+use chatwire::store::{
+    AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -35,7 +37,9 @@ impl Proxy {
         let (up2, conns2) = (up.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { continue };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -84,6 +88,9 @@ impl CommitSink for Sink {
     }
 }
 
+/// `(tempId number, answer, time to answer, time sent)` of one send.
+type Record = (i64, Answer, Duration, Instant);
+
 #[derive(Debug)]
 enum Answer {
     Acked(i64),
@@ -107,7 +114,11 @@ fn message(cid: i64, sender: UserKey, n: i64) -> NewMessage {
 async fn send(writer: WriterHandle, m: NewMessage) -> (Answer, Duration) {
     let started = Instant::now();
     let (tx, rx) = oneshot::channel();
-    if writer.submit(m, ReplyTo::Http(tx), Duration::from_millis(10)).await.is_err() {
+    if writer
+        .submit(m, ReplyTo::Http(tx), Duration::from_millis(10))
+        .await
+        .is_err()
+    {
         return (Answer::QueueFull, started.elapsed());
     }
     let answer = match rx.await {
@@ -122,9 +133,16 @@ async fn send(writer: WriterHandle, m: NewMessage) -> (Answer, Duration) {
 async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     let db = pg::TestDb::create().await;
     let proxy = Proxy::start(db.addr.clone()).await;
-    let store = Arc::new(AnyStore::connect(&db.url_via(&proxy.addr), true).await.unwrap());
+    let store = Arc::new(
+        AnyStore::connect(&db.url_via(&proxy.addr), true)
+            .await
+            .unwrap(),
+    );
     let sender = UserKey::new(UserType::Brand, 1);
-    let (conv, _) = store.create_direct(sender, UserKey::new(UserType::Influencer, 1)).await.unwrap();
+    let (conv, _) = store
+        .create_direct(sender, UserKey::new(UserType::Influencer, 1))
+        .await
+        .unwrap();
     let deadline = Duration::from_secs(1);
     let cfg = BatchConfig::default()
         .with_commit_deadline(deadline)
@@ -136,7 +154,7 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     // waiter task), for 4 s; the database is away from 0.7 s to 2.7 s, so the queue fills.
     let start = Instant::now();
     let stop_at = start + Duration::from_secs(4);
-    let answers: Arc<Mutex<Vec<(i64, Answer, Duration, Instant)>>> = Arc::default();
+    let answers: Arc<Mutex<Vec<Record>>> = Arc::default();
     let mut senders = Vec::new();
     for s in 0..50i64 {
         let (writer, answers) = (writer.clone(), answers.clone());
@@ -169,8 +187,11 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     }
 
     let answers = std::mem::take(&mut *answers.lock().unwrap());
-    let acked_before = answers.iter().filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t < cut_at).count();
-    let refused_during: Vec<&(i64, Answer, Duration, Instant)> = answers
+    let acked_before = answers
+        .iter()
+        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t < cut_at)
+        .count();
+    let refused_during: Vec<&Record> = answers
         .iter()
         .filter(|(_, a, _, t)| !matches!(a, Answer::Acked(_)) && *t >= cut_at && *t < restored_at)
         .collect();
@@ -178,9 +199,15 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
         .iter()
         .filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t > restored_at + deadline)
         .count();
-    assert!(acked_before > 100, "load before the cut: {acked_before} acked");
+    assert!(
+        acked_before > 100,
+        "load before the cut: {acked_before} acked"
+    );
     assert!(!refused_during.is_empty(), "the outage was noticed");
-    assert!(acked_after > 100, "writes resumed by themselves: {acked_after} acked after the restore");
+    assert!(
+        acked_after > 100,
+        "writes resumed by themselves: {acked_after} acked after the restore"
+    );
     let slowest = answers
         .iter()
         .filter(|(_, a, _, _)| !matches!(a, Answer::Acked(_)))
@@ -196,8 +223,14 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
          acked after restore {acked_after}, slowest refusal {slowest:?}",
         answers.len(),
         refused_during.len(),
-        answers.iter().filter(|(_, a, _, _)| matches!(a, Answer::Unavailable)).count(),
-        answers.iter().filter(|(_, a, _, _)| matches!(a, Answer::QueueFull)).count(),
+        answers
+            .iter()
+            .filter(|(_, a, _, _)| matches!(a, Answer::Unavailable))
+            .count(),
+        answers
+            .iter()
+            .filter(|(_, a, _, _)| matches!(a, Answer::QueueFull))
+            .count(),
     );
 
     // Clients retry every send that was not acknowledged, with the same tempId.
@@ -216,7 +249,12 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
         for chunk in retry.chunks(1000) {
             let tasks: Vec<_> = chunk
                 .iter()
-                .map(|&n| (n, tokio::spawn(send(writer.clone(), message(conv.id, sender, n)))))
+                .map(|&n| {
+                    (
+                        n,
+                        tokio::spawn(send(writer.clone(), message(conv.id, sender, n))),
+                    )
+                })
                 .collect();
             for (n, t) in tasks {
                 match t.await.unwrap().0 {
@@ -233,16 +271,26 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
 
     // The table holds exactly the acknowledged messages, once each.
     let direct = AnyStore::connect(&db.url, false).await.unwrap();
-    let AnyStore::Postgres(pg) = &direct else { unreachable!() };
+    let AnyStore::Postgres(pg) = &direct else {
+        unreachable!()
+    };
     let rows: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, temp_id_key FROM messages")
         .fetch_all(pg.pool())
         .await
         .unwrap();
-    assert_eq!(rows.len(), acked.len(), "rows stored == messages acknowledged");
+    assert_eq!(
+        rows.len(),
+        acked.len(),
+        "rows stored == messages acknowledged"
+    );
     let stored: HashMap<String, i64> = rows.into_iter().map(|(id, k)| (k.unwrap(), id)).collect();
     assert_eq!(stored.len(), acked.len(), "no duplicate rows");
     for (n, id) in &acked {
-        assert_eq!(stored.get(&format!("n:{n}")), Some(id), "acked message {n} is stored with its id");
+        assert_eq!(
+            stored.get(&format!("n:{n}")),
+            Some(id),
+            "acked message {n} is stored with its id"
+        );
     }
     let ids: HashSet<i64> = acked.values().copied().collect();
     assert_eq!(ids.len(), acked.len());

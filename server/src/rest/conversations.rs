@@ -19,7 +19,9 @@ fn positive_id(v: Option<&Value>, name: &str) -> Result<i64, StoreError> {
     let err = || StoreError::BadRequest(format!("{name} must be a positive integer"));
     let v = v.ok_or_else(err)?;
     let id = match v.as_str() {
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().map_err(|_| err())?,
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<i64>().map_err(|_| err())?
+        }
         Some(_) => return Err(err()),
         None => v.as_i64().ok_or_else(err)?,
     };
@@ -29,17 +31,25 @@ fn positive_id(v: Option<&Value>, name: &str) -> Result<i64, StoreError> {
 fn user_type(v: Option<&Value>, name: &str) -> Result<UserType, StoreError> {
     v.and_then(|v| v.as_str())
         .and_then(UserType::parse)
-        .ok_or_else(|| StoreError::BadRequest(format!("{name} must be \"brand\" or \"influencer\"")))
+        .ok_or_else(|| {
+            StoreError::BadRequest(format!("{name} must be \"brand\" or \"influencer\""))
+        })
 }
 
 /// `POST /api/chat/conversations`.
-pub(super) async fn create(ctx: &RestContext, user: UserKey, body: &[u8]) -> Result<RestResponse, StoreError> {
+pub(super) async fn create(
+    ctx: &RestContext,
+    user: UserKey,
+    body: &[u8],
+) -> Result<RestResponse, StoreError> {
     let v = parse_body(body)?;
     if v.as_object().is_none() {
         return Err(bad("body must be a JSON object"));
     }
     if let Some(list) = v.get("participants") {
-        let list = list.as_array().ok_or_else(|| bad("participants must be an array"))?;
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad("participants must be an array"))?;
         if list.len() > ctx.limits.max_participants {
             return Err(StoreError::TooLarge(format!(
                 "a conversation has at most {} participants",
@@ -48,7 +58,12 @@ pub(super) async fn create(ctx: &RestContext, user: UserKey, body: &[u8]) -> Res
         }
         let members = list
             .iter()
-            .map(|p| Ok(UserKey::new(user_type(p.get("userType"), "userType")?, positive_id(p.get("userId"), "userId")?)))
+            .map(|p| {
+                Ok(UserKey::new(
+                    user_type(p.get("userType"), "userType")?,
+                    positive_id(p.get("userId"), "userId")?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let title = match v.get("title") {
             None => None,
@@ -80,11 +95,17 @@ pub(super) async fn create(ctx: &RestContext, user: UserKey, body: &[u8]) -> Res
 }
 
 /// `GET /api/chat/conversations?limit=&before=`.
-pub(super) async fn list(ctx: &RestContext, user: UserKey, query: &Query) -> Result<RestResponse, StoreError> {
+pub(super) async fn list(
+    ctx: &RestContext,
+    user: UserKey,
+    query: &Query,
+) -> Result<RestResponse, StoreError> {
     let limit = query.limit(ctx.limits.default_page, ctx.limits.max_page)?;
     let before = match query.get("before") {
         None | Some("") => None,
-        Some(c) => Some(ConversationCursor::parse(c).ok_or_else(|| bad("before must be a nextCursor value"))?),
+        Some(c) => Some(
+            ConversationCursor::parse(c).ok_or_else(|| bad("before must be a nextCursor value"))?,
+        ),
     };
     let page = ctx.store.list_conversations(user, before, limit).await?;
     Ok(RestResponse::json(200, output::conversation_page(&page)))
@@ -97,7 +118,11 @@ pub(super) async fn unread(ctx: &RestContext, user: UserKey) -> Result<RestRespo
 }
 
 /// `DELETE /api/chat/conversations/:id`.
-pub(super) async fn hide(ctx: &RestContext, user: UserKey, id: i64) -> Result<RestResponse, StoreError> {
+pub(super) async fn hide(
+    ctx: &RestContext,
+    user: UserKey,
+    id: i64,
+) -> Result<RestResponse, StoreError> {
     ctx.store.hide(id, user).await?;
     Ok(RestResponse::json(204, Vec::new()))
 }

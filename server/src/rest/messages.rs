@@ -9,7 +9,12 @@ use crate::store::validate::parse_send;
 use crate::store::{HistoryQuery, Store, StoreError, UserKey};
 
 /// `GET /api/chat/conversations/:id/messages?limit=&before=&q=`.
-pub(super) async fn history(ctx: &RestContext, user: UserKey, id: i64, query: &Query) -> Result<RestResponse, StoreError> {
+pub(super) async fn history(
+    ctx: &RestContext,
+    user: UserKey,
+    id: i64,
+    query: &Query,
+) -> Result<RestResponse, StoreError> {
     let limit = query.limit(ctx.limits.default_page, ctx.limits.max_page)?;
     let before = match query.get("before") {
         None | Some("") => None,
@@ -26,14 +31,26 @@ pub(super) async fn history(ctx: &RestContext, user: UserKey, id: i64, query: &Q
     }
     let page = ctx
         .store
-        .history(id, user, HistoryQuery { before, limit, search })
+        .history(
+            id,
+            user,
+            HistoryQuery {
+                before,
+                limit,
+                search,
+            },
+        )
         .await?;
     Ok(RestResponse::json(200, super::output::message_page(&page)))
 }
 
 /// `POST /api/chat/messages`: validated like `message:send`, committed by the batch writer (which
 /// also delivers it live), 201 when new, 200 when the tempId was already stored.
-pub(super) async fn send(ctx: &RestContext, user: UserKey, body: &[u8]) -> Result<RestResponse, StoreError> {
+pub(super) async fn send(
+    ctx: &RestContext,
+    user: UserKey,
+    body: &[u8],
+) -> Result<RestResponse, StoreError> {
     let v = parse_body(body)?;
     let msg = parse_send(&v, user, &ctx.limits.message).map_err(|invalid| invalid.error)?;
     match ctx.store.participants(msg.conversation_id).await? {
@@ -42,7 +59,12 @@ pub(super) async fn send(ctx: &RestContext, user: UserKey, body: &[u8]) -> Resul
         Some(_) => {}
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if ctx.writer.submit(msg, ReplyTo::Http(tx), ctx.limits.submit_wait).await.is_err() {
+    if ctx
+        .writer
+        .submit(msg, ReplyTo::Http(tx), ctx.limits.submit_wait)
+        .await
+        .is_err()
+    {
         return Err(StoreError::Unavailable("write queue full".into()));
     }
     let stored = match tokio::time::timeout(ctx.limits.commit_wait, rx).await {
@@ -52,11 +74,19 @@ pub(super) async fn send(ctx: &RestContext, user: UserKey, body: &[u8]) -> Resul
     };
     let mut out = Vec::with_capacity(320 + stored.message.content.len());
     stored.message.write_json(&mut out);
-    Ok(RestResponse::json(if stored.duplicate { 200 } else { 201 }, out))
+    Ok(RestResponse::json(
+        if stored.duplicate { 200 } else { 201 },
+        out,
+    ))
 }
 
 /// `PUT /api/chat/conversations/:id/read` with `{messageId?}`.
-pub(super) async fn read(ctx: &RestContext, user: UserKey, id: i64, body: &[u8]) -> Result<RestResponse, StoreError> {
+pub(super) async fn read(
+    ctx: &RestContext,
+    user: UserKey,
+    id: i64,
+    body: &[u8],
+) -> Result<RestResponse, StoreError> {
     let up_to = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -69,14 +99,15 @@ pub(super) async fn read(ctx: &RestContext, user: UserKey, id: i64, body: &[u8])
             Some(m) if m.is_null() => None,
             Some(m) => {
                 let n = match m.as_str() {
-                    Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().ok(),
+                    Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                        s.parse::<i64>().ok()
+                    }
                     Some(_) => None,
                     None => m.as_i64(),
                 };
-                Some(
-                    n.filter(|n| *n > 0)
-                        .ok_or_else(|| StoreError::BadRequest("messageId must be a positive integer".into()))?,
-                )
+                Some(n.filter(|n| *n > 0).ok_or_else(|| {
+                    StoreError::BadRequest("messageId must be a positive integer".into())
+                })?)
             }
         }
     };

@@ -161,7 +161,9 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<chatwire_protocol::json::Value, 
 fn path_id(segment: &str) -> Result<i64, StoreError> {
     match segment.parse::<i64>() {
         Ok(id) if id > 0 && segment.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
-        _ => Err(StoreError::BadRequest("conversation id must be a positive integer".into())),
+        _ => Err(StoreError::BadRequest(
+            "conversation id must be a positive integer".into(),
+        )),
     }
 }
 
@@ -202,9 +204,19 @@ pub async fn handle(
             Ok(id) => conversations::hide(ctx, user, id).await,
             Err(e) => Err(e),
         },
-        (_, ["conversations"] | ["conversations", _, "messages"] | ["messages"] | ["conversations", _, "read"])
+        (
+            _,
+            ["conversations"]
+            | ["conversations", _, "messages"]
+            | ["messages"]
+            | ["conversations", _, "read"],
+        )
         | (_, ["unread-count"] | ["conversations", _]) => {
-            return RestResponse::custom_error(405, "method_not_allowed", "method not allowed on this endpoint");
+            return RestResponse::custom_error(
+                405,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            );
         }
         _ => return RestResponse::custom_error(404, "not_found", "no such endpoint"),
     };

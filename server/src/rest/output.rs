@@ -1,6 +1,9 @@
 //! JSON bodies of REST answers: conversations, pages, unread counts (contract section 6 shapes).
 
-use crate::store::{Conversation, ConversationPage, MessagePage, UnreadCounts, json_i64, json_opt_str, json_str, json_timestamp};
+use crate::store::{
+    Conversation, ConversationPage, MessagePage, UnreadCounts, json_i64, json_opt_str, json_str,
+    json_timestamp,
+};
 
 /// `{id, type, title, participants: [...], lastMessage, unreadCount, updatedAt}`.
 pub(crate) fn conversation(c: &Conversation, out: &mut Vec<u8>) {

@@ -9,6 +9,8 @@ use super::{
 };
 
 /// The store the server runs on.
+// One per process, behind an Arc: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyStore {
     /// In-process, nothing persisted.

@@ -151,6 +151,8 @@ impl std::fmt::Debug for WriterHandle {
 
 impl WriterHandle {
     /// Queues a message without waiting; a full queue or a stopped writer hands it back.
+    // The error hands the message and its reply route back by value (no allocation on refusal).
+    #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, message: NewMessage, reply: ReplyTo) -> Result<(), Rejected> {
         let cmd = Command::Write(Pending {
             message,
@@ -171,6 +173,7 @@ impl WriterHandle {
     }
 
     /// Queues a message, waiting up to `deadline` for room in the queue.
+    #[allow(clippy::result_large_err)]
     pub async fn submit(
         &self,
         message: NewMessage,

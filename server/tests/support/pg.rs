@@ -40,7 +40,8 @@ pub fn server_addr() -> &'static str {
     ADDR.get_or_init(|| {
         let default = "127.0.0.1:5432";
         if std::env::var_os("CHATWIRE_TEST_PG_OWN_CLUSTER").is_none()
-            && TcpStream::connect_timeout(&default.parse().unwrap(), Duration::from_millis(500)).is_ok()
+            && TcpStream::connect_timeout(&default.parse().unwrap(), Duration::from_millis(500))
+                .is_ok()
         {
             return default.to_string();
         }
@@ -55,18 +56,32 @@ fn pg_bin() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     dirs.sort();
-    dirs.pop().expect("no initdb under /usr/lib/postgresql/*/bin")
+    dirs.pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs `args` as the `postgres` user when we are root (initdb refuses root), else as ourselves.
 fn run_as_postgres(args: &[&str]) {
-    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
     let status = if is_root {
-        Command::new("runuser").arg("-u").arg("postgres").arg("--").args(args).status()
+        Command::new("runuser")
+            .arg("-u")
+            .arg("postgres")
+            .arg("--")
+            .args(args)
+            .status()
     } else {
         Command::new(args[0]).args(&args[1..]).status()
     }
@@ -78,7 +93,10 @@ fn start_cluster() -> String {
     let bin = pg_bin();
     let dir = std::env::temp_dir().join(format!("chatwire-pg-{}", random_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
-    let _ = Command::new("chown").arg("postgres:postgres").arg(&dir).status();
+    let _ = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&dir)
+        .status();
     let data = dir.join("data");
     let port = free_port();
     let initdb = bin.join("initdb");
@@ -92,7 +110,10 @@ fn start_cluster() -> String {
         "--auth=trust",
         "--no-sync",
     ]);
-    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        dir.display()
+    );
     run_as_postgres(&[
         pg_ctl.to_str().unwrap(),
         "-D",
@@ -113,7 +134,9 @@ impl TestDb {
         let addr = server_addr().to_string();
         let name = format!("chatwire_test_{}", random_suffix());
         let admin = format!("postgres://postgres@{addr}/postgres");
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -133,12 +156,19 @@ impl Drop for TestDb {
         let admin = format!("postgres://postgres@{}/postgres", self.addr);
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })
