@@ -89,6 +89,13 @@ pub struct RunArgs {
     /// Don't send message:read.
     #[arg(long)]
     pub no_read: bool,
+    /// Connect and join, then hold the connections for the duration without sending.
+    #[arg(long)]
+    pub idle: bool,
+    /// Pid of the server process on this machine: report its CPU over the send phase and its
+    /// memory before and after the users connected.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Extra content bytes per message.
     #[arg(long, default_value_t = 0)]
     pub pad: usize,

@@ -43,6 +43,8 @@ pub struct Settings {
     pub typing: bool,
     /// Send `message:read` after each message.
     pub read: bool,
+    /// Hold the connections without sending (memory per idle connection).
+    pub idle: bool,
     /// Extra bytes of content per message.
     pub pad: usize,
     /// Length of the send phase.
@@ -126,6 +128,8 @@ pub struct Ctx {
     first_ready: OnceLock<Instant>,
     /// When sending starts (set once, by the last ready user or the barrier timeout).
     send_start: OnceLock<Instant>,
+    /// Wakes the users waiting at the barrier.
+    started: tokio::sync::Notify,
     /// Set when the run is over (progress reporter stops).
     pub done: AtomicBool,
     /// One HTTP client per source address, for polling users.
@@ -157,6 +161,7 @@ impl Ctx {
             finished: AtomicU64::new(0),
             first_ready: OnceLock::new(),
             send_start: OnceLock::new(),
+            started: tokio::sync::Notify::new(),
             done: AtomicBool::new(false),
             http,
         }))
@@ -190,6 +195,7 @@ impl Ctx {
         let _ = self.first_ready.get_or_init(|| now);
         if self.ready.fetch_add(1, Ordering::AcqRel) + 1 >= self.settings.users {
             let _ = self.send_start.get_or_init(|| now);
+            self.started.notify_waiters();
         }
     }
 
@@ -243,6 +249,7 @@ mod tests {
             typing_pause: Duration::ZERO,
             typing: true,
             read: true,
+            idle: false,
             pad: 0,
             duration: Duration::from_secs(1),
             drain: Duration::from_secs(1),

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod results;
 pub mod scenario;
 pub mod seed;
+pub mod server_probe;
 pub mod stats;
 pub mod token;
 pub mod wire;
@@ -120,6 +121,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         typing_pause: Duration::from_millis(args.typing_ms),
         typing: !args.no_typing,
         read: !args.no_read,
+        idle: args.idle,
         pad: args.pad,
         duration: Duration::from_secs_f64(args.duration),
         drain: Duration::from_secs_f64(args.drain),
@@ -168,6 +170,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         settings.base_url
     );
     let ctx = Ctx::new(settings)?;
+    let probe = args.server_pid.map(|pid| {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move { server_probe::watch(&ctx, pid).await })
+    });
     std::fs::create_dir_all(&args.out_dir)?;
     if ctx.settings.seed == ctx::SeedMode::Rest {
         let took = seed::seed(&ctx).await?;
@@ -206,7 +212,17 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         bail!("goose: {e}");
     }
     let cpu = own_cpu_secs() - cpu_before;
-    let result = collect(&ctx, label, timeline, cpu, wall.elapsed());
+    let mut result = collect(&ctx, label, timeline, cpu, wall.elapsed());
+    if let Some(probe) = probe
+        && let Ok(Ok(sample)) = tokio::time::timeout(Duration::from_secs(3), probe).await
+    {
+        result.server = Some(results::ServerUse {
+            cpu_secs: sample.cpu_secs,
+            rss_before_kb: sample.rss_before_kb,
+            rss_connected_kb: sample.rss_connected_kb,
+            loadgen_send_cpu_secs: sample.loadgen_cpu_secs,
+        });
+    }
     finish(
         result,
         &args.out_dir,
@@ -261,6 +277,7 @@ fn collect(
         loadgen_cpu_secs: cpu,
         histograms,
         timeline,
+        server: None,
     }
 }
 

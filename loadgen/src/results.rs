@@ -106,6 +106,22 @@ pub struct RunResult {
     pub histograms: BTreeMap<String, Buckets>,
     /// Deliveries per second, one entry per progress tick (for the plot).
     pub timeline: Vec<TimelinePoint>,
+    /// The server process's CPU and memory (`--server-pid`).
+    #[serde(default)]
+    pub server: Option<ServerUse>,
+}
+
+/// The server's resource use seen from /proc during a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerUse {
+    /// Server CPU seconds over the send phase (plus up to 1 s of drain).
+    pub cpu_secs: f64,
+    /// Server RSS before any user connected (KiB).
+    pub rss_before_kb: u64,
+    /// Server RSS with every user connected and joined (KiB).
+    pub rss_connected_kb: u64,
+    /// Load generator CPU seconds over the same window.
+    pub loadgen_send_cpu_secs: f64,
 }
 
 /// One progress tick.
@@ -127,6 +143,20 @@ impl RunResult {
         } else {
             0.0
         }
+    }
+
+    /// Server CPU microseconds per delivery (`--server-pid`).
+    pub fn server_us_per_delivery(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        (self.deliveries > 0).then(|| s.cpu_secs * 1e6 / self.deliveries as f64)
+    }
+
+    /// Server RSS growth per connected user, KiB (`--server-pid`).
+    pub fn rss_per_connection_kb(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        (self.connected > 0).then(|| {
+            s.rss_connected_kb.saturating_sub(s.rss_before_kb) as f64 / self.connected as f64
+        })
     }
 
     /// Errors (all codes) over requests made (connects + sends).
@@ -169,6 +199,17 @@ impl RunResult {
         }
         self.send_secs = self.send_secs.max(other.send_secs);
         self.loadgen_cpu_secs += other.loadgen_cpu_secs;
+        match (&mut self.server, &other.server) {
+            (Some(mine), Some(theirs)) => {
+                // Every process watched the same server: keep the widest view.
+                mine.cpu_secs = mine.cpu_secs.max(theirs.cpu_secs);
+                mine.rss_before_kb = mine.rss_before_kb.min(theirs.rss_before_kb);
+                mine.rss_connected_kb = mine.rss_connected_kb.max(theirs.rss_connected_kb);
+                mine.loadgen_send_cpu_secs += theirs.loadgen_send_cpu_secs;
+            }
+            (None, Some(theirs)) => self.server = Some(theirs.clone()),
+            _ => {}
+        }
         for (name, buckets) in &other.histograms {
             let mut h = self
                 .histograms
@@ -270,6 +311,25 @@ impl RunResult {
                 "loadgen CPU {:.2} s ({:.2} us per delivery)",
                 self.loadgen_cpu_secs,
                 self.loadgen_cpu_secs * 1e6 / self.deliveries as f64
+            );
+        }
+        if let Some(s) = &self.server {
+            let _ = writeln!(
+                out,
+                "server: CPU {:.2} s over the send phase ({:.2} us per delivery; loadgen {:.2} s, {:.2} us); \
+                 RSS {} -> {} KiB with {} connections ({:.1} KiB per connection)",
+                s.cpu_secs,
+                self.server_us_per_delivery().unwrap_or(0.0),
+                s.loadgen_send_cpu_secs,
+                if self.deliveries > 0 {
+                    s.loadgen_send_cpu_secs * 1e6 / self.deliveries as f64
+                } else {
+                    0.0
+                },
+                s.rss_before_kb,
+                s.rss_connected_kb,
+                self.connected,
+                self.rss_per_connection_kb().unwrap_or(0.0)
             );
         }
         out

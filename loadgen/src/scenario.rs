@@ -69,10 +69,10 @@ impl SessionInner {
 /// Tells goose this user has nothing left to do; goose ends the run (and calls every user's
 /// on-stop transaction) once all users did.
 fn tell_goose_done(user: &GooseUser, sess: &SessionInner) {
-    if !sess.told_goose.swap(true, Ordering::AcqRel) {
-        if let Some(channel) = &user.shutdown_channel {
-            let _ = channel.send(user.weighted_users_index);
-        }
+    if !sess.told_goose.swap(true, Ordering::AcqRel)
+        && let Some(channel) = &user.shutdown_channel
+    {
+        let _ = channel.send(user.weighted_users_index);
     }
 }
 
@@ -335,7 +335,11 @@ async fn round(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
     let due = sess.next_send.lock().ok().and_then(|n| *n).unwrap_or(now);
     // A user that fell more than a period behind skips the missed slots instead of bursting.
     let due = if due + period < now { now } else { due };
-    if due >= end {
+    if due >= end || s.idle {
+        if s.idle && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Ok(());
+        }
         sess.finish(&ctx);
         tell_goose_done(user, sess);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -456,12 +460,11 @@ async fn disconnect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
         let _ = tx.send(Command::Close).await;
     }
     let task = sess.task.lock().ok().and_then(|mut t| t.take());
-    if let Some(task) = task {
-        if let Ok(stats) = task.await {
-            if let Ok(mut run) = ctx.run.lock() {
-                run.merge_user(&stats);
-            }
-        }
+    if let Some(task) = task
+        && let Ok(stats) = task.await
+        && let Ok(mut run) = ctx.run.lock()
+    {
+        run.merge_user(&stats);
     }
     Ok(())
 }

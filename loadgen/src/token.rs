@@ -17,7 +17,7 @@ impl User {
     pub fn at(first_id: u64, index: u64) -> Self {
         Self {
             id: first_id + index,
-            brand: index % 2 == 0,
+            brand: index.is_multiple_of(2),
         }
     }
 
