@@ -65,7 +65,7 @@ struct Server {
 
 async fn start(url: &str) -> Server {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatwire"))
         .env("DATABASE_URL", url)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -83,6 +83,8 @@ async fn start(url: &str) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not come up");
 }
 
@@ -112,9 +114,12 @@ async fn send(port: u16, cid: i64, temp: &str) -> Option<i64> {
     }
 }
 
+/// A tempId sent, with its message id when acknowledged.
+type Tried = (String, Option<i64>);
+
 /// 16 clients send as fast as they can until `stop`; returns every tempId tried with its id if acked.
-async fn load(port: u16, cid: i64, stop: Instant) -> Vec<(String, Option<i64>)> {
-    let out: Arc<Mutex<Vec<(String, Option<i64>)>>> = Arc::default();
+async fn load(port: u16, cid: i64, stop: Instant) -> Vec<Tried> {
+    let out: Arc<Mutex<Vec<Tried>>> = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..16 {
         let out = out.clone();
