@@ -193,7 +193,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     // the run ends as soon as all did (their on-stop transactions then drain and disconnect).
     let cap = ctx.settings.duration + ctx.settings.barrier_timeout + Duration::from_secs(30);
     let run_time = cap.as_secs() as usize;
-    let attack = GooseAttack::initialize_with_config(goose_config(args))?
+    let config = goose_config(args);
+    let reports = !config.report_file.is_empty();
+    let attack = GooseAttack::initialize_with_config(config)?
         .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
         .register_scenario(scenario::scenario(&ctx))
         .set_default(GooseDefault::Host, ctx.settings.base_url.as_str())?
@@ -202,14 +204,19 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         .set_default(GooseDefault::RunTime, run_time)?
         .set_default(GooseDefault::NoResetMetrics, true)?
         .set_default(GooseDefault::Quiet, 1)?
-        .set_default(GooseDefault::NoPrintMetrics, true)?
-        .set_default(GooseDefault::Notes, label.as_str())?;
+        .set_default(GooseDefault::NoPrintMetrics, true)?;
+    // goose accepts notes only when it writes a report.
+    let attack = if reports {
+        attack.set_default(GooseDefault::Notes, label.as_str())?
+    } else {
+        attack
+    };
     let wall = Instant::now();
     let goose_result = attack.execute().await;
     ctx.done.store(true, Ordering::Release);
     let timeline = progress.await.unwrap_or_default();
     if let Err(e) = goose_result {
-        bail!("goose: {e}");
+        bail!("goose: {e:?}");
     }
     let cpu = own_cpu_secs() - cpu_before;
     let mut result = collect(&ctx, label, timeline, cpu, wall.elapsed());
