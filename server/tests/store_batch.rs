@@ -222,12 +222,35 @@ async fn flush_commits_everything_queued(url: &str) {
     assert_eq!(unread.total, n);
 }
 
+/// A value PostgreSQL refuses (U+0000 in text; validation normally stops it earlier) fails
+/// alone: the writer splits the batch until the bad message is isolated.
+async fn one_bad_message_fails_alone(url: &str) {
+    let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let (writer, rx) = spawn(store.clone(), 50);
+    for i in 0..10 {
+        let mut m = msg(conv.id, a(), Some(TempId::Int(i)));
+        if i == 6 {
+            m.content = "bad \0 byte".into();
+        }
+        writer.try_submit(m, ReplyTo::None).unwrap();
+    }
+    let (batches, failed) = collect(&rx, 10).await;
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 9);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.temp_id, Some(TempId::Int(6)));
+    assert!(matches!(failed[0].1, StoreError::Unavailable(_)));
+    writer.flush_and_stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batches() {
     let db = pg::TestDb::create().await;
     idempotency_and_restart(&db.url).await;
     let db = pg::TestDb::create().await;
     flush_commits_everything_queued(&db.url).await;
+    let db = pg::TestDb::create().await;
+    one_bad_message_fails_alone(&db.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,9 @@ pub(super) async fn create(
                 if t.chars().count() > MAX_TITLE_CHARS {
                     return Err(bad("title is too long"));
                 }
+                if t.contains('\0') {
+                    return Err(bad("title must not contain NUL characters"));
+                }
                 Some(t.to_string())
             }
         };

@@ -8,7 +8,8 @@
 //!   and [`WriterHandle::submit`] waits at most its deadline. Callers answer `unavailable`.
 //! - Failures: a batch that cannot commit is retried with backoff until the oldest message in it
 //!   has waited [`BatchConfig::commit_deadline`]; then every sender gets [`StoreError::Unavailable`]
-//!   through [`CommitSink::failed`]. Messages already past their deadline when dequeued fail at once,
+//!   through [`CommitSink::failed`]. A batch the database rejects outright is split until the bad
+//!   message fails alone. Messages already past their deadline when dequeued fail at once,
 //!   so a stuck database drains the queue quickly instead of stacking deadlines. Nothing reported as
 //!   committed is ever lost; a failed one may still have been stored (a timed-out commit), which
 //!   the client's retry with the same tempId resolves without a duplicate.
@@ -365,58 +366,82 @@ impl Writer {
             .map(|p| p.enqueued)
             .min()
             .unwrap_or_else(Instant::now);
-        let deadline = oldest + self.cfg.commit_deadline;
         let (messages, replies): (Vec<NewMessage>, Vec<ReplyTo>) =
             batch.into_iter().map(|p| (p.message, p.reply)).unzip();
-        let mut pause = self.cfg.retry_backoff;
-        let mut last_error =
-            StoreError::Unavailable("commit deadline passed before the first attempt".into());
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let started = Instant::now();
-            let attempt =
-                tokio::time::timeout(deadline - now, self.store.insert_batch(&messages)).await;
-            match attempt {
-                Ok(Ok(outcomes)) => {
-                    metrics::histogram!(METRIC_COMMIT_SECONDS)
-                        .record(started.elapsed().as_secs_f64());
-                    metrics::histogram!(METRIC_BATCH_SIZE).record(messages.len() as f64);
-                    self.report(messages, replies, outcomes);
-                    return;
-                }
-                Ok(Err(e @ (StoreError::Unavailable(_) | StoreError::Internal(_)))) => {
-                    tracing::warn!(error = %e, size = messages.len(), "batch commit failed, retrying");
-                    last_error = e;
-                }
-                Ok(Err(e)) => {
-                    // Not a transient failure: nothing will make this batch succeed.
-                    tracing::error!(error = %e, size = messages.len(), "batch refused by the store");
-                    last_error = e;
+        self.commit_part(messages, replies, oldest + self.cfg.commit_deadline)
+            .await;
+    }
+
+    /// Commits `messages`, retrying transient failures until `deadline`. A batch the database
+    /// rejects outright (`Internal`: e.g. a value it cannot store) is split in halves and each half
+    /// committed on its own, so one bad message fails alone instead of taking its batch with it.
+    fn commit_part(
+        &self,
+        messages: Vec<NewMessage>,
+        replies: Vec<ReplyTo>,
+        deadline: Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+        Box::pin(async move {
+            let mut pause = self.cfg.retry_backoff;
+            let mut last_error =
+                StoreError::Unavailable("commit deadline passed before the first attempt".into());
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
                     break;
                 }
-                Err(_) => {
-                    last_error = StoreError::Unavailable("commit timed out".into());
+                let started = Instant::now();
+                let attempt =
+                    tokio::time::timeout(deadline - now, self.store.insert_batch(&messages)).await;
+                match attempt {
+                    Ok(Ok(outcomes)) => {
+                        metrics::histogram!(METRIC_COMMIT_SECONDS)
+                            .record(started.elapsed().as_secs_f64());
+                        metrics::histogram!(METRIC_BATCH_SIZE).record(messages.len() as f64);
+                        self.report(messages, replies, outcomes);
+                        return;
+                    }
+                    Ok(Err(e @ StoreError::Unavailable(_))) => {
+                        tracing::warn!(error = %e, size = messages.len(), "batch commit failed, retrying");
+                        last_error = e;
+                    }
+                    Ok(Err(e @ StoreError::Internal(_))) if messages.len() > 1 => {
+                        tracing::warn!(error = %e, size = messages.len(), "batch rejected, splitting it");
+                        let mut messages = messages;
+                        let mut replies = replies;
+                        let half = messages.len() / 2;
+                        let (tail_m, tail_r) = (messages.split_off(half), replies.split_off(half));
+                        self.commit_part(messages, replies, deadline).await;
+                        self.commit_part(tail_m, tail_r, deadline).await;
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        // Not transient: nothing will make this batch succeed.
+                        tracing::error!(error = %e, size = messages.len(), "batch refused by the store");
+                        last_error = e;
+                        break;
+                    }
+                    Err(_) => {
+                        last_error = StoreError::Unavailable("commit timed out".into());
+                        break;
+                    }
+                }
+                metrics::counter!(METRIC_FAILURES, "outcome" => "retry").increment(1);
+                let now = Instant::now();
+                if now >= deadline {
                     break;
                 }
+                tokio::time::sleep(pause.min(deadline - now)).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
-            metrics::counter!(METRIC_FAILURES, "outcome" => "retry").increment(1);
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
-        metrics::counter!(METRIC_FAILURES, "outcome" => "gave_up").increment(1);
-        let error = match last_error {
-            StoreError::Internal(m) => StoreError::Unavailable(m),
-            other => other,
-        };
-        self.sink
-            .failed(messages.into_iter().zip(replies).collect(), error);
+            metrics::counter!(METRIC_FAILURES, "outcome" => "gave_up").increment(1);
+            let error = match last_error {
+                StoreError::Internal(m) => StoreError::Unavailable(m),
+                other => other,
+            };
+            self.sink
+                .failed(messages.into_iter().zip(replies).collect(), error);
+        })
     }
 
     /// Splits the outcomes into committed rows (sorted by id) and refusals (grouped by error).

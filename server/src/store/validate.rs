@@ -85,6 +85,9 @@ pub fn temp_id(v: Option<&Value>, max_chars: usize) -> Result<Option<TempId>, St
         if s.chars().count() > max_chars {
             return Err(bad("tempId is too long"));
         }
+        if s.contains('\0') {
+            return Err(bad("tempId must not contain NUL characters"));
+        }
         return Ok(Some(TempId::Str(s.to_string())));
     }
     if let Some(n) = v.as_i64() {
@@ -169,6 +172,10 @@ pub fn parse_send(
             "content is longer than {} characters",
             limits.max_chars
         ))));
+    }
+    // PostgreSQL text cannot hold U+0000: refuse it here rather than fail a whole batch.
+    if content.contains('\0') || attachment_name.is_some_and(|n| n.contains('\0')) {
+        return Err(fail(bad("text must not contain NUL characters")));
     }
     if message_type == MessageType::Text && content.trim().is_empty() {
         return Err(fail(bad("content must not be empty")));
@@ -290,6 +297,14 @@ mod tests {
         assert_eq!(err.temp_id, None);
         assert_eq!(
             code(r#"{"conversationId":1,"content":"x","tempId":{}}"#),
+            "bad_request"
+        );
+        assert_eq!(
+            code(r#"{"conversationId":1,"content":"a\u0000b"}"#),
+            "bad_request"
+        );
+        assert_eq!(
+            code(r#"{"conversationId":1,"content":"x","tempId":"\u0000"}"#),
             "bad_request"
         );
     }
