@@ -1,47 +1,66 @@
 //! Depth-limited JSON parsing through simd-json.
 //!
-//! simd-json builds `OwnedValue`s recursively and they drop recursively, so a payload of 100,000
-//! nested `[` must never reach the parser. [`check_depth`] is a single byte scan that skips string
-//! contents (and their escapes) and counts `[`/`{` nesting; [`parse`] runs it first and only then
-//! hands the bytes to simd-json, reusing per-thread scratch buffers.
+//! Values are built recursively and dropped recursively, so a payload of 100,000 nested `[` must
+//! never reach the parser. [`check_depth`] is a byte scan that jumps over string contents and
+//! counts `[`/`{` nesting; [`parse`] runs it first and only then hands the bytes to simd-json.
+//!
+//! simd-json turns the input into a flat tape (no recursion); this module builds the
+//! [`Value`] from the tape itself so that repeated object keys behave like `JSON.parse` (one entry,
+//! the last value wins) at no extra cost. The tape, simd-json's buffers and the padded input copy
+//! are per-thread and reused, so a parse allocates only the values it returns.
 
 use std::cell::RefCell;
+
+use simd_json::{Buffers, Node, Tape};
 
 use crate::error::JsonError;
 
 /// The JSON value type of every payload.
 pub type Value = simd_json::OwnedValue;
 
-/// Inputs up to this size parse with the reused per-thread buffers (which grow to fit them).
+/// Inputs up to this size parse with the reused per-thread buffers (which grow to fit them);
+/// larger ones get one-off buffers so the per-thread ones stay small.
 const MAX_REUSED_INPUT: usize = 64 * 1024;
 
+/// Per-thread parser state.
+struct Scratch {
+    /// simd-json's stage buffers.
+    buffers: Buffers,
+    /// Padded copy of the input for [`parse_copy`] (simd-json unescapes strings in place).
+    input: Vec<u8>,
+    /// The tape allocation, empty between parses.
+    tape: Vec<Node<'static>>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            buffers: Buffers::new(512),
+            input: Vec::with_capacity(512),
+            tape: Vec::new(),
+        }
+    }
+}
+
 thread_local! {
-    /// simd-json's scratch buffers, reused by every parse on this thread (no per-parse setup).
-    static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::new(512));
-    /// Mutable copy of the input for [`parse_copy`] (simd-json rewrites its input).
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
 /// Fails with [`JsonError::TooDeep`] when `buf` nests arrays/objects deeper than `max_depth`.
 ///
-/// Brackets inside strings do not count. Malformed input passes through (the parser rejects it).
+/// Brackets inside strings do not count: the scan jumps over string contents with `memchr`
+/// (to the next `"` or `\\`), so the cost is driven by the structure, not the text. Malformed
+/// input passes through (the parser rejects it).
 pub fn check_depth(buf: &[u8], max_depth: usize) -> Result<(), JsonError> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in buf {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0usize;
+    while let Some(&b) = buf.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => match skip_string(buf, i) {
+                Some(next) => i = next,
+                None => return Ok(()),
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max_depth {
@@ -55,70 +74,125 @@ pub fn check_depth(buf: &[u8], max_depth: usize) -> Result<(), JsonError> {
     Ok(())
 }
 
+/// From just after an opening quote, the index just after the closing quote; `None` if the
+/// string never ends.
+fn skip_string(buf: &[u8], mut i: usize) -> Option<usize> {
+    // Keys and short values end within a few bytes: look at those directly, then use memchr.
+    for _ in 0..16 {
+        match *buf.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    loop {
+        let rest = buf.get(i..)?;
+        let at = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest.get(at) == Some(&b'"') {
+            return Some(i + at + 1);
+        }
+        // A backslash: skip it and the escaped byte.
+        i += at + 2;
+    }
+}
+
 /// Parses `buf` (simd-json rewrites it in place) after checking its depth against `max_depth`.
 pub fn parse(buf: &mut [u8], max_depth: usize) -> Result<Value, JsonError> {
     check_depth(buf, max_depth)?;
-    parse_checked(buf)
-}
-
-/// simd-json on input whose depth was already checked.
-fn parse_checked(buf: &mut [u8]) -> Result<Value, JsonError> {
-    let result = if buf.len() > MAX_REUSED_INPUT {
-        // Large payloads get one-off buffers so the per-thread ones stay small.
-        simd_json::owned::to_value(buf)
-    } else {
-        BUFFERS.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffers) => simd_json::owned::to_value_with_buffers(buf, &mut buffers),
-            // Re-entrant use on this thread (cannot happen today): fall back to fresh buffers.
-            Err(_) => simd_json::owned::to_value(buf),
-        })
-    };
-    let mut value = result.map_err(|e| JsonError::Syntax { offset: e.index() })?;
-    dedupe_keys(&mut value);
-    Ok(value)
-}
-
-/// Makes repeated object keys behave like `JSON.parse`: one entry per key, the last value wins.
-///
-/// simd-json keeps every entry of objects up to 32 keys (it skips the duplicate check for speed),
-/// which would make a key readable with one value here and another in a browser. Recursion depth
-/// is bounded by the depth check that ran before parsing.
-fn dedupe_keys(value: &mut Value) {
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(dedupe_keys),
-        Value::Object(obj) => {
-            // Over 32 keys simd-json already dedupes (hash-backed); the quadratic scan stays small.
-            let has_duplicates = (2..=32).contains(&obj.len())
-                && obj
-                    .keys()
-                    .enumerate()
-                    .any(|(i, k)| obj.keys().skip(i + 1).any(|other| other == k));
-            if has_duplicates {
-                let entries = std::mem::take(&mut **obj);
-                for (k, v) in entries {
-                    obj.insert(k, v);
-                }
-            }
-            obj.values_mut().for_each(dedupe_keys);
-        }
-        Value::Static(_) | Value::String(_) => {}
+    if buf.len() > MAX_REUSED_INPUT {
+        return parse_with(buf, &mut Buffers::new(buf.len()), &mut Vec::new());
     }
+    with_scratch(buf, |buf, s| parse_with(buf, &mut s.buffers, &mut s.tape))
 }
 
-/// Parses a copy of `input` (for callers holding shared bytes), after the depth check. Small
-/// inputs are copied into a per-thread scratch buffer, so the hot path does not allocate for it.
+/// Parses a copy of `input` (for callers holding shared bytes), after the depth check. The copy
+/// goes into a per-thread padded buffer, so simd-json skips its own copy.
 pub fn parse_copy(input: &[u8], max_depth: usize) -> Result<Value, JsonError> {
     check_depth(input, max_depth)?;
     if input.len() > MAX_REUSED_INPUT {
-        return parse_checked(&mut input.to_vec());
+        return parse_with(
+            &mut input.to_vec(),
+            &mut Buffers::new(input.len()),
+            &mut Vec::new(),
+        );
     }
+    with_scratch(input, |input, s| {
+        let Scratch {
+            buffers,
+            input: copy,
+            tape,
+        } = s;
+        copy.clear();
+        copy.extend_from_slice(input);
+        copy.resize(input.len() + simd_json::INPUT_PADDING, 0);
+        let mut filled = Tape(std::mem::take(tape)).reset();
+        let result = simd_json::fill_tape_padded(copy, input.len(), buffers, &mut filled)
+            .map_err(syntax)
+            .and_then(|()| build_root(&filled.0));
+        *tape = filled.reset().0;
+        result
+    })
+}
+
+/// Runs `f` with this thread's scratch state, or with fresh state if it is busy.
+fn with_scratch<I, R>(input: I, f: impl FnOnce(I, &mut Scratch) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            scratch.clear();
-            scratch.extend_from_slice(input);
-            parse_checked(&mut scratch)
+        Ok(mut scratch) => f(input, &mut scratch),
+        // Re-entrant use on this thread (cannot happen today).
+        Err(_) => f(input, &mut Scratch::new()),
+    })
+}
+
+/// Fills a tape from `buf` (simd-json copies it into its padded buffer) and builds the value.
+fn parse_with(
+    buf: &mut [u8],
+    buffers: &mut Buffers,
+    tape: &mut Vec<Node<'static>>,
+) -> Result<Value, JsonError> {
+    let mut filled = Tape(std::mem::take(tape)).reset();
+    let result = simd_json::fill_tape(buf, buffers, &mut filled)
+        .map_err(syntax)
+        .and_then(|()| build_root(&filled.0));
+    *tape = filled.reset().0;
+    result
+}
+
+fn syntax(e: simd_json::Error) -> JsonError {
+    JsonError::Syntax { offset: e.index() }
+}
+
+/// Builds the value at the start of `nodes`, which must be exactly one value.
+fn build_root(nodes: &[Node<'_>]) -> Result<Value, JsonError> {
+    let mut it = nodes.iter();
+    let value = build(&mut it).ok_or(JsonError::Syntax { offset: 0 })?;
+    Ok(value)
+}
+
+/// Builds one value from the tape. Recursion depth is bounded by the depth check. Object keys go
+/// through `insert`, which keeps one entry per key with the last value, like `JSON.parse`.
+fn build(nodes: &mut std::slice::Iter<'_, Node<'_>>) -> Option<Value> {
+    Some(match *nodes.next()? {
+        Node::Static(s) => Value::Static(s),
+        Node::String(s) => Value::String(s.to_owned()),
+        Node::Array { len, .. } => {
+            let mut items = Vec::with_capacity(len);
+            for _ in 0..len {
+                items.push(build(nodes)?);
+            }
+            Value::Array(Box::new(items))
         }
-        Err(_) => parse_checked(&mut input.to_vec()),
+        Node::Object { len, .. } => {
+            let mut obj =
+                simd_json::owned::Object::with_capacity_and_hasher(len, Default::default());
+            for _ in 0..len {
+                let Node::String(key) = *nodes.next()? else {
+                    return None;
+                };
+                let value = build(nodes)?;
+                obj.insert(key.to_owned(), value);
+            }
+            Value::Object(Box::new(obj))
+        }
     })
 }
 
@@ -223,6 +297,21 @@ mod tests {
         };
         assert_eq!(obj.len(), 40);
         assert_eq!(obj.get("k0"), Some(&Value::from(99i64)));
+    }
+
+    #[test]
+    fn escapes_never_hide_a_quote_or_recurse() {
+        // 1 MB of escaped backslashes inside one string, then real nesting.
+        let mut buf = b"[\"".to_vec();
+        buf.extend(std::iter::repeat_n(b'\\', 1_000_000));
+        buf.extend_from_slice(b"\",[[[1]]]]");
+        assert_eq!(check_depth(&buf, 3), Err(JsonError::TooDeep { max: 3 }));
+        assert_eq!(check_depth(&buf, 4), Ok(()));
+        assert_eq!(check_depth(br#"["a\"[[[["]"#, 1), Ok(()));
+        assert_eq!(
+            check_depth(br#"["0123456789abcdefgh\"[[[[", [[1]]]"#, 2),
+            Err(JsonError::TooDeep { max: 2 })
+        );
     }
 
     #[test]
