@@ -10,9 +10,12 @@
 //! when lists are built, instead of updating a conversation row on every batch.
 
 mod conversations;
+mod insert;
+
+use insert::{INSERT_SQL, find_by_key};
 
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -149,76 +152,6 @@ pub(super) fn message_from(
         is_read,
         temp_id: None,
     })
-}
-
-/// The batch insert statement (built once: the same text hits sqlx's prepared-statement cache).
-static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH checked AS (
-            SELECT nextval('messages_id_seq') AS id, u.*, EXISTS (
-                SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
-                  AND p.user_type = u.sender_type AND p.user_id = u.sender_id) AS allowed
-            FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[])
-                 WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
-                                      attachment_url, attachment_name, temp_id_key, ord)
-        ),
-        ins AS (
-            INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
-                                  attachment_url, attachment_name, temp_id_key)
-            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
-                   attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed
-            ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
-            RETURNING id, conversation_id, created_at
-        ),
-        unhidden AS (
-            UPDATE participants p SET hidden = false
-            WHERE p.hidden AND p.conversation_id IN (SELECT DISTINCT conversation_id FROM ins) RETURNING 1
-        )
-        SELECT i.ord, i.conversation_id, i.sender_type, i.sender_id, i.allowed,
-               COALESCE(n.id, m.id) AS id,
-               n.id IS NULL AS duplicate,
-               {created} AS created_ms,
-               m.message_type, m.content, m.attachment_url, m.attachment_name,
-               CASE WHEN m.id IS NULL THEN false ELSE NOT EXISTS (
-                   SELECT 1 FROM participants p WHERE p.conversation_id = i.conversation_id
-                     AND NOT (p.user_type = i.sender_type AND p.user_id = i.sender_id)
-                     AND p.last_read_message_id < m.id) END AS is_read,
-               CASE WHEN n.id IS NULL AND m.id IS NULL
-                    THEN EXISTS (SELECT 1 FROM conversations c WHERE c.id = i.conversation_id)
-                    ELSE true END AS conversation_exists
-        FROM checked i
-        LEFT JOIN ins n ON n.id = i.id
-        LEFT JOIN LATERAL (
-            SELECT * FROM messages m
-            WHERE n.id IS NULL AND i.temp_id_key IS NOT NULL
-              AND m.sender_type = i.sender_type AND m.sender_id = i.sender_id
-              AND m.conversation_id = i.conversation_id AND m.temp_id_key = i.temp_id_key
-            LIMIT 1) m ON true",
-        created = ms("COALESCE(n.created_at, m.created_at)")
-    )
-});
-
-/// Looks up one already-stored message by its idempotency key (a conflict with a row committed
-/// by another transaction after our statement started).
-async fn find_by_key(
-    pool: &PgPool,
-    m: &NewMessage,
-    key: &str,
-) -> Result<Option<PgRow>, StoreError> {
-    let sql = format!(
-        "SELECT id, conversation_id, sender_type, sender_id, message_type, content, attachment_url,
-                attachment_name, {} AS created_ms
-         FROM messages WHERE sender_type = $1 AND sender_id = $2 AND conversation_id = $3 AND temp_id_key = $4",
-        ms("created_at")
-    );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(m.sender.user_type.code())
-        .bind(m.sender.id)
-        .bind(m.conversation_id)
-        .bind(key)
-        .fetch_optional(pool)
-        .await?)
 }
 
 impl Store for PgStore {
