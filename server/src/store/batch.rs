@@ -15,6 +15,7 @@
 //!   the client's retry with the same tempId resolves without a duplicate.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{AnyStore, NewMessage, Outcome, Store, StoreError, Stored};
@@ -140,6 +141,8 @@ struct Pending {
 pub struct WriterHandle {
     /// The bounded queue.
     tx: flume::Sender<Command>,
+    /// Set by `flush_and_stop`: later submits are refused at once instead of racing the drain.
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -155,6 +158,13 @@ impl WriterHandle {
     // The error hands the message and its reply route back by value (no allocation on refusal).
     #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, message: NewMessage, reply: ReplyTo) -> Result<(), Rejected> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Rejected {
+                message,
+                reply,
+                stopped: true,
+            });
+        }
         let cmd = Command::Write(Pending {
             message,
             reply,
@@ -181,6 +191,13 @@ impl WriterHandle {
         reply: ReplyTo,
         deadline: Duration,
     ) -> Result<(), Rejected> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Rejected {
+                message,
+                reply,
+                stopped: true,
+            });
+        }
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_micros(200);
         let mut cmd = Command::Write(Pending {
@@ -220,6 +237,7 @@ impl WriterHandle {
     /// Commits everything queued before this call, then stops the writer thread (graceful
     /// shutdown). Other handles' later submits are rejected with `stopped`.
     pub async fn flush_and_stop(self) {
+        self.stopping.store(true, Ordering::Release);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         if self.tx.send_async(Command::Stop(done_tx)).await.is_ok() {
             let _ = done_rx.await;
@@ -283,7 +301,10 @@ impl BatchWriter {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "batch writer: cannot spawn its thread");
         }
-        WriterHandle { tx }
+        WriterHandle {
+            tx,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
