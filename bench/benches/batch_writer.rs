@@ -5,7 +5,8 @@
 //! Uses the server on 127.0.0.1:5432 (user postgres, trust) or `CHATWIRE_BENCH_PG`
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
-//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 1024 as the server).
+//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 1024 as the server), `BENCH_LANES`
+//! (parallel commit connections, default 2 as the server).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,7 +154,9 @@ fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
         done: done.clone(),
         failed: failed.clone(),
     };
-    let cfg = BatchConfig::default().with_max_batch(env_usize("BENCH_BATCH", 1024));
+    let cfg = BatchConfig::default()
+        .with_max_batch(env_usize("BENCH_BATCH", 1024))
+        .with_lanes(env_usize("BENCH_LANES", 2));
     let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
     let messages: Vec<NewMessage> = (0..n).map(|i| message(i + 1_000_000)).collect();
     let start = Instant::now();

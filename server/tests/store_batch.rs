@@ -222,6 +222,44 @@ async fn flush_commits_everything_queued(url: &str) {
     assert_eq!(unread.total, n);
 }
 
+/// With parallel lanes, batches are split by conversation: within every conversation the sink
+/// sees ids increasing, and nothing is lost or duplicated.
+async fn per_conversation_order_across_lanes(url: &str) {
+    let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
+    let mut convs = Vec::new();
+    for i in 0..10 {
+        let (c, _) = store
+            .create_direct(a(), UserKey::new(UserType::Influencer, 100 + i))
+            .await
+            .unwrap();
+        convs.push(c.id);
+    }
+    let (tx, rx) = flume::unbounded();
+    let cfg = BatchConfig::default().with_lanes(3).with_max_batch(256);
+    let writer = BatchWriter::spawn(store.clone(), cfg, Box::new(Sink(tx)));
+    let n = 3000;
+    for i in 0..n {
+        let cid = convs[i % convs.len()];
+        writer
+            .try_submit(msg(cid, a(), Some(TempId::Int(i as i64))), ReplyTo::None)
+            .unwrap();
+    }
+    let (batches, failed) = collect(&rx, n).await;
+    assert!(failed.is_empty());
+    let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in batches.iter().flatten() {
+        let prev = last.insert(s.message.conversation_id, s.message.id);
+        assert!(
+            prev.is_none_or(|p| p < s.message.id),
+            "ids increase within a conversation"
+        );
+        assert!(seen.insert(s.message.id));
+    }
+    assert_eq!(seen.len(), n);
+    writer.flush_and_stop().await;
+}
+
 /// A value PostgreSQL refuses (U+0000 in text; validation normally stops it earlier) fails
 /// alone: the writer splits the batch until the bad message is isolated.
 async fn one_bad_message_fails_alone(url: &str) {
@@ -251,6 +289,8 @@ async fn postgres_batches() {
     flush_commits_everything_queued(&db.url).await;
     let db = pg::TestDb::create().await;
     one_bad_message_fails_alone(&db.url).await;
+    let db = pg::TestDb::create().await;
+    per_conversation_order_across_lanes(&db.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,6 +298,7 @@ async fn sqlite_batches() {
     let dir = std::env::temp_dir().join(format!("chatwire-batch-{}", pg::random_suffix()));
     idempotency_and_restart(&format!("sqlite://{}", dir.join("a.db").display())).await;
     flush_commits_everything_queued(&format!("sqlite://{}", dir.join("b.db").display())).await;
+    per_conversation_order_across_lanes(&format!("sqlite://{}", dir.join("c.db").display())).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 

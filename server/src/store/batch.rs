@@ -3,7 +3,9 @@
 //! to a [`CommitSink`] that acks senders and fans the messages out.
 //!
 //! - Batches are bounded by size ([`BatchConfig::max_batch`]) and by a short collection window
-//!   ([`BatchConfig::window`]) that starts with the batch's first message.
+//!   ([`BatchConfig::window`]) that starts with the batch's first message. A batch is committed as
+//!   [`BatchConfig::lanes`] statements in parallel, split by conversation, so a conversation's
+//!   messages are always committed in order.
 //! - Backpressure: the queue is bounded; [`WriterHandle::try_submit`] fails at once when it is full
 //!   and [`WriterHandle::submit`] waits at most its deadline. Callers answer `unavailable`.
 //! - Failures: a batch that cannot commit is retried with backoff until the oldest message in it
@@ -45,6 +47,10 @@ pub struct BatchConfig {
     pub commit_deadline: Duration,
     /// First pause between retries; doubles up to 500 ms (default 20 ms).
     pub retry_backoff: Duration,
+    /// Database connections a batch is committed on in parallel (default 2). A batch is split by
+    /// conversation (`conversation_id % lanes`), so each conversation's messages stay in one
+    /// statement and ids still increase in commit order within every conversation.
+    pub lanes: usize,
 }
 
 impl Default for BatchConfig {
@@ -55,6 +61,7 @@ impl Default for BatchConfig {
             window: Duration::from_millis(1),
             commit_deadline: Duration::from_secs(5),
             retry_backoff: Duration::from_millis(20),
+            lanes: 2,
         }
     }
 }
@@ -83,6 +90,11 @@ impl BatchConfig {
     /// Sets [`BatchConfig::retry_backoff`].
     pub fn with_retry_backoff(mut self, d: Duration) -> Self {
         self.retry_backoff = d;
+        self
+    }
+    /// Sets [`BatchConfig::lanes`] (at least 1).
+    pub fn with_lanes(mut self, n: usize) -> Self {
+        self.lanes = n.max(1);
         self
     }
 }
@@ -387,10 +399,31 @@ impl Writer {
             .map(|p| p.enqueued)
             .min()
             .unwrap_or_else(Instant::now);
-        let (messages, replies): (Vec<NewMessage>, Vec<ReplyTo>) =
-            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
-        self.commit_part(messages, replies, oldest + self.cfg.commit_deadline)
-            .await;
+        let deadline = oldest + self.cfg.commit_deadline;
+        let lanes = self.cfg.lanes.max(1);
+        if lanes == 1 || batch.len() < 2 * lanes {
+            let (messages, replies): (Vec<NewMessage>, Vec<ReplyTo>) =
+                batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+            self.commit_part(messages, replies, deadline).await;
+            return;
+        }
+        // One part per lane, by conversation; the parts commit concurrently on their own
+        // connections and the next batch starts only when all of them are done.
+        let mut parts: Vec<(Vec<NewMessage>, Vec<ReplyTo>)> = (0..lanes)
+            .map(|_| (Vec::with_capacity(batch.len() / lanes + 1), Vec::new()))
+            .collect();
+        for p in batch {
+            let lane = p.message.conversation_id.rem_euclid(lanes as i64) as usize;
+            if let Some((m, r)) = parts.get_mut(lane) {
+                m.push(p.message);
+                r.push(p.reply);
+            }
+        }
+        let commits = parts
+            .into_iter()
+            .filter(|(m, _)| !m.is_empty())
+            .map(|(m, r)| self.commit_part(m, r, deadline));
+        futures_util::future::join_all(commits).await;
     }
 
     /// Commits `messages`, retrying transient failures until `deadline`. A batch the database

@@ -62,7 +62,7 @@ impl PgStore {
                 .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;
         }
         let write_pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
         Ok(PgStore {
