@@ -98,6 +98,9 @@ impl Conn {
 
     /// The next timer deadline: the session's, or the connect timeout.
     pub fn deadline(&self) -> Option<Instant> {
+        if self.closed.get() {
+            return None;
+        }
         let st = self.state.borrow();
         match (st.session.poll_timeout(), st.connect_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -152,7 +155,7 @@ impl Conn {
                         if let Ok(t) = Utf8Bytes::try_from(Bytes::from(out)) {
                             self.push(Frame::Text(t));
                         }
-                    } else if !crate::sio::on_text(shard, self, text).await {
+                    } else if !Box::pin(crate::sio::on_text(shard, self, text)).await {
                         self.terminate(shard, "parse error");
                         return false;
                     }
@@ -160,7 +163,7 @@ impl Conn {
                 SessionEvent::Binary(data) => {
                     if self.engine_only {
                         self.push(Frame::Binary(data));
-                    } else if !crate::sio::on_binary(shard, self, data).await {
+                    } else if !Box::pin(crate::sio::on_binary(shard, self, data)).await {
                         self.terminate(shard, "parse error");
                         return false;
                     }
@@ -203,6 +206,7 @@ impl Conn {
             if !st.session.is_closed() {
                 st.session.close();
             }
+            st.connect_deadline = None;
         }
         // Queues the close packet when the server ended the session.
         self.flush_transmits();

@@ -76,7 +76,7 @@ pub async fn upgrade(
         .map(Into::into);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shard = shard.clone();
-    tokio::task::spawn_local(async move {
+    let fut = async move {
         let shard = task_shard;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -90,7 +90,12 @@ pub async fn upgrade(
             return;
         };
         let stream = parts.io.into_inner();
-        let read_buf = parts.read_buf;
+        // Copy the few bytes read past the request: `parts.read_buf` is a view into hyper's
+        // whole read buffer, which must not live as long as the connection.
+        let read_buf = {
+            let hyper_buf = parts.read_buf;
+            Bytes::copy_from_slice(&hyper_buf)
+        };
         match sid {
             None => {
                 let conn = conn::open(
@@ -108,8 +113,8 @@ pub async fn upgrade(
                 .await;
                 let open = engine_frame(&conn.state.borrow().session.open_packet());
                 conn.outbox.unpop(open);
-                conn::spawn_timer(shard.clone(), conn.clone());
-                run_active(shard, conn, ws).await;
+                // No separate timer task: the active loop drives the heartbeat itself.
+                spawn_active(shard, conn, ws);
             }
             Some(sid) if usize::from(sid.shard()) == usize::from(shard.index) => {
                 run_probe(shard, sid, stream, read_buf).await;
@@ -127,7 +132,8 @@ pub async fn upgrade(
                 Err(e) => tracing::debug!(error = %e, "could not detach the upgraded stream"),
             },
         }
-    });
+    };
+    tokio::task::spawn_local(fut);
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -181,7 +187,14 @@ async fn run_probe(shard: Rc<Shard>, sid: Sid, stream: TcpStream, read_buf: Byte
         return;
     }
     conn.rearm.notify_one();
-    run_active(shard, conn, ws).await;
+    spawn_active(shard, conn, ws);
+}
+
+/// Runs the active loop in its own task, so the connection's long-lived task holds only the
+/// WebSocket and the loop state (not the upgrade and probe futures).
+fn spawn_active(shard: Rc<Shard>, conn: Rc<Conn>, ws: Ws) {
+    let fut = run_active(shard, conn, ws);
+    tokio::task::spawn_local(fut);
 }
 
 /// Reads probe packets until the upgrade completes (true) or fails (false).
@@ -245,9 +258,23 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, ws: Ws) {
 
 /// The body of [`run_active`].
 async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+    let mut armed = conn.deadline().map_or_else(far, Into::into);
+    let timer = tokio::time::sleep_until(armed);
+    tokio::pin!(timer);
     loop {
+        let due = conn.deadline().map_or_else(far, Into::into);
+        if due != armed {
+            armed = due;
+            timer.as_mut().reset(due);
+        }
         tokio::select! {
             biased;
+            () = &mut timer => {
+                conn.on_timer(shard);
+                armed = far();
+                timer.as_mut().reset(armed);
+            }
             () = conn.outbox.ready() => {
                 let write = async {
                     while let Some(frame) = conn.outbox.pop() {
