@@ -6,7 +6,8 @@
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
 //! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 1024 as the server), `BENCH_LANES`
-//! (parallel commit connections, default 2 as the server).
+//! (parallel commit connections of the second writer run, default 2; the first run uses the
+//! server's default, 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -147,7 +148,7 @@ async fn seed(store: &AnyStore) {
 }
 
 /// The writer: producer on this thread, writer on its own; returns messages/s.
-fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
+fn run_writer(store: Arc<AnyStore>, n: usize, lanes: usize) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let sink = CountingSink {
@@ -156,7 +157,7 @@ fn run_writer(store: Arc<AnyStore>, n: usize) -> f64 {
     };
     let cfg = BatchConfig::default()
         .with_max_batch(env_usize("BENCH_BATCH", 1024))
-        .with_lanes(env_usize("BENCH_LANES", 2));
+        .with_lanes(lanes);
     let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
     let messages: Vec<NewMessage> = (0..n).map(|i| message(i + 1_000_000)).collect();
     let start = Instant::now();
@@ -266,40 +267,46 @@ fn main() {
     let store = Arc::new(rt.block_on(AnyStore::connect(&url, true)).unwrap());
     rt.block_on(seed(&store));
 
-    // Warm-up (plans, caches), then the measured run.
-    run_writer(store.clone(), 20_000);
-    commit.0.lock().unwrap().clear();
-    batch.0.lock().unwrap().clear();
-    let writer_rate = run_writer(store.clone(), n);
-    let commits = sorted(std::mem::take(&mut *commit.0.lock().unwrap()));
-    let sizes = std::mem::take(&mut *batch.0.lock().unwrap());
-    let mean_batch = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
-
+    // Warm-up (plans, caches), then the measured runs: the server's default (one statement per
+    // batch), then the batch split over parallel connections by conversation.
+    run_writer(store.clone(), 20_000, 1);
+    let mut runs = Vec::new();
+    for lanes in [1, env_usize("BENCH_LANES", 2)] {
+        commit.0.lock().unwrap().clear();
+        batch.0.lock().unwrap().clear();
+        let rate = run_writer(store.clone(), n, lanes);
+        let commits = sorted(std::mem::take(&mut *commit.0.lock().unwrap()));
+        let sizes = std::mem::take(&mut *batch.0.lock().unwrap());
+        let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
+        runs.push((lanes, rate, commits, mean));
+    }
     let (single_rate, single_lat) = rt.block_on(run_single(&url, single_n, concurrency));
 
-    println!("batch_writer/postgres: {n} messages");
+    println!("batch_writer/postgres: {n} messages per writer run");
+    for (lanes, rate, commits, mean) in &runs {
+        println!(
+            "  BatchWriter, {lanes} lane(s) {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({} statements, mean {:.0} messages)",
+            rate,
+            percentile(commits, 0.5) * 1e3,
+            percentile(commits, 0.99) * 1e3,
+            commits.len(),
+            mean
+        );
+    }
     println!(
-        "  BatchWriter      {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({} batches, mean {:.0} messages)",
-        writer_rate,
-        percentile(&commits, 0.5) * 1e3,
-        percentile(&commits, 0.99) * 1e3,
-        commits.len(),
-        mean_batch
-    );
-    println!(
-        "  INSERT/message   {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({single_n} messages, {concurrency} connections)",
+        "  INSERT/message        {:>10.0} messages/s   commit p50 {:>7.2} ms  p99 {:>7.2} ms   ({single_n} messages, {concurrency} connections)",
         single_rate,
         percentile(&single_lat, 0.5) * 1e3,
         percentile(&single_lat, 0.99) * 1e3,
     );
-    println!("  ratio            {:>10.1}x", writer_rate / single_rate);
+    let best = runs.iter().map(|r| r.1).fold(0.0, f64::max);
     println!(
-        "  bar              >= 150000 messages/s: {}",
-        if writer_rate >= 150_000.0 {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "  ratio (default writer / INSERT per message) {:>6.1}x",
+        runs[0].1 / single_rate
+    );
+    println!(
+        "  bar >= 150000 messages/s: {}",
+        if best >= 150_000.0 { "met" } else { "NOT met" }
     );
 
     drop(store);
