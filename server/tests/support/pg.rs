@@ -1,7 +1,9 @@
 //! Test databases on a real PostgreSQL: each test gets its own `chatwire_test_<random>` database,
 //! dropped when the [`TestDb`] goes out of scope. Uses the server on 127.0.0.1:5432 (user postgres,
 //! trust); when nothing listens there, starts one throwaway cluster per test binary (initdb + pg_ctl
-//! from `/usr/lib/postgresql/*/bin`, as the `postgres` user when running as root) on a free port.
+//! from `/usr/lib/postgresql/*/bin`, as the `postgres` user when running as root) on a free port,
+//! stopped and removed by a background watcher when the test process exits.
+//! `CHATWIRE_TEST_PG_OWN_CLUSTER=1` forces the throwaway cluster.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::hash::{BuildHasher, Hasher};
@@ -125,6 +127,31 @@ fn start_cluster() -> String {
         "-w",
         "start",
     ]);
+    // Stop and remove the cluster once this test process is gone (a watcher in the background).
+    let watcher = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; {ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        ctl = pg_ctl.display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut cmd = if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", &watcher]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &watcher]);
+        c
+    };
+    // Detached on purpose: it outlives this process to clean up after it.
+    #[allow(clippy::zombie_processes)]
+    let _ = cmd.stdin(std::process::Stdio::null()).spawn();
     format!("127.0.0.1:{port}")
 }
 
