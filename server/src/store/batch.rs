@@ -139,11 +139,6 @@ pub struct Rejected {
     pub stopped: bool,
 }
 
-enum Command {
-    Write(Pending),
-    Stop(tokio::sync::oneshot::Sender<()>),
-}
-
 struct Pending {
     message: NewMessage,
     reply: ReplyTo,
@@ -154,7 +149,9 @@ struct Pending {
 #[derive(Clone)]
 pub struct WriterHandle {
     /// The bounded queue.
-    tx: flume::Sender<Command>,
+    tx: flume::Sender<Pending>,
+    /// Asks the writer to commit what is queued and stop; carries the "done" answer.
+    stop: flume::Sender<tokio::sync::oneshot::Sender<()>>,
     /// Set by `flush_and_stop`: later submits are refused at once instead of racing the drain.
     stopping: Arc<AtomicBool>,
 }
@@ -179,20 +176,18 @@ impl WriterHandle {
                 stopped: true,
             });
         }
-        let cmd = Command::Write(Pending {
+        let pending = Pending {
             message,
             reply,
             enqueued: Instant::now(),
-        });
-        self.tx.try_send(cmd).map_err(|e| {
+        };
+        self.tx.try_send(pending).map_err(|e| {
             let stopped = matches!(e, flume::TrySendError::Disconnected(_));
-            match e.into_inner() {
-                Command::Write(p) => Rejected {
-                    message: p.message,
-                    reply: p.reply,
-                    stopped,
-                },
-                Command::Stop(_) => unreachable_stop(),
+            let p = e.into_inner();
+            Rejected {
+                message: p.message,
+                reply: p.reply,
+                stopped,
             }
         })
     }
@@ -214,27 +209,24 @@ impl WriterHandle {
         }
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_micros(200);
-        let mut cmd = Command::Write(Pending {
+        let mut pending = Pending {
             message,
             reply,
             enqueued: Instant::now(),
-        });
+        };
         loop {
-            match self.tx.try_send(cmd) {
+            match self.tx.try_send(pending) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let stopped = matches!(e, flume::TrySendError::Disconnected(_));
-                    cmd = e.into_inner();
+                    pending = e.into_inner();
                     let now = Instant::now();
                     if stopped || now >= until {
-                        return match cmd {
-                            Command::Write(p) => Err(Rejected {
-                                message: p.message,
-                                reply: p.reply,
-                                stopped,
-                            }),
-                            Command::Stop(_) => Err(unreachable_stop()),
-                        };
+                        return Err(Rejected {
+                            message: pending.message,
+                            reply: pending.reply,
+                            stopped,
+                        });
                     }
                     tokio::time::sleep(pause.min(until - now)).await;
                     pause = (pause * 2).min(Duration::from_millis(5));
@@ -253,26 +245,9 @@ impl WriterHandle {
     pub async fn flush_and_stop(self) {
         self.stopping.store(true, Ordering::Release);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        if self.tx.send_async(Command::Stop(done_tx)).await.is_ok() {
+        if self.stop.send_async(done_tx).await.is_ok() {
             let _ = done_rx.await;
         }
-    }
-}
-
-/// `Stop` is only ever sent by `flush_and_stop`, never handed back to a submitter.
-fn unreachable_stop() -> Rejected {
-    Rejected {
-        message: NewMessage {
-            conversation_id: 0,
-            sender: super::UserKey::new(super::UserType::Brand, 0),
-            message_type: super::MessageType::Text,
-            content: String::new(),
-            attachment_url: None,
-            attachment_name: None,
-            temp_id: None,
-        },
-        reply: ReplyTo::None,
-        stopped: true,
     }
 }
 
@@ -289,6 +264,7 @@ impl BatchWriter {
         sink: Box<dyn CommitSink>,
     ) -> WriterHandle {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
+        let (stop, stop_rx) = flume::bounded(4);
         let spawned = std::thread::Builder::new()
             .name("chatwire-writer".into())
             .spawn(move || {
@@ -308,6 +284,7 @@ impl BatchWriter {
                         cfg,
                         sink,
                         rx,
+                        stop_rx,
                     }
                     .run(),
                 );
@@ -317,6 +294,7 @@ impl BatchWriter {
         }
         WriterHandle {
             tx,
+            stop,
             stopping: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -326,38 +304,32 @@ struct Writer {
     store: Arc<AnyStore>,
     cfg: BatchConfig,
     sink: Box<dyn CommitSink>,
-    rx: flume::Receiver<Command>,
+    rx: flume::Receiver<Pending>,
+    stop_rx: flume::Receiver<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Writer {
     async fn run(self) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.max_batch);
         let mut stop: Option<tokio::sync::oneshot::Sender<()>> = None;
-        while stop.is_none() {
-            match self.rx.recv_async().await {
-                Ok(Command::Write(p)) => batch.push(p),
-                Ok(Command::Stop(done)) => stop = Some(done),
-                Err(_) => break, // every handle dropped
-            }
-            if stop.is_none() {
-                stop = self.fill(&mut batch).await;
-            }
-            metrics::gauge!(METRIC_QUEUE_DEPTH).set(self.rx.len() as f64);
-            if !batch.is_empty() {
-                self.commit(std::mem::take(&mut batch)).await;
-            }
-        }
-        // Stopping: commit whatever is still queued (submits racing the stop), in batches.
-        let mut rest: Vec<Pending> = Vec::new();
-        for c in self.rx.drain() {
-            match c {
-                Command::Write(p) => rest.push(p),
-                Command::Stop(done) => {
-                    let _ = done.send(());
+        loop {
+            tokio::select! {
+                biased;
+                done = self.stop_rx.recv_async() => {
+                    stop = done.ok();
+                    break;
                 }
+                next = self.rx.recv_async() => match next {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break, // every handle dropped
+                },
             }
+            self.fill(&mut batch).await;
+            metrics::gauge!(METRIC_QUEUE_DEPTH).set(self.rx.len() as f64);
+            self.commit(std::mem::take(&mut batch)).await;
         }
-        batch.extend(rest);
+        // Stopping: new submits are already refused (`stopping`); commit what is queued.
+        batch.extend(self.rx.drain());
         while !batch.is_empty() {
             let tail = batch.split_off(batch.len().min(self.cfg.max_batch));
             self.commit(std::mem::replace(&mut batch, tail)).await;
@@ -366,32 +338,32 @@ impl Writer {
         if let Some(done) = stop {
             let _ = done.send(());
         }
+        // Other handles that asked to stop too.
+        for done in self.stop_rx.drain() {
+            let _ = done.send(());
+        }
     }
 
     /// Adds queued messages to `batch` until it is full or the window has passed.
-    async fn fill(&self, batch: &mut Vec<Pending>) -> Option<tokio::sync::oneshot::Sender<()>> {
+    async fn fill(&self, batch: &mut Vec<Pending>) {
         let until = Instant::now() + self.cfg.window;
         while batch.len() < self.cfg.max_batch {
             let next = match self.rx.try_recv() {
-                Ok(c) => c,
-                Err(flume::TryRecvError::Disconnected) => return None,
+                Ok(p) => p,
+                Err(flume::TryRecvError::Disconnected) => return,
                 Err(flume::TryRecvError::Empty) => {
                     let now = Instant::now();
                     if now >= until {
-                        return None;
+                        return;
                     }
                     match tokio::time::timeout(until - now, self.rx.recv_async()).await {
-                        Ok(Ok(c)) => c,
-                        Ok(Err(_)) | Err(_) => return None,
+                        Ok(Ok(p)) => p,
+                        Ok(Err(_)) | Err(_) => return,
                     }
                 }
             };
-            match next {
-                Command::Write(p) => batch.push(p),
-                Command::Stop(done) => return Some(done),
-            }
+            batch.push(next);
         }
-        None
     }
 
     /// Commits one batch, retrying until the oldest message's deadline, and reports to the sink.
