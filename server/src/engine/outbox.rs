@@ -122,8 +122,9 @@ impl Outbox {
         let mut inner = self.inner.borrow_mut();
         let frame = inner.queue.pop_front()?;
         inner.queued_bytes -= frame.len();
-        if inner.queue.is_empty() && inner.queue.capacity() > 16 {
-            // Give back memory after a burst: idle connections must stay small.
+        if inner.queue.is_empty() {
+            // Give the memory back: most connections are idle between bursts, and an idle one
+            // must stay small (an empty VecDeque owns no heap).
             inner.queue = VecDeque::new();
         }
         Some(frame)
