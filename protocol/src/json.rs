@@ -52,6 +52,14 @@ thread_local! {
 /// (to the next `"` or `\\`), so the cost is driven by the structure, not the text. Malformed
 /// input passes through (the parser rejects it).
 pub fn check_depth(buf: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    // Depth never exceeds the number of openers: when there are few (the usual chat payload),
+    // one vectorized count settles it.
+    if memchr::memchr2_iter(b'[', b'{', buf)
+        .nth(max_depth)
+        .is_none()
+    {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut i = 0usize;
     while let Some(&b) = buf.get(i) {

@@ -72,7 +72,9 @@ impl Packet {
         let Some(&kind) = input.first() else {
             return Err(EngineError::EmptyPacket);
         };
-        let data = input.slice(1..);
+        // Dropping the type byte moves the view; no reference-count traffic.
+        let mut data = input;
+        bytes::Buf::advance(&mut data, 1);
         match kind {
             b'0' => {
                 let mut json = data.to_vec();
