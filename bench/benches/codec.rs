@@ -2,8 +2,8 @@
 //! (a `String` per frame, `serde_json::Value`), measured in the same run.
 //!
 //! Groups: `proto/decode_packet`, `proto/encode_packet`, `proto/polling_payload`. After criterion's
-//! report a short summary measures each pair again with a plain loop (median of 21 samples) and
-//! prints the ratio baseline / chatwire.
+//! report a short summary measures each pair again with a plain loop (median of 31 samples that
+//! alternate between the two sides) and prints the ratio baseline / chatwire.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
@@ -14,9 +14,9 @@ use chatwire_protocol::config::SocketConfig;
 use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::payload;
 use chatwire_protocol::json::{self, Value};
-use chatwire_protocol::socket::packet::{encode_event_suffix, Packet};
-use chatwire_protocol::socket::{encode, encode_event_prefix, Decoder};
-use criterion::{criterion_group, BatchSize, Criterion};
+use chatwire_protocol::socket::packet::{Packet, encode_event_suffix};
+use chatwire_protocol::socket::{Decoder, encode, encode_event_prefix};
+use criterion::{BatchSize, Criterion, criterion_group};
 
 /// A typical client `message:send` frame (~200 bytes).
 const MESSAGE_SEND: &str = r#"42/chat,["message:send",{"conversationId":123,"content":"Hey! Are we still on for the campaign shoot tomorrow? Let me know what time works for you.","messageType":"text","tempId":1731600000000}]"#;
@@ -38,7 +38,8 @@ fn polling_body() -> Vec<u8> {
 // ---- chatwire paths ----
 
 fn ours_decode(frame: &Bytes, decoder: &mut Decoder) -> Packet {
-    let EnginePacket::Message(data) = EnginePacket::decode_text_bytes(frame.clone()).unwrap() else {
+    let EnginePacket::Message(data) = EnginePacket::decode_text_bytes(frame.clone()).unwrap()
+    else {
         unreachable!()
     };
     decoder.decode_text(&data).unwrap().unwrap()
@@ -53,8 +54,13 @@ fn ours_encode(nsp: &str, name: &str, payload: &Value, out: &mut Vec<u8>) {
 fn ours_decode_payload(body: &Bytes, decoder: &mut Decoder) -> usize {
     let mut n = 0;
     for item in payload::decode_bytes(body.clone()) {
-        let EnginePacket::Message(data) = item.unwrap() else { unreachable!() };
-        n += decoder.decode_text(&data).unwrap().map_or(0, |p| p.args().len());
+        let EnginePacket::Message(data) = item.unwrap() else {
+            unreachable!()
+        };
+        n += decoder
+            .decode_text(&data)
+            .unwrap()
+            .map_or(0, |p| p.args().len());
     }
     n
 }
@@ -88,17 +94,32 @@ fn naive_decode(frame: &[u8]) -> NaivePacket {
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let id = (digits > 0).then(|| rest[..digits].parse().unwrap());
     let data = serde_json::from_str(&rest[digits..]).unwrap();
-    NaivePacket { kind, nsp, id, data }
+    NaivePacket {
+        kind,
+        nsp,
+        id,
+        data,
+    }
 }
 
 fn naive_encode(nsp: &str, name: &str, payload: &serde_json::Value) -> String {
-    let array = serde_json::Value::Array(vec![serde_json::Value::String(name.to_string()), payload.clone()]);
+    let array = serde_json::Value::Array(vec![
+        serde_json::Value::String(name.to_string()),
+        payload.clone(),
+    ]);
     format!("42{},{}", nsp, serde_json::to_string(&array).unwrap())
 }
 
 fn naive_decode_payload(body: &[u8]) -> usize {
     let text = String::from_utf8(body.to_vec()).unwrap();
-    text.split('\x1e').map(|item| naive_decode(item.as_bytes()).data.as_array().map_or(0, |a| a.len() - 1)).sum()
+    text.split('\x1e')
+        .map(|item| {
+            naive_decode(item.as_bytes())
+                .data
+                .as_array()
+                .map_or(0, |a| a.len() - 1)
+        })
+        .sum()
 }
 
 fn naive_encode_payload(frames: &[String]) -> String {
@@ -119,15 +140,22 @@ fn decode_packet(c: &mut Criterion) {
     for (name, frame) in [("message_send", MESSAGE_SEND), ("message_new", MESSAGE_NEW)] {
         let bytes = Bytes::from(frame.to_owned());
         let mut decoder = Decoder::new(&SocketConfig::default());
-        g.bench_function(format!("chatwire/{name}"), |b| b.iter(|| ours_decode(black_box(&bytes), &mut decoder)));
-        g.bench_function(format!("serde_json/{name}"), |b| b.iter(|| naive_decode(black_box(frame.as_bytes()))));
+        g.bench_function(format!("chatwire/{name}"), |b| {
+            b.iter(|| ours_decode(black_box(&bytes), &mut decoder))
+        });
+        g.bench_function(format!("serde_json/{name}"), |b| {
+            b.iter(|| naive_decode(black_box(frame.as_bytes())))
+        });
     }
     g.finish();
 }
 
 fn encode_packet(c: &mut Criterion) {
     let mut g = c.benchmark_group("proto/encode_packet");
-    for (name, frame, event) in [("message_send", MESSAGE_SEND, "message:send"), ("message_new", MESSAGE_NEW, "message:new")] {
+    for (name, frame, event) in [
+        ("message_send", MESSAGE_SEND, "message:send"),
+        ("message_new", MESSAGE_NEW, "message:new"),
+    ] {
         let (ours, naive) = payload_of(frame);
         g.bench_function(format!("chatwire/{name}"), |b| {
             b.iter_batched_ref(
@@ -136,13 +164,19 @@ fn encode_packet(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        g.bench_function(format!("serde_json/{name}"), |b| b.iter(|| naive_encode("/chat", event, black_box(&naive))));
+        g.bench_function(format!("serde_json/{name}"), |b| {
+            b.iter(|| naive_encode("/chat", event, black_box(&naive)))
+        });
     }
     // The whole packet through the generic encoder (Packet -> text), for comparison.
     let (ours, _) = payload_of(MESSAGE_NEW);
     let packet = Packet::event("/chat", "message:new", vec![ours]);
     g.bench_function("chatwire_generic/message_new", |b| {
-        b.iter_batched_ref(|| Vec::with_capacity(512), |out| encode(black_box(&packet), out), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            || Vec::with_capacity(512),
+            |out| encode(black_box(&packet), out),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
@@ -152,104 +186,144 @@ fn polling_payload(c: &mut Criterion) {
     let body = polling_body();
     let shared = Bytes::from(body.clone());
     let mut decoder = Decoder::new(&SocketConfig::default());
-    g.bench_function("chatwire/decode_50", |b| b.iter(|| ours_decode_payload(black_box(&shared), &mut decoder)));
-    g.bench_function("serde_json/decode_50", |b| b.iter(|| naive_decode_payload(black_box(&body))));
-    let frames: Vec<EnginePacket> =
-        (0..50).map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..]))).collect();
-    let strings: Vec<String> = (0..50).map(|_| MESSAGE_NEW.to_owned()).collect();
-    g.bench_function("chatwire/encode_50", |b| {
-        b.iter_batched_ref(
-            || Vec::with_capacity(16 * 1024),
-            |out| ours_encode_payload(black_box(&frames), out),
-            BatchSize::SmallInput,
-        )
+    g.bench_function("chatwire/decode_50", |b| {
+        b.iter(|| ours_decode_payload(black_box(&shared), &mut decoder))
     });
-    g.bench_function("serde_json/encode_50", |b| b.iter(|| naive_encode_payload(black_box(&strings))));
+    g.bench_function("serde_json/decode_50", |b| {
+        b.iter(|| naive_decode_payload(black_box(&body)))
+    });
+    let frames: Vec<EnginePacket> = (0..50)
+        .map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..])))
+        .collect();
+    let strings: Vec<String> = (0..50).map(|_| MESSAGE_NEW.to_owned()).collect();
+    let mut out = Vec::with_capacity(16 * 1024);
+    g.bench_function("chatwire/encode_50", |b| {
+        b.iter(|| {
+            out.clear();
+            ours_encode_payload(black_box(&frames), &mut out)
+        })
+    });
+    g.bench_function("serde_json/encode_50", |b| {
+        b.iter(|| naive_encode_payload(black_box(&strings)))
+    });
     g.finish();
 }
 
 // ---- ratio summary ----
 
-/// Median nanoseconds per call of `f` over 21 samples of `iters` calls.
-fn median_ns(iters: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iters {
-        f();
+/// Median nanoseconds per call of `ours` and `base`, sampled alternately (31 samples of `iters`
+/// calls each) so that load from other processes hits both sides alike.
+fn paired_median_ns(iters: u32, mut ours: impl FnMut(), mut base: impl FnMut()) -> (f64, f64) {
+    fn sample(iters: u32, f: &mut impl FnMut()) -> f64 {
+        let start = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(iters)
     }
-    let mut samples: Vec<f64> = (0..21)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    sample(iters, &mut ours);
+    sample(iters, &mut base);
+    let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..31)
+        .map(|_| (sample(iters, &mut ours), sample(iters, &mut base)))
+        .unzip();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    (a[a.len() / 2], b[b.len() / 2])
 }
 
 fn summary() {
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
-    for (name, frame) in [("decode message_send", MESSAGE_SEND), ("decode message_new", MESSAGE_NEW)] {
+    for (name, frame) in [
+        ("decode message_send", MESSAGE_SEND),
+        ("decode message_new", MESSAGE_NEW),
+    ] {
         let bytes = Bytes::from(frame.to_owned());
         let mut decoder = Decoder::new(&SocketConfig::default());
-        let ours = median_ns(20_000, || {
-            black_box(ours_decode(black_box(&bytes), &mut decoder));
-        });
-        let naive = median_ns(20_000, || {
-            black_box(naive_decode(black_box(frame.as_bytes())));
-        });
+        let (ours, naive) = paired_median_ns(
+            5_000,
+            || {
+                black_box(ours_decode(black_box(&bytes), &mut decoder));
+            },
+            || {
+                black_box(naive_decode(black_box(frame.as_bytes())));
+            },
+        );
         rows.push((name, ours, naive));
     }
-    for (name, frame, event) in
-        [("encode message_send", MESSAGE_SEND, "message:send"), ("encode message_new", MESSAGE_NEW, "message:new")]
-    {
+    for (name, frame, event) in [
+        ("encode message_send", MESSAGE_SEND, "message:send"),
+        ("encode message_new", MESSAGE_NEW, "message:new"),
+    ] {
         let (ours_v, naive_v) = payload_of(frame);
         let mut out = Vec::with_capacity(512);
-        let ours = median_ns(20_000, || {
-            out.clear();
-            ours_encode("/chat", event, black_box(&ours_v), &mut out);
-            black_box(&out);
-        });
-        let naive = median_ns(20_000, || {
-            black_box(naive_encode("/chat", event, black_box(&naive_v)));
-        });
+        let (ours, naive) = paired_median_ns(
+            5_000,
+            || {
+                out.clear();
+                ours_encode("/chat", event, black_box(&ours_v), &mut out);
+                black_box(&out);
+            },
+            || {
+                black_box(naive_encode("/chat", event, black_box(&naive_v)));
+            },
+        );
         rows.push((name, ours, naive));
     }
     let body = polling_body();
     let shared = Bytes::from(body.clone());
     let mut decoder = Decoder::new(&SocketConfig::default());
-    let ours = median_ns(500, || {
-        black_box(ours_decode_payload(black_box(&shared), &mut decoder));
-    });
-    let naive = median_ns(500, || {
-        black_box(naive_decode_payload(black_box(&body)));
-    });
+    let (ours, naive) = paired_median_ns(
+        100,
+        || {
+            black_box(ours_decode_payload(black_box(&shared), &mut decoder));
+        },
+        || {
+            black_box(naive_decode_payload(black_box(&body)));
+        },
+    );
     rows.push(("decode polling x50", ours, naive));
-    let frames: Vec<EnginePacket> =
-        (0..50).map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..]))).collect();
+    let frames: Vec<EnginePacket> = (0..50)
+        .map(|_| EnginePacket::Message(Bytes::from_static(&MESSAGE_NEW.as_bytes()[1..])))
+        .collect();
     let strings: Vec<String> = (0..50).map(|_| MESSAGE_NEW.to_owned()).collect();
     let mut out = Vec::with_capacity(16 * 1024);
-    let ours = median_ns(2_000, || {
-        out.clear();
-        black_box(ours_encode_payload(black_box(&frames), &mut out));
-    });
-    let naive = median_ns(2_000, || {
-        black_box(naive_encode_payload(black_box(&strings)));
-    });
+    let (ours, naive) = paired_median_ns(
+        1_000,
+        || {
+            out.clear();
+            black_box(ours_encode_payload(black_box(&frames), &mut out));
+        },
+        || {
+            black_box(naive_encode_payload(black_box(&strings)));
+        },
+    );
     rows.push(("encode polling x50", ours, naive));
 
     println!();
-    println!("codec summary (median of 21 samples, ns per op; ratio = serde_json / chatwire)");
-    println!("{:<22} {:>12} {:>12} {:>8}", "case", "chatwire", "serde_json", "ratio");
+    println!(
+        "codec summary (median of 31 alternating samples, ns per op; ratio = serde_json / chatwire)"
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>8}",
+        "case", "chatwire", "serde_json", "ratio"
+    );
     for (name, ours, naive) in rows {
-        println!("{name:<22} {ours:>12.1} {naive:>12.1} {:>7.2}x", naive / ours);
+        println!(
+            "{name:<22} {ours:>12.1} {naive:>12.1} {:>7.2}x",
+            naive / ours
+        );
     }
-    println!("message:send frame: {} bytes; bar: decode <= 1000 ns and faster than serde_json", MESSAGE_SEND.len());
+    println!(
+        "message:send frame: {} bytes; bar: decode <= 1000 ns and faster than serde_json",
+        MESSAGE_SEND.len()
+    );
 }
 
 fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2)).sample_size(50)
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
 }
 
 criterion_group! {
