@@ -98,7 +98,8 @@ enum Answer {
     QueueFull,
 }
 
-fn message(cid: i64, sender: UserKey, n: i64) -> NewMessage {
+fn message(convs: &[i64], sender: UserKey, n: i64) -> NewMessage {
+    let cid = convs[n as usize % convs.len()];
     NewMessage {
         conversation_id: cid,
         sender,
@@ -139,10 +140,16 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
             .unwrap(),
     );
     let sender = UserKey::new(UserType::Brand, 1);
-    let (conv, _) = store
-        .create_direct(sender, UserKey::new(UserType::Influencer, 1))
-        .await
-        .unwrap();
+    // Four conversations, so batches are split over the writer's lanes.
+    let mut convs = Vec::new();
+    for i in 1..=4 {
+        let (c, _) = store
+            .create_direct(sender, UserKey::new(UserType::Influencer, i))
+            .await
+            .unwrap();
+        convs.push(c.id);
+    }
+    let convs: Arc<[i64]> = convs.into();
     let deadline = Duration::from_secs(1);
     let cfg = BatchConfig::default()
         .with_commit_deadline(deadline)
@@ -157,15 +164,16 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     let answers: Arc<Mutex<Vec<Record>>> = Arc::default();
     let mut senders = Vec::new();
     for s in 0..50i64 {
-        let (writer, answers) = (writer.clone(), answers.clone());
+        let (writer, answers, convs) = (writer.clone(), answers.clone(), convs.clone());
         senders.push(tokio::spawn(async move {
             let mut n = s;
             let mut waiters = Vec::new();
             while Instant::now() < stop_at {
                 let (writer, answers) = (writer.clone(), answers.clone());
+                let m = message(&convs, sender, n);
                 waiters.push(tokio::spawn(async move {
                     let sent_at = Instant::now();
-                    let (answer, took) = send(writer, message(conv.id, sender, n)).await;
+                    let (answer, took) = send(writer, m).await;
                     answers.lock().unwrap().push((n, answer, took, sent_at));
                 }));
                 n += 50;
@@ -252,7 +260,7 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
                 .map(|&n| {
                     (
                         n,
-                        tokio::spawn(send(writer.clone(), message(conv.id, sender, n))),
+                        tokio::spawn(send(writer.clone(), message(&convs, sender, n))),
                     )
                 })
                 .collect();
