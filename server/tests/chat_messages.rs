@@ -333,3 +333,36 @@ async fn rest_send_and_read_reach_sockets() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_sender_gets_rate_limited_not_disconnected() {
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 1;
+        c.rate_limit_burst = 3;
+    })
+    .await;
+    let (a, b) = (brand(1), influencer(2));
+    let conv = s.direct(a, b).await;
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    for i in 0..6 {
+        ca.emit_ack("message:send", json!({"conversationId": conv, "content": "x", "tempId": i}), i).await;
+    }
+    let mut limited = 0;
+    let mut sent = 0;
+    for i in 0..6 {
+        let r = ca.ack(i).await;
+        if r["error"] == "rate_limited" {
+            assert_eq!(r["tempId"], i);
+            limited += 1;
+        } else {
+            assert_eq!(r["message"]["content"], "x");
+            sent += 1;
+        }
+    }
+    assert_eq!((sent, limited), (3, 3));
+    // Still connected, and allowed again after a pause.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ca.emit_ack("message:send", json!({"conversationId": conv, "content": "later"}), 99).await;
+    assert_eq!(ca.ack(99).await["message"]["content"], "later");
+    s.stop().await;
+}
