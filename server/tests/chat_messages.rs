@@ -345,7 +345,12 @@ async fn fast_sender_gets_rate_limited_not_disconnected() {
     let conv = s.direct(a, b).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
     for i in 0..6 {
-        ca.emit_ack("message:send", json!({"conversationId": conv, "content": "x", "tempId": i}), i).await;
+        ca.emit_ack(
+            "message:send",
+            json!({"conversationId": conv, "content": "x", "tempId": i}),
+            i,
+        )
+        .await;
     }
     let mut limited = 0;
     let mut sent = 0;
@@ -362,7 +367,12 @@ async fn fast_sender_gets_rate_limited_not_disconnected() {
     assert_eq!((sent, limited), (3, 3));
     // Still connected, and allowed again after a pause.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    ca.emit_ack("message:send", json!({"conversationId": conv, "content": "later"}), 99).await;
+    ca.emit_ack(
+        "message:send",
+        json!({"conversationId": conv, "content": "later"}),
+        99,
+    )
+    .await;
     assert_eq!(ca.ack(99).await["message"]["content"], "later");
     s.stop().await;
 }

@@ -67,10 +67,9 @@ pub struct ChatSocket {
     pub limiter: Option<MessageLimiter>,
     /// Conversations whose room this socket joined.
     pub rooms: SmallVec<[i64; 2]>,
-    /// Conversations this socket is typing in, with the generation of its 6 s timer.
-    pub typing: SmallVec<[(i64, u32); 1]>,
-    /// Generation counter for typing timers.
-    pub typing_gen: u32,
+    /// Conversations this socket is typing in, with when its typing ends (6 s after the last
+    /// `typing:start`). One timer task per entry re-reads this deadline when it wakes.
+    pub typing: SmallVec<[(i64, std::time::Instant); 1]>,
 }
 
 /// Per-shard chat caches.
@@ -184,7 +183,6 @@ pub async fn authenticate(
         limiter,
         rooms: SmallVec::new(),
         typing: SmallVec::new(),
-        typing_gen: 0,
     })
 }
 

@@ -51,69 +51,80 @@ pub fn on_typing(ctx: &Ctx<'_>, payload: &Value, start: bool) {
     };
     let conv = req.conversation_id;
     // Only a socket in the room may type there; others are ignored (no reply in the contract).
+    let until = std::time::Instant::now() + TYPING_TIMEOUT;
     let outcome = with_socket(ctx.conn, ctx.local, |c| {
         if !c.rooms.contains(&conv) {
             return None;
         }
         let pos = c.typing.iter().position(|(t, _)| *t == conv);
-        if start {
-            c.typing_gen = c.typing_gen.wrapping_add(1);
-            let generation = c.typing_gen;
-            match pos {
-                Some(p) => {
-                    if let Some(entry) = c.typing.get_mut(p) {
-                        entry.1 = generation;
-                    }
+        match (start, pos) {
+            // A repeated start only moves the deadline; the running timer sees it.
+            (true, Some(p)) => {
+                if let Some(entry) = c.typing.get_mut(p) {
+                    entry.1 = until;
                 }
-                None => c.typing.push((conv, generation)),
+                Some(false)
             }
-            Some(Some(generation))
-        } else {
-            pos.map(|p| c.typing.remove(p));
-            Some(None)
+            (true, None) => {
+                c.typing.push((conv, until));
+                Some(true)
+            }
+            (false, p) => {
+                p.map(|p| c.typing.remove(p));
+                Some(false)
+            }
         }
     });
-    let Some(Some(action)) = outcome else { return };
+    let Some(Some(new_timer)) = outcome else {
+        return;
+    };
     let key = ctx.shard.socket_key(ctx.local);
     broadcast(ctx.shard, conv, ctx.user, start, Some(key));
-    if let Some(generation) = action {
+    if new_timer {
         arm_timer(
             ctx.shard.clone(),
             ctx.conn.clone(),
             ctx.local,
             ctx.user,
             conv,
-            generation,
+            until,
         );
     }
 }
 
-/// After 6 s, stops typing unless a newer start re-armed it.
+/// Sends `typing:stop` once the typing deadline passes (it moves with each `typing:start`).
 fn arm_timer(
     shard: Rc<Shard>,
     conn: Rc<crate::engine::conn::Conn>,
     local: u64,
     user: UserKey,
     conv: i64,
-    generation: u32,
+    first: std::time::Instant,
 ) {
     tokio::task::spawn_local(async move {
-        tokio::time::sleep(TYPING_TIMEOUT).await;
-        let expired = with_socket(&conn, local, |c| {
-            match c
-                .typing
-                .iter()
-                .position(|(t, g)| *t == conv && *g == generation)
-            {
-                Some(p) => {
-                    c.typing.remove(p);
-                    true
+        let mut deadline = first;
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            let now = std::time::Instant::now();
+            let state = with_socket(&conn, local, |c| {
+                let pos = c.typing.iter().position(|(t, _)| *t == conv)?;
+                let until = c.typing.get(pos)?.1;
+                if until > now {
+                    return Some(Some(until));
                 }
-                None => false,
+                c.typing.remove(pos);
+                Some(None)
+            });
+            match state {
+                // Still typing: a later start moved the deadline.
+                Some(Some(Some(until))) => deadline = until,
+                Some(Some(None)) => {
+                    broadcast(&shard, conv, user, false, Some(shard.socket_key(local)));
+                    return;
+                }
+                // Stopped already, or the socket is gone.
+                _ => return,
             }
-        });
-        if expired == Some(true) {
-            broadcast(&shard, conv, user, false, Some(shard.socket_key(local)));
         }
     });
 }
