@@ -380,3 +380,38 @@ async fn socketio_invalid_packets_close_the_connection() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_to_client_acks() {
+    let s = TestServer::conformance().await;
+    let mut ws = sio_ws(s.addr).await;
+    for round in 0..2 {
+        ws.send(Message::Text(r#"42["ask-ack"]"#.into()))
+            .await
+            .unwrap();
+        let q = next_text(&mut ws).await;
+        let rest = q.strip_prefix("42").expect("event");
+        let bracket = rest.find('[').unwrap();
+        let id: u64 = rest[..bracket].parse().expect("ack id");
+        assert_eq!(&rest[bracket..], r#"["question","ping?"]"#);
+        ws.send(Message::Text(format!(r#"43{id}["pong!",{round}]"#).into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(&mut ws).await,
+            format!(r#"42["answer","pong!",{round}]"#)
+        );
+    }
+    // An ACK nobody waits for is ignored; the connection stays usable.
+    ws.send(Message::Text(r#"43999["late"]"#.into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(r#"42["message","still here"]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"42["message-back","still here"]"#
+    );
+    s.stop().await;
+}

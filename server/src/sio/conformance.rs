@@ -39,7 +39,7 @@ pub fn on_connected(conn: &Conn, nsp: Nsp, auth: Option<Value>) {
 }
 
 /// An event on `/` or `/custom`.
-pub fn on_event(conn: &Conn, nsp: Nsp, packet: Packet) {
+pub fn on_event(conn: &std::rc::Rc<Conn>, nsp: Nsp, packet: Packet) {
     let Some(name) = packet.event_name() else {
         return;
     };
@@ -85,6 +85,33 @@ pub fn on_event(conn: &Conn, nsp: Nsp, packet: Packet) {
             };
             send_packet(conn, &reply);
         }
+        "ask-ack" => ask_ack(conn, nsp),
         _ => {}
     }
+}
+
+/// Extension (not in the upstream suites): the server emits `question` with an ack id; the
+/// client's ack arguments come back as `answer`. Exercises server -> client acks.
+fn ask_ack(conn: &std::rc::Rc<Conn>, nsp: Nsp) {
+    let Some(local) = super::find_socket(conn, nsp) else {
+        return;
+    };
+    let Some(rx) = super::acks::emit_with_ack(conn, local, "question", b"\"ping?\"") else {
+        return;
+    };
+    let conn = conn.clone();
+    tokio::task::spawn_local(async move {
+        if let Ok(Ok(args)) = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+            let mut items = vec![Value::String("answer".into())];
+            items.extend(args);
+            let packet = Packet {
+                kind: PacketType::Event,
+                nsp: nsp.as_str().to_owned(),
+                id: None,
+                data: Some(Value::Array(Box::new(items))),
+                attachments: Vec::new(),
+            };
+            send_packet(&conn, &packet);
+        }
+    });
 }

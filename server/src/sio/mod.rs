@@ -2,6 +2,7 @@
 //! connects and disconnects namespace sockets, and hands events to the application (the chat
 //! layer, or the conformance echo app). Undecodable traffic closes the connection (the caller).
 
+pub mod acks;
 pub mod conformance;
 pub mod emit;
 
@@ -59,6 +60,8 @@ pub struct SocketSlot {
     pub id: Box<str>,
     /// Chat state (`/chat` sockets only).
     pub chat: Option<Box<ChatSocket>>,
+    /// Server acks waiting for the client (allocated only while one is pending).
+    pub acks: Option<Box<acks::PendingAcks>>,
 }
 
 /// The client-visible id of a socket: shard, local number and some randomness, 16 chars max.
@@ -152,7 +155,12 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
             }
             true
         }
-        PacketType::Ack | PacketType::BinaryAck => true,
+        PacketType::Ack | PacketType::BinaryAck => {
+            if let Some(nsp) = Nsp::parse(mode, &packet.nsp) {
+                acks::on_ack(conn, nsp, packet);
+            }
+            true
+        }
         PacketType::ConnectError => false,
     }
 }
@@ -194,6 +202,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
             local,
             id: id.clone(),
             chat,
+            acks: None,
         });
     }
     shard.sockets.borrow_mut().insert(local, conn.clone());

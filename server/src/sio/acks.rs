@@ -1,0 +1,88 @@
+//! Server -> client acknowledgements: the server emits an event with an ack id and gets the
+//! client's ACK arguments back through a oneshot. At most [`MAX_PENDING`] per socket; the map is
+//! allocated only while an ack is pending.
+
+use std::collections::HashMap;
+
+use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::packet::Packet;
+use tokio::sync::oneshot;
+
+use super::{Nsp, emit};
+use crate::engine::conn::Conn;
+
+/// Most unanswered server acks per socket; more are refused.
+pub const MAX_PENDING: usize = 64;
+
+/// Pending server acks of one socket.
+#[derive(Debug, Default)]
+pub struct PendingAcks {
+    /// Next ack id.
+    next_id: u64,
+    /// Ack id -> who waits for the client's answer.
+    waiting: HashMap<u64, oneshot::Sender<Vec<Value>>>,
+}
+
+/// Emits `event` with a JSON `payload` to socket `local` of `conn`, asking for an ack. None when
+/// the socket is gone or has too many acks pending. The receiver yields the ACK arguments (it
+/// errors if the socket disconnects first).
+pub fn emit_with_ack(
+    conn: &Conn,
+    local: u64,
+    event: &str,
+    payload: &[u8],
+) -> Option<oneshot::Receiver<Vec<Value>>> {
+    let (nsp, id, rx) = {
+        let mut st = conn.state.borrow_mut();
+        let slot = st.sockets.iter_mut().find(|s| s.local == local)?;
+        let acks = slot.acks.get_or_insert_with(Box::default);
+        if acks.waiting.len() >= MAX_PENDING {
+            return None;
+        }
+        let id = acks.next_id;
+        acks.next_id += 1;
+        let (tx, rx) = oneshot::channel();
+        acks.waiting.insert(id, tx);
+        (slot.nsp, id, rx)
+    };
+    let mut out = Vec::with_capacity(16 + event.len() + payload.len());
+    out.extend_from_slice(b"42");
+    if nsp != Nsp::Root {
+        out.extend_from_slice(nsp.as_str().as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    out.push(b'[');
+    emit::write_json_str(event, &mut out);
+    out.push(b',');
+    out.extend_from_slice(payload);
+    out.push(b']');
+    conn.push(emit::text_frame(out));
+    Some(rx)
+}
+
+/// A client ACK for namespace `nsp`: hands its arguments to the waiting emitter.
+pub fn on_ack(conn: &Conn, nsp: Nsp, packet: Packet) {
+    let Some(id) = packet.id else { return };
+    let tx = {
+        let mut st = conn.state.borrow_mut();
+        let Some(slot) = st.sockets.iter_mut().find(|s| s.nsp == nsp) else {
+            return;
+        };
+        let Some(acks) = slot.acks.as_mut() else {
+            return;
+        };
+        let tx = acks.waiting.remove(&id);
+        if acks.waiting.is_empty() {
+            slot.acks = None;
+        }
+        tx
+    };
+    if let Some(tx) = tx {
+        let args = match packet.data {
+            Some(Value::Array(items)) => *items,
+            _ => Vec::new(),
+        };
+        let _ = tx.send(args);
+    }
+}
