@@ -6,8 +6,8 @@
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
 //! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 1024 as the server), `BENCH_LANES`
-//! (parallel commit connections of the second writer run, default 2; the first run uses the
-//! server's default, 1).
+//! (parallel commit connections of the second writer run, default 1; the first run uses the
+//! server's default, 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,12 +267,13 @@ fn main() {
     let store = Arc::new(rt.block_on(AnyStore::connect(&url, true)).unwrap());
     rt.block_on(seed(&store));
 
-    // Warm-up (plans, caches, table growth), then the measured runs: the server's default (one
-    // statement per batch), then each batch split by conversation over parallel connections.
+    // Warm-up (plans, caches, table growth), then the measured runs: the server's default (each
+    // batch split by conversation over 2 connections), then `BENCH_LANES` (default 1: one
+    // statement per batch).
     let default_lanes = BatchConfig::default().lanes;
     run_writer(store.clone(), 100_000, default_lanes);
     let mut runs = Vec::new();
-    for lanes in [default_lanes, env_usize("BENCH_LANES", 2)] {
+    for lanes in [default_lanes, env_usize("BENCH_LANES", 1)] {
         commit.0.lock().unwrap().clear();
         batch.0.lock().unwrap().clear();
         let rate = run_writer(store.clone(), n, lanes);
