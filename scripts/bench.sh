@@ -16,6 +16,7 @@
 #   scripts/bench.sh --no-criterion   load comparison only
 #   scripts/bench.sh --save-baseline  also save the figures as bench/baseline/bench.json
 #   SERVERS="chatwire socketioxide" STEP_SECS=8 GROUP_RATES="0.5 1 2" scripts/bench.sh
+#   SCENARIO="" scripts/bench.sh     with typing and read receipts (default: messages only)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
 
@@ -32,9 +33,12 @@ SERVERS="${SERVERS:-chatwire socketioxide node}"
 STEP_SECS="${STEP_SECS:-8}"
 IDLE_USERS="${IDLE_USERS:-4000}"
 GROUP_USERS="${GROUP_USERS:-2000}"
-GROUP_RATES="${GROUP_RATES:-0.5 1 2}"
+GROUP_RATES="${GROUP_RATES:-0.05 0.1 0.2 0.5 1}"
 DIRECT_USERS="${DIRECT_USERS:-4000}"
-DIRECT_RATES="${DIRECT_RATES:-2 4 8}"
+DIRECT_RATES="${DIRECT_RATES:-0.5 1 2 4}"
+# Messages only by default, so CPU per delivery is the message path; SCENARIO="" adds typing
+# and read receipts (the loadtest scenario).
+SCENARIO="${SCENARIO---no-typing --no-read}"
 P99_MS="${P99_MS:-50}"
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 BENCH_OUT="$OUT/bench"
@@ -98,8 +102,9 @@ for server in $SERVERS; do
     start "$server" "$port"
     for rate in $rates; do
       name="$server-$workload-$rate"
+      # shellcheck disable=SC2086
       loadgen "$server" "$port" "$name" -u "$users" --room-size "$room" --rate "$rate" \
-        --duration "$STEP_SECS" || true
+        --duration "$STEP_SECS" $SCENARIO || true
       if [ -f "$BENCH_OUT/$name.results.json" ] && passed "$name"; then
         echo "   $workload rate $rate/s per user: pass"
       else

@@ -134,6 +134,10 @@ pub struct Ctx {
     pub done: AtomicBool,
     /// One HTTP client per source address, for polling users.
     pub http: Vec<reqwest::Client>,
+    /// First tempId of this run (Unix microseconds at start): the server keeps sends
+    /// idempotent by (sender, conversation, tempId), so a later run against the same server
+    /// and conversations must not reuse tempIds or its sends would be answered as repeats.
+    pub first_temp_id: u64,
 }
 
 impl Ctx {
@@ -164,6 +168,7 @@ impl Ctx {
             started: tokio::sync::Notify::new(),
             done: AtomicBool::new(false),
             http,
+            first_temp_id: crate::wire::unix_micros(),
         }))
     }
 

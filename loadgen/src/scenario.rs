@@ -45,7 +45,7 @@ struct SessionInner {
     task: Mutex<Option<JoinHandle<UserStats>>>,
     /// Values the connection task updates.
     shared: Arc<Shared>,
-    /// Next message sequence number (the tempId).
+    /// Next tempId (starts at the run's first tempId, so runs never repeat one).
     seq: AtomicU64,
     /// When the next message is due.
     next_send: Mutex<Option<Instant>>,
@@ -247,7 +247,7 @@ async fn connect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
         tx: Some(tx),
         task: Mutex::new(Some(task)),
         shared,
-        seq: AtomicU64::new(1),
+        seq: AtomicU64::new(ctx.first_temp_id),
         next_send: Mutex::new(None),
         finished: AtomicBool::new(false),
         told_goose: AtomicBool::new(false),

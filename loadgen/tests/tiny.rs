@@ -79,3 +79,61 @@ async fn fifty_users_get_every_message_once() {
     }
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// A second run against the same server reuses the same 1:1 conversations (REST returns the
+/// existing ones): its sends must be new messages, never answered as repeats of the first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_conversations_is_delivered_too() {
+    let mut config = Config::for_tests();
+    config.rate_limit_conn_per_ip = 0;
+    let server = Server::start(&config, Mode::Chat)
+        .await
+        .expect("server starts");
+    let out = std::env::temp_dir().join(format!("chatwire-loadgen-again-{}", std::process::id()));
+    let host = format!("http://{}", server.addr);
+    let out_dir = out.display().to_string();
+    for round in ["first", "second"] {
+        let cli = Cli::try_parse_from([
+            "chatwire-loadgen",
+            "run",
+            "-H",
+            &host,
+            "-u",
+            "10",
+            "--room-size",
+            "2",
+            "--duration",
+            "2",
+            "--rate",
+            "2",
+            "--no-typing",
+            "--no-read",
+            "--drain",
+            "1",
+            "--out-dir",
+            &out_dir,
+            "--name",
+            round,
+            "--no-goose-reports",
+        ])
+        .expect("arguments parse");
+        let Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        let r = chatwire_loadgen::run(&args)
+            .await
+            .expect("run completes")
+            .result;
+        assert!(r.sent_acks >= 20, "{round}: {} acked", r.sent_acks);
+        assert_eq!(
+            r.expected_deliveries, r.sent_acks,
+            "{round}: 1:1 delivers to one other"
+        );
+        assert_eq!(
+            r.deliveries, r.expected_deliveries,
+            "{round} run: every message delivered"
+        );
+    }
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(out);
+}
