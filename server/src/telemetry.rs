@@ -41,6 +41,11 @@ pub const WRITE_QUEUE_DEPTH: &str = "chatwire_write_queue_depth";
 pub const WRITE_FAILURES: &str = "chatwire_write_failures_total";
 /// Counter: clients disconnected because their outbound queue was full.
 pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
+/// Counter: shard-to-shard messages dropped because the target channel and the sender's bounded
+/// overflow FIFO were both full (label [`LABEL_KIND`]).
+pub const SHARD_OVERFLOW_DROPS: &str = "chatwire_shard_overflow_drops_total";
+/// Counter: client events dropped by the per-socket rate limit without a reply (typing).
+pub const RATE_LIMITED_DROPS: &str = "chatwire_rate_limited_drops_total";
 
 /// Label key: event name.
 pub const LABEL_EVENT: &str = "event";
@@ -52,6 +57,8 @@ pub const LABEL_TRANSPORT: &str = "transport";
 pub const LABEL_NAMESPACE: &str = "namespace";
 /// Label key: refusal reason.
 pub const LABEL_REASON: &str = "reason";
+/// Label key: kind of shard message.
+pub const LABEL_KIND: &str = "kind";
 
 /// Event names of the chat contract, the only values [`LABEL_EVENT`] takes besides `other`.
 const KNOWN_EVENTS: &[&str] = &[
@@ -196,6 +203,14 @@ fn describe() {
     describe_gauge!(WRITE_QUEUE_DEPTH, "Messages waiting for the batch writer");
     describe_counter!(WRITE_FAILURES, "Failed batch commits, by outcome");
     describe_counter!(SLOW_CLIENTS, "Clients dropped for not reading their queue");
+    describe_counter!(
+        SHARD_OVERFLOW_DROPS,
+        "Shard messages dropped: target channel and overflow FIFO full"
+    );
+    describe_counter!(
+        RATE_LIMITED_DROPS,
+        "Client events dropped by the per-socket rate limit, by event"
+    );
 }
 
 #[cfg(test)]

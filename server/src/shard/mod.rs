@@ -6,6 +6,7 @@
 
 pub mod listener;
 pub mod msg;
+pub mod overflow;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub struct Shard {
     next_id: Cell<u64>,
     /// WebSocket tasks still running (graceful shutdown waits for them to write the close).
     pub ws_tasks: Cell<usize>,
+    /// Bounded FIFOs for sends that found another shard's channel full.
+    overflow: Rc<overflow::Overflow>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -64,7 +67,9 @@ impl std::fmt::Debug for Shard {
 impl Shard {
     /// A new, empty shard.
     pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet) -> Self {
+        let overflow = Rc::new(overflow::Overflow::new(set.len(), overflow::OVERFLOW_CAP));
         Self {
+            overflow,
             index,
             shared,
             set,
@@ -100,23 +105,16 @@ impl Shard {
     }
 
     /// Sends a message to shard `to`; a message for this shard is applied at once. Never waits:
-    /// a full channel hands the send to a task, so two shards can never block on each other.
+    /// a full channel queues the send in a bounded per-target FIFO drained by one task (see
+    /// [`overflow`]), so two shards can never block on each other; past the bound the message is
+    /// dropped and the sockets that miss a frame are disconnected.
     pub fn send_to(self: &Rc<Self>, to: usize, msg: ShardMsg) {
         if to == usize::from(self.index) {
             self.handle(msg);
             return;
         }
         if let Some(tx) = self.set.sender(to) {
-            match tx.try_send(msg) {
-                Ok(()) => {}
-                Err(flume::TrySendError::Full(msg)) => {
-                    let tx = tx.clone();
-                    tokio::task::spawn_local(async move {
-                        let _ = tx.send_async(msg).await;
-                    });
-                }
-                Err(flume::TrySendError::Disconnected(_)) => {}
-            }
+            self.overflow.send(to, tx, msg);
         }
     }
 
@@ -192,6 +190,15 @@ impl Shard {
             }
             ShardMsg::Committed(c) => crate::chat::message::fan_out_committed(self.clone(), *c),
             ShardMsg::Reply(r) => crate::chat::message::deliver_reply(self, *r),
+            ShardMsg::Disconnect(sockets) => {
+                for s in sockets {
+                    let conn = self.sockets.borrow().get(&s).cloned();
+                    if let Some(conn) = conn {
+                        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+                        conn.terminate(self, "missed a message (shard overloaded)");
+                    }
+                }
+            }
         }
     }
 

@@ -136,6 +136,9 @@ pub enum ShardMsg {
     Committed(Box<Committed>),
     /// A reply for a local socket.
     Reply(Box<SocketReply>),
+    /// Disconnect these local sockets: a frame for them was dropped (the sender's overflow
+    /// FIFO towards this shard was full), so they must reconnect and resync.
+    Disconnect(Vec<u64>),
 }
 
 /// Sending side of every shard's channel; cloned into each shard and the commit sink.
