@@ -1,6 +1,6 @@
 //! Rate limits (GCRA, via `governor`): messages per socket and new connections per IP address.
 //!
-//! - [`MessageLimiter`]: one per socket, checked on `message:send`; default 20/s, bursts of 40.
+//! - [`MessageLimiter`]: one per socket, checked on every client event; default 20/s, bursts of 40.
 //!   It lives as long as the socket, so it is kept small: 32 bytes (a process-wide clock,
 //!   [`ProcessClock`], instead of a clock value in every limiter; checked by a test).
 //! - [`ConnectionLimiter`]: one per process (shared by the shards), keyed by client address

@@ -63,7 +63,7 @@ impl std::fmt::Debug for ChatShared {
 pub struct ChatSocket {
     /// The authenticated user.
     pub user: UserKey,
-    /// Rate limiter for `message:send` (None = unlimited).
+    /// Rate limiter for every client event (None = unlimited).
     pub limiter: Option<MessageLimiter>,
     /// Conversations whose room this socket joined.
     pub rooms: SmallVec<[i64; 2]>,
@@ -338,6 +338,11 @@ pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Pa
         user,
         ack,
     };
+    // Every event counts against the socket's limiter; `message:send` checks after parsing so
+    // its `message:error` can carry the tempId.
+    if name != "message:send" && !within_rate(conn, local) {
+        return reply_rate_limited(&ctx, name, payload);
+    }
     match name {
         "conversation:join" => conversation::join(&ctx, payload).await,
         "conversation:leave" => conversation::leave(&ctx, payload),
@@ -350,6 +355,31 @@ pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Pa
             let err = ChatError::bad_request(format!("unknown event {other:?}"));
             let event = other.to_owned();
             reply_error(conn, &event, &err, ack);
+        }
+    }
+}
+
+/// Takes one token from the socket's limiter; true when the event may proceed.
+pub fn within_rate(conn: &Conn, local: u64) -> bool {
+    with_socket(conn, local, |c| {
+        c.limiter.as_ref().is_none_or(|l| l.check())
+    }) != Some(false)
+}
+
+/// The over-the-limit answer of each event: its own error reply with `rate_limited`; typing has
+/// no reply, so it is dropped and counted. The socket stays connected.
+fn reply_rate_limited(ctx: &Ctx<'_>, name: &str, payload: &Value) {
+    let err = ChatError::new(Code::RateLimited, "too many events, slow down");
+    match name {
+        "typing:start" | "typing:stop" => {
+            metrics::counter!(crate::telemetry::RATE_LIMITED_DROPS, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
+        }
+        "conversation:join" | "message:read" => {
+            conversation::reply_conversation_error(ctx, payload, &err);
+        }
+        other => {
+            let event = other.to_owned();
+            reply_error(ctx.conn, &event, &err, ctx.ack);
         }
     }
 }
