@@ -223,8 +223,18 @@ fn paired_median_ns(iters: u32, mut ours: impl FnMut(), mut base: impl FnMut()) 
     }
     sample(iters, &mut ours);
     sample(iters, &mut base);
+    // Alternate which side goes first, so neither always inherits the other's cache and
+    // allocator state.
     let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..31)
-        .map(|_| (sample(iters, &mut ours), sample(iters, &mut base)))
+        .map(|round| {
+            if round % 2 == 0 {
+                let x = sample(iters, &mut ours);
+                (x, sample(iters, &mut base))
+            } else {
+                let y = sample(iters, &mut base);
+                (sample(iters, &mut ours), y)
+            }
+        })
         .unzip();
     a.sort_by(f64::total_cmp);
     b.sort_by(f64::total_cmp);
