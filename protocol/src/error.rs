@@ -196,4 +196,18 @@ pub enum SocketError {
     /// `disconnecting`, `newListener`, `removeListener`). Disconnect.
     #[error("reserved event name")]
     ReservedEventName,
+    /// [`RawEvent::arg`](crate::socket::raw::RawEvent::arg): the event has no argument at this
+    /// index. Not a protocol error: answer the event as a bad request, keep the connection.
+    #[error("event has no argument {0}")]
+    MissingArgument(usize),
+    /// [`RawEvent::arg`](crate::socket::raw::RawEvent::arg): the argument is valid JSON but does
+    /// not fit the requested type. Not a protocol error: answer the event as a bad request (or
+    /// read it as a generic value), keep the connection.
+    #[error("event argument {index} has the wrong shape: {message}")]
+    ArgumentType {
+        /// Argument index (0 = first after the event name).
+        index: usize,
+        /// What the deserializer reported.
+        message: String,
+    },
 }

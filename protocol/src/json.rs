@@ -116,13 +116,24 @@ pub fn parse(buf: &mut [u8], max_depth: usize) -> Result<Value, JsonError> {
 /// Parses a copy of `input` (for callers holding shared bytes), after the depth check. The copy
 /// goes into a per-thread padded buffer, so simd-json skips its own copy.
 pub fn parse_copy(input: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    with_tape(input, max_depth, build_root)
+}
+
+/// Validates a copy of `input` (depth check, then simd-json's tape: full syntax and UTF-8) and
+/// hands the tape to `f`, without building any value. Same checks and errors as [`parse_copy`];
+/// nothing is allocated once the per-thread buffers have grown to fit.
+pub fn with_tape<R>(
+    input: &[u8],
+    max_depth: usize,
+    f: impl FnOnce(&[Node<'_>]) -> Result<R, JsonError>,
+) -> Result<R, JsonError> {
     check_depth(input, max_depth)?;
     if input.len() > MAX_REUSED_INPUT {
-        return parse_with(
-            &mut input.to_vec(),
-            &mut Buffers::new(input.len()),
-            &mut Vec::new(),
-        );
+        let mut copy = input.to_vec();
+        let mut buffers = Buffers::new(input.len());
+        let mut filled = Tape(Vec::new());
+        simd_json::fill_tape(&mut copy, &mut buffers, &mut filled).map_err(syntax)?;
+        return f(&filled.0);
     }
     with_scratch(input, |input, s| {
         let Scratch {
@@ -136,8 +147,36 @@ pub fn parse_copy(input: &[u8], max_depth: usize) -> Result<Value, JsonError> {
         let mut filled = Tape(std::mem::take(tape)).reset();
         let result = simd_json::fill_tape_padded(copy, input.len(), buffers, &mut filled)
             .map_err(syntax)
-            .and_then(|()| build_root(&filled.0));
+            .and_then(|()| f(&filled.0));
         *tape = filled.reset().0;
+        result
+    })
+}
+
+/// Deserializes a typed value from a copy of `input` through simd-json's serde support, reusing
+/// the per-thread buffers. The caller must have checked the depth already (serde recursion
+/// follows the nesting). Errors are simd-json's, as text.
+pub fn deserialize_copy<T: serde::de::DeserializeOwned>(input: &[u8]) -> Result<T, String> {
+    if input.len() > MAX_REUSED_INPUT {
+        return simd_json::serde::from_slice(&mut input.to_vec()).map_err(|e| e.to_string());
+    }
+    with_scratch(input, |input, s| {
+        let Scratch {
+            buffers,
+            input: copy,
+            tape,
+        } = s;
+        copy.clear();
+        copy.extend_from_slice(input);
+        copy.resize(input.len() + simd_json::INPUT_PADDING, 0);
+        let mut filled = Tape(std::mem::take(tape)).reset();
+        if let Err(e) = simd_json::fill_tape_padded(copy, input.len(), buffers, &mut filled) {
+            *tape = filled.reset().0;
+            return Err(e.to_string());
+        }
+        let mut de = simd_json::Deserializer::from_tape(filled);
+        let result = T::deserialize(&mut de).map_err(|e| e.to_string());
+        *tape = de.into_tape().reset().0;
         result
     })
 }
