@@ -9,14 +9,16 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::error::{ChatError, Code};
+use super::payload::SendPayload;
 use super::{Ctx, NSP, json, reply, room_name, with_socket};
 use crate::shard::Shard;
 use crate::shard::msg::{Committed, ShardMsg, SocketReply};
 use crate::sio::emit;
 use crate::store::batch::ReplyTo;
-use crate::store::validate::{MessageLimits, parse_send};
+use crate::store::validate::{MessageLimits, check_send, parse_send};
 use crate::store::{TempId, UserKey};
 use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::RawEvent;
 
 /// `message:error {error, message, tempId}`, built on any thread.
 pub fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
@@ -41,7 +43,42 @@ pub async fn send(ctx: &Ctx<'_>, payload: &Value) {
         Err(e) => return reply(ctx.conn, "message:error", &error_payload(&e, None), ctx.ack),
     };
     let limits = MessageLimits::default().with_max_chars(chat.max_message_chars);
-    let msg = match parse_send(payload, ctx.user, &limits) {
+    submit(ctx, chat, parse_send(payload, ctx.user, &limits)).await;
+}
+
+/// `message:send` from the fast decode path: the payload is deserialized from the frame's bytes
+/// into [`SendPayload`]; anything that does not fit (wrong types, invalid ids, not an object)
+/// is read as a generic value and goes through [`parse_send`], so every answer is the same.
+pub async fn send_raw(ctx: &Ctx<'_>, event: &RawEvent, max_depth: usize) {
+    let chat = match super::shared(ctx.shard) {
+        Ok(c) => c,
+        Err(e) => return reply(ctx.conn, "message:error", &error_payload(&e, None), ctx.ack),
+    };
+    let limits = MessageLimits::default().with_max_chars(chat.max_message_chars);
+    let fields = event
+        .arg_bytes(0)
+        .filter(|b| b.first() == Some(&b'{'))
+        .and_then(|_| event.arg::<SendPayload>(0).ok())
+        .and_then(|p| p.into_fields(&limits));
+    let parsed = match fields {
+        Some(fields) => check_send(fields, ctx.user, &limits),
+        None => {
+            let payload = event
+                .arg_value(0, max_depth)
+                .unwrap_or(Value::Static(simd_json::StaticNode::Null));
+            parse_send(&payload, ctx.user, &limits)
+        }
+    };
+    submit(ctx, chat, parsed).await;
+}
+
+/// The rest of a send once its payload is validated: rate limit, participant check, queue.
+async fn submit(
+    ctx: &Ctx<'_>,
+    chat: &super::ChatShared,
+    parsed: Result<crate::store::NewMessage, crate::store::validate::InvalidMessage>,
+) {
+    let msg = match parsed {
         Ok(m) => m,
         Err(invalid) => return fail(ctx, &invalid.error.into(), invalid.temp_id.as_ref()),
     };

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::Packet;
 use serde::Serialize;
 use smallvec::SmallVec;
@@ -319,15 +320,52 @@ pub fn with_socket<R>(conn: &Conn, local: u64, f: impl FnOnce(&mut ChatSocket) -
     slot.chat.as_deref_mut().map(f)
 }
 
-/// Dispatches a `/chat` event.
+/// Dispatches a `/chat` event decoded by the full decoder (binary events).
 pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Packet) {
     let Some(name) = packet.event_name() else {
         return;
     };
-    let ack = packet.id;
     let null = Value::Static(simd_json::StaticNode::Null);
     let args = crate::sio::event_args(&packet);
     let payload = args.first().unwrap_or(&null);
+    route(shard, conn, local, name, packet.id, payload).await;
+}
+
+/// Dispatches a `/chat` event from the fast decode path: `message:send` deserializes its typed
+/// payload straight from the frame's bytes; the other events read their argument as a value here.
+pub async fn on_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, event: &RawEvent) {
+    let Some(name) = event.name() else {
+        return;
+    };
+    let max_depth = shard.shared.protocol.socket.max_json_depth;
+    if name == "message:send" {
+        let Some(user) = with_socket(conn, local, |c| c.user) else {
+            return;
+        };
+        let ctx = Ctx {
+            shard,
+            conn,
+            local,
+            user,
+            ack: event.id(),
+        };
+        return message::send_raw(&ctx, event, max_depth).await;
+    }
+    let payload = event
+        .arg_value(0, max_depth)
+        .unwrap_or(Value::Static(simd_json::StaticNode::Null));
+    route(shard, conn, local, name, event.id(), &payload).await;
+}
+
+/// Runs the handler of event `name` with its first argument.
+async fn route(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    local: u64,
+    name: &str,
+    ack: Option<u64>,
+    payload: &Value,
+) {
     let Some(user) = with_socket(conn, local, |c| c.user) else {
         return;
     };

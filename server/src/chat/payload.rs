@@ -108,6 +108,61 @@ impl UserRef {
     }
 }
 
+/// `message:send` deserialized straight from the event's bytes (no JSON value tree): the fast
+/// path for well-formed sends. Every field has the type the contract asks for; anything else (a
+/// numeric-string conversationId, a non-string content, repeated keys...) fails to deserialize and
+/// the caller falls back to [`parse_send`](crate::store::validate::parse_send) on a generic value,
+/// which answers exactly as before.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendPayload {
+    /// Target conversation.
+    pub conversation_id: i64,
+    /// Message text.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// text / image / file.
+    #[serde(default)]
+    pub message_type: Option<crate::store::MessageType>,
+    /// Attachment URL (image / file).
+    #[serde(default)]
+    pub attachment_url: Option<String>,
+    /// Attachment file name.
+    #[serde(default)]
+    pub attachment_name: Option<String>,
+    /// The client's idempotency key (number or string).
+    #[serde(default)]
+    pub temp_id: Option<crate::store::TempId>,
+}
+
+impl SendPayload {
+    /// The fields for [`check_send`](crate::store::validate::check_send), or `None` when the
+    /// tempId or conversationId is invalid (the caller falls back to `parse_send` so the error
+    /// and the echoed tempId stay exactly the same).
+    pub fn into_fields(
+        self,
+        limits: &crate::store::validate::MessageLimits,
+    ) -> Option<crate::store::validate::SendFields<'static>> {
+        use std::borrow::Cow;
+        if let Some(crate::store::TempId::Str(s)) = &self.temp_id
+            && (s.chars().count() > limits.max_temp_id_chars || s.contains('\0'))
+        {
+            return None;
+        }
+        if self.conversation_id <= 0 {
+            return None;
+        }
+        Some(crate::store::validate::SendFields {
+            conversation_id: self.conversation_id,
+            message_type: self.message_type.unwrap_or(crate::store::MessageType::Text),
+            content: self.content.map(Cow::Owned),
+            attachment_url: self.attachment_url.map(Cow::Owned),
+            attachment_name: self.attachment_name.map(Cow::Owned),
+            temp_id: self.temp_id,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -164,5 +219,76 @@ mod tests {
             }
         );
         assert!(UserRef::parse(&parse(r#"{"userId":5,"userType":"admin"}"#)).is_err());
+    }
+
+    /// The typed `message:send` path answers exactly like `parse_send` whenever it answers, and
+    /// takes the common well-formed sends itself.
+    #[test]
+    fn typed_send_agrees_with_parse_send() {
+        use crate::store::validate::{MessageLimits, check_send, parse_send};
+        use chatwire_protocol::socket::RawEvent;
+        let limits = MessageLimits::default().with_max_chars(20);
+        let sender = UserKey {
+            user_type: UserType::Brand,
+            id: 9,
+        };
+        let cases = [
+            (r#"{"conversationId":123,"content":"hi","tempId":5}"#, true),
+            (
+                r#"{"conversationId":1,"content":"hi","tempId":"t-1"}"#,
+                true,
+            ),
+            (r#"{"conversationId":1,"content":"hi","tempId":1.5}"#, true),
+            (
+                r#"{"conversationId":1,"content":"hi","tempId":18446744073709551615}"#,
+                true,
+            ),
+            (r#"{"conversationId":1,"content":"   ","tempId":5}"#, true),
+            (
+                r#"{"conversationId":1,"content":"this is far too long for twenty"}"#,
+                true,
+            ),
+            (r#"{"conversationId":1,"content":"a\u0000b"}"#, true),
+            (
+                r#"{"conversationId":1,"messageType":"image","attachmentUrl":"ftp://x"}"#,
+                true,
+            ),
+            (
+                r#"{"conversationId":1,"messageType":"file","attachmentUrl":"https://x/y","attachmentName":"y"}"#,
+                true,
+            ),
+            (r#"{"conversationId":1,"messageType":"image"}"#, true),
+            (r#"{"conversationId":1,"content":null,"tempId":null}"#, true),
+            (r#"{"conversationId":"12","content":"hi"}"#, false),
+            (r#"{"conversationId":-1,"content":"hi","tempId":3}"#, false),
+            (r#"{"conversationId":1,"content":5,"tempId":3}"#, false),
+            (
+                r#"{"conversationId":1,"messageType":"video","content":"x"}"#,
+                false,
+            ),
+            (r#"{"conversationId":1,"content":"x","tempId":true}"#, false),
+            (
+                r#"{"conversationId":1,"content":"x","tempId":"0123456789012345678901234567890123456789012345678901234567890123456789"}"#,
+                false,
+            ),
+            (r#"{"conversationId":1,"content":"a","content":"b"}"#, false),
+            (r#"{"content":"x","tempId":4}"#, false),
+            (r#"[1,"x"]"#, false),
+            (r#""x""#, false),
+        ];
+        for (json, fast) in cases {
+            let frame = format!(r#"2/chat,["message:send",{json}]"#);
+            let event = RawEvent::decode(frame.into(), 128).unwrap().unwrap();
+            let typed = event
+                .arg_bytes(0)
+                .filter(|b| b.first() == Some(&b'{'))
+                .and_then(|_| event.arg::<SendPayload>(0).ok())
+                .and_then(|p| p.into_fields(&limits));
+            assert_eq!(typed.is_some(), fast, "{json}");
+            let expected = parse_send(&parse(json), sender, &limits);
+            if let Some(fields) = typed {
+                assert_eq!(check_send(fields, sender, &limits), expected, "{json}");
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::{Packet, PacketType};
 
 use crate::chat::ChatSocket;
@@ -75,18 +76,54 @@ fn socket_id(shard: u16, local: u64) -> Box<str> {
 }
 
 /// Handles one Engine.IO text message. False = undecodable: close the connection.
+///
+/// In chat mode a text EVENT takes the fast path ([`RawEvent`]: validated like the decoder, no
+/// JSON value tree, the handlers deserialize their typed payload from the bytes); every other
+/// packet, and any text while a binary packet waits for attachments, goes through the decoder.
 pub async fn on_text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: Bytes) -> bool {
+    if shard.shared.mode == Mode::Chat
+        && text.first() == Some(&b'2')
+        && !conn.state.borrow().decoder.is_reassembling()
+    {
+        let max_depth = shard.shared.protocol.socket.max_json_depth;
+        match RawEvent::decode(text.clone(), max_depth) {
+            Ok(Some(event)) => return dispatch_raw_event(shard, conn, &event).await,
+            Ok(None) => {}
+            Err(e) => return protocol_error(conn, &e),
+        }
+    }
     let decoded = conn.state.borrow_mut().decoder.decode_text(&text);
     match decoded {
         Ok(Some(packet)) => dispatch(shard, conn, packet).await,
         Ok(None) => true,
-        Err(e) => {
-            tracing::debug!(sid = %conn.sid, error = %e, "bad socket.io packet");
-            metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "protocol")
-                .increment(1);
-            false
-        }
+        Err(e) => protocol_error(conn, &e),
     }
+}
+
+/// Logs and counts an undecodable packet; false (the caller closes the connection).
+fn protocol_error(conn: &Conn, e: &chatwire_protocol::SocketError) -> bool {
+    tracing::debug!(sid = %conn.sid, error = %e, "bad socket.io packet");
+    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "protocol")
+        .increment(1);
+    false
+}
+
+/// Routes a text EVENT from the fast path, like [`dispatch`] routes a decoded EVENT (chat mode).
+async fn dispatch_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, event: &RawEvent) -> bool {
+    let Some(nsp) = Nsp::parse(shard.shared.mode, event.nsp()) else {
+        return true;
+    };
+    let Some(local) = find_socket(conn, nsp) else {
+        // Events for a namespace the client has not joined are ignored, as the reference does.
+        return true;
+    };
+    if let Some(name) = event.name() {
+        metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
+    }
+    if nsp == Nsp::Chat {
+        crate::chat::on_raw_event(shard, conn, local, event).await;
+    }
+    true
 }
 
 /// Handles one Engine.IO binary message (an attachment). False = close the connection.

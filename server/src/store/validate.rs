@@ -4,6 +4,8 @@
 //! [`parse_send`] turns a parsed JSON object into a [`NewMessage`] or an [`InvalidMessage`] that
 //! carries the error (`bad_request` / `too_large`) and the tempId to echo (when it was valid).
 
+use std::borrow::Cow;
+
 use simd_json::OwnedValue as Value;
 use simd_json::prelude::*;
 
@@ -162,9 +164,61 @@ pub fn parse_send(
     let content = opt_str(payload, "content").map_err(fail)?;
     let attachment_url = opt_str(payload, "attachmentUrl").map_err(fail)?;
     let attachment_name = opt_str(payload, "attachmentName").map_err(fail)?;
+    check_send(
+        SendFields {
+            conversation_id,
+            message_type,
+            content: content.map(Cow::Borrowed),
+            attachment_url: attachment_url.map(Cow::Borrowed),
+            attachment_name: attachment_name.map(Cow::Borrowed),
+            temp_id,
+        },
+        sender,
+        limits,
+    )
+}
+
+/// The fields of a send once every one has the right JSON type, and the tempId and
+/// conversationId are valid (what [`parse_send`] has checked before [`check_send`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendFields<'a> {
+    /// Positive conversation id.
+    pub conversation_id: i64,
+    /// `messageType` (text when absent).
+    pub message_type: MessageType,
+    /// `content`, when present and not null.
+    pub content: Option<Cow<'a, str>>,
+    /// `attachmentUrl`, when present and not null.
+    pub attachment_url: Option<Cow<'a, str>>,
+    /// `attachmentName`, when present and not null.
+    pub attachment_name: Option<Cow<'a, str>>,
+    /// A valid tempId.
+    pub temp_id: Option<TempId>,
+}
+
+/// The rest of [`parse_send`]'s checks (content required / length / NUL / blank, attachment URL
+/// and name), in the same order with the same errors; for callers that deserialized the payload
+/// into typed fields themselves.
+pub fn check_send(
+    fields: SendFields<'_>,
+    sender: UserKey,
+    limits: &MessageLimits,
+) -> Result<NewMessage, InvalidMessage> {
+    let SendFields {
+        conversation_id,
+        message_type,
+        content,
+        attachment_url,
+        attachment_name,
+        temp_id,
+    } = fields;
+    let fail = |error: StoreError| InvalidMessage {
+        error,
+        temp_id: temp_id.clone(),
+    };
     let content = match (content, message_type) {
         (None, MessageType::Text) => return Err(fail(bad("content is required"))),
-        (None, _) => "",
+        (None, _) => Cow::Borrowed(""),
         (Some(c), _) => c,
     };
     if content.chars().count() > limits.max_chars {
@@ -174,13 +228,13 @@ pub fn parse_send(
         ))));
     }
     // PostgreSQL text cannot hold U+0000: refuse it here rather than fail a whole batch.
-    if content.contains('\0') || attachment_name.is_some_and(|n| n.contains('\0')) {
+    if content.contains('\0') || attachment_name.as_deref().is_some_and(|n| n.contains('\0')) {
         return Err(fail(bad("text must not contain NUL characters")));
     }
     if message_type == MessageType::Text && content.trim().is_empty() {
         return Err(fail(bad("content must not be empty")));
     }
-    if let Some(url) = attachment_url {
+    if let Some(url) = attachment_url.as_deref() {
         if url.chars().count() > limits.max_url_chars || !valid_url(url) {
             return Err(fail(bad(
                 "attachmentUrl must be an http or https URL of at most 2048 characters",
@@ -191,16 +245,19 @@ pub fn parse_send(
             "attachmentUrl is required for image and file messages",
         )));
     }
-    if attachment_name.is_some_and(|n| n.chars().count() > limits.max_name_chars) {
+    if attachment_name
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > limits.max_name_chars)
+    {
         return Err(fail(bad("attachmentName is too long")));
     }
     Ok(NewMessage {
         conversation_id,
         sender,
         message_type,
-        content: content.to_string(),
-        attachment_url: attachment_url.map(str::to_string),
-        attachment_name: attachment_name.map(str::to_string),
+        content: content.into_owned(),
+        attachment_url: attachment_url.map(Cow::into_owned),
+        attachment_name: attachment_name.map(Cow::into_owned),
         temp_id,
     })
 }
