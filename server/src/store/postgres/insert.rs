@@ -76,3 +76,37 @@ pub(super) async fn find_by_key(
         .fetch_optional(pool)
         .await?)
 }
+
+/// The fast batch insert: a plain `INSERT` (no `ON CONFLICT`, no `RETURNING`, no join back),
+/// one statement and one round trip, atomic on its own. Ids are drawn in input order for rows
+/// whose sender is a participant (NULL otherwise, and not inserted); the conversations of the
+/// inserted rows are un-hidden; the answer is the ids (input order) and the rows' `created_at`.
+/// A retried key makes the whole statement fail with a unique violation (nothing stays) and the
+/// caller runs [`INSERT_SQL`], which returns the stored rows: the idempotency index decides.
+pub(super) static FAST_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH drawn AS (
+            SELECT u.*, CASE WHEN EXISTS (
+                SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
+                  AND p.user_type = u.sender_type AND p.user_id = u.sender_id)
+                THEN nextval('messages_id_seq') END AS id
+            FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                        $7::text[], $8::text[])
+                 WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
+                                      attachment_url, attachment_name, temp_id_key, ord)
+        ),
+        ins AS (
+            INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
+                                  attachment_url, attachment_name, temp_id_key)
+            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
+                   attachment_url, attachment_name, temp_id_key FROM drawn WHERE id IS NOT NULL
+        ),
+        unhidden AS (
+            UPDATE participants p SET hidden = false
+            WHERE p.hidden AND p.conversation_id IN (SELECT conversation_id FROM drawn WHERE id IS NOT NULL)
+            RETURNING 1
+        )
+        SELECT array_agg(id ORDER BY ord) AS ids, {created} AS created_ms FROM drawn",
+        created = ms("now()::timestamptz(3)")
+    )
+});
