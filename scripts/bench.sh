@@ -55,9 +55,9 @@ trap stop_server EXIT
 if [ "$CRITERION" = 1 ]; then
   echo "== criterion benches (short measurement)"
   # Build first (once per change), then measure briefly; the time box keeps the whole under 10 min.
-  (cd "$ROOT" && cargo bench -p chatwire-bench --no-run --quiet) || true
-  (cd "$ROOT" && timeout "${CRITERION_SECS:-150}" cargo bench -p chatwire-bench -- --warm-up-time 0.5 --measurement-time 1) \
-    2>&1 | grep -E "^[a-z_/]+ +time:|time:|Benchmarking .*: Analyzing" | grep -v Analyzing || true
+  (cd "$ROOT" && cargo bench -p chatwire-bench --benches --no-run --quiet) || true
+  (cd "$ROOT" && timeout "${CRITERION_SECS:-150}" cargo bench -p chatwire-bench --benches -- --warm-up-time 0.5 --measurement-time 1) \
+    2>&1 | grep -B1 "time:" | grep -v -e "^--" -e "^Benchmarking" || true
 fi
 
 if [ "$RUN" = 1 ]; then
