@@ -1,13 +1,15 @@
-//! `batch_writer`: message inserts into a real PostgreSQL, the BatchWriter (one UNNEST statement
-//! per batch) against one INSERT per message, in the same run. Prints messages/s, commit latency
-//! p50/p99 (per batch statement for the writer, per INSERT for the baseline) and the ratio.
+//! `batch_writer`: message inserts into a real PostgreSQL through the BatchWriter, with each
+//! PostgreSQL write path (plain `INSERT` per batch = the default, binary COPY, the
+//! `INSERT ... ON CONFLICT ... RETURNING` statement) in the same run, against one INSERT per
+//! message. Prints messages/s, commit latency p50/p99 per batch statement, the submit-to-commit
+//! latency (what `message:sent` waits for) p50/p99, and the ratio.
 //!
 //! Uses the server on 127.0.0.1:5432 (user postgres, trust) or `CHATWIRE_BENCH_PG`
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
-//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 1024 as the server), `BENCH_LANES`
-//! (parallel commit connections of the second writer run, default 1; the first run uses the
-//! server's default, 2).
+//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 4096), `BENCH_LANES`
+//! (parallel commit connections of the second set of runs, default 1; the first uses the
+//! writer's default, 2), `BENCH_PACE` (messages/s of the paced latency runs, default 30000).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -183,7 +185,7 @@ fn run_writer(
     lanes: usize,
     offset: usize,
     pace: Option<f64>,
-) -> (f64, Vec<f64>) {
+) -> (f64, Vec<f64>, usize) {
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
@@ -198,7 +200,7 @@ fn run_writer(
         latencies: latencies.clone(),
     };
     let cfg = BatchConfig::default()
-        .with_max_batch(env_usize("BENCH_BATCH", 1024))
+        .with_max_batch(env_usize("BENCH_BATCH", 4096))
         .with_lanes(lanes);
     let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
     let messages: Vec<NewMessage> = (0..n).map(|i| message(i + offset)).collect();
@@ -227,18 +229,15 @@ fn run_writer(
         std::thread::sleep(Duration::from_micros(200));
     }
     let elapsed = start.elapsed();
-    assert_eq!(
-        failed.load(Ordering::Acquire),
-        0,
-        "no batch may fail in the bench"
-    );
+    // A loaded machine can push a commit past the writer's deadline: reported, not hidden.
+    let failed = failed.load(Ordering::Acquire);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(writer.flush_and_stop());
     let lat = sorted(std::mem::take(&mut *latencies.lock().unwrap()));
-    (n as f64 / elapsed.as_secs_f64(), lat)
+    ((n - failed) as f64 / elapsed.as_secs_f64(), lat, failed)
 }
 
 /// The baseline: one INSERT statement per message, `concurrency` connections.
@@ -354,7 +353,8 @@ fn main() {
         commit.0.lock().unwrap().clear();
         batch.0.lock().unwrap().clear();
         let count = if paced.is_some() { paced_n } else { n };
-        let (rate, latencies) = run_writer(store.clone(), count, lanes, next_offset(), paced);
+        let (rate, latencies, failed) =
+            run_writer(store.clone(), count, lanes, next_offset(), paced);
         let commits = sorted(std::mem::take(&mut *commit.0.lock().unwrap()));
         let sizes = std::mem::take(&mut *batch.0.lock().unwrap());
         let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
@@ -368,12 +368,17 @@ fn main() {
             Some(p) => format!("paced {p:.0}/s {path}, {lanes} lane(s)"),
         };
         println!(
-            "  {label} {rate:>8.0} messages/s   commit p50 {:>6.2} ms p99 {:>6.2} ms   sent p50 {:>6.2} ms p99 {:>6.2} ms   ({} commits, mean {mean:.0} messages)",
+            "  {label} {rate:>8.0} messages/s   commit p50 {:>6.2} ms p99 {:>6.2} ms   sent p50 {:>6.2} ms p99 {:>6.2} ms   ({} commits, mean {mean:.0} messages{})",
             percentile(&commits, 0.5) * 1e3,
             percentile(&commits, 0.99) * 1e3,
             percentile(&latencies, 0.5) * 1e3,
             percentile(&latencies, 0.99) * 1e3,
             commits.len(),
+            if failed > 0 {
+                format!(", {failed} FAILED")
+            } else {
+                String::new()
+            },
         );
         runs.push(Run {
             label,

@@ -2,18 +2,19 @@
 //! read pointers. REST queries live in `conversations.rs`.
 //!
 //! A batch is written by ONE plain `INSERT` statement (one round trip, atomic on its own,
-//! [`WritePath::Insert`]): the batch goes in as arrays through `UNNEST`, ids are drawn from the
-//! sequence in input order, rows whose sender is not a participant are skipped, the same statement
-//! un-hides the conversations, and it answers only the ids and the time. When a row is a retried
-//! send (its tempId key already stored) the unique index fails that statement, nothing of it stays,
-//! and the batch goes through the `ON CONFLICT DO NOTHING` statement ([`WritePath::Statement`]),
-//! which joins every input to its new row or to the row stored the first time. The plain insert
-//! skips the speculative-insertion work, the CTE join and `RETURNING` of the latter: about 40%
-//! more messages/s here (`cargo bench -p chatwire-bench --bench batch_writer`). Binary COPY
-//! ([`WritePath::Copy`]) is kept for comparison: sqlx sends its end-of-data message as a separate
-//! small write without `TCP_NODELAY`, which stalls on delayed ACKs. Nothing else is written per
-//! message: a conversation's latest activity is read from its newest message (the primary key
-//! `(conversation_id, id)`) when lists are built.
+//! [`WritePath::Insert`], the default): the batch goes in as arrays through `UNNEST`, ids are
+//! drawn from the sequence in input order, rows whose sender is not a participant are skipped,
+//! the same statement un-hides the conversations, and only the ids and the time come back. When a
+//! row is a retried send (its tempId key already stored) the unique index fails that statement,
+//! nothing of it stays, and the batch goes through the `ON CONFLICT DO NOTHING` statement
+//! ([`WritePath::Statement`]), which joins every input to its new row or to the row stored the
+//! first time. The plain insert skips the speculative-insertion work, the CTE join and
+//! `RETURNING` of the latter: 1.2x to 1.7x the messages/s in `cargo bench -p chatwire-bench
+//! --bench batch_writer`. Binary COPY in a transaction ([`WritePath::Copy`], `copy.rs`) costs
+//! PostgreSQL less per row but was not reliably faster end to end here: sqlx sends the end-of-data
+//! message as a separate small write without `TCP_NODELAY`, which waits for the server's delayed
+//! ACK. Nothing else is written per message: a conversation's latest activity is read from its
+//! newest message (the primary key `(conversation_id, id)`) when lists are built.
 
 mod conversations;
 mod copy;
