@@ -54,6 +54,8 @@ pub struct Shard {
     pub ws_tasks: Cell<usize>,
     /// Bounded FIFOs for sends that found another shard's channel full.
     overflow: Rc<overflow::Overflow>,
+    /// Permits for connections in their HTTP handshake (see `http::serve_connection`).
+    pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -68,8 +70,10 @@ impl Shard {
     /// A new, empty shard.
     pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet) -> Self {
         let overflow = Rc::new(overflow::Overflow::new(set.len(), overflow::OVERFLOW_CAP));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(crate::http::HANDSHAKE_PERMITS));
         Self {
             overflow,
+            handshakes,
             index,
             shared,
             set,
