@@ -154,7 +154,7 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_CONN_BURST", default_value_t = 200)]
     pub rate_limit_conn_burst: u32,
     /// Most messages committed in one database transaction.
-    #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 256)]
+    #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 2048)]
     pub write_batch_max: usize,
     /// How long the writer waits for more messages after the first of a batch, in milliseconds.
     #[arg(long, env = "WRITE_BATCH_WINDOW_MS", default_value_t = 2)]
