@@ -8,6 +8,7 @@
 pub mod decoder;
 pub mod packet;
 pub mod raw;
+mod scan;
 
 pub use decoder::Decoder;
 pub use packet::{Packet, PacketType, encode, encode_event_prefix};

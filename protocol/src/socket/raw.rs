@@ -21,6 +21,7 @@ use crate::error::SocketError;
 use crate::json::{self, Value};
 use crate::socket::decoder::{MAX_NSP_LEN, RESERVED_EVENTS};
 use crate::socket::packet::{DEFAULT_NSP, PacketType};
+use crate::socket::scan::Spans;
 
 /// A validated text EVENT whose JSON stays as bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,22 +86,13 @@ impl RawEvent {
         if data.is_empty() {
             return Err(SocketError::MissingPayload(PacketType::Event));
         }
-        // Split first (cheap, no allocation); the spans are trusted only once the tape said the
-        // JSON is valid, so errors come in the decoder's order.
-        let spans = split_array(data, pos);
-        let first = spans
-            .as_ref()
-            .and_then(|s| s.first())
-            .and_then(|r| input.get(r.start + 1..r.end.saturating_sub(1)));
-        let name = json::with_tape(data, max_depth, |nodes| Ok(check_event(nodes, first)))??;
-        let spans = spans.ok_or(SocketError::InvalidPayload(PacketType::Event))?;
-        let (first, args) = spans
+        let (name, spans) = match fast(input, data, pos, max_depth) {
+            Some(found) => found,
+            None => full_check(input, data, pos, max_depth)?,
+        };
+        let (_, args) = spans
             .split_first()
             .ok_or(SocketError::InvalidPayload(PacketType::Event))?;
-        let name = match name {
-            Name::Span(_) => Name::Span(first.start + 1..first.end.saturating_sub(1)),
-            other => other,
-        };
         let args = args.iter().cloned().collect();
         Ok(Some(RawEvent {
             frame,
@@ -173,6 +165,61 @@ impl RawEvent {
     }
 }
 
+/// The one-pass check ([`scan`](super::scan)): the name and element spans of a valid event
+/// whose name is a plain string (no escapes, not reserved) or a number; `None` = not sure, run
+/// [`full_check`].
+fn fast(input: &[u8], data: &[u8], pos: usize, max_depth: usize) -> Option<(Name, Spans)> {
+    if data.len() > FAST_MAX || std::str::from_utf8(data).is_err() {
+        return None;
+    }
+    let spans = super::scan::event_array(data, pos, max_depth)?;
+    let first = spans.first()?;
+    let raw = input.get(first.clone())?;
+    let name = match raw.first()? {
+        b'"' => {
+            let inner = first.start + 1..first.end.checked_sub(1)?;
+            let text = input.get(inner.clone())?;
+            if text.contains(&b'\\') || RESERVED_EVENTS.iter().any(|r| r.as_bytes() == text) {
+                return None;
+            }
+            Name::Span(inner)
+        }
+        b'-' | b'0'..=b'9' => Name::Number,
+        _ => return None,
+    };
+    Some((name, spans))
+}
+
+/// The decoder's own check (depth scan, simd-json tape, payload shape): decides every event the
+/// fast pass was not sure about, with the decoder's errors.
+fn full_check(
+    input: &[u8],
+    data: &[u8],
+    pos: usize,
+    max_depth: usize,
+) -> Result<(Name, Spans), SocketError> {
+    // Split first (cheap, no allocation); the spans are trusted only once the tape said the
+    // JSON is valid, so errors come in the decoder's order.
+    let spans = split_array(data, pos);
+    let first = spans
+        .as_ref()
+        .and_then(|s| s.first())
+        .and_then(|r| input.get(r.start + 1..r.end.saturating_sub(1)));
+    let name = json::with_tape(data, max_depth, |nodes| Ok(check_event(nodes, first)))??;
+    let spans = spans.ok_or(SocketError::InvalidPayload(PacketType::Event))?;
+    let first = spans
+        .first()
+        .ok_or(SocketError::InvalidPayload(PacketType::Event))?;
+    let name = match name {
+        Name::Span(_) => Name::Span(first.start + 1..first.end.saturating_sub(1)),
+        other => other,
+    };
+    Ok((name, spans))
+}
+
+/// Payloads longer than this skip the one-pass check (simd-json is faster on long inputs).
+const FAST_MAX: usize = 4096;
+
 /// Checks the tape like the reference `isPayloadValid` for EVENT: a non-empty array whose first
 /// element is a string (not reserved) or a number. `raw_first` is the first element's text
 /// between its quotes: when it equals the unescaped name, the name is kept as a span (no copy).
@@ -198,7 +245,7 @@ fn check_event(nodes: &[Node<'_>], raw_first: Option<&[u8]>) -> Result<Name, Soc
 
 /// Byte ranges (offset by `base`) of the elements of the JSON array `data`, which simd-json has
 /// already validated. `None` if it is not an array after all.
-fn split_array(data: &[u8], base: usize) -> Option<SmallVec<[Range<usize>; 3]>> {
+fn split_array(data: &[u8], base: usize) -> Option<Spans> {
     let mut out = SmallVec::new();
     let mut i = skip_ws(data, 0);
     if data.get(i) != Some(&b'[') {

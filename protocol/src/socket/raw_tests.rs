@@ -228,3 +228,63 @@ proptest! {
         }
     }
 }
+
+/// Whenever the one-pass check answers, the full check (simd-json tape) gives the same name and
+/// element spans.
+fn fast_agrees_with_full(text: &str) -> Result<bool, TestCaseError> {
+    let input = text.as_bytes();
+    let data = &input[1..];
+    match fast(input, data, 1, DEPTH) {
+        Some(found) => {
+            prop_assert_eq!(Ok(found), full_check(input, data, 1, DEPTH), "{}", text);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+#[test]
+fn one_pass_check_takes_common_events_and_defers_the_rest() {
+    for s in [
+        r#"2["message:send",{"conversationId":123,"content":"hé \"x\" \n","tempId":-1.5}]"#,
+        r#"2[7, [], {}, [null, true, false], {"a":{"b":[0]}} ]"#,
+    ] {
+        assert!(fast_agrees_with_full(s).unwrap(), "{s}");
+    }
+    for s in [
+        r#"2["a",1e5]"#,
+        r#"2["a","\ud800"]"#,
+        r#"2["a",12345678901234567890]"#,
+        r#"2["a\n"]"#,
+        r#"2["connect"]"#,
+        "2[\"a\",\u{c}1]",
+        r#"2["a",01]"#,
+        r#"2["a",1.]"#,
+        r#"2["a",{"k" 1}]"#,
+        r#"2["a",{1:1}]"#,
+        r#"2["a",[1,]]"#,
+        r#"2["a"] x"#,
+        r#"2["a",tru]"#,
+        r#"2["a","\x"]"#,
+        "2[\"a\",\"\u{1}\"]",
+    ] {
+        assert!(!fast_agrees_with_full(s).unwrap(), "{s}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn one_pass_check_agrees_on_generated_events(
+        name in "[a-z:\"\\\\é ]{1,16}",
+        args in prop::collection::vec(json_value(), 0..4),
+    ) {
+        let mut text = Vec::new();
+        encode(&Packet::event("/", &name, args), &mut text);
+        fast_agrees_with_full(&String::from_utf8(text).unwrap())?;
+    }
+
+    #[test]
+    fn one_pass_check_agrees_on_arbitrary_text(tail in "[\\[\\]{}\",:0-9a-z.eE+\\- \t\\\\]{0,40}") {
+        fast_agrees_with_full(&format!("2{tail}"))?;
+    }
+}
