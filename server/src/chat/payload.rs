@@ -131,8 +131,45 @@ pub struct SendPayload {
     #[serde(default)]
     pub attachment_name: Option<String>,
     /// The client's idempotency key (number or string).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "temp_id_field")]
     pub temp_id: Option<crate::store::TempId>,
+}
+
+/// `tempId` read directly (number or string, `null` = none) instead of through `TempId`'s
+/// untagged derive, which buffers the value first. Same mapping as `TempId`'s derive: an integer
+/// that fits `i64` is `Int`, any other number `Float`, a string `Str`.
+fn temp_id_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::store::TempId>, D::Error> {
+    use crate::store::TempId;
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<TempId>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number, a string or null")
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(TempId::Int(n)))
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(
+                i64::try_from(n).map_or(TempId::Float(n as f64), TempId::Int),
+            ))
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            Ok(Some(TempId::Float(n)))
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(TempId::Str(s.to_owned())))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 impl SendPayload {
