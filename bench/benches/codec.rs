@@ -1,8 +1,13 @@
 //! Protocol codec benches: chatwire's decode/encode paths beside a naive serde_json baseline
 //! (a `String` per frame, `serde_json::Value`), measured in the same run.
 //!
-//! Groups: `proto/decode_packet`, `proto/encode_packet`, `proto/polling_payload`. After criterion's
-//! report a short summary measures each pair again with a plain loop (median of 31 samples that
+//! Groups: `proto/decode_typed` (the server's hot path: a `message:send` frame decoded with
+//! `RawEvent` and its payload deserialized into the server's typed `SendPayload`, against serde_json
+//! doing the same work: `Value` of the data, validate, take the name, `from_value` into the same
+//! struct), `proto/decode_packet` (the generic decode into a value tree: chatwire's
+//! `simd_json::OwnedValue` rows `chatwire_value/*` against `serde_json::Value` rows
+//! `serde_json_value/*`), `proto/encode_packet`, `proto/polling_payload`. After criterion's report
+//! a short summary measures each pair again with a plain loop (median of 31 samples that
 //! alternate between the two sides) and prints the ratio baseline / chatwire.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -10,12 +15,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chatwire::chat::payload::SendPayload;
 use chatwire_protocol::config::SocketConfig;
 use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::payload;
 use chatwire_protocol::json::{self, Value};
+use chatwire_protocol::socket::decoder::RESERVED_EVENTS;
 use chatwire_protocol::socket::packet::{Packet, encode_event_suffix};
-use chatwire_protocol::socket::{Decoder, encode, encode_event_prefix};
+use chatwire_protocol::socket::{Decoder, RawEvent, encode, encode_event_prefix};
 use criterion::{BatchSize, Criterion, criterion_group};
 
 /// A typical client `message:send` frame (~200 bytes).
@@ -43,6 +50,18 @@ fn ours_decode(frame: &Bytes, decoder: &mut Decoder) -> Packet {
         unreachable!()
     };
     decoder.decode_text(&data).unwrap().unwrap()
+}
+
+/// The server's hot path for a text EVENT: engine frame -> `RawEvent` (validated, no value tree)
+/// -> name -> typed payload.
+fn ours_typed(frame: &Bytes) -> (Option<u64>, SendPayload) {
+    let EnginePacket::Message(data) = EnginePacket::decode_text_bytes(frame.clone()).unwrap()
+    else {
+        unreachable!()
+    };
+    let event = RawEvent::decode(data, 128).unwrap().unwrap();
+    assert_eq!(event.name(), Some("message:send"));
+    (event.id(), event.arg(0).unwrap())
 }
 
 fn ours_encode(nsp: &str, name: &str, payload: &Value, out: &mut Vec<u8>) {
@@ -102,6 +121,22 @@ fn naive_decode(frame: &[u8]) -> NaivePacket {
     }
 }
 
+/// The same work with serde_json: `Value` of the data, the reference's EVENT checks, the name,
+/// then `from_value` into the same typed struct.
+fn naive_typed(frame: &[u8]) -> (Option<u64>, SendPayload) {
+    let mut packet = naive_decode(frame);
+    let items = packet.data.as_array_mut().unwrap();
+    let valid = match items.first() {
+        Some(serde_json::Value::String(name)) => !RESERVED_EVENTS.contains(&name.as_str()),
+        Some(serde_json::Value::Number(_)) => true,
+        _ => false,
+    };
+    assert!(valid);
+    assert_eq!(items[0].as_str(), Some("message:send"));
+    let payload = serde_json::from_value(items[1].take()).unwrap();
+    (packet.id, payload)
+}
+
 fn naive_encode(nsp: &str, name: &str, payload: &serde_json::Value) -> String {
     let array = serde_json::Value::Array(vec![
         serde_json::Value::String(name.to_string()),
@@ -135,15 +170,28 @@ fn payload_of(frame: &str) -> (Value, serde_json::Value) {
 
 // ---- criterion groups ----
 
+fn decode_typed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto/decode_typed");
+    let bytes = Bytes::from(MESSAGE_SEND.to_owned());
+    assert_eq!(ours_typed(&bytes), naive_typed(MESSAGE_SEND.as_bytes()));
+    g.bench_function("chatwire_raw/message_send", |b| {
+        b.iter(|| ours_typed(black_box(&bytes)))
+    });
+    g.bench_function("serde_json/message_send", |b| {
+        b.iter(|| naive_typed(black_box(MESSAGE_SEND.as_bytes())))
+    });
+    g.finish();
+}
+
 fn decode_packet(c: &mut Criterion) {
     let mut g = c.benchmark_group("proto/decode_packet");
     for (name, frame) in [("message_send", MESSAGE_SEND), ("message_new", MESSAGE_NEW)] {
         let bytes = Bytes::from(frame.to_owned());
         let mut decoder = Decoder::new(&SocketConfig::default());
-        g.bench_function(format!("chatwire/{name}"), |b| {
+        g.bench_function(format!("chatwire_value/{name}"), |b| {
             b.iter(|| ours_decode(black_box(&bytes), &mut decoder))
         });
-        g.bench_function(format!("serde_json/{name}"), |b| {
+        g.bench_function(format!("serde_json_value/{name}"), |b| {
             b.iter(|| naive_decode(black_box(frame.as_bytes())))
         });
     }
@@ -243,9 +291,20 @@ fn paired_median_ns(iters: u32, mut ours: impl FnMut(), mut base: impl FnMut()) 
 
 fn summary() {
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    let bytes = Bytes::from(MESSAGE_SEND.to_owned());
+    let (ours, naive) = paired_median_ns(
+        5_000,
+        || {
+            black_box(ours_typed(black_box(&bytes)));
+        },
+        || {
+            black_box(naive_typed(black_box(MESSAGE_SEND.as_bytes())));
+        },
+    );
+    rows.push(("typed message_send", ours, naive));
     for (name, frame) in [
-        ("decode message_send", MESSAGE_SEND),
-        ("decode message_new", MESSAGE_NEW),
+        ("value message_send", MESSAGE_SEND),
+        ("value message_new", MESSAGE_NEW),
     ] {
         let bytes = Bytes::from(frame.to_owned());
         let mut decoder = Decoder::new(&SocketConfig::default());
@@ -314,6 +373,10 @@ fn summary() {
         "codec summary (median of 31 alternating samples, ns per op; ratio = serde_json / chatwire)"
     );
     println!(
+        "typed = hot path: decode + message:send payload into SendPayload (chatwire: RawEvent, \
+         no value tree); value = decode into a generic value tree (OwnedValue / serde_json::Value)"
+    );
+    println!(
         "{:<22} {:>12} {:>12} {:>8}",
         "case", "chatwire", "serde_json", "ratio"
     );
@@ -324,7 +387,7 @@ fn summary() {
         );
     }
     println!(
-        "message:send frame: {} bytes; bar: decode <= 1000 ns and faster than serde_json",
+        "message:send frame: {} bytes; bar (typed message_send row): <= 1000 ns and faster than serde_json",
         MESSAGE_SEND.len()
     );
 }
@@ -339,7 +402,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = decode_packet, encode_packet, polling_payload
+    targets = decode_typed, decode_packet, encode_packet, polling_payload
 }
 
 fn main() {
