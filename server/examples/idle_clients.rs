@@ -28,7 +28,11 @@ async fn one(addr: SocketAddr, i: usize, ready: Arc<AtomicUsize>, hold: Duration
     let user = format!(
         "40/chat,{{\"token\":\"{}:{}\"}}",
         i + 1,
-        if i.is_multiple_of(2) { "brand" } else { "influencer" }
+        if i.is_multiple_of(2) {
+            "brand"
+        } else {
+            "influencer"
+        }
     );
     if ws.send(Message::Text(user.into())).await.is_err() {
         return;
