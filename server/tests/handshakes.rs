@@ -30,9 +30,10 @@ async fn stalled_handshakes_do_not_lock_out_new_clients() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // New clients still get through, long before the stalled ones time out.
     for i in 1..=5 {
-        let (_c, ok) = tokio::time::timeout(Duration::from_secs(10), Client::chat(s.addr, brand(i)))
-            .await
-            .expect("a new client connects while others stall their handshake");
+        let (_c, ok) =
+            tokio::time::timeout(Duration::from_secs(10), Client::chat(s.addr, brand(i)))
+                .await
+                .expect("a new client connects while others stall their handshake");
         assert_eq!(ok["userId"], i);
     }
     drop(stalled);
