@@ -326,16 +326,7 @@ impl Store for MemoryStore {
         caller: UserKey,
         other: UserKey,
     ) -> Result<(Conversation, bool), StoreError> {
-        if caller == other {
-            return Err(StoreError::BadRequest(
-                "cannot start a conversation with yourself".into(),
-            ));
-        }
-        if other.id <= 0 || caller.id <= 0 {
-            return Err(StoreError::BadRequest(
-                "user ids are positive integers".into(),
-            ));
-        }
+        crate::store::check_direct_pair(caller, other)?;
         let pair = (caller.min(other), caller.max(other));
         let mut inner = self.lock();
         if let Some(&id) = inner.direct.get(&pair) {

@@ -484,3 +484,19 @@ pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
         y.id
     )
 }
+
+/// Refuses a 1:1 conversation with oneself or with a non-positive user id: the check every store
+/// makes before creating a direct conversation.
+pub(crate) fn check_direct_pair(caller: UserKey, other: UserKey) -> Result<(), StoreError> {
+    if caller == other {
+        return Err(StoreError::BadRequest(
+            "cannot start a conversation with yourself".into(),
+        ));
+    }
+    if other.id <= 0 || caller.id <= 0 {
+        return Err(StoreError::BadRequest(
+            "user ids are positive integers".into(),
+        ));
+    }
+    Ok(())
+}

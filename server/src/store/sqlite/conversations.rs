@@ -71,16 +71,7 @@ pub(super) async fn create_direct(
     caller: UserKey,
     other: UserKey,
 ) -> Result<(Conversation, bool), StoreError> {
-    if caller == other {
-        return Err(StoreError::BadRequest(
-            "cannot start a conversation with yourself".into(),
-        ));
-    }
-    if other.id <= 0 || caller.id <= 0 {
-        return Err(StoreError::BadRequest(
-            "user ids are positive integers".into(),
-        ));
-    }
+    crate::store::check_direct_pair(caller, other)?;
     let key = direct_key(caller, other);
     let users = [caller.min(other), caller.max(other)];
     let mut tx = store.write.begin().await?;
