@@ -24,7 +24,7 @@ pub(super) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                                   attachment_url, attachment_name, temp_id_key)
             SELECT id, conversation_id, sender_type, sender_id, message_type, content,
                    attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed
-            ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
+            ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) WHERE temp_id_key IS NOT NULL DO NOTHING
             RETURNING id, conversation_id, created_at
         ),
         unhidden AS (
