@@ -72,8 +72,11 @@ impl PgStore {
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;
         }
+        // The batch writer's connections. No ping before each use: that is a round trip per
+        // commit, and a broken connection fails the commit, which the writer retries anyway.
         let write_pool = PgPoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
         Ok(PgStore {
