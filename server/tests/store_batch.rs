@@ -210,7 +210,10 @@ async fn flush_commits_everything_queued(url: &str) {
         "batches commit sequentially: ids increase"
     );
     assert!(
-        batches.len() > 1 && batches.iter().all(|b| b.len() <= 1024),
+        batches.len() > 1
+            && batches
+                .iter()
+                .all(|b| b.len() <= BatchConfig::default().max_batch),
         "bounded batch size"
     );
     // After the stop, submits are handed back as `stopped`.
