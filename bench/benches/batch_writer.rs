@@ -7,9 +7,12 @@
 //! Uses the server on 127.0.0.1:5432 (user postgres, trust) or `CHATWIRE_BENCH_PG`
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
-//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default 4096), `BENCH_LANES`
+//! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default the server's, 2048), `BENCH_LANES`
 //! (parallel commit connections of the second set of runs, default 1; the first uses the
-//! writer's default, 2), `BENCH_PACE` (messages/s of the paced latency runs, default 30000).
+//! writer's default, 2), `BENCH_PACE` (messages/s of the paced latency runs, default 30000),
+//! `BENCH_PACE_SECS` (their length, default 10), `BENCH_ONLY` (run only the runs whose label
+//! contains this text, e.g. `paced` or `INSERT`), `BENCH_PREFILL` (rows already in `messages`
+//! when each run starts, default 0: every run starts from an empty table).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -200,9 +203,24 @@ fn run_writer(
         latencies: latencies.clone(),
     };
     let cfg = BatchConfig::default()
-        .with_max_batch(env_usize("BENCH_BATCH", 4096))
+        .with_max_batch(env_usize("BENCH_BATCH", BatchConfig::default().max_batch))
         .with_lanes(lanes);
     let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
+    // Warm-up, not counted: the writer thread is new, so are its runtime and its database
+    // connections (a server's writer lives as long as the process). Messages `offset + n..`.
+    let warm = 4 * CONVERSATIONS as usize;
+    for i in 0..warm {
+        let mut m = message(offset + n + i);
+        while let Err(r) = writer.try_submit(m, ReplyTo::None) {
+            m = r.message;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    while done.load(Ordering::Acquire) + failed.load(Ordering::Acquire) < warm {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    done.fetch_sub(warm.min(done.load(Ordering::Acquire)), Ordering::AcqRel);
+    failed.store(0, Ordering::Release);
     let messages: Vec<NewMessage> = (0..n).map(|i| message(i + offset)).collect();
     let start = Instant::now();
     for (k, m) in messages.into_iter().enumerate() {
@@ -265,7 +283,7 @@ async fn run_single(url: &str, n: usize, concurrency: usize) -> (f64, Vec<f64>) 
                     "INSERT INTO messages (conversation_id, sender_type, sender_id, message_type, content, temp_id_key)
                      SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM participants
                          WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
-                     ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) DO NOTHING
+                     ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) WHERE temp_id_key IS NOT NULL DO NOTHING
                      RETURNING id, created_at",
                 )
                 .bind(m.conversation_id)
@@ -288,6 +306,40 @@ async fn run_single(url: &str, n: usize, concurrency: usize) -> (f64, Vec<f64>) 
     let rate = n as f64 / start.elapsed().as_secs_f64();
     pool.close().await;
     (rate, sorted(lat))
+}
+
+/// Gives every run the same start: waits (at most 10 s) until no other statement runs in the
+/// bench database (a commit the writer gave up on keeps running in the server), empties
+/// `messages` and checkpoints, so no run pays for the table, the index growth or the dirty pages
+/// the runs before it left.
+async fn settle(pool: &sqlx::PgPool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND state = 'active' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prefill = format!(
+        "INSERT INTO messages (conversation_id, sender_type, sender_id, message_type, content, temp_id_key)
+         SELECT g % {CONVERSATIONS} + 1, g % 2 + 1, g % {CONVERSATIONS} + 1, 'text',
+                'earlier message number ' || g, 's:earlier-' || g
+         FROM generate_series(1, {}) g",
+        env_usize("BENCH_PREFILL", 0)
+    );
+    for sql in ["TRUNCATE messages", &prefill, "CHECKPOINT"] {
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+            eprintln!("{sql}: {e}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -337,7 +389,7 @@ fn main() {
         run_writer(store.clone(), 100_000, default_lanes, next_offset(), None);
     }
     let pace = env_usize("BENCH_PACE", 30_000) as f64;
-    let paced_n = (pace * 4.0) as usize;
+    let paced_n = (pace * env_usize("BENCH_PACE_SECS", 10) as f64) as usize;
     let mut runs = Vec::new();
     let mut plans = Vec::new();
     for lanes in [default_lanes, env_usize("BENCH_LANES", 1)] {
@@ -348,7 +400,21 @@ fn main() {
     for path in paths {
         plans.push((default_lanes, path, Some(pace)));
     }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (lanes, path, paced) in plans {
+        let path_name = match path {
+            WritePath::Insert => "INSERT   ",
+            WritePath::Copy => "COPY     ",
+            WritePath::Statement => "ON CONFL.",
+        };
+        let label = match paced {
+            None => format!("BatchWriter {path_name}, {lanes} lane(s)"),
+            Some(p) => format!("paced {p:.0}/s {path_name}, {lanes} lane(s)"),
+        };
+        if !label.contains(only.as_str()) {
+            continue;
+        }
+        rt.block_on(settle(pg.pool()));
         pg.set_write_path(path);
         commit.0.lock().unwrap().clear();
         batch.0.lock().unwrap().clear();
@@ -358,21 +424,14 @@ fn main() {
         let commits = sorted(std::mem::take(&mut *commit.0.lock().unwrap()));
         let sizes = std::mem::take(&mut *batch.0.lock().unwrap());
         let mean = sizes.iter().sum::<f64>() / sizes.len().max(1) as f64;
-        let path = match path {
-            WritePath::Insert => "INSERT   ",
-            WritePath::Copy => "COPY     ",
-            WritePath::Statement => "ON CONFL.",
-        };
-        let label = match paced {
-            None => format!("BatchWriter {path}, {lanes} lane(s)"),
-            Some(p) => format!("paced {p:.0}/s {path}, {lanes} lane(s)"),
-        };
         println!(
-            "  {label} {rate:>8.0} messages/s   commit p50 {:>6.2} ms p99 {:>6.2} ms   sent p50 {:>6.2} ms p99 {:>6.2} ms   ({} commits, mean {mean:.0} messages{})",
+            "  {label} {rate:>8.0} messages/s   commit p50 {:>6.2} p99 {:>6.2} max {:>6.2} ms   sent p50 {:>6.2} p99 {:>6.2} max {:>7.2} ms   ({} commits, mean {mean:.0} messages{})",
             percentile(&commits, 0.5) * 1e3,
             percentile(&commits, 0.99) * 1e3,
+            percentile(&commits, 1.0) * 1e3,
             percentile(&latencies, 0.5) * 1e3,
             percentile(&latencies, 0.99) * 1e3,
+            percentile(&latencies, 1.0) * 1e3,
             commits.len(),
             if failed > 0 {
                 format!(", {failed} FAILED")
@@ -399,10 +458,13 @@ fn main() {
         .filter(|r| r.label.starts_with("BatchWriter"))
         .map(|r| r.rate)
         .fold(0.0, f64::max);
-    println!(
-        "  ratio (default writer / INSERT per message) {:>6.1}x",
-        runs[0].rate / single_rate
-    );
+    if let Some(first) = runs.first() {
+        println!(
+            "  ratio ({} / INSERT per message) {:>6.1}x",
+            first.label.trim_end(),
+            first.rate / single_rate
+        );
+    }
     println!(
         "  bar >= 150000 messages/s: {} (best {best:.0})",
         if best >= 150_000.0 { "met" } else { "NOT met" }
