@@ -193,24 +193,22 @@ async fn drive(
 
 /// Handles one decoded packet.
 fn on_incoming(ev: Incoming, stats: &mut UserStats, pending: &mut Vec<Pending>, ctx: &TaskCtx) {
-    let Incoming::Event { name, args } = ev else {
-        return;
-    };
     let live = &ctx.live;
-    match name.as_str() {
-        "message:new" => {
-            if let Some(sent_us) = wire::str_field(&args, "content").and_then(|c| send_stamp(&c)) {
-                let us = wire::unix_micros().saturating_sub(sent_us);
-                stats.delivery(us, live);
-                ctx.shared.round_max_us.fetch_max(us, Ordering::Relaxed);
-                Live::add(&live.deliveries, 1);
-            } else {
-                live.error("foreign_message");
-            }
-            if let Some(id) = wire::i64_field(&args, "id") {
-                ctx.shared.last_message_id.fetch_max(id, Ordering::Relaxed);
-            }
+    let (name, args) = match ev {
+        Incoming::Delivered { id, content } => {
+            delivered(id, content.as_deref(), stats, ctx);
+            return;
         }
+        Incoming::Event { name, args } => (name, args),
+        _ => return,
+    };
+    match name.as_str() {
+        "message:new" => delivered(
+            wire::i64_field(&args, "id"),
+            wire::str_field(&args, "content").as_deref(),
+            stats,
+            ctx,
+        ),
         "message:sent" | "message:error" => {
             let temp_id = wire::u64_field(&args, "tempId");
             let found = pending
@@ -260,6 +258,22 @@ fn on_incoming(ev: Incoming, stats: &mut UserStats, pending: &mut Vec<Pending>, 
                 Live::add(&live.other_events, 1);
             }
         }
+    }
+}
+
+/// Records one `message:new`: its delivery latency, from the send time in its content.
+fn delivered(id: Option<i64>, content: Option<&str>, stats: &mut UserStats, ctx: &TaskCtx) {
+    let live = &ctx.live;
+    if let Some(sent_us) = content.and_then(send_stamp) {
+        let us = wire::unix_micros().saturating_sub(sent_us);
+        stats.delivery(us, live);
+        ctx.shared.round_max_us.fetch_max(us, Ordering::Relaxed);
+        Live::add(&live.deliveries, 1);
+    } else {
+        live.error("foreign_message");
+    }
+    if let Some(id) = id {
+        ctx.shared.last_message_id.fetch_max(id, Ordering::Relaxed);
     }
 }
 

@@ -117,7 +117,7 @@ async fn finish_connect(
                     });
                 }
                 Incoming::Close => bail!("server closed the session during connect"),
-                ev @ Incoming::Event { .. } => early.push(ev),
+                ev @ (Incoming::Event { .. } | Incoming::Delivered { .. }) => early.push(ev),
                 _ => {}
             }
         }
@@ -212,7 +212,7 @@ pub async fn connect_polling(
                     socket_id = Some(wire::str_field(&args, "socketId").unwrap_or_default());
                 }
                 Incoming::Close => bail!("server closed the session during connect"),
-                ev @ Incoming::Event { .. } => early.push(ev),
+                ev @ (Incoming::Event { .. } | Incoming::Delivered { .. }) => early.push(ev),
                 _ => {}
             }
         }
@@ -235,7 +235,7 @@ pub async fn connect_polling(
             match incoming {
                 Incoming::Upgraded => break 'probe,
                 Incoming::Close => bail!("server closed the session during the upgrade"),
-                ev @ Incoming::Event { .. } => early.push(ev),
+                ev @ (Incoming::Event { .. } | Incoming::Delivered { .. }) => early.push(ev),
                 _ => {}
             }
         }

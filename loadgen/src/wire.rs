@@ -11,6 +11,7 @@ use chatwire_protocol::engine::packet::Packet as EnginePacket;
 use chatwire_protocol::engine::payload;
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::packet::{Packet, PacketType};
+use chatwire_protocol::socket::raw::RawEvent;
 use simd_json::prelude::*;
 
 /// JSON nesting the load generator accepts from a server.
@@ -36,8 +37,23 @@ pub enum Incoming {
         /// First argument (`Null` when none).
         args: Value,
     },
+    /// A `message:new` on our namespace, read without a JSON value tree (the hot path: a
+    /// simulated user receives far more of these than anything else).
+    Delivered {
+        /// The stored message id.
+        id: Option<i64>,
+        /// The content (carries the send timestamp).
+        content: Option<String>,
+    },
     /// Anything else (CONNECT ack, other namespaces, binary attachments).
     Other,
+}
+
+/// The fields of a `message:new` payload the load generator reads; the rest is skipped.
+#[derive(serde::Deserialize)]
+struct NewMessage {
+    id: Option<i64>,
+    content: Option<String>,
 }
 
 /// One connection's protocol state: the protocol crate's [`ClientSession`] (open packet,
@@ -104,9 +120,27 @@ impl Wire {
             ClientEvent::Upgraded => Ok(Incoming::Upgraded),
             ClientEvent::Closed(_) => Ok(Incoming::Close),
             ClientEvent::Binary(_) => Ok(Incoming::Other),
-            ClientEvent::Message(text) => client::decode_server_packet(&text, MAX_JSON_DEPTH)
-                .map(|(packet, _attachments)| self.socket(packet))
-                .map_err(Into::into),
+            ClientEvent::Message(text) => match self.delivered(&text) {
+                Some(delivered) => Ok(delivered),
+                None => client::decode_server_packet(&text, MAX_JSON_DEPTH)
+                    .map(|(packet, _attachments)| self.socket(packet))
+                    .map_err(Into::into),
+            },
+        })
+    }
+
+    /// A `message:new` on our namespace through the protocol crate's raw event path (the
+    /// payload deserialized straight into the two fields we read); `None` for anything else,
+    /// which takes the generic decode.
+    fn delivered(&self, text: &bytes::Bytes) -> Option<Incoming> {
+        let raw = RawEvent::decode(text.clone(), MAX_JSON_DEPTH).ok()??;
+        if raw.name() != Some("message:new") || raw.nsp() != self.nsp {
+            return None;
+        }
+        let m: NewMessage = raw.arg(0).ok()?;
+        Some(Incoming::Delivered {
+            id: m.id,
+            content: m.content,
         })
     }
 
@@ -182,4 +216,52 @@ pub fn unix_micros() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const OPEN: &str =
+        r#"0{"sid":"s1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+
+    fn incoming(frames: &[&str]) -> Vec<Incoming> {
+        let mut wire = Wire::new("/chat");
+        let mut out = Vec::new();
+        for frame in [OPEN].iter().chain(frames) {
+            wire.feed(frame.as_bytes()).unwrap();
+            while let Some(ev) = wire.poll() {
+                out.push(ev.unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn message_new_takes_the_raw_path_and_keeps_id_and_content() {
+        let got = incoming(&[
+            r#"42/chat,["message:new",{"id":42,"conversationId":7,"senderId":3,"content":"lg:1700000000000000:3:1 xx","isRead":false,"sender":{"username":"u\"3"}}]"#,
+        ]);
+        match got.as_slice() {
+            [Incoming::Open, Incoming::Delivered { id, content }] => {
+                assert_eq!(*id, Some(42));
+                assert_eq!(content.as_deref(), Some("lg:1700000000000000:3:1 xx"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_events_and_namespaces_take_the_generic_path() {
+        let got = incoming(&[
+            r#"42/chat,["message:sent",{"tempId":5,"message":{"id":9}}]"#,
+            r#"42/other,["message:new",{"id":1,"content":"x"}]"#,
+            r#"42/chat,["message:new","not an object"]"#,
+        ]);
+        assert!(matches!(&got[1], Incoming::Event { name, .. } if name == "message:sent"));
+        assert!(matches!(&got[2], Incoming::Other));
+        // A payload that does not fit still reaches the user (as a generic event), not an error.
+        assert!(matches!(&got[3], Incoming::Event { name, .. } if name == "message:new"));
+    }
 }
