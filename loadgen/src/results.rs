@@ -122,6 +122,25 @@ pub struct ServerUse {
     pub rss_connected_kb: u64,
     /// Load generator CPU seconds over the same window.
     pub loadgen_send_cpu_secs: f64,
+    /// Length of that window in seconds (0 in results from older versions).
+    #[serde(default)]
+    pub window_secs: f64,
+    /// CPU cores the load generator process could run on.
+    #[serde(default)]
+    pub loadgen_cores: usize,
+}
+
+impl ServerUse {
+    /// Cores' worth of CPU the server used over the window (1.0 = one core busy).
+    pub fn server_cores_used(&self) -> Option<f64> {
+        (self.window_secs > 0.0).then(|| self.cpu_secs / self.window_secs)
+    }
+
+    /// Share of the load generator's cores it kept busy over the window (1.0 = saturated).
+    pub fn loadgen_utilisation(&self) -> Option<f64> {
+        (self.window_secs > 0.0 && self.loadgen_cores > 0)
+            .then(|| self.loadgen_send_cpu_secs / self.window_secs / self.loadgen_cores as f64)
+    }
 }
 
 /// One progress tick.
@@ -206,6 +225,8 @@ impl RunResult {
                 mine.rss_before_kb = mine.rss_before_kb.min(theirs.rss_before_kb);
                 mine.rss_connected_kb = mine.rss_connected_kb.max(theirs.rss_connected_kb);
                 mine.loadgen_send_cpu_secs += theirs.loadgen_send_cpu_secs;
+                mine.window_secs = mine.window_secs.max(theirs.window_secs);
+                mine.loadgen_cores = mine.loadgen_cores.max(theirs.loadgen_cores);
             }
             (None, Some(theirs)) => self.server = Some(theirs.clone()),
             _ => {}
@@ -331,10 +352,30 @@ impl RunResult {
                 self.connected,
                 self.rss_per_connection_kb().unwrap_or(0.0)
             );
+            if let (Some(server), Some(loadgen)) = (s.server_cores_used(), s.loadgen_utilisation())
+            {
+                let _ = writeln!(
+                    out,
+                    "busy over {:.1} s: server {:.2} cores; loadgen {:.0}% of its {} core(s){}",
+                    s.window_secs,
+                    server,
+                    loadgen * 100.0,
+                    s.loadgen_cores,
+                    if loadgen >= LOADGEN_SATURATED {
+                        " -- the load generator is near saturation: these figures may be its \
+                         limit, not the server's (run it on more cores or more machines)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         out
     }
 }
+
+/// Load generator utilisation from which the summary warns that it may be the bottleneck.
+pub const LOADGEN_SATURATED: f64 = 0.9;
 
 /// Limits that fail a run.
 #[derive(Clone, Debug, Default)]
@@ -491,5 +532,35 @@ mod tests {
             ..Thresholds::default()
         };
         assert!(ok.check(&r).is_empty());
+    }
+
+    #[test]
+    fn summary_says_when_the_load_generator_may_be_the_limit() {
+        let mut r = result(100, &[1_000; 99]);
+        let server = |loadgen_cpu: f64| ServerUse {
+            cpu_secs: 9.0,
+            loadgen_send_cpu_secs: loadgen_cpu,
+            window_secs: 10.0,
+            loadgen_cores: 2,
+            ..ServerUse::default()
+        };
+        r.server = Some(server(10.0));
+        let calm = r.summary();
+        assert!(
+            calm.contains("server 0.90 cores; loadgen 50% of its 2 core(s)"),
+            "{calm}"
+        );
+        assert!(!calm.contains("near saturation"));
+        r.server = Some(server(19.0));
+        assert!(
+            r.summary()
+                .contains("loadgen 95% of its 2 core(s) -- the load generator is near saturation")
+        );
+        // Results written before the window was recorded print no utilisation.
+        r.server = Some(ServerUse {
+            window_secs: 0.0,
+            ..server(19.0)
+        });
+        assert!(!r.summary().contains("busy over"));
     }
 }

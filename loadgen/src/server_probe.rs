@@ -17,6 +17,8 @@ pub struct ServerSample {
     pub rss_connected_kb: u64,
     /// Load generator CPU seconds during the send phase.
     pub loadgen_cpu_secs: f64,
+    /// Length of the window both CPU figures cover (send phase plus up to 1 s of drain).
+    pub window_secs: f64,
 }
 
 /// utime + stime of `pid` in seconds, from `/proc/<pid>/stat`.
@@ -53,11 +55,13 @@ pub async fn watch(ctx: &Ctx, pid: u32) -> ServerSample {
     sample.rss_connected_kb = rss_kb(pid).unwrap_or(0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
     let own0 = crate::own_cpu_secs();
+    let window = std::time::Instant::now();
     tokio::time::sleep_until((start + ctx.settings.duration).into()).await;
     // Deliveries of the last sends land within the drain; count their server work too.
     tokio::time::sleep(ctx.settings.drain.min(Duration::from_secs(1))).await;
     sample.cpu_secs = cpu_secs(pid).unwrap_or(cpu0) - cpu0;
     sample.loadgen_cpu_secs = crate::own_cpu_secs() - own0;
+    sample.window_secs = window.elapsed().as_secs_f64();
     sample
 }
 
