@@ -18,6 +18,7 @@
 #   scripts/bench.sh --summary-only   print the summary of the last runs again
 #   SERVERS="chatwire socketioxide" STEP_SECS=8 GROUP_RATES="0.5 1 2" scripts/bench.sh
 #   SCENARIO="" scripts/bench.sh     with typing and read receipts (default: messages only)
+#   HEADROOM=0 scripts/bench.sh      without the load generator headroom step
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/load-common.sh"
 
@@ -36,13 +37,16 @@ SERVERS="${SERVERS:-chatwire socketioxide node}"
 STEP_SECS="${STEP_SECS:-8}"
 IDLE_USERS="${IDLE_USERS:-4000}"
 GROUP_USERS="${GROUP_USERS:-2000}"
-GROUP_RATES="${GROUP_RATES:-0.05 0.1 0.2 0.5 1}"
+GROUP_RATES="${GROUP_RATES:-0.2 0.5 1 2}"
 DIRECT_USERS="${DIRECT_USERS:-4000}"
-DIRECT_RATES="${DIRECT_RATES:-0.5 1 2 4}"
+DIRECT_RATES="${DIRECT_RATES:-1 2 4 8}"
 # Messages only by default, so CPU per delivery is the message path; SCENARIO="" adds typing
 # and read receipts (the loadtest scenario).
 SCENARIO="${SCENARIO---no-typing --no-read}"
 P99_MS="${P99_MS:-50}"
+HEADROOM="${HEADROOM:-1}"
+HEADROOM_QUOTA="${HEADROOM_QUOTA:-0.5}"
+HEADROOM_RATES="${HEADROOM_RATES:-0.5 1 1.5 2}"
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 BENCH_OUT="$OUT/bench"
 mkdir -p "$BENCH_OUT"
@@ -56,8 +60,13 @@ if [ "$CRITERION" = 1 ]; then
   echo "== criterion benches (short measurement)"
   # Build first (once per change), then measure briefly; the time box keeps the whole under 10 min.
   (cd "$ROOT" && cargo bench -p chatwire-bench --benches --no-run --quiet) || true
-  (cd "$ROOT" && timeout "${CRITERION_SECS:-150}" cargo bench -p chatwire-bench --benches -- --warm-up-time 0.5 --measurement-time 1) \
-    2>&1 | grep -B1 "time:" | grep -v -e "^--" -e "^Benchmarking" || true
+  # The batch writer bench (PostgreSQL) in its short form: half the messages, 5 s paced runs.
+  (cd "$ROOT" && BENCH_MESSAGES="${BENCH_MESSAGES:-150000}" BENCH_PACE_SECS="${BENCH_PACE_SECS:-5}" \
+    BENCH_SINGLE="${BENCH_SINGLE:-5000}" timeout "${CRITERION_SECS:-150}" \
+    cargo bench -p chatwire-bench --benches -- --warm-up-time 0.5 --measurement-time 1) 2>&1 \
+    | grep -v -e "^Benchmarking" -e "^Found" -e "^ *[0-9]* (.*%) \(high\|low\)" -e "^Gnuplot" \
+      -e "change:" -e "Performance has" -e "No change" -e "Change within" -e "^ *Running" \
+      -e "^ *Finished" -e "^\s*$" -e "thrpt:" || true
 fi
 
 if [ "$RUN" = 1 ]; then
@@ -72,11 +81,11 @@ start() { # start SERVER PORT
     *) start_peer "$1" "$2" "$BENCH_OUT/server-$1.log" ;;
   esac
 }
-loadgen() { # loadgen SERVER PORT NAME [options...]
+loadgen() { # loadgen SERVER PORT NAME [options...]; LOADGEN_PREFIX runs it under e.g. taskset
   local server="$1" port="$2" name="$3" seed=none
   shift 3
   [ "$server" = chatwire ] && seed=rest
-  "$BIN/chatwire-loadgen" run -H "http://127.0.0.1:$port" --seed "$seed" --server-pid "$SERVER_PID" \
+  ${LOADGEN_PREFIX:-} "$BIN/chatwire-loadgen" run -H "http://127.0.0.1:$port" --seed "$seed" --server-pid "$SERVER_PID" \
     --out-dir "$BENCH_OUT" --name "$name" --no-goose-reports --progress-secs 5 --drain 1.5 "$@" \
     >"$BENCH_OUT/$name.log" 2>&1
 }
@@ -123,9 +132,43 @@ for server in $SERVERS; do
     stop_server
   done
 done
+
+# Headroom: is the load generator the limit? On a machine this small it costs about what the
+# server costs per delivery, so each gets its own core and the server a CPU quota below one core
+# (cgroup): stepping the rate up until the server uses its quota shows how busy the load
+# generator still is then (a throttled process shows ~85-90% of its quota used). Skipped (with
+# the reason) where taskset or a writable cgroup is missing.
+if [ "$HEADROOM" = 1 ] && [[ " $SERVERS " == *" chatwire "* ]]; then
+  echo "== chatwire: headroom (server on CPU 0 under a quota of $HEADROOM_QUOTA core, load generator on CPU 1)"
+  if ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
+    echo "   skipped: needs taskset and 2 cores"
+  elif ! cg=$(cpu_cgroup "chatwire-bench-$$" "$HEADROOM_QUOTA"); then
+    echo "   skipped: no writable cgroup CPU controller (run as root, or with a delegated cgroup)"
+  else
+    port=$((port + 1))
+    taskset -c 0 "$BIN/chatwire" serve --host 127.0.0.1 --port "$port" --database-url memory \
+      --dev-tokens true --rate-limit-conn-per-ip 0 >"$BENCH_OUT/server-headroom.log" 2>&1 &
+    SERVER_PID=$!
+    echo "$SERVER_PID" >"$cg/cgroup.procs"
+    wait_http "http://127.0.0.1:$port/healthz" 60
+    for rate in $HEADROOM_RATES; do
+      name="chatwire-headroom-$rate"
+      LOADGEN_PREFIX="taskset -c 1" loadgen chatwire "$port" "$name" -u "$GROUP_USERS" \
+        --room-size 50 --rate "$rate" --duration "$STEP_SECS" $SCENARIO || true
+      used=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["server"]; print(s["cpu_secs"]/s["window_secs"])' \
+        "$BENCH_OUT/$name.results.json" 2>/dev/null || echo 0)
+      echo "   rate $rate/s per user: server used $used of its $HEADROOM_QUOTA core"
+      python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.85 * float(sys.argv[2]) else 1)' \
+        "$used" "$HEADROOM_QUOTA" && break
+    done
+    stop_server
+    rmdir "$cg" 2>/dev/null || true
+  fi
+fi
 fi
 
 echo "== summary (elapsed $((SECONDS - started)) s)"
+export HEADROOM_QUOTA
 python3 - "$BENCH_OUT" "$P99_MS" "$BASELINE" "$SAVE" "$SERVERS" "$REF_GROUP_RATE" "$REF_DIRECT_RATE" <<'PY'
 import json, os, sys, glob
 out, p99_limit, baseline_path, save, servers = sys.argv[1], float(sys.argv[2]) * 1000, sys.argv[3], sys.argv[4] == "1", sys.argv[5].split()
@@ -192,6 +235,35 @@ if "chatwire" in fig:
             if a and b:
                 ratio = a / b if higher else b / a
                 print(f"   {title:<44} {ratio:6.2f}x")
+runs = sorted(glob.glob(os.path.join(out, "chatwire-headroom-*.results.json")),
+              key=lambda p: float(p.rsplit("-", 1)[1].replace(".results.json", "")))
+if runs:
+    quota = float(os.environ.get("HEADROOM_QUOTA", "0.5"))
+    print(f"-- load generator headroom: chatwire on CPU 0 with a quota of {quota} core, load generator on CPU 1")
+    print(f"   {'rate/user':>9} {'deliveries/s':>13} {'p99 ms':>8} {'server':>16} {'load generator':>16}")
+    rows = []
+    for p in runs:
+        r = json.load(open(p)); sv = r.get("server") or {}
+        win = sv.get("window_secs") or 0
+        if not win or not r["send_secs"]: continue
+        server = sv["cpu_secs"] / win / quota
+        lg = sv["loadgen_send_cpu_secs"] / win / max(sv.get("loadgen_cores") or 1, 1)
+        p99 = pct(r, "delivery", 0.99)
+        rows.append({"rate": float(p.rsplit("-", 1)[1].replace(".results.json", "")),
+                     "deliveries_per_sec": r["deliveries"] / r["send_secs"],
+                     "p99_ms": p99 / 1000 if p99 else None, "server_share_of_quota": server,
+                     "loadgen_share_of_its_cores": lg})
+        print(f"   {rows[-1]['rate']:>9} {rows[-1]['deliveries_per_sec']:>13,.0f} {fmt(rows[-1]['p99_ms']):>8} "
+              f"{server*100:>9.0f}% quota {lg*100:>10.0f}% core")
+    fig.setdefault("chatwire", {})["headroom"] = rows
+    top = max(rows, key=lambda x: x["server_share_of_quota"], default=None)
+    if top:
+        # CFS throttling keeps a process at its quota slightly below 100% of it.
+        verdict = ("the server saturated first" if top["server_share_of_quota"] >= 0.85 and top["loadgen_share_of_its_cores"] < 0.85
+                   else "the server did not reach its quota" if top["server_share_of_quota"] < 0.85
+                   else "both saturated: the load generator may be the limit")
+        print(f"   busiest step: server {top['server_share_of_quota']*100:.0f}% of its quota, load generator "
+              f"{top['loadgen_share_of_its_cores']*100:.0f}% of its core: {verdict}")
 summary = os.path.join(out, "bench-summary.json")
 json.dump(fig, open(summary, "w"), indent=2)
 print(f"figures: {summary}; runs: {out}/*.results.json, *.svg, *.log")

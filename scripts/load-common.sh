@@ -56,6 +56,25 @@ stop_server() {
   SERVER_PID=""
 }
 
+# cpu_cgroup NAME CORES: creates a cgroup limited to CORES cores of CPU time (cgroup v1 `cpu`
+# or v2 `cpu.max`) and prints its directory; fails where no writable CPU controller exists.
+cpu_cgroup() {
+  local name="$1" quota
+  quota=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * 100000))' "$2") || return 1
+  if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu ]; then
+    mkdir -p "/sys/fs/cgroup/cpu/$name" 2>/dev/null || return 1
+    echo 100000 >"/sys/fs/cgroup/cpu/$name/cpu.cfs_period_us" || return 1
+    echo "$quota" >"/sys/fs/cgroup/cpu/$name/cpu.cfs_quota_us" || return 1
+    echo "/sys/fs/cgroup/cpu/$name"
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null && [ -w /sys/fs/cgroup ]; then
+    mkdir -p "/sys/fs/cgroup/$name" 2>/dev/null || return 1
+    echo "$quota 100000" >"/sys/fs/cgroup/$name/cpu.max" || return 1
+    echo "/sys/fs/cgroup/$name"
+  else
+    return 1
+  fi
+}
+
 # ensure_pg_database URL: creates the database named in a postgres:// URL when missing.
 ensure_pg_database() {
   local url="$1" db admin
