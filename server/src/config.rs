@@ -159,6 +159,11 @@ pub struct Config {
     /// How long the writer waits for more messages after the first of a batch, in milliseconds.
     #[arg(long, env = "WRITE_BATCH_WINDOW_MS", default_value_t = 2)]
     pub write_batch_window_ms: u64,
+    /// Database connections committing batches side by side; a conversation always uses the
+    /// same one, so its messages keep their order. More than the database's spare cores buys
+    /// nothing.
+    #[arg(long, env = "WRITE_LANES", default_value_t = 2)]
+    pub write_lanes: usize,
     /// Time after which a message not yet committed is answered `unavailable`, in milliseconds.
     #[arg(long, env = "WRITE_DEADLINE_MS", default_value_t = 5000)]
     pub write_deadline_ms: u64,

@@ -186,6 +186,7 @@ impl Server {
                 let batch = BatchConfig::default()
                     .with_queue_capacity(config.write_queue.max(1))
                     .with_max_batch(config.write_batch_max.max(1))
+                    .with_lanes(config.write_lanes.max(1))
                     .with_window(config.write_batch_window())
                     .with_commit_deadline(Duration::from_millis(config.write_deadline_ms));
                 let writer = BatchWriter::spawn(
