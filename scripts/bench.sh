@@ -34,7 +34,7 @@ for arg in "$@"; do
   esac
 done
 SERVERS="${SERVERS:-chatwire socketioxide node}"
-STEP_SECS="${STEP_SECS:-8}"
+STEP_SECS="${STEP_SECS:-6}"
 IDLE_USERS="${IDLE_USERS:-4000}"
 GROUP_USERS="${GROUP_USERS:-2000}"
 GROUP_RATES="${GROUP_RATES:-0.2 0.5 1 2}"
@@ -119,10 +119,19 @@ for server in $SERVERS; do
     start "$server" "$port"
     for rate in $rates; do
       name="$server-$workload-$rate"
-      # shellcheck disable=SC2086
-      loadgen "$server" "$port" "$name" -u "$users" --room-size "$room" --rate "$rate" \
-        --duration "$STEP_SECS" $SCENARIO || true
-      if [ -f "$BENCH_OUT/$name.results.json" ] && passed "$name"; then
+      # A step that fails is run once more (same for every server): on a machine this small one
+      # stray stall or join timeout should not decide a ratio. The second attempt's results stand.
+      verdict=fail
+      for attempt in 1 2; do
+        # shellcheck disable=SC2086
+        loadgen "$server" "$port" "$name" -u "$users" --room-size "$room" --rate "$rate" \
+          --duration "$STEP_SECS" $SCENARIO || true
+        if [ -f "$BENCH_OUT/$name.results.json" ] && passed "$name"; then
+          verdict=pass; break
+        fi
+        [ "$attempt" = 2 ] || echo "   $workload rate $rate/s per user: failed, running it once more"
+      done
+      if [ "$verdict" = pass ]; then
         echo "   $workload rate $rate/s per user: pass"
       else
         echo "   $workload rate $rate/s per user: p99 > ${P99_MS} ms, errors or lost deliveries; stop stepping"
