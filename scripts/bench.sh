@@ -101,9 +101,14 @@ for v, c in buckets:
     seen += c
     if seen >= 0.99 * total:
         p99 = v; break
-ok = total > 0 and p99 <= float(sys.argv[2]) * 1000 and not r["errors"] \
-     and r["deliveries"] >= r["expected_deliveries"] > 0
-sys.exit(0 if ok else 1)
+limit = float(sys.argv[2]) * 1000
+errors = sum(r["errors"].values()) if isinstance(r["errors"], dict) else len(r["errors"])
+ok = total > 0 and p99 <= limit and not errors and r["deliveries"] >= r["expected_deliveries"] > 0
+# 1 = missed narrowly (p99 within twice the limit, a handful of errors or lost deliveries):
+# worth a second attempt; 2 = clearly over.
+near = total > 0 and p99 <= 2 * limit and errors <= 5 \
+       and r["deliveries"] >= 0.999 * r["expected_deliveries"]
+sys.exit(0 if ok else 1 if near else 2)
 PY
 }
 
@@ -119,17 +124,21 @@ for server in $SERVERS; do
     start "$server" "$port"
     for rate in $rates; do
       name="$server-$workload-$rate"
-      # A step that fails is run once more (same for every server): on a machine this small one
-      # stray stall or join timeout should not decide a ratio. The second attempt's results stand.
+      # A step that misses narrowly is run once more (same for every server): on a machine this
+      # small one stray stall or join timeout should not decide a ratio. The second attempt's
+      # results stand. A clear miss ends the ladder at once.
       verdict=fail
       for attempt in 1 2; do
         # shellcheck disable=SC2086
         loadgen "$server" "$port" "$name" -u "$users" --room-size "$room" --rate "$rate" \
           --duration "$STEP_SECS" $SCENARIO || true
-        if [ -f "$BENCH_OUT/$name.results.json" ] && passed "$name"; then
-          verdict=pass; break
+        code=2
+        if [ -f "$BENCH_OUT/$name.results.json" ]; then
+          if passed "$name"; then code=0; else code=$?; fi
         fi
-        [ "$attempt" = 2 ] || echo "   $workload rate $rate/s per user: failed, running it once more"
+        if [ "$code" = 0 ]; then verdict=pass; break; fi
+        if [ "$code" != 1 ] || [ "$attempt" = 2 ]; then break; fi
+        echo "   $workload rate $rate/s per user: missed narrowly, running it once more"
       done
       if [ "$verdict" = pass ]; then
         echo "   $workload rate $rate/s per user: pass"
