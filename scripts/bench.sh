@@ -4,7 +4,8 @@
 #
 # Per server it measures
 #   - RSS per idle connection: IDLE_USERS users connected and joined, no traffic
-#     (server RSS growth / connections, from /proc/<pid>/status);
+#     (server RSS growth / connections, from /proc/<pid>/status), and the server CPU those
+#     connects and joins took (handshake cost; capacity = 2 cores / that);
 #   - per workload ("group": rooms of 50; "direct": 1:1), stepping the per-user message rate up
 #     until p99 delivery latency exceeds 50 ms: the highest deliveries/s with p99 <= 50 ms, and
 #     server CPU per delivery (utime+stime from /proc/<pid>/stat over the send phase) at the
@@ -211,6 +212,9 @@ for s in servers:
     if idle and idle.get("server") and idle["connected"]:
         sv = idle["server"]
         f["rss_kib_per_idle_conn"] = (sv["rss_connected_kb"] - sv["rss_before_kb"]) / idle["connected"]
+        if sv.get("connect_cpu_secs"):
+            f["connect_us_per_user"] = sv["connect_cpu_secs"] * 1e6 / idle["connected"]
+            f["connects_per_sec_2_cores"] = 2e6 / f["connect_us_per_user"]
     for w in ("group", "direct"):
         runs = sorted(glob.glob(os.path.join(out, f"{s}-{w}-*.results.json")),
                       key=lambda p: float(p.rsplit("-", 1)[1].replace(".results.json", "")))
@@ -239,7 +243,9 @@ metrics = [("group_deliveries_per_sec", "rooms of 50: deliveries/s at p99<=50ms"
            ("direct_deliveries_per_sec", "1:1: deliveries/s at p99<=50ms", True),
            ("direct_server_us_per_delivery", f"1:1: server CPU us/message @{d}/s", False),
            ("direct_loadgen_us_per_delivery", f"1:1: loadgen CPU us/message @{d}/s", None),
-           ("rss_kib_per_idle_conn", "RSS KiB per idle connection", False)]
+           ("rss_kib_per_idle_conn", "RSS KiB per idle connection", False),
+           ("connect_us_per_user", "connect + join: server CPU us per user", False),
+           ("connects_per_sec_2_cores", "connect + join: per second on 2 cores (CPU)", True)]
 fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
 print(f"{'metric':<46}" + "".join(f"{s:>14}" for s in servers))
 for key, title, _ in metrics:

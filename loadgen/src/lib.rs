@@ -229,6 +229,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
             rss_connected_kb: sample.rss_connected_kb,
             loadgen_send_cpu_secs: sample.loadgen_cpu_secs,
             window_secs: sample.window_secs,
+            connect_cpu_secs: sample.connect_cpu_secs,
             loadgen_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         });
     }

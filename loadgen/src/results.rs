@@ -128,9 +128,19 @@ pub struct ServerUse {
     /// CPU cores the load generator process could run on.
     #[serde(default)]
     pub loadgen_cores: usize,
+    /// Server CPU seconds from before the first connection until every user joined
+    /// (handshakes, namespace connects, joins).
+    #[serde(default)]
+    pub connect_cpu_secs: f64,
 }
 
 impl ServerUse {
+    /// Server CPU per user for connecting and joining, in microseconds.
+    pub fn connect_us_per_user(&self, connected: u64) -> Option<f64> {
+        (connected > 0 && self.connect_cpu_secs > 0.0)
+            .then(|| self.connect_cpu_secs * 1e6 / connected as f64)
+    }
+
     /// Cores' worth of CPU the server used over the window (1.0 = one core busy).
     pub fn server_cores_used(&self) -> Option<f64> {
         (self.window_secs > 0.0).then(|| self.cpu_secs / self.window_secs)
@@ -227,6 +237,7 @@ impl RunResult {
                 mine.loadgen_send_cpu_secs += theirs.loadgen_send_cpu_secs;
                 mine.window_secs = mine.window_secs.max(theirs.window_secs);
                 mine.loadgen_cores = mine.loadgen_cores.max(theirs.loadgen_cores);
+                mine.connect_cpu_secs = mine.connect_cpu_secs.max(theirs.connect_cpu_secs);
             }
             (None, Some(theirs)) => self.server = Some(theirs.clone()),
             _ => {}
@@ -352,6 +363,16 @@ impl RunResult {
                 self.connected,
                 self.rss_per_connection_kb().unwrap_or(0.0)
             );
+            if let Some(us) = s.connect_us_per_user(self.connected) {
+                let _ = writeln!(
+                    out,
+                    "server CPU to connect and join: {:.2} s for {} users ({us:.1} us each: \
+                     {:.0} per second per core)",
+                    s.connect_cpu_secs,
+                    self.connected,
+                    1e6 / us
+                );
+            }
             if let (Some(server), Some(loadgen)) = (s.server_cores_used(), s.loadgen_utilisation())
             {
                 let _ = writeln!(
@@ -562,5 +583,11 @@ mod tests {
             ..server(19.0)
         });
         assert!(!r.summary().contains("busy over"));
+        r.connected = 4000;
+        r.server = Some(ServerUse {
+            connect_cpu_secs: 0.4,
+            ..server(10.0)
+        });
+        assert!(r.summary().contains("server CPU to connect and join: 0.40 s for 4000 users (100.0 us each: 10000 per second per core)"), "{}", r.summary());
     }
 }

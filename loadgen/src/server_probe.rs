@@ -19,6 +19,8 @@ pub struct ServerSample {
     pub loadgen_cpu_secs: f64,
     /// Length of the window both CPU figures cover (send phase plus up to 1 s of drain).
     pub window_secs: f64,
+    /// Server CPU seconds from before the first connection until every user joined.
+    pub connect_cpu_secs: f64,
 }
 
 /// utime + stime of `pid` in seconds, from `/proc/<pid>/stat`.
@@ -50,10 +52,12 @@ pub async fn watch(ctx: &Ctx, pid: u32) -> ServerSample {
         rss_before_kb: rss_kb(pid).unwrap_or(0),
         ..ServerSample::default()
     };
+    let before_connects = cpu_secs(pid).unwrap_or(0.0);
     let start = ctx.wait_send_start().await;
     // Every user is connected and joined (or gave up) once sending starts.
     sample.rss_connected_kb = rss_kb(pid).unwrap_or(0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
+    sample.connect_cpu_secs = (cpu0 - before_connects).max(0.0);
     let own0 = crate::own_cpu_secs();
     let window = std::time::Instant::now();
     tokio::time::sleep_until((start + ctx.settings.duration).into()).await;

@@ -223,8 +223,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const OPEN: &str =
-        r#"0{"sid":"s1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+    const OPEN: &str = r#"0{"sid":"s1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
 
     fn incoming(frames: &[&str]) -> Vec<Incoming> {
         let mut wire = Wire::new("/chat");
