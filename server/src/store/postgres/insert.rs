@@ -7,23 +7,29 @@ use sqlx::postgres::{PgPool, PgRow};
 use super::ms;
 use crate::store::{NewMessage, StoreError};
 
+/// The batch as rows `u` (one array per column, `ord` = input position), shared by both statements.
+const INPUT: &str = "FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], \
+     $6::text[], $7::text[], $8::text[]) WITH ORDINALITY AS u(conversation_id, sender_type, \
+     sender_id, message_type, content, attachment_url, attachment_name, temp_id_key, ord)";
+
+/// True when input row `u`'s sender takes part in its conversation.
+const SENDER_IS_MEMBER: &str = "SELECT 1 FROM participants p WHERE p.conversation_id = \
+     u.conversation_id AND p.user_type = u.sender_type AND p.user_id = u.sender_id";
+
+/// The columns both statements insert.
+const COLUMNS: &str = "id, conversation_id, sender_type, sender_id, message_type, content, \
+     attachment_url, attachment_name, temp_id_key";
+
 /// The batch insert statement (built once: the same text hits sqlx's prepared-statement cache).
 pub(super) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH checked AS (
             SELECT nextval('messages_id_seq') AS id, u.*, EXISTS (
-                SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
-                  AND p.user_type = u.sender_type AND p.user_id = u.sender_id) AS allowed
-            FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[])
-                 WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
-                                      attachment_url, attachment_name, temp_id_key, ord)
+                {SENDER_IS_MEMBER}) AS allowed
+            {INPUT}
         ),
         ins AS (
-            INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
-                                  attachment_url, attachment_name, temp_id_key)
-            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
-                   attachment_url, attachment_name, temp_id_key FROM checked WHERE allowed
+            INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM checked WHERE allowed
             ON CONFLICT (sender_type, sender_id, conversation_id, temp_id_key) WHERE temp_id_key IS NOT NULL DO NOTHING
             RETURNING id, conversation_id, created_at
         ),
@@ -87,19 +93,12 @@ pub(super) static FAST_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH drawn AS (
             SELECT u.*, CASE WHEN EXISTS (
-                SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
-                  AND p.user_type = u.sender_type AND p.user_id = u.sender_id)
+                {SENDER_IS_MEMBER})
                 THEN nextval('messages_id_seq') END AS id
-            FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[])
-                 WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, message_type, content,
-                                      attachment_url, attachment_name, temp_id_key, ord)
+            {INPUT}
         ),
         ins AS (
-            INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content,
-                                  attachment_url, attachment_name, temp_id_key)
-            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
-                   attachment_url, attachment_name, temp_id_key FROM drawn WHERE id IS NOT NULL
+            INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM drawn WHERE id IS NOT NULL
         ),
         unhidden AS (
             UPDATE participants p SET hidden = false
