@@ -64,14 +64,23 @@ pub struct Wire {
     nsp: String,
     /// Engine.IO client state machine.
     session: ClientSession,
+    /// How a compact `message:new` on our namespace starts (`2/chat,["message:new",`): only
+    /// frames that start so take the raw path, so no other packet is decoded twice.
+    delivered_prefix: Vec<u8>,
 }
 
 impl Wire {
     /// State for a connection that will join `nsp`.
     pub fn new(nsp: &str) -> Self {
+        let nsp_part = if nsp == "/" {
+            String::new()
+        } else {
+            format!("{nsp},")
+        };
         Self {
             nsp: nsp.to_owned(),
             session: ClientSession::new(),
+            delivered_prefix: format!("2{nsp_part}[\"message:new\",").into_bytes(),
         }
     }
 
@@ -133,6 +142,9 @@ impl Wire {
     /// payload deserialized straight into the two fields we read); `None` for anything else,
     /// which takes the generic decode.
     fn delivered(&self, text: &bytes::Bytes) -> Option<Incoming> {
+        if !text.starts_with(&self.delivered_prefix) {
+            return None;
+        }
         let raw = RawEvent::decode(text.clone(), MAX_JSON_DEPTH).ok()??;
         if raw.name() != Some("message:new") || raw.nsp() != self.nsp {
             return None;
