@@ -6,10 +6,12 @@
 //! no JSON value tree; arguments deserialized straight into the application's types).
 
 pub mod decoder;
+pub mod emit;
 pub mod packet;
 pub mod raw;
 mod scan;
 
 pub use decoder::Decoder;
+pub use emit::TextFrame;
 pub use packet::{Packet, PacketType, encode, encode_event_prefix};
 pub use raw::RawEvent;

@@ -1,0 +1,155 @@
+//! Encoders for the Socket.IO packets a server writes, each straight into one buffer that is a
+//! complete Engine.IO text packet (`4` + Socket.IO type + namespace + ack id + JSON): a WebSocket
+//! text frame or one item of a polling payload. A frame is encoded once and shared by every
+//! recipient ([`TextFrame`] is a reference-counted [`Bytes`]).
+//!
+//! Payloads are passed already serialized as JSON (the caller's own serializer, or the raw bytes
+//! of a stored message), so nothing here allocates a value tree.
+
+use bytes::Bytes;
+
+use super::packet::{Packet, encode, encode_ack_prefix, encode_event_prefix, encode_event_suffix};
+use crate::json;
+
+/// One encoded Engine.IO text packet, cheap to clone. Every encoder of this module writes UTF-8
+/// when its JSON arguments are UTF-8 (serializers always produce UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFrame(Bytes);
+
+impl TextFrame {
+    /// A frame from a static packet (`"2"`, `"6"`, ...).
+    pub const fn from_static(packet: &'static str) -> TextFrame {
+        TextFrame(Bytes::from_static(packet.as_bytes()))
+    }
+
+    /// The encoded packet.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The encoded packet as shared bytes (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty frame (never produced by the encoders).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn nsp_prefix(nsp: &str, out: &mut Vec<u8>) {
+    if nsp != "/" && !nsp.is_empty() {
+        out.extend_from_slice(nsp.as_bytes());
+        out.push(b',');
+    }
+}
+
+/// `42/nsp,["event",<payload>]`, the payload already JSON.
+pub fn event(nsp: &str, event: &str, payload: &[u8]) -> TextFrame {
+    let mut out = Vec::with_capacity(8 + nsp.len() + event.len() + payload.len());
+    encode_event_prefix(nsp, event, &mut out);
+    out.extend_from_slice(payload);
+    encode_event_suffix(&mut out);
+    TextFrame(Bytes::from(out))
+}
+
+/// `42/nsp,<id>["event",<payload>]`: an event the client must acknowledge with ack `id`.
+pub fn event_with_ack(nsp: &str, id: u64, event: &str, payload: &[u8]) -> TextFrame {
+    let mut out = Vec::with_capacity(28 + nsp.len() + event.len() + payload.len());
+    out.extend_from_slice(b"42");
+    nsp_prefix(nsp, &mut out);
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    out.push(b'[');
+    json::write_str(event, &mut out);
+    out.push(b',');
+    out.extend_from_slice(payload);
+    encode_event_suffix(&mut out);
+    TextFrame(Bytes::from(out))
+}
+
+/// Any packet's text part as an Engine.IO message (`4` + [`encode`]); its attachments go
+/// separately, as binary messages.
+pub fn packet(packet: &Packet) -> TextFrame {
+    let mut out = Vec::with_capacity(64);
+    out.push(b'4');
+    encode(packet, &mut out);
+    TextFrame(Bytes::from(out))
+}
+
+/// `43/nsp,<id>[<payload>]`, the payload already JSON.
+pub fn ack(nsp: &str, id: u64, payload: &[u8]) -> TextFrame {
+    let mut out = Vec::with_capacity(28 + nsp.len() + payload.len());
+    encode_ack_prefix(nsp, id, &mut out);
+    out.extend_from_slice(payload);
+    encode_event_suffix(&mut out);
+    TextFrame(Bytes::from(out))
+}
+
+/// `40/nsp,{"sid":"<id>"}`: the answer to a namespace CONNECT.
+pub fn connect(nsp: &str, socket_id: &str) -> TextFrame {
+    let mut out = Vec::with_capacity(16 + nsp.len() + socket_id.len());
+    out.extend_from_slice(b"40");
+    nsp_prefix(nsp, &mut out);
+    out.extend_from_slice(b"{\"sid\":");
+    json::write_str(socket_id, &mut out);
+    out.push(b'}');
+    TextFrame(Bytes::from(out))
+}
+
+/// `44/nsp,{"message":"..."}`: a refused namespace CONNECT.
+pub fn connect_error(nsp: &str, message: &str) -> TextFrame {
+    let mut out = Vec::with_capacity(20 + nsp.len() + message.len());
+    out.extend_from_slice(b"44");
+    nsp_prefix(nsp, &mut out);
+    out.extend_from_slice(b"{\"message\":");
+    json::write_str(message, &mut out);
+    out.push(b'}');
+    TextFrame(Bytes::from(out))
+}
+
+/// `41/nsp,`: the server disconnects a socket from a namespace.
+pub fn disconnect(nsp: &str) -> TextFrame {
+    let mut out = Vec::with_capacity(4 + nsp.len());
+    out.extend_from_slice(b"41");
+    nsp_prefix(nsp, &mut out);
+    TextFrame(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: TextFrame) -> String {
+        String::from_utf8(f.as_bytes().to_vec()).unwrap_or_default()
+    }
+
+    #[test]
+    fn wire_strings() {
+        assert_eq!(
+            text(event("/chat", "a:b", b"{\"x\":1}")),
+            r#"42/chat,["a:b",{"x":1}]"#
+        );
+        assert_eq!(text(event("/", "e", b"1")), r#"42["e",1]"#);
+        assert_eq!(text(ack("/chat", 7, b"{}")), r#"43/chat,7[{}]"#);
+        assert_eq!(text(ack("/", 0, b"1")), r#"430[1]"#);
+        assert_eq!(text(connect("/", "abc")), r#"40{"sid":"abc"}"#);
+        assert_eq!(
+            text(connect_error("/x", "Invalid namespace")),
+            r#"44/x,{"message":"Invalid namespace"}"#
+        );
+        assert_eq!(text(disconnect("/chat")), "41/chat,");
+        assert_eq!(
+            text(event_with_ack("/chat", 3, "q", b"{}")),
+            r#"42/chat,3["q",{}]"#
+        );
+        assert_eq!(text(event_with_ack("/", 0, "q", b"1")), r#"420["q",1]"#);
+        assert_eq!(text(packet(&Packet::disconnect("/x"))), "41/x,");
+        assert_eq!(text(disconnect("/")), "41");
+    }
+}
