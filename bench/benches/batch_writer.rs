@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatwire::store::batch::{
-    BatchConfig, BatchWriter, CommitSink, METRIC_BATCH_SIZE, METRIC_COMMIT_SECONDS, ReplyTo,
+    BatchConfig, BatchWriter, CommitSink, METRIC_BATCH_SIZE, METRIC_COMMIT_SECONDS,
 };
 use chatwire::store::postgres::WritePath;
 use chatwire::store::{
@@ -112,7 +112,10 @@ struct CountingSink {
 }
 
 impl CommitSink for CountingSink {
-    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
+    /// Nobody waits for a benched send.
+    type Reply = ();
+
+    fn committed(&self, batch: Vec<(Stored, ())>) {
         let now = self.base.elapsed().as_nanos() as u64;
         let mut lat = self.latencies.lock().unwrap();
         for (stored, _) in &batch {
@@ -128,7 +131,7 @@ impl CommitSink for CountingSink {
         }
         self.done.fetch_add(batch.len(), Ordering::Release);
     }
-    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
+    fn failed(&self, batch: Vec<(NewMessage, ())>, error: StoreError) {
         eprintln!("batch of {} failed: {error}", batch.len());
         self.failed.fetch_add(batch.len(), Ordering::Release);
     }
@@ -205,13 +208,13 @@ fn run_writer(
     let cfg = BatchConfig::default()
         .with_max_batch(env_usize("BENCH_BATCH", BatchConfig::default().max_batch))
         .with_lanes(lanes);
-    let writer = BatchWriter::spawn(store, cfg, Box::new(sink));
+    let writer = BatchWriter::spawn(store, cfg, sink);
     // Warm-up, not counted: the writer thread is new, so are its runtime and its database
     // connections (a server's writer lives as long as the process). Messages `offset + n..`.
     let warm = 4 * CONVERSATIONS as usize;
     for i in 0..warm {
         let mut m = message(offset + n + i);
-        while let Err(r) = writer.try_submit(m, ReplyTo::None) {
+        while let Err(r) = writer.try_submit(m, ()) {
             m = r.message;
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -234,7 +237,7 @@ fn run_writer(
         let mut m = m;
         loop {
             sent[k].store(base.elapsed().as_nanos() as u64, Ordering::Release);
-            match writer.try_submit(m, ReplyTo::None) {
+            match writer.try_submit(m, ()) {
                 Ok(()) => break,
                 Err(r) => {
                     m = r.message;

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 use crate::config::{Config, JwtAlgorithm};
-use crate::store::{Profile, UserKey, UserType};
+use chatwire_store::{Profile, UserKey, UserType};
 
 /// Longest token accepted, in bytes; longer ones are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;

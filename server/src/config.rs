@@ -157,7 +157,10 @@ pub struct Config {
     #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 2048)]
     pub write_batch_max: usize,
     /// How long the writer waits for more messages after the first of a batch, in milliseconds.
-    #[arg(long, env = "WRITE_BATCH_WINDOW_MS", default_value_t = 2)]
+    /// 0 (the default) is plain group commit: a batch is what queued while the previous commit
+    /// ran, so a lone message pays one commit and no wait, and a busy writer still commits large
+    /// batches.
+    #[arg(long, env = "WRITE_BATCH_WINDOW_MS", default_value_t = 0)]
     pub write_batch_window_ms: u64,
     /// Database connections committing batches side by side; a conversation always uses the
     /// same one, so its messages keep their order. More than the database's spare cores buys

@@ -11,17 +11,19 @@ use std::time::Duration;
 
 use chatwire_protocol::config::{EngineConfig, ProtocolConfig, SocketConfig};
 
+use crate::app::ChatShared;
+use crate::app::commit::{Committer, ShardSink};
 use crate::auth::Authenticator;
-use crate::chat::ChatShared;
-use crate::chat::sink::ShardSink;
 use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::ratelimit::ConnectionLimiter;
 use crate::shard::msg::ShardSet;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
-use crate::store::batch::{BatchConfig, BatchWriter, WriterHandle};
-use crate::store::validate::MessageLimits;
-use crate::store::{AnyStore, Store};
+use chatwire_chat::ChatConfig;
+use chatwire_chat::validate::MessageLimits;
+use chatwire_cluster::{Adapter, LocalAdapter};
+use chatwire_store::batch::{BatchConfig, BatchWriter};
+use chatwire_store::{AnyStore, Store};
 
 /// What the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub struct Shared {
     pub conn_limiter: Option<ConnectionLimiter>,
     /// Chat dependencies (None in conformance mode).
     pub chat: Option<ChatShared>,
+    /// The cluster adapter every room operation goes through.
+    pub adapter: Arc<dyn Adapter>,
     /// REST handler context (None in conformance mode).
     pub rest: Option<crate::rest::RestContext>,
     /// Fires when shards must stop accepting.
@@ -121,8 +125,8 @@ pub struct RunningServer {
     shutdown: ShutdownTrigger,
     /// Shard threads.
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// The batch writer (chat mode).
-    writer: Option<WriterHandle>,
+    /// Where messages are stored (chat mode).
+    writer: Option<Committer>,
     /// The store (chat mode), for tests and tools that seed data.
     store: Option<Arc<AnyStore>>,
 }
@@ -160,6 +164,16 @@ pub struct Server;
 impl Server {
     /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`.
     pub async fn start(config: &Config, mode: Mode) -> anyhow::Result<RunningServer> {
+        Self::start_with_adapter(config, mode, Arc::new(LocalAdapter)).await
+    }
+
+    /// [`Server::start`] with the cluster adapter given (tests wrap the local one to record
+    /// every room operation).
+    pub async fn start_with_adapter(
+        config: &Config,
+        mode: Mode,
+        adapter: Arc<dyn Adapter>,
+    ) -> anyhow::Result<RunningServer> {
         let shards = config.shard_count().clamp(1, 64);
         let protocol = ProtocolConfig::default()
             .with_engine(
@@ -189,16 +203,23 @@ impl Server {
                     .with_lanes(config.write_lanes.max(1))
                     .with_window(config.write_batch_window())
                     .with_commit_deadline(Duration::from_millis(config.write_deadline_ms));
-                let writer = BatchWriter::spawn(
-                    store.clone(),
-                    batch,
-                    Box::new(ShardSink { set: set.clone() }),
-                );
+                // The memory store commits inline on the room's owner shard: no writer thread.
+                let writer = match &*store {
+                    AnyStore::Memory(_) => Committer::Inline(store.clone()),
+                    _ => Committer::Writer(BatchWriter::spawn(
+                        store.clone(),
+                        batch,
+                        ShardSink { set: set.clone() },
+                    )),
+                };
                 let chat = ChatShared {
                     auth,
                     store,
-                    writer: writer.clone(),
-                    max_message_chars: config.max_message_chars,
+                    committer: writer.clone(),
+                    config: ChatConfig {
+                        max_message_chars: config.max_message_chars,
+                        max_json_depth: protocol.socket.max_json_depth,
+                    },
                     rate: (config.rate_limit_per_socket, config.rate_limit_burst),
                 };
                 (Some(chat), Some(writer))
@@ -208,8 +229,8 @@ impl Server {
         let store = chat.as_ref().map(|c| c.store.clone());
         let rest = chat.as_ref().map(|c| crate::rest::RestContext {
             store: c.store.clone(),
-            writer: c.writer.clone(),
-            live: Arc::new(crate::http::rest::ShardLive { set: set.clone() }),
+            writer: c.committer.clone(),
+            live: Arc::new(crate::http::rest::ShardLive),
             limits: crate::rest::RestLimits::default()
                 .with_max_participants(config.max_participants)
                 .with_message(MessageLimits::default().with_max_chars(config.max_message_chars)),
@@ -232,6 +253,7 @@ impl Server {
             origin: OriginPolicy::from_config(config),
             conn_limiter,
             chat,
+            adapter,
             rest,
             stop_accepting,
             shutdown,

@@ -13,6 +13,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+// Names recorded by the layers below, re-exported so every metric is listed here.
+pub use chatwire_chat::telemetry::{
+    ERRORS, EVENTS_OUT, LABEL_CODE, LABEL_EVENT, RATE_LIMITED_DROPS, event_label,
+};
+pub use chatwire_cluster::shard::BROADCAST_FANOUT;
+pub use chatwire_store::batch::{
+    METRIC_BATCH_SIZE as WRITE_BATCH_SIZE, METRIC_COMMIT_SECONDS as WRITE_COMMIT_SECONDS,
+    METRIC_FAILURES as WRITE_FAILURES, METRIC_QUEUE_DEPTH as WRITE_QUEUE_DEPTH,
+};
+
 /// Gauge: open Engine.IO connections (optional label [`LABEL_TRANSPORT`]).
 pub const CONNECTIONS: &str = "chatwire_connections";
 /// Counter: Engine.IO handshakes accepted.
@@ -24,33 +34,17 @@ pub const REFUSED: &str = "chatwire_connections_refused_total";
 pub const SOCKETS: &str = "chatwire_sockets";
 /// Counter: client events received (label [`LABEL_EVENT`], via [`event_label`]).
 pub const EVENTS_IN: &str = "chatwire_events_in_total";
-/// Counter: events sent to clients, one per receiving socket (label [`LABEL_EVENT`]).
-pub const EVENTS_OUT: &str = "chatwire_events_out_total";
-/// Histogram: sockets one room broadcast was delivered to.
-pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
-/// Counter: error replies and refusals (label [`LABEL_CODE`]: `bad_request`, `unauthorized`,
-/// `forbidden`, `not_found`, `too_large`, `rate_limited`, `unavailable`, ...).
-pub const ERRORS: &str = "chatwire_errors_total";
-/// Histogram: messages committed per database transaction.
-pub const WRITE_BATCH_SIZE: &str = "chatwire_write_batch_size";
-/// Histogram: seconds one batch commit took (recorded by the batch writer).
-pub const WRITE_COMMIT_SECONDS: &str = "chatwire_write_commit_seconds";
-/// Gauge: messages waiting for the batch writer.
-pub const WRITE_QUEUE_DEPTH: &str = "chatwire_write_queue_depth";
-/// Counter: failed batch commits (label `outcome`: `retry` | `gave_up`).
-pub const WRITE_FAILURES: &str = "chatwire_write_failures_total";
+/// Counter: messages that crossed from one thread to another on the way between sockets (label
+/// [`LABEL_TO`]: `shard` or `writer`). Divided by messages sent, it is the thread hops per message
+/// (server/ARCHITECTURE.md gives them per path).
+pub const THREAD_HOPS: &str = "chatwire_thread_hops_total";
+/// Label key: which kind of thread a hop went to.
+pub const LABEL_TO: &str = "to";
 /// Counter: clients disconnected because their outbound queue was full.
 pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
 /// Counter: shard-to-shard messages dropped because the target channel and the sender's bounded
 /// overflow FIFO were both full (label [`LABEL_KIND`]).
 pub const SHARD_OVERFLOW_DROPS: &str = "chatwire_shard_overflow_drops_total";
-/// Counter: client events dropped by the per-socket rate limit without a reply (typing).
-pub const RATE_LIMITED_DROPS: &str = "chatwire_rate_limited_drops_total";
-
-/// Label key: event name.
-pub const LABEL_EVENT: &str = "event";
-/// Label key: error code.
-pub const LABEL_CODE: &str = "code";
 /// Label key: transport.
 pub const LABEL_TRANSPORT: &str = "transport";
 /// Label key: namespace.
@@ -59,40 +53,6 @@ pub const LABEL_NAMESPACE: &str = "namespace";
 pub const LABEL_REASON: &str = "reason";
 /// Label key: kind of shard message.
 pub const LABEL_KIND: &str = "kind";
-
-/// Event names of the chat contract, the only values [`LABEL_EVENT`] takes besides `other`.
-const KNOWN_EVENTS: &[&str] = &[
-    "conversation:join",
-    "conversation:joined",
-    "conversation:leave",
-    "conversation:left",
-    "conversation:error",
-    "message:send",
-    "message:sent",
-    "message:error",
-    "message:new",
-    "message:notification",
-    "message:read",
-    "message:read:success",
-    "typing:start",
-    "typing:stop",
-    "user:check:online",
-    "user:online:status",
-    "user:online",
-    "user:offline",
-    "connection:success",
-    "error",
-];
-
-/// Maps an event name to a bounded label value: the name itself when the contract knows it,
-/// else `"other"`.
-pub fn event_label(name: &str) -> &'static str {
-    KNOWN_EVENTS
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or("other")
-}
 
 /// Telemetry setup failures.
 #[derive(Debug, thiserror::Error)]

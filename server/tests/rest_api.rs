@@ -8,8 +8,9 @@ mod pg;
 
 use std::sync::{Arc, Mutex};
 
+use chatwire::app::commit::{Committer, ReplyTo, Route};
 use chatwire::rest::{LiveEvents, RestContext, RestLimits, RestResponse, handle};
-use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo};
+use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink};
 use chatwire::store::{
     AnyStore, MessageType, NewMessage, Store, StoreError, Stored, UserKey, UserType,
 };
@@ -27,17 +28,19 @@ struct Recorder {
 struct Sink(Arc<Recorder>);
 
 impl CommitSink for Sink {
-    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
-        for (stored, reply) in batch {
+    type Reply = Route;
+
+    fn committed(&self, batch: Vec<(Stored, Route)>) {
+        for (stored, route) in batch {
             self.0.delivered.lock().unwrap().push(stored.message.id);
-            if let ReplyTo::Http(tx) = reply {
+            if let ReplyTo::Http(tx) = route.reply {
                 let _ = tx.send(Ok(stored));
             }
         }
     }
-    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
-        for (_, reply) in batch {
-            if let ReplyTo::Http(tx) = reply {
+    fn failed(&self, batch: Vec<(NewMessage, Route)>, error: StoreError) {
+        for (_, route) in batch {
+            if let ReplyTo::Http(tx) = route.reply {
                 let _ = tx.send(Err(error.clone()));
             }
         }
@@ -72,11 +75,11 @@ impl Api {
     async fn new(url: &str) -> Api {
         let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
         let rec = Arc::new(Recorder::default());
-        let writer = BatchWriter::spawn(
+        let writer = Committer::Writer(BatchWriter::spawn(
             store.clone(),
             BatchConfig::default(),
-            Box::new(Sink(rec.clone())),
-        );
+            Sink(rec.clone()),
+        ));
         let limits = RestLimits::default()
             .with_max_participants(5)
             .with_max_body_bytes(16 * 1024);

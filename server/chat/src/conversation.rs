@@ -1,27 +1,24 @@
 //! `conversation:join` / `conversation:leave`: room membership of a socket, participants only.
-
-use std::rc::Rc;
+//! Errors of this family (and of `message:read`) answer `conversation:error`.
 
 use serde::Serialize;
 
-use super::error::ChatError;
-use super::payload::{ConversationRef, field};
-use super::{Ctx, json, reply, reply_error, room_name, with_socket};
-use crate::adapter::{Adapter, LocalAdapter};
-use crate::rooms::{Member, SocketKey};
-use crate::shard::Shard;
+use crate::error::ChatError;
+use crate::payload::{ConversationRef, field};
+use crate::{Effect, Effects, Event, json, reply, room_name, telemetry, typing};
 use chatwire_protocol::json::Value;
 
-/// `{conversationId, room}`.
+/// `conversation:joined` / `conversation:left` payload.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Joined<'a> {
+struct Membership<'a> {
     conversation_id: i64,
     room: &'a str,
 }
 
-/// `conversation:error {conversationId, error, message}`.
-pub fn reply_conversation_error(ctx: &Ctx<'_>, payload: &Value, err: &ChatError) {
+/// `conversation:error {conversationId, error, message}` (+ ack), echoing the request's
+/// `conversationId` as given.
+pub fn error_reply(payload: &Value, err: &ChatError, ack: Option<u64>) -> Effects {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct ConvError<'a> {
@@ -29,98 +26,89 @@ pub fn reply_conversation_error(ctx: &Ctx<'_>, payload: &Value, err: &ChatError)
         error: &'static str,
         message: &'a str,
     }
-    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str())
-        .increment(1);
-    let conversation_id = field(payload, "conversationId");
+    telemetry::count_error(err.code);
     let body = json(&ConvError {
-        conversation_id,
+        conversation_id: field(payload, "conversationId"),
         error: err.code.as_str(),
         message: &err.message,
     });
-    reply(ctx.conn, "conversation:error", &body, ctx.ack);
+    reply("conversation:error", &body, ack)
 }
 
-/// `conversation:join`.
-pub async fn join(ctx: &Ctx<'_>, payload: &Value) {
+/// `conversation:join`: participants only; joining twice answers again without a second join.
+pub(crate) async fn join(ev: &Event<'_>, payload: &Value) -> Effects {
     let req = match ConversationRef::parse(payload) {
         Ok(r) => r,
-        Err(e) => return reply_conversation_error(ctx, payload, &e),
+        Err(e) => return error_reply(payload, &e, ev.ack),
     };
     let conv = req.conversation_id;
-    let participants = match super::check_participant(ctx.shard, conv, ctx.user).await {
-        Ok(p) => p,
-        Err(e) => return reply_conversation_error(ctx, payload, &e),
-    };
-    let room = room_name(conv);
-    let newly = with_socket(ctx.conn, ctx.local, |c| {
-        if c.rooms.contains(&conv) {
+    if let Err(e) = ev.chat.check_participant(conv, ev.user).await {
+        return error_reply(payload, &e, ev.ack);
+    }
+    let newly = {
+        let mut s = ev.socket.borrow_mut();
+        if s.rooms.contains(&conv) {
             false
         } else {
-            c.rooms.push(conv);
+            s.rooms.push(conv);
             true
         }
-    });
-    match newly {
-        Some(true) => {
-            let member = Member {
-                socket: ctx.shard.socket_key(ctx.local),
-                user: Some(ctx.user),
-            };
-            LocalAdapter.join(ctx.shard, room.clone(), member, Some(participants));
-        }
-        Some(false) => {}
-        None => return, // socket gone meanwhile
+    };
+    let mut fx = Effects::new();
+    if newly {
+        fx.push(Effect::Join {
+            conversation_id: conv,
+        });
     }
-    reply(
-        ctx.conn,
+    let room = room_name(conv);
+    crate::push_reply(
+        &mut fx,
         "conversation:joined",
-        &json(&Joined {
+        &json(&Membership {
             conversation_id: conv,
             room: &room,
         }),
-        ctx.ack,
+        ev.ack,
     );
+    fx
 }
 
-/// `conversation:leave`.
-pub fn leave(ctx: &Ctx<'_>, payload: &Value) {
+/// `conversation:leave`: stops typing there, leaves the room, answers `conversation:left`.
+pub(crate) fn leave(ev: &Event<'_>, payload: &Value) -> Effects {
     let req = match ConversationRef::parse(payload) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx.conn, "conversation:leave", &e, ctx.ack),
+        Err(e) => return crate::error_reply("conversation:leave", &e, ev.ack),
     };
     let conv = req.conversation_id;
-    let was_typing = with_socket(ctx.conn, ctx.local, |c| {
-        let typing = c
+    let (was_member, was_typing) = {
+        let mut s = ev.socket.borrow_mut();
+        let typing = s
             .typing
             .iter()
             .position(|(t, _)| *t == conv)
-            .map(|p| c.typing.remove(p))
+            .map(|p| s.typing.remove(p))
             .is_some();
-        let pos = c.rooms.iter().position(|r| *r == conv);
-        (pos.map(|p| c.rooms.remove(p)).is_some(), typing)
-    });
-    if let Some((was_member, was_typing)) = was_typing {
-        let key = ctx.shard.socket_key(ctx.local);
-        if was_typing {
-            super::typing::broadcast(ctx.shard, conv, ctx.user, false, Some(key));
-        }
-        if was_member {
-            leave_room(ctx.shard, conv, key);
-        }
+        let pos = s.rooms.iter().position(|r| *r == conv);
+        (pos.map(|p| s.rooms.remove(p)).is_some(), typing)
+    };
+    let mut fx = Effects::new();
+    if was_typing {
+        fx.push(typing::broadcast(conv, ev.user, false));
+    }
+    if was_member {
+        fx.push(Effect::Leave {
+            conversation_id: conv,
+        });
     }
     let room = room_name(conv);
-    reply(
-        ctx.conn,
+    crate::push_reply(
+        &mut fx,
         "conversation:left",
-        &json(&Joined {
+        &json(&Membership {
             conversation_id: conv,
             room: &room,
         }),
-        ctx.ack,
+        ev.ack,
     );
-}
-
-/// Removes a socket from a conversation room (through the adapter).
-pub fn leave_room(shard: &Rc<Shard>, conversation_id: i64, socket: SocketKey) {
-    LocalAdapter.leave(shard, room_name(conversation_id), socket);
+    fx
 }

@@ -1,7 +1,7 @@
 //! The chat layer's error: a contract error code (section 3) plus a human message. Every handler
 //! maps its failures to one of these; the event family decides which reply event carries it.
 
-use crate::store::StoreError;
+use chatwire_store::StoreError;
 
 /// Contract error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

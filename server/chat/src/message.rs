@@ -1,27 +1,89 @@
-//! `message:send` and everything after the commit: the sender's `message:sent` / `message:error`,
-//! `message:new` to the room (from the room's owner shard, in id order) and
-//! `message:notification` to online participants with no socket in the room.
-
-use std::collections::HashSet;
-use std::rc::Rc;
-use std::sync::Arc;
+//! `message:send` and what follows its commit: the sender's `message:sent` / `message:error`,
+//! and the frames of a committed message (`message:new` for the room, `message:notification`
+//! for participants with no socket in it), built once, on whichever thread committed it.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
-use super::error::{ChatError, Code};
-use super::payload::SendPayload;
-use super::{Ctx, NSP, json, reply, room_name, with_socket};
-use crate::shard::Shard;
-use crate::shard::msg::{Committed, ShardMsg, SocketReply};
-use crate::sio::emit;
-use crate::store::batch::ReplyTo;
-use crate::store::validate::{MessageLimits, check_send, parse_send};
-use crate::store::{TempId, UserKey};
+use crate::error::{ChatError, Code};
+use crate::payload::SendPayload;
+use crate::validate::{InvalidMessage, MessageLimits, check_send, parse_send};
+use crate::{Effect, Effects, Event, emit_ack, event_frame, json, reply, telemetry, typing};
 use chatwire_protocol::json::Value;
-use chatwire_protocol::socket::RawEvent;
+use chatwire_protocol::socket::{RawEvent, TextFrame};
+use chatwire_store::{Message, NewMessage, StoreError, TempId};
 
-/// `message:error {error, message, tempId}`, built on any thread.
-pub fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
+/// `message:send` with its payload as a value.
+pub(crate) async fn send(ev: &Event<'_>, payload: &Value, within_rate: bool) -> Effects {
+    let limits = MessageLimits::default().with_max_chars(ev.chat.config().max_message_chars);
+    submit(ev, parse_send(payload, ev.user, &limits), within_rate).await
+}
+
+/// `message:send` from the fast decode path: the payload is deserialized from the frame's bytes
+/// into [`SendPayload`]; anything that does not fit (wrong types, invalid ids, not an object)
+/// is read as a generic value and goes through [`parse_send`], so every answer is the same.
+pub(crate) async fn send_raw(ev: &Event<'_>, event: &RawEvent, within_rate: bool) -> Effects {
+    let limits = MessageLimits::default().with_max_chars(ev.chat.config().max_message_chars);
+    let fields = event
+        .arg_bytes(0)
+        .filter(|b| b.first() == Some(&b'{'))
+        .and_then(|_| event.arg::<SendPayload>(0).ok())
+        .and_then(|p| p.into_fields(&limits));
+    let parsed = match fields {
+        Some(fields) => check_send(fields, ev.user, &limits),
+        None => {
+            let payload = event
+                .arg_value(0, ev.chat.config().max_json_depth)
+                .unwrap_or(Value::Static(simd_json::StaticNode::Null));
+            parse_send(&payload, ev.user, &limits)
+        }
+    };
+    submit(ev, parsed, within_rate).await
+}
+
+/// The rest of a send once its payload is read: validity, rate limit, participant check, then
+/// typing stops and the message goes to storage.
+async fn submit(
+    ev: &Event<'_>,
+    parsed: Result<NewMessage, InvalidMessage>,
+    within_rate: bool,
+) -> Effects {
+    let msg = match parsed {
+        Ok(m) => m,
+        Err(invalid) => return error(&invalid.error.into(), invalid.temp_id.as_ref(), ev.ack),
+    };
+    if !within_rate {
+        let e = ChatError::new(Code::RateLimited, "too many messages, slow down");
+        return error(&e, msg.temp_id.as_ref(), ev.ack);
+    }
+    let participants = match ev
+        .chat
+        .check_participant(msg.conversation_id, ev.user)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return error(&e, msg.temp_id.as_ref(), ev.ack),
+    };
+    let mut fx = Effects::new();
+    if let Some(stop) = typing::stop_if_typing(ev.socket, msg.conversation_id) {
+        fx.push(stop);
+    }
+    fx.push(Effect::Store {
+        message: Box::new(msg),
+        participants,
+        ack: ev.ack,
+    });
+    fx
+}
+
+/// `message:error {error, message, tempId}` (+ ack) to the sender.
+pub fn error(err: &ChatError, temp_id: Option<&TempId>, ack: Option<u64>) -> Effects {
+    telemetry::count_error(err.code);
+    reply("message:error", &error_payload(err, temp_id), ack)
+}
+
+/// The `message:error` payload.
+fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct SendError<'a> {
@@ -36,179 +98,78 @@ pub fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
     })
 }
 
-/// `message:send`.
-pub async fn send(ctx: &Ctx<'_>, payload: &Value) {
-    let chat = match super::shared(ctx.shard) {
-        Ok(c) => c,
-        Err(e) => return reply(ctx.conn, "message:error", &error_payload(&e, None), ctx.ack),
-    };
-    let limits = MessageLimits::default().with_max_chars(chat.max_message_chars);
-    submit(ctx, chat, parse_send(payload, ctx.user, &limits)).await;
+/// The frames of a committed message, encoded once for every recipient.
+#[derive(Debug, Clone)]
+pub struct CommittedFrames {
+    /// `message:new`, for the room except the sending socket.
+    pub new_frame: TextFrame,
+    /// `message:notification {conversationId, message}`, for participants not in the room.
+    pub notification_frame: TextFrame,
+    /// The sender's `message:sent {tempId, message}` and, with an ack id, its ack.
+    pub sent: SmallVec<[TextFrame; 2]>,
 }
 
-/// `message:send` from the fast decode path: the payload is deserialized from the frame's bytes
-/// into [`SendPayload`]; anything that does not fit (wrong types, invalid ids, not an object)
-/// is read as a generic value and goes through [`parse_send`], so every answer is the same.
-pub async fn send_raw(ctx: &Ctx<'_>, event: &RawEvent, max_depth: usize) {
-    let chat = match super::shared(ctx.shard) {
-        Ok(c) => c,
-        Err(e) => return reply(ctx.conn, "message:error", &error_payload(&e, None), ctx.ack),
-    };
-    let limits = MessageLimits::default().with_max_chars(chat.max_message_chars);
-    let fields = event
-        .arg_bytes(0)
-        .filter(|b| b.first() == Some(&b'{'))
-        .and_then(|_| event.arg::<SendPayload>(0).ok())
-        .and_then(|p| p.into_fields(&limits));
-    let parsed = match fields {
-        Some(fields) => check_send(fields, ctx.user, &limits),
-        None => {
-            let payload = event
-                .arg_value(0, max_depth)
-                .unwrap_or(Value::Static(simd_json::StaticNode::Null));
-            parse_send(&payload, ctx.user, &limits)
-        }
-    };
-    submit(ctx, chat, parsed).await;
-}
-
-/// The rest of a send once its payload is validated: rate limit, participant check, queue.
-async fn submit(
-    ctx: &Ctx<'_>,
-    chat: &super::ChatShared,
-    parsed: Result<crate::store::NewMessage, crate::store::validate::InvalidMessage>,
-) {
-    let msg = match parsed {
-        Ok(m) => m,
-        Err(invalid) => return fail(ctx, &invalid.error.into(), invalid.temp_id.as_ref()),
-    };
-    let allowed = with_socket(ctx.conn, ctx.local, |c| {
-        c.limiter.as_ref().is_none_or(|l| l.check())
-    });
-    if allowed == Some(false) {
-        let e = ChatError::new(Code::RateLimited, "too many messages, slow down");
-        return fail(ctx, &e, msg.temp_id.as_ref());
-    }
-    if let Err(e) = super::check_participant(ctx.shard, msg.conversation_id, ctx.user).await {
-        return fail(ctx, &e, msg.temp_id.as_ref());
-    }
-    let temp_id = msg.temp_id.clone();
-    let reply_to = ReplyTo::Socket {
-        shard: ctx.shard.index,
-        socket: ctx.local,
-        ack: ctx.ack,
-    };
-    if chat.writer.try_submit(msg, reply_to).is_err() {
-        let e = ChatError::new(Code::Unavailable, "storage busy, retry later");
-        fail(ctx, &e, temp_id.as_ref());
-    }
-}
-
-/// Replies `message:error` to the sender (+ ack).
-fn fail(ctx: &Ctx<'_>, err: &ChatError, temp_id: Option<&TempId>) {
-    metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => err.code.as_str())
-        .increment(1);
-    reply(
-        ctx.conn,
-        "message:error",
-        &error_payload(err, temp_id),
-        ctx.ack,
-    );
-}
-
-/// On the sender's shard: deliver `message:sent` / `message:error` (+ ack), stop typing.
-pub fn deliver_reply(shard: &Rc<Shard>, r: SocketReply) {
-    let conn = shard.sockets.borrow().get(&r.socket).cloned();
-    let Some(conn) = conn else { return };
-    reply(&conn, r.event, &r.payload, r.ack);
-    if let Some(conv) = r.stop_typing {
-        super::typing::stop_if_typing(shard, &conn, r.socket, conv);
-    }
-}
-
-/// On the room's owner shard: `message:new` to the room except the sending socket, then
-/// `message:notification` to online participants with no socket in the room.
-pub fn fan_out_committed(shard: Rc<Shard>, c: Committed) {
-    let room = room_name(c.conversation_id);
-    shard.broadcast_owned(&room, c.new_frame.clone(), c.sender_socket);
-    metrics::counter!(crate::telemetry::EVENTS_OUT, crate::telemetry::LABEL_EVENT => "message:new")
-        .increment(1);
-    let conv = c.conversation_id;
-    if let Some(p) = shard.chat.cached_participants(conv) {
-        notify(&shard, &room, &p, &c);
-        return;
-    }
-    // Participants unknown here yet: queue (keeps id order) and load them once.
-    let first = {
-        let mut pending = shard.chat.pending.borrow_mut();
-        let queue = pending.entry(conv).or_default();
-        queue.push(c);
-        queue.len() == 1
-    };
-    if !first {
-        return;
-    }
-    tokio::task::spawn_local(async move {
-        let loaded = super::participants(&shard, conv).await;
-        let queue = shard
-            .chat
-            .pending
-            .borrow_mut()
-            .remove(&conv)
-            .unwrap_or_default();
-        match loaded {
-            Ok(p) => {
-                for c in &queue {
-                    notify(&shard, &room, &p, c);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, conv, "notification skipped: participants unavailable")
-            }
-        }
-    });
-}
-
-/// Sends the notification frame to participants not in the room, never the sender.
-fn notify(shard: &Rc<Shard>, room: &str, participants: &[UserKey], c: &Committed) {
-    let targets: Arc<[UserKey]> = {
-        let rooms = shard.rooms.borrow();
-        let in_room: HashSet<UserKey> = participants
-            .iter()
-            .copied()
-            .filter(|u| rooms.has_user(room, *u))
-            .collect();
-        participants
-            .iter()
-            .copied()
-            .filter(|u| *u != c.sender && !in_room.contains(u))
-            .collect()
-    };
-    if targets.is_empty() {
-        return;
-    }
-    for i in 0..shard.shard_count() {
-        shard.send_to(
-            i,
-            ShardMsg::DeliverToUsers {
-                frame: c.notification_frame.clone(),
-                users: targets.clone(),
-            },
-        );
-    }
-}
-
-/// The `message:new` and `message:notification` frames for a committed message (built once).
-pub fn committed_frames(
-    conversation_id: i64,
-    message_json: &[u8],
-) -> (crate::engine::outbox::Frame, crate::engine::outbox::Frame) {
-    let new_frame = emit::event(NSP, "message:new", message_json);
-    let mut note = Vec::with_capacity(message_json.len() + 40);
+/// Frames for a committed message; `duplicate` (a retried send) gets only the sender's answer.
+pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
+    let mut body = Vec::with_capacity(384);
+    message.write_json(&mut body);
+    let mut note = Vec::with_capacity(body.len() + 40);
     note.extend_from_slice(b"{\"conversationId\":");
-    note.extend_from_slice(itoa::Buffer::new().format(conversation_id).as_bytes());
+    note.extend_from_slice(
+        itoa::Buffer::new()
+            .format(message.conversation_id)
+            .as_bytes(),
+    );
     note.extend_from_slice(b",\"message\":");
-    note.extend_from_slice(message_json);
+    note.extend_from_slice(&body);
     note.push(b'}');
-    (new_frame, emit::event(NSP, "message:notification", &note))
+    let mut sent = Vec::with_capacity(body.len() + 32);
+    sent.extend_from_slice(b"{\"tempId\":");
+    match &message.temp_id {
+        Some(t) => t.write_json(&mut sent),
+        None => sent.extend_from_slice(b"null"),
+    }
+    sent.extend_from_slice(b",\"message\":");
+    sent.extend_from_slice(&body);
+    sent.push(b'}');
+    let mut sent_frames = SmallVec::new();
+    sent_frames.push(event_frame("message:sent", &sent));
+    if let Some(id) = ack {
+        sent_frames.push(emit_ack(id, &sent));
+    }
+    metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => "message:sent").increment(1);
+    CommittedFrames {
+        new_frame: event_frame("message:new", &body),
+        notification_frame: event_frame("message:notification", &note),
+        sent: sent_frames,
+    }
+}
+
+/// The sender's `message:error` frames for a send the store could not commit: the store's
+/// verdict when it refused the message, `unavailable` for anything transient.
+pub fn failed(error: &StoreError, temp_id: Option<&TempId>, ack: Option<u64>) -> Vec<TextFrame> {
+    let err = match error {
+        StoreError::Forbidden
+        | StoreError::NotFound
+        | StoreError::BadRequest(_)
+        | StoreError::TooLarge(_) => ChatError::from(error.clone()),
+        _ => ChatError::new(Code::Unavailable, "storage unavailable, retry later"),
+    };
+    frames(self::error(&err, temp_id, ack))
+}
+
+/// `message:error` for a send the storage queue did not take.
+pub fn busy(temp_id: Option<&TempId>, ack: Option<u64>) -> Vec<TextFrame> {
+    let e = ChatError::new(Code::Unavailable, "storage busy, retry later");
+    frames(error(&e, temp_id, ack))
+}
+
+/// The frames of a list of `Emit` effects.
+fn frames(fx: Effects) -> Vec<TextFrame> {
+    fx.into_iter()
+        .filter_map(|e| match e {
+            Effect::Emit(f) => Some(f),
+            _ => None,
+        })
+        .collect()
 }

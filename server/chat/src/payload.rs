@@ -5,7 +5,7 @@ use chatwire_protocol::json::Value;
 use simd_json::StaticNode;
 
 use super::error::ChatError;
-use crate::store::{UserKey, UserType};
+use chatwire_store::{UserKey, UserType};
 
 /// Field `name` of an object payload.
 pub fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
@@ -111,7 +111,7 @@ impl UserRef {
 /// `message:send` deserialized straight from the event's bytes (no JSON value tree): the fast
 /// path for well-formed sends. Every field has the type the contract asks for; anything else (a
 /// numeric-string conversationId, a non-string content, repeated keys...) fails to deserialize and
-/// the caller falls back to [`parse_send`](crate::store::validate::parse_send) on a generic value,
+/// the caller falls back to [`parse_send`](crate::validate::parse_send) on a generic value,
 /// which answers exactly as before.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,7 +123,7 @@ pub struct SendPayload {
     pub content: Option<String>,
     /// text / image / file.
     #[serde(default)]
-    pub message_type: Option<crate::store::MessageType>,
+    pub message_type: Option<chatwire_store::MessageType>,
     /// Attachment URL (image / file).
     #[serde(default)]
     pub attachment_url: Option<String>,
@@ -132,7 +132,7 @@ pub struct SendPayload {
     pub attachment_name: Option<String>,
     /// The client's idempotency key (number or string).
     #[serde(default, deserialize_with = "temp_id_field")]
-    pub temp_id: Option<crate::store::TempId>,
+    pub temp_id: Option<chatwire_store::TempId>,
 }
 
 /// `tempId` read directly (number or string, `null` = none) instead of through `TempId`'s
@@ -140,8 +140,8 @@ pub struct SendPayload {
 /// that fits `i64` is `Int`, any other number `Float`, a string `Str`.
 fn temp_id_field<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<Option<crate::store::TempId>, D::Error> {
-    use crate::store::TempId;
+) -> Result<Option<chatwire_store::TempId>, D::Error> {
+    use chatwire_store::TempId;
     struct V;
     impl serde::de::Visitor<'_> for V {
         type Value = Option<TempId>;
@@ -173,15 +173,15 @@ fn temp_id_field<'de, D: serde::Deserializer<'de>>(
 }
 
 impl SendPayload {
-    /// The fields for [`check_send`](crate::store::validate::check_send), or `None` when the
+    /// The fields for [`check_send`](crate::validate::check_send), or `None` when the
     /// tempId or conversationId is invalid (the caller falls back to `parse_send` so the error
     /// and the echoed tempId stay exactly the same).
     pub fn into_fields(
         self,
-        limits: &crate::store::validate::MessageLimits,
-    ) -> Option<crate::store::validate::SendFields<'static>> {
+        limits: &crate::validate::MessageLimits,
+    ) -> Option<crate::validate::SendFields<'static>> {
         use std::borrow::Cow;
-        if let Some(crate::store::TempId::Str(s)) = &self.temp_id
+        if let Some(chatwire_store::TempId::Str(s)) = &self.temp_id
             && (s.chars().count() > limits.max_temp_id_chars || s.contains('\0'))
         {
             return None;
@@ -189,9 +189,11 @@ impl SendPayload {
         if self.conversation_id <= 0 {
             return None;
         }
-        Some(crate::store::validate::SendFields {
+        Some(crate::validate::SendFields {
             conversation_id: self.conversation_id,
-            message_type: self.message_type.unwrap_or(crate::store::MessageType::Text),
+            message_type: self
+                .message_type
+                .unwrap_or(chatwire_store::MessageType::Text),
             content: self.content.map(Cow::Owned),
             attachment_url: self.attachment_url.map(Cow::Owned),
             attachment_name: self.attachment_name.map(Cow::Owned),
@@ -262,7 +264,7 @@ mod tests {
     /// takes the common well-formed sends itself.
     #[test]
     fn typed_send_agrees_with_parse_send() {
-        use crate::store::validate::{MessageLimits, check_send, parse_send};
+        use crate::validate::{MessageLimits, check_send, parse_send};
         use chatwire_protocol::socket::RawEvent;
         let limits = MessageLimits::default().with_max_chars(20);
         let sender = UserKey {

@@ -1,41 +1,31 @@
-//! Presence events: `user:check:online` (asks the user's presence owner) and the `user:online` /
-//! `user:offline` announcements the owner sends to online users who share a conversation.
-
-use std::collections::HashSet;
-use std::rc::Rc;
-use std::sync::Arc;
+//! Presence events: `user:check:online` (the shard asks the cluster, then answers with
+//! [`status`]) and the `user:online` / `user:offline` frames sent to a user's partners
+//! ([`crate::Chat::partners`]) when the cluster reports the user's first or last socket.
 
 use serde::Serialize;
 
-use super::payload::UserRef;
-use super::{Ctx, NSP, UserJson, json, reply, reply_error};
-use crate::presence::presence_owner;
-use crate::shard::Shard;
-use crate::shard::msg::ShardMsg;
-use crate::sio::emit;
-use crate::store::{Store, UserKey};
+use crate::payload::UserRef;
+use crate::{Effect, Effects, Event, UserJson, error_reply, event_frame, json, reply};
 use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
 
-/// `user:check:online`.
-pub async fn check_online(ctx: &Ctx<'_>, payload: &Value) {
+/// `user:check:online {userId, userType}`: parsed here, answered once the cluster knows.
+pub(crate) fn check_online(ev: &Event<'_>, payload: &Value) -> Effects {
     let req = match UserRef::parse(payload) {
         Ok(r) => r,
-        Err(e) => return reply_error(ctx.conn, "user:check:online", &e, ctx.ack),
+        Err(e) => return error_reply("user:check:online", &e, ev.ack),
     };
-    let owner = presence_owner(req.user, ctx.shard.shard_count());
-    let is_online = if owner == usize::from(ctx.shard.index) {
-        ctx.shard.presence.borrow().is_online(req.user)
-    } else {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        ctx.shard.send_to(
-            owner,
-            ShardMsg::PresenceQuery {
-                user: req.user,
-                reply: tx,
-            },
-        );
-        rx.await.unwrap_or(false)
-    };
+    let mut fx = Effects::new();
+    fx.push(Effect::CheckOnline {
+        user: req.user,
+        ack: ev.ack,
+    });
+    fx
+}
+
+/// `user:online:status {userId, userType, isOnline}` (+ ack).
+pub fn status(user: UserKey, is_online: bool, ack: Option<u64>) -> Effects {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Status {
@@ -44,60 +34,19 @@ pub async fn check_online(ctx: &Ctx<'_>, payload: &Value) {
         is_online: bool,
     }
     let body = json(&Status {
-        user_id: req.user.id,
-        user_type: req.user.user_type.as_str(),
+        user_id: user.id,
+        user_type: user.user_type.as_str(),
         is_online,
     });
-    reply(ctx.conn, "user:online:status", &body, ctx.ack);
+    reply("user:online:status", &body, ack)
 }
 
-/// On the presence owner: tell the user's conversation partners (on every shard) that the user
-/// came online / went offline. Runs as a task (it reads the store).
-pub fn announce(shard: Rc<Shard>, user: UserKey, online: bool) {
-    tokio::task::spawn_local(async move {
-        let Ok(chat) = super::shared(&shard) else {
-            return;
-        };
-        let store = chat.store.clone();
-        let conversations = match store.conversations_of(user).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "presence: conversations_of failed");
-                return;
-            }
-        };
-        let mut partners: HashSet<UserKey> = HashSet::new();
-        for conv in conversations {
-            if let Ok(p) = super::participants(&shard, conv).await {
-                partners.extend(p.iter().copied().filter(|u| *u != user));
-            }
-        }
-        if partners.is_empty() {
-            return;
-        }
-        // The state may have flipped while we read the store; announce only the current truth.
-        if shard.presence.borrow().is_online(user) != online {
-            return;
-        }
-        let body = json(&UserJson::from(user));
-        let frame = emit::event(
-            NSP,
-            if online {
-                "user:online"
-            } else {
-                "user:offline"
-            },
-            &body,
-        );
-        let users: Arc<[UserKey]> = partners.into_iter().collect();
-        for i in 0..shard.shard_count() {
-            shard.send_to(
-                i,
-                ShardMsg::DeliverToUsers {
-                    frame: frame.clone(),
-                    users: users.clone(),
-                },
-            );
-        }
-    });
+/// `user:online` / `user:offline {userId, userType}`.
+pub fn changed(user: UserKey, online: bool) -> TextFrame {
+    let event = if online {
+        "user:online"
+    } else {
+        "user:offline"
+    };
+    event_frame(event, &json(&UserJson::from(user)))
 }

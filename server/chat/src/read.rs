@@ -3,31 +3,30 @@
 
 use serde::Serialize;
 
-use super::conversation::reply_conversation_error;
-use super::payload::ReadRequest;
-use super::{Ctx, NSP, UserJson, json, reply, room_name};
-use crate::adapter::{Adapter, LocalAdapter};
-use crate::sio::emit;
-use crate::store::Store;
+use crate::conversation::error_reply;
+use crate::payload::ReadRequest;
+use crate::{Effect, Effects, Event, UserJson, event_frame, json, push_reply};
 use chatwire_protocol::json::Value;
+use chatwire_store::Store;
 
-/// `message:read`.
-pub async fn read(ctx: &Ctx<'_>, payload: &Value) {
+/// `message:read {conversationId, messageId?}`.
+pub(crate) async fn read(ev: &Event<'_>, payload: &Value) -> Effects {
     let req = match ReadRequest::parse(payload) {
         Ok(r) => r,
-        Err(e) => return reply_conversation_error(ctx, payload, &e),
+        Err(e) => return error_reply(payload, &e, ev.ack),
     };
     let conv = req.conversation_id;
-    if let Err(e) = super::check_participant(ctx.shard, conv, ctx.user).await {
-        return reply_conversation_error(ctx, payload, &e);
+    if let Err(e) = ev.chat.check_participant(conv, ev.user).await {
+        return error_reply(payload, &e, ev.ack);
     }
-    let store = match super::shared(ctx.shard) {
-        Ok(c) => c.store.clone(),
-        Err(e) => return reply_conversation_error(ctx, payload, &e),
-    };
-    let message_id = match store.mark_read(conv, ctx.user, req.message_id).await {
+    let message_id = match ev
+        .chat
+        .store()
+        .mark_read(conv, ev.user, req.message_id)
+        .await
+    {
         Ok(id) => id,
-        Err(e) => return reply_conversation_error(ctx, payload, &e.into()),
+        Err(e) => return error_reply(payload, &e.into(), ev.ack),
     };
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -35,15 +34,6 @@ pub async fn read(ctx: &Ctx<'_>, payload: &Value) {
         conversation_id: i64,
         message_id: i64,
     }
-    reply(
-        ctx.conn,
-        "message:read:success",
-        &json(&Success {
-            conversation_id: conv,
-            message_id,
-        }),
-        ctx.ack,
-    );
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct ReadBy {
@@ -51,16 +41,26 @@ pub async fn read(ctx: &Ctx<'_>, payload: &Value) {
         message_id: i64,
         read_by: UserJson,
     }
-    let body = json(&ReadBy {
-        conversation_id: conv,
-        message_id,
-        read_by: ctx.user.into(),
-    });
-    let key = ctx.shard.socket_key(ctx.local);
-    LocalAdapter.broadcast(
-        ctx.shard,
-        room_name(conv),
-        emit::event(NSP, "message:read", &body),
-        Some(key),
+    let mut fx = Effects::new();
+    push_reply(
+        &mut fx,
+        "message:read:success",
+        &json(&Success {
+            conversation_id: conv,
+            message_id,
+        }),
+        ev.ack,
     );
+    fx.push(Effect::Broadcast {
+        conversation_id: conv,
+        frame: event_frame(
+            "message:read",
+            &json(&ReadBy {
+                conversation_id: conv,
+                message_id,
+                read_by: ev.user.into(),
+            }),
+        ),
+    });
+    fx
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use simd_json::OwnedValue as Value;
 use simd_json::prelude::*;
 
-use super::{MessageType, NewMessage, StoreError, TempId, UserKey};
+use chatwire_store::{MessageType, NewMessage, StoreError, TempId, UserKey};
 
 /// Limits applied to a send.
 #[derive(Debug, Clone)]
@@ -266,7 +266,7 @@ pub fn check_send(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::UserType;
+    use chatwire_store::UserType;
 
     fn parse(json: &str) -> Result<NewMessage, InvalidMessage> {
         let mut buf = json.as_bytes().to_vec();

@@ -1,75 +1,160 @@
-//! The cluster seam: room operations go through an [`Adapter`]. [`LocalAdapter`] routes them to the
-//! room's owner shard in this process; a Redis adapter (interoperable with
-//! `@socket.io/redis-adapter`) would also publish broadcasts to other nodes and apply theirs here.
+//! The cluster seam: every room operation, broadcast, user notification and presence change goes
+//! through an [`Adapter`]. [`LocalAdapter`] routes each one to the shard that owns the room or the
+//! user in this process; a Redis adapter (interoperable with `@socket.io/redis-adapter`) will also
+//! publish them to other nodes and apply theirs here, behind the same trait.
+//!
+//! An adapter is shared by every shard (`Send + Sync`); the shard calling it passes itself as a
+//! [`Mesh`], the few things the cluster layer needs of a shard: its index, a way to message
+//! another shard, and local delivery.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::engine::outbox::Frame;
-use crate::rooms::{Member, RoomName, SocketKey, room_owner};
-use crate::shard::Shard;
-use crate::shard::msg::ShardMsg;
-use crate::store::UserKey;
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
 
-/// Room operations as the Socket.IO layer sees them.
-pub trait Adapter {
-    /// Adds a socket to a room.
-    fn join(
-        &self,
-        shard: &Rc<Shard>,
-        room: RoomName,
-        member: Member,
-        participants: Option<Arc<[UserKey]>>,
-    );
-    /// Removes a socket from a room.
-    fn leave(&self, shard: &Rc<Shard>, room: RoomName, socket: SocketKey);
-    /// Sends a frame to every socket of a room except `except`.
-    fn broadcast(&self, shard: &Rc<Shard>, room: RoomName, frame: Frame, except: Option<SocketKey>);
+use crate::msg::{ClusterMsg, Published};
+use crate::presence::presence_owner;
+use crate::rooms::{Member, RoomName, SocketKey, room_owner};
+use crate::shard::ClusterShard;
+
+/// What the cluster layer needs of the shard it runs on (implemented by the server's shard).
+pub trait Mesh {
+    /// This shard's index.
+    fn index(&self) -> u16;
+    /// Number of shards in this process.
+    fn shard_count(&self) -> usize;
+    /// This shard's rooms and presence counts.
+    fn cluster(&self) -> &ClusterShard;
+    /// Sends `msg` to shard `to`; a message for this shard is applied at once. Never waits.
+    fn send(&self, to: usize, msg: ClusterMsg);
+    /// Writes `frame` to these local sockets (shard-local numbers).
+    fn deliver(&self, frame: &TextFrame, sockets: &[u64]);
+    /// Writes `frame` to every local chat socket of these users.
+    fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]);
+    /// A user whose presence this shard owns came online (first socket) or went offline (last).
+    fn presence_changed(&self, user: UserKey, online: bool);
 }
 
-/// Single-process adapter: each operation is a `ShardMsg` to the room's owner shard.
+/// The answer to "is this user online?": known at once, or from another shard or node.
+#[derive(Debug)]
+pub enum Online {
+    /// Answered from this shard's counts.
+    Now(bool),
+    /// The owner answers on this channel (a dropped sender reads as offline).
+    Later(tokio::sync::oneshot::Receiver<bool>),
+}
+
+impl Online {
+    /// Waits for the answer.
+    pub async fn get(self) -> bool {
+        match self {
+            Online::Now(b) => b,
+            Online::Later(rx) => rx.await.unwrap_or(false),
+        }
+    }
+}
+
+/// Room operations, broadcasts and presence as the layers above see them.
+pub trait Adapter: Send + Sync {
+    /// Adds a socket to a room.
+    fn join(&self, mesh: &dyn Mesh, room: RoomName, member: Member);
+    /// Removes a socket from a room.
+    fn leave(&self, mesh: &dyn Mesh, room: RoomName, socket: SocketKey);
+    /// Sends a frame to every socket of a room except `except`.
+    fn broadcast(
+        &self,
+        mesh: &dyn Mesh,
+        room: RoomName,
+        frame: TextFrame,
+        except: Option<SocketKey>,
+    );
+    /// A committed message: `message:new` to its room except the sending socket, then
+    /// `message:notification` to participants with no socket in the room (never the sender),
+    /// then the sender's own reply; all from the room's owner, so every socket sees a
+    /// conversation's events in id order.
+    fn publish(&self, mesh: &dyn Mesh, message: Published);
+    /// Sends a frame to every socket of these users.
+    fn notify_users(&self, mesh: &dyn Mesh, users: Arc<[UserKey]>, frame: TextFrame);
+    /// One more socket of `user`.
+    fn presence_up(&self, mesh: &dyn Mesh, user: UserKey);
+    /// One socket less of `user`.
+    fn presence_down(&self, mesh: &dyn Mesh, user: UserKey);
+    /// Whether `user` has a socket anywhere.
+    fn check_online(&self, mesh: &dyn Mesh, user: UserKey) -> Online;
+}
+
+/// Single-process adapter: each operation is a [`ClusterMsg`] to the owner shard of its room or
+/// user (applied at once when that is the calling shard).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn join(
-        &self,
-        shard: &Rc<Shard>,
-        room: RoomName,
-        member: Member,
-        participants: Option<Arc<[UserKey]>>,
-    ) {
-        let owner = room_owner(&room, shard.shard_count());
-        shard.send_to(
-            owner,
-            ShardMsg::Join {
-                room,
-                member,
-                participants,
-            },
-        );
+    fn join(&self, mesh: &dyn Mesh, room: RoomName, member: Member) {
+        let owner = room_owner(&room, mesh.shard_count());
+        mesh.send(owner, ClusterMsg::Join { room, member });
     }
 
-    fn leave(&self, shard: &Rc<Shard>, room: RoomName, socket: SocketKey) {
-        let owner = room_owner(&room, shard.shard_count());
-        shard.send_to(owner, ShardMsg::Leave { room, socket });
+    fn leave(&self, mesh: &dyn Mesh, room: RoomName, socket: SocketKey) {
+        let owner = room_owner(&room, mesh.shard_count());
+        mesh.send(owner, ClusterMsg::Leave { room, socket });
     }
 
     fn broadcast(
         &self,
-        shard: &Rc<Shard>,
+        mesh: &dyn Mesh,
         room: RoomName,
-        frame: Frame,
+        frame: TextFrame,
         except: Option<SocketKey>,
     ) {
-        let owner = room_owner(&room, shard.shard_count());
-        shard.send_to(
+        let owner = room_owner(&room, mesh.shard_count());
+        mesh.send(
             owner,
-            ShardMsg::Broadcast {
+            ClusterMsg::Broadcast {
                 room,
                 frame,
                 except,
             },
         );
+    }
+
+    fn publish(&self, mesh: &dyn Mesh, message: Published) {
+        let owner = room_owner(&message.room, mesh.shard_count());
+        mesh.send(owner, ClusterMsg::Publish(Box::new(message)));
+    }
+
+    fn notify_users(&self, mesh: &dyn Mesh, users: Arc<[UserKey]>, frame: TextFrame) {
+        for shard in 0..mesh.shard_count() {
+            mesh.send(
+                shard,
+                ClusterMsg::DeliverToUsers {
+                    frame: frame.clone(),
+                    users: users.clone(),
+                },
+            );
+        }
+    }
+
+    fn presence_up(&self, mesh: &dyn Mesh, user: UserKey) {
+        mesh.send(
+            presence_owner(user, mesh.shard_count()),
+            ClusterMsg::PresenceUp(user),
+        );
+    }
+
+    fn presence_down(&self, mesh: &dyn Mesh, user: UserKey) {
+        mesh.send(
+            presence_owner(user, mesh.shard_count()),
+            ClusterMsg::PresenceDown(user),
+        );
+    }
+
+    fn check_online(&self, mesh: &dyn Mesh, user: UserKey) -> Online {
+        let owner = presence_owner(user, mesh.shard_count());
+        if owner == usize::from(mesh.index()) {
+            return Online::Now(mesh.cluster().is_online(user));
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        mesh.send(owner, ClusterMsg::PresenceQuery { user, reply });
+        Online::Later(rx)
     }
 }

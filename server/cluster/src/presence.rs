@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::{UserKey, UserType};
+use chatwire_store::{UserKey, UserType};
 
 /// The shard that owns `user`'s presence count.
 pub fn presence_owner(user: UserKey, shards: usize) -> usize {

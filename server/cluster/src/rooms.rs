@@ -1,16 +1,18 @@
 //! Room membership, partitioned by room name over the shards.
 //!
-//! `room_owner(room)` picks the shard that keeps a room's member set; joins, leaves and
-//! broadcasts for that room go to that shard only (as `ShardMsg`s). The owner answers a broadcast
+//! [`room_owner`] picks the shard that keeps a room's member set; joins, leaves and broadcasts
+//! for that room go to that shard only (as [`crate::ClusterMsg`]s). The owner answers a broadcast
 //! with the member sockets grouped by shard, so each shard receives one message carrying the
-//! shared frame and the list of its local sockets.
+//! shared frame and the list of its local sockets. Each room also counts its members' users, so
+//! "which participants have no socket here" costs a lookup per participant, whatever the room's
+//! size.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::store::UserKey;
+use chatwire_store::UserKey;
 
 /// A Socket.IO socket anywhere in the process: its shard and its shard-local number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,11 +39,20 @@ pub struct Member {
 /// Sockets of one shard that a broadcast must reach.
 pub type ShardTargets = SmallVec<[(u16, Vec<u64>); 2]>;
 
+/// One room's members.
+#[derive(Debug, Default)]
+struct Room {
+    /// Member sockets (a small vector: rooms are conversations of a few to a few hundred).
+    members: Vec<Member>,
+    /// Users with at least one member socket and how many, sorted by user (binary search).
+    users: Vec<(UserKey, u32)>,
+}
+
 /// The rooms owned by one shard.
 #[derive(Debug, Default)]
 pub struct Rooms {
-    /// Room name -> members (small vectors: rooms are conversations of a few to a few hundred).
-    rooms: HashMap<RoomName, Vec<Member>>,
+    /// Room name -> members.
+    rooms: HashMap<RoomName, Room>,
 }
 
 /// Stable FNV-1a hash, identical on every shard and every run.
@@ -62,25 +73,45 @@ pub fn room_owner(room: &str, shards: usize) -> usize {
 impl Rooms {
     /// Adds a member; false when the socket was already in the room.
     pub fn join(&mut self, room: RoomName, member: Member) -> bool {
-        let members = self.rooms.entry(room).or_default();
-        if members.iter().any(|m| m.socket == member.socket) {
+        let room = self.rooms.entry(room).or_default();
+        if room.members.iter().any(|m| m.socket == member.socket) {
             return false;
         }
-        members.push(member);
+        if let Some(user) = member.user {
+            match room.users.binary_search_by_key(&user, |(u, _)| *u) {
+                Ok(i) => {
+                    if let Some(entry) = room.users.get_mut(i) {
+                        entry.1 += 1;
+                    }
+                }
+                Err(i) => room.users.insert(i, (user, 1)),
+            }
+        }
+        room.members.push(member);
         true
     }
 
     /// Removes a member; false when it was not in the room. Empty rooms are dropped.
-    pub fn leave(&mut self, room: &str, socket: SocketKey) -> bool {
-        let Some(members) = self.rooms.get_mut(room) else {
+    pub fn leave(&mut self, name: &str, socket: SocketKey) -> bool {
+        let Some(room) = self.rooms.get_mut(name) else {
             return false;
         };
-        let Some(pos) = members.iter().position(|m| m.socket == socket) else {
+        let Some(pos) = room.members.iter().position(|m| m.socket == socket) else {
             return false;
         };
-        members.swap_remove(pos);
-        if members.is_empty() {
-            self.rooms.remove(room);
+        let member = room.members.swap_remove(pos);
+        if let Some(user) = member.user
+            && let Ok(i) = room.users.binary_search_by_key(&user, |(u, _)| *u)
+        {
+            match room.users.get_mut(i) {
+                Some(entry) if entry.1 > 1 => entry.1 -= 1,
+                _ => {
+                    room.users.remove(i);
+                }
+            }
+        }
+        if room.members.is_empty() {
+            self.rooms.remove(name);
         }
         true
     }
@@ -88,10 +119,10 @@ impl Rooms {
     /// Member sockets grouped by shard, without `except`.
     pub fn targets(&self, room: &str, except: Option<SocketKey>) -> ShardTargets {
         let mut out = ShardTargets::new();
-        let Some(members) = self.rooms.get(room) else {
+        let Some(room) = self.rooms.get(room) else {
             return out;
         };
-        for m in members {
+        for m in &room.members {
             if Some(m.socket) == except {
                 continue;
             }
@@ -107,12 +138,12 @@ impl Rooms {
     pub fn has_user(&self, room: &str, user: UserKey) -> bool {
         self.rooms
             .get(room)
-            .is_some_and(|members| members.iter().any(|m| m.user == Some(user)))
+            .is_some_and(|r| r.users.binary_search_by_key(&user, |(u, _)| *u).is_ok())
     }
 
     /// Number of members of a room.
     pub fn len(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, Vec::len)
+        self.rooms.get(room).map_or(0, |r| r.members.len())
     }
 
     /// Number of rooms.
@@ -124,7 +155,7 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::UserType;
+    use chatwire_store::UserType;
 
     fn key(shard: u16, local: u64) -> SocketKey {
         SocketKey { shard, local }
@@ -176,6 +207,33 @@ mod tests {
         rooms.leave(&room, key(1, 7));
         rooms.leave(&room, key(0, 2));
         assert_eq!(rooms.room_count(), 0);
+    }
+
+    #[test]
+    fn a_user_stays_in_the_room_while_any_of_its_sockets_is() {
+        let mut rooms = Rooms::default();
+        let room: RoomName = Arc::from("conversation:2");
+        let u = UserKey {
+            user_type: UserType::Influencer,
+            id: 9,
+        };
+        for local in [1, 2] {
+            rooms.join(
+                room.clone(),
+                Member {
+                    socket: key(0, local),
+                    user: Some(u),
+                },
+            );
+        }
+        assert!(rooms.leave(&room, key(0, 1)));
+        assert!(rooms.has_user(&room, u), "second device still in the room");
+        assert!(rooms.leave(&room, key(0, 2)));
+        assert!(!rooms.has_user(&room, u));
+        assert!(
+            !rooms.leave(&room, key(0, 2)),
+            "leaving twice changes nothing"
+        );
     }
 
     #[test]

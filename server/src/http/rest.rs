@@ -11,19 +11,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::response::{empty, json};
-use crate::chat::{NSP, UserJson, room_name};
-use crate::rooms::room_owner;
 use crate::shard::Shard;
-use crate::shard::msg::{ShardMsg, ShardSet};
-use crate::sio::emit;
-use crate::store::UserKey;
+use chatwire_chat::{UserJson, room_name};
+use chatwire_store::UserKey;
 
-/// Broadcasts REST-side actions to sockets through the room's owner shard.
-#[derive(Debug, Clone)]
-pub struct ShardLive {
-    /// Channels to every shard.
-    pub set: ShardSet,
-}
+/// Broadcasts REST-side actions to sockets through the adapter of the shard serving the request.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardLive;
 
 impl crate::rest::LiveEvents for ShardLive {
     fn read(&self, conversation_id: i64, message_id: i64, reader: UserKey) {
@@ -34,24 +28,19 @@ impl crate::rest::LiveEvents for ShardLive {
             message_id: i64,
             read_by: UserJson,
         }
-        let body = crate::chat::json(&ReadBy {
+        let Some(shard) = crate::shard::current() else {
+            tracing::debug!("read receipt broadcast skipped: not on a shard");
+            return;
+        };
+        let body = chatwire_chat::json(&ReadBy {
             conversation_id,
             message_id,
             read_by: reader.into(),
         });
-        let room = room_name(conversation_id);
-        let owner = room_owner(&room, self.set.len());
-        let frame = emit::event(NSP, "message:read", &body);
-        if !self.set.try_send(
-            owner,
-            ShardMsg::Broadcast {
-                room,
-                frame,
-                except: None,
-            },
-        ) {
-            tracing::debug!("read receipt broadcast dropped: shard queue full");
-        }
+        let frame = chatwire_chat::event_frame("message:read", &body);
+        shard
+            .adapter()
+            .broadcast(&*shard, room_name(conversation_id), frame, None);
     }
 }
 
@@ -118,8 +107,10 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
         Err(e) => return error(StatusCode::UNAUTHORIZED, e.code(), e.message()),
     };
     let user = identity.user;
-    if let Err(e) = crate::chat::ensure_user(shard, identity).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e);
+    if let Some(chat) = shard.chat.as_ref()
+        && let Err(e) = chat.connect(user, identity.profile).await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
     }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();

@@ -3,7 +3,7 @@
 use simd_json::prelude::*;
 
 use super::{RestContext, RestResponse, output, parse_body, query::Query};
-use crate::store::{ConversationCursor, Store, StoreError, UserKey, UserType};
+use chatwire_store::{ConversationCursor, Store, StoreError, UserKey, UserType};
 
 /// Longest group title accepted.
 const MAX_TITLE_CHARS: usize = 200;

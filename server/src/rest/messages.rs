@@ -4,9 +4,9 @@
 use simd_json::prelude::*;
 
 use super::{RestContext, RestResponse, parse_body, query::Query};
-use crate::store::batch::ReplyTo;
-use crate::store::validate::parse_send;
-use crate::store::{HistoryQuery, Store, StoreError, UserKey};
+use crate::app::commit::{ReplyTo, Route};
+use chatwire_chat::validate::parse_send;
+use chatwire_store::{HistoryQuery, Store, StoreError, UserKey};
 
 /// `GET /api/chat/conversations/:id/messages?limit=&before=&q=`.
 pub(super) async fn history(
@@ -53,15 +53,19 @@ pub(super) async fn send(
 ) -> Result<RestResponse, StoreError> {
     let v = parse_body(body)?;
     let msg = parse_send(&v, user, &ctx.limits.message).map_err(|invalid| invalid.error)?;
-    match ctx.store.participants(msg.conversation_id).await? {
+    let participants = match ctx.store.participants(msg.conversation_id).await? {
         None => return Err(StoreError::NotFound),
         Some(members) if !members.contains(&user) => return Err(StoreError::Forbidden),
-        Some(_) => {}
-    }
+        Some(members) => members,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let route = Route {
+        participants,
+        reply: ReplyTo::Http(tx),
+    };
     if ctx
         .writer
-        .submit(msg, ReplyTo::Http(tx), ctx.limits.submit_wait)
+        .submit_wait(msg, route, ctx.limits.submit_wait)
         .await
         .is_err()
     {
@@ -115,9 +119,9 @@ pub(super) async fn read(
     ctx.live.read(id, message_id, user);
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"{\"conversationId\":");
-    crate::store::json_i64(&mut out, id);
+    chatwire_store::json_i64(&mut out, id);
     out.extend_from_slice(b",\"messageId\":");
-    crate::store::json_i64(&mut out, message_id);
+    chatwire_store::json_i64(&mut out, message_id);
     out.push(b'}');
     Ok(RestResponse::json(200, out))
 }

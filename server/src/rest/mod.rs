@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use crate::store::batch::WriterHandle;
-use crate::store::validate::MessageLimits;
-use crate::store::{AnyStore, StoreError, UserKey};
+use crate::app::commit::Committer;
+use chatwire_chat::validate::MessageLimits;
+use chatwire_store::{AnyStore, StoreError, UserKey};
 
 /// The server's live side, told about REST actions that sockets must see.
 pub trait LiveEvents: Send + Sync + 'static {
@@ -97,8 +97,8 @@ impl RestLimits {
 pub struct RestContext {
     /// The database.
     pub store: Arc<AnyStore>,
-    /// The batch writer (posted messages go through it, like socket sends).
-    pub writer: WriterHandle,
+    /// Where posted messages are stored (like socket sends).
+    pub writer: Committer,
     /// Live broadcasts for REST actions.
     pub live: Arc<dyn LiveEvents>,
     /// Limits.
@@ -139,9 +139,9 @@ impl RestResponse {
     pub fn custom_error(status: u16, code: &str, message: &str) -> RestResponse {
         let mut body = Vec::with_capacity(64 + message.len());
         body.extend_from_slice(b"{\"error\":{\"code\":");
-        crate::store::json_str(&mut body, code);
+        chatwire_store::json_str(&mut body, code);
         body.extend_from_slice(b",\"message\":");
-        crate::store::json_str(&mut body, message);
+        chatwire_store::json_str(&mut body, message);
         body.extend_from_slice(b"}}");
         RestResponse { status, body }
     }

@@ -1,6 +1,6 @@
 //! JSON bodies of REST answers: conversations, pages, unread counts (contract section 6 shapes).
 
-use crate::store::{
+use chatwire_store::{
     Conversation, ConversationPage, MessagePage, UnreadCounts, json_i64, json_opt_str, json_str,
     json_timestamp,
 };

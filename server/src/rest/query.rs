@@ -1,6 +1,6 @@
 //! Query strings (`?limit=20&before=123&q=hello%20world`): split, percent-decoded, bounded.
 
-use crate::store::StoreError;
+use chatwire_store::StoreError;
 
 /// Most parameters read from one query string (the rest are ignored).
 const MAX_PARAMS: usize = 16;

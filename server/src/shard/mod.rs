@@ -16,13 +16,14 @@ use std::sync::Arc;
 use chatwire_protocol::engine::sid::Sid;
 use smallvec::SmallVec;
 
-use crate::chat::ChatLocal;
+use chatwire_chat::Chat;
+use chatwire_cluster::{Adapter, ClusterMsg, ClusterShard, Mesh, SocketKey};
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
+
 use crate::engine::conn::Conn;
 use crate::engine::outbox::{Frame, PushError};
-use crate::presence::Presence;
-use crate::rooms::{Rooms, SocketKey};
 use crate::server::Shared;
-use crate::store::UserKey;
 use msg::{ShardMsg, ShardSet};
 
 /// Capacity of each shard's inbound channel.
@@ -42,12 +43,10 @@ pub struct Shard {
     pub sockets: RefCell<HashMap<u64, Rc<Conn>>>,
     /// Local chat sockets by user (for notifications and presence fan-out).
     pub users: RefCell<HashMap<UserKey, SmallVec<[u64; 2]>>>,
-    /// Rooms owned by this shard.
-    pub rooms: RefCell<Rooms>,
-    /// Presence counts of users owned by this shard.
-    pub presence: RefCell<Presence>,
-    /// Chat-layer caches (participants, pending commits).
-    pub chat: ChatLocal,
+    /// Rooms and presence counts owned by this shard.
+    pub cluster: ClusterShard,
+    /// The chat rules with this shard's caches (None in conformance mode).
+    pub chat: Option<Chat>,
     /// Counter for connection and socket numbers.
     next_id: Cell<u64>,
     /// WebSocket tasks still running (graceful shutdown waits for them to write the close).
@@ -75,14 +74,16 @@ impl Shard {
             overflow,
             handshakes,
             index,
+            chat: shared
+                .chat
+                .as_ref()
+                .map(|c| Chat::new(c.store.clone(), c.config.clone())),
             shared,
             set,
             conns: RefCell::default(),
             sockets: RefCell::default(),
             users: RefCell::default(),
-            rooms: RefCell::default(),
-            presence: RefCell::default(),
-            chat: ChatLocal::default(),
+            cluster: ClusterShard::default(),
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),
         }
@@ -122,6 +123,11 @@ impl Shard {
         }
     }
 
+    /// The adapter every room operation goes through.
+    pub fn adapter(&self) -> &dyn Adapter {
+        &*self.shared.adapter
+    }
+
     /// Writes a frame to one local socket; a full queue disconnects that client.
     pub fn deliver(&self, socket: u64, frame: Frame) {
         let conn = self.sockets.borrow().get(&socket).cloned();
@@ -150,50 +156,14 @@ impl Shard {
             ShardMsg::UpgradeCheck { sid, reply } => {
                 let _ = reply.send(crate::http::websocket::begin_upgrade(self, sid));
             }
-            ShardMsg::Join {
-                room,
-                member,
-                participants,
-            } => {
-                if let (Some(p), Some(conv)) = (participants, crate::chat::room_conversation(&room))
-                {
-                    self.chat.remember_participants(conv, p);
-                }
-                self.rooms.borrow_mut().join(room, member);
-            }
-            ShardMsg::Leave { room, socket } => {
-                self.rooms.borrow_mut().leave(&room, socket);
-            }
-            ShardMsg::Broadcast {
-                room,
-                frame,
-                except,
-            } => self.broadcast_owned(&room, frame, except),
-            ShardMsg::Deliver { frame, sockets } => {
-                for s in sockets {
-                    self.deliver(s, frame.clone());
+            ShardMsg::Cluster(msg) => self.cluster.handle(&**self, msg),
+            ShardMsg::Publish(p) => self.adapter().publish(&**self, *p),
+            ShardMsg::Store(s) => {
+                let (message, route) = *s;
+                if let Some(chat) = self.shared.chat.as_ref() {
+                    crate::app::commit::store_inline(self, &chat.store, message, route);
                 }
             }
-            ShardMsg::DeliverToUsers { frame, users } => {
-                for u in users.iter() {
-                    self.deliver_to_user(*u, &frame);
-                }
-            }
-            ShardMsg::PresenceUp(user) => {
-                if self.presence.borrow_mut().up(user) {
-                    crate::chat::presence::announce(self.clone(), user, true);
-                }
-            }
-            ShardMsg::PresenceDown(user) => {
-                if self.presence.borrow_mut().down(user) {
-                    crate::chat::presence::announce(self.clone(), user, false);
-                }
-            }
-            ShardMsg::PresenceQuery { user, reply } => {
-                let _ = reply.send(self.presence.borrow().is_online(user));
-            }
-            ShardMsg::Committed(c) => crate::chat::message::fan_out_committed(self.clone(), *c),
-            ShardMsg::Reply(r) => crate::chat::message::deliver_reply(self, *r),
             ShardMsg::Disconnect(sockets) => {
                 for s in sockets {
                     let conn = self.sockets.borrow().get(&s).cloned();
@@ -206,29 +176,52 @@ impl Shard {
         }
     }
 
-    /// Broadcast for a room this shard owns: one `Deliver` per shard with members.
-    pub fn broadcast_owned(self: &Rc<Self>, room: &str, frame: Frame, except: Option<SocketKey>) {
-        let targets = self.rooms.borrow().targets(room, except);
-        let mut fanout = 0usize;
-        for (shard, sockets) in targets {
-            fanout += sockets.len();
-            self.send_to(
-                usize::from(shard),
-                ShardMsg::Deliver {
-                    frame: frame.clone(),
-                    sockets,
-                },
-            );
-        }
-        metrics::histogram!(crate::telemetry::BROADCAST_FANOUT).record(fanout as f64);
-    }
-
     /// Sends a frame to every local connection and closes them (graceful shutdown).
     pub fn close_all(self: &Rc<Self>) {
         let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
         for conn in conns {
             conn.close_gracefully(self);
         }
+    }
+}
+
+impl Mesh for Shard {
+    fn index(&self) -> u16 {
+        self.index
+    }
+
+    fn shard_count(&self) -> usize {
+        self.set.len()
+    }
+
+    fn cluster(&self) -> &ClusterShard {
+        &self.cluster
+    }
+
+    fn send(&self, to: usize, msg: ClusterMsg) {
+        if to == usize::from(self.index) {
+            self.cluster.handle(self, msg);
+        } else if let Some(tx) = self.set.sender(to) {
+            self.overflow.send(to, tx, ShardMsg::Cluster(msg));
+        }
+    }
+
+    fn deliver(&self, frame: &TextFrame, sockets: &[u64]) {
+        let frame = crate::sio::emit::frame(frame.clone());
+        for s in sockets {
+            self.deliver(*s, frame.clone());
+        }
+    }
+
+    fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]) {
+        let frame = crate::sio::emit::frame(frame.clone());
+        for u in users {
+            self.deliver_to_user(*u, &frame);
+        }
+    }
+
+    fn presence_changed(&self, user: UserKey, online: bool) {
+        crate::app::presence_changed(user, online);
     }
 }
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chatwire_protocol::engine::sid::Sid;
 
-use crate::engine::outbox::Frame;
-use crate::rooms::{Member, RoomName, SocketKey};
-use crate::store::UserKey;
+use chatwire_cluster::{ClusterMsg, Published};
+use chatwire_store::NewMessage;
+
+use crate::app::commit::Route;
 
 /// A polling request forwarded to the shard that owns its session.
 #[derive(Debug)]
@@ -36,36 +37,6 @@ pub struct UpgradeForward {
     pub read_buf: Bytes,
 }
 
-/// A committed chat message, routed to the shard that owns its room.
-#[derive(Debug)]
-pub struct Committed {
-    /// Conversation of the message (room `conversation:<id>`).
-    pub conversation_id: i64,
-    /// The sending socket, excluded from `message:new` (None for REST sends).
-    pub sender_socket: Option<SocketKey>,
-    /// The sender, who never gets `message:notification` for their own message.
-    pub sender: UserKey,
-    /// `42/chat,["message:new",{...}]`, encoded once.
-    pub new_frame: Frame,
-    /// `42/chat,["message:notification",{"conversationId":..,"message":{...}}]`, encoded once.
-    pub notification_frame: Frame,
-}
-
-/// A reply to one socket (with optional ack), built off-shard (by the commit sink).
-#[derive(Debug)]
-pub struct SocketReply {
-    /// Shard-local socket number.
-    pub socket: u64,
-    /// Event name (`message:sent` / `message:error`).
-    pub event: &'static str,
-    /// The JSON payload, shared by the event and the ack.
-    pub payload: Bytes,
-    /// Ack id of the request, if the client passed a callback.
-    pub ack: Option<u64>,
-    /// The conversation a successful send went to: stop the sender's typing there.
-    pub stop_typing: Option<i64>,
-}
-
 /// Messages between shards.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -82,60 +53,12 @@ pub enum ShardMsg {
         /// Answer.
         reply: tokio::sync::oneshot::Sender<bool>,
     },
-    /// Add a member to a room owned here; `participants` primes the notification cache.
-    Join {
-        /// Room name.
-        room: RoomName,
-        /// New member.
-        member: Member,
-        /// Participants of the conversation (chat rooms), when the joiner's shard knows them.
-        participants: Option<Arc<[UserKey]>>,
-    },
-    /// Remove a member from a room owned here.
-    Leave {
-        /// Room name.
-        room: RoomName,
-        /// The leaving socket.
-        socket: SocketKey,
-    },
-    /// Broadcast a frame to a room owned here, except one socket.
-    Broadcast {
-        /// Room name.
-        room: RoomName,
-        /// The frame, encoded once.
-        frame: Frame,
-        /// Socket that must not receive it (the emitter).
-        except: Option<SocketKey>,
-    },
-    /// Write a frame to these local sockets.
-    Deliver {
-        /// The shared frame.
-        frame: Frame,
-        /// Shard-local socket numbers.
-        sockets: Vec<u64>,
-    },
-    /// Write a frame to every local chat socket of these users.
-    DeliverToUsers {
-        /// The shared frame.
-        frame: Frame,
-        /// Target users.
-        users: Arc<[UserKey]>,
-    },
-    /// One more socket of a user whose presence is owned here.
-    PresenceUp(UserKey),
-    /// One socket less of a user whose presence is owned here.
-    PresenceDown(UserKey),
-    /// Is this user (owned here) online?
-    PresenceQuery {
-        /// The user.
-        user: UserKey,
-        /// Answer.
-        reply: tokio::sync::oneshot::Sender<bool>,
-    },
-    /// A committed message for a room owned here.
-    Committed(Box<Committed>),
-    /// A reply for a local socket.
-    Reply(Box<SocketReply>),
+    /// A room or presence operation (see [`chatwire_cluster::ClusterMsg`]).
+    Cluster(ClusterMsg),
+    /// A committed message for a room owned here: publish it through the adapter.
+    Publish(Box<Published>),
+    /// A message to store at once for a room owned here (memory store, no writer thread).
+    Store(Box<(NewMessage, Route)>),
     /// Disconnect these local sockets: a frame for them was dropped (the sender's overflow
     /// FIFO towards this shard was full), so they must reconnect and resync.
     Disconnect(Vec<u64>),
@@ -174,6 +97,7 @@ impl ShardSet {
     /// Sends from a non-async context (the commit sink's writer thread): blocks while the target
     /// channel is full, which back-pressures the writer rather than dropping a committed message.
     pub fn send_blocking(&self, shard: usize, msg: ShardMsg) {
+        super::overflow::count_hop("shard");
         if let Some(tx) = self.senders.get(shard)
             && tx.send(msg).is_err()
         {

@@ -4,8 +4,11 @@
 //! goes to a per-target FIFO here, drained by one task per target (`send_async`), so two shards
 //! can never block on each other and the order of messages to one target is kept. Each FIFO holds
 //! at most `cap` messages. Past that the message is dropped and counted
-//! ([`crate::telemetry::SHARD_OVERFLOW_DROPS`]); when it was a frame for sockets (`Deliver`,
-//! `Reply`), those sockets are remembered and the drain task first sends the target a
+//! ([`crate::telemetry::SHARD_OVERFLOW_DROPS`]), except room membership and presence changes
+//! (`ClusterMsg::must_not_drop`): losing one would leave a room or a presence count wrong for
+//! good, so they always queue (each is the consequence of one socket's connect, join, leave or
+//! disconnect, so their number is bounded by the sockets). When a dropped message was a frame for
+//! sockets (`Deliver`), those sockets are remembered and the drain task first sends the target a
 //! [`ShardMsg::Disconnect`] for them: a client that missed a message reconnects and resyncs
 //! instead of silently diverging. The list of such sockets is bounded too (`cap` × 16 entries).
 
@@ -13,7 +16,19 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use chatwire_cluster::ClusterMsg;
+
 use super::msg::ShardMsg;
+
+/// Counts one message crossing to another thread ([`crate::telemetry::THREAD_HOPS`]).
+pub fn count_hop(to: &'static str) {
+    metrics::counter!(crate::telemetry::THREAD_HOPS, crate::telemetry::LABEL_TO => to).increment(1);
+}
+
+/// Room membership and presence changes: never dropped (see the module doc).
+fn must_not_drop(msg: &ShardMsg) -> bool {
+    matches!(msg, ShardMsg::Cluster(m) if m.must_not_drop())
+}
 
 /// Default bound of each per-target overflow FIFO, in messages.
 pub const OVERFLOW_CAP: usize = 4_096;
@@ -83,6 +98,7 @@ impl Overflow {
         let Some(target) = self.targets.get(to) else {
             return;
         };
+        count_hop("shard");
         let msg = if target.is_idle() {
             match tx.try_send(msg) {
                 Ok(()) => return,
@@ -92,7 +108,7 @@ impl Overflow {
         } else {
             msg
         };
-        if target.queue.borrow().len() >= self.cap {
+        if target.queue.borrow().len() >= self.cap && !must_not_drop(&msg) {
             self.drop_msg(target, msg);
         } else {
             target.queue.borrow_mut().push_back(msg);
@@ -107,11 +123,11 @@ impl Overflow {
     /// Drops a message that found the FIFO full, remembering the sockets that miss a frame.
     fn drop_msg(&self, target: &Target, msg: ShardMsg) {
         let kind = match &msg {
-            ShardMsg::Deliver { .. } => "deliver",
-            ShardMsg::Reply(_) => "reply",
-            ShardMsg::Committed(_) => "committed",
-            ShardMsg::DeliverToUsers { .. } => "deliver_to_users",
-            ShardMsg::Broadcast { .. } => "broadcast",
+            ShardMsg::Cluster(ClusterMsg::Deliver { .. }) => "deliver",
+            ShardMsg::Cluster(ClusterMsg::DeliverToUsers { .. }) => "deliver_to_users",
+            ShardMsg::Cluster(ClusterMsg::Broadcast { .. }) => "broadcast",
+            ShardMsg::Cluster(ClusterMsg::Publish(_)) | ShardMsg::Publish(_) => "committed",
+            ShardMsg::Store(_) => "store",
             ShardMsg::Poll(_) => "poll",
             _ => "other",
         };
@@ -119,12 +135,8 @@ impl Overflow {
             .increment(1);
         let mut dropped = target.dropped.borrow_mut();
         let room = (self.cap * DROPPED_SOCKETS_FACTOR).saturating_sub(dropped.len());
-        match msg {
-            ShardMsg::Deliver { sockets, .. } => {
-                dropped.extend(sockets.into_iter().take(room));
-            }
-            ShardMsg::Reply(r) if room > 0 => dropped.push(r.socket),
-            _ => {}
+        if let ShardMsg::Cluster(ClusterMsg::Deliver { sockets, .. }) = msg {
+            dropped.extend(sockets.into_iter().take(room));
         }
     }
 
@@ -149,18 +161,18 @@ impl Overflow {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::engine::outbox::Frame;
+    use chatwire_protocol::socket::TextFrame;
 
     fn deliver(n: u64) -> ShardMsg {
-        ShardMsg::Deliver {
-            frame: Frame::text_static("2"),
+        ShardMsg::Cluster(ClusterMsg::Deliver {
+            frame: TextFrame::from_static("2"),
             sockets: vec![n],
-        }
+        })
     }
 
     fn socket_of(msg: &ShardMsg) -> Option<u64> {
         match msg {
-            ShardMsg::Deliver { sockets, .. } => sockets.first().copied(),
+            ShardMsg::Cluster(ClusterMsg::Deliver { sockets, .. }) => sockets.first().copied(),
             _ => None,
         }
     }

@@ -45,19 +45,9 @@ pub fn emit_with_ack(
         acks.waiting.insert(id, tx);
         (slot.nsp, id, rx)
     };
-    let mut out = Vec::with_capacity(16 + event.len() + payload.len());
-    out.extend_from_slice(b"42");
-    if nsp != Nsp::Root {
-        out.extend_from_slice(nsp.as_str().as_bytes());
-        out.push(b',');
-    }
-    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
-    out.push(b'[');
-    emit::write_json_str(event, &mut out);
-    out.push(b',');
-    out.extend_from_slice(payload);
-    out.push(b']');
-    conn.push(emit::text_frame(out));
+    conn.push(emit::frame(
+        chatwire_protocol::socket::emit::event_with_ack(nsp.as_str(), id, event, payload),
+    ));
     Some(rx)
 }
 

@@ -7,16 +7,13 @@ use chatwire_protocol::socket::packet::{Packet, PacketType};
 use smallvec::SmallVec;
 
 use super::Nsp;
-use super::emit::text_frame;
+use super::emit::frame;
 use crate::engine::conn::Conn;
 use crate::engine::outbox::Frame;
 
 /// Encodes a packet (text part + attachments) into frames and queues them.
 fn send_packet(conn: &Conn, packet: &Packet) {
-    let mut out = Vec::with_capacity(64);
-    out.push(b'4');
-    chatwire_protocol::socket::packet::encode(packet, &mut out);
-    conn.push(text_frame(out));
+    conn.push(frame(chatwire_protocol::socket::emit::packet(packet)));
     for a in &packet.attachments {
         conn.push(Frame::Binary(a.clone()));
     }

@@ -13,7 +13,7 @@ use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::{Packet, PacketType};
 
-use crate::chat::ChatSocket;
+use crate::app::SocketChat;
 use crate::engine::conn::Conn;
 use crate::server::Mode;
 use crate::shard::Shard;
@@ -60,7 +60,7 @@ pub struct SocketSlot {
     /// The `socket.id` the client sees.
     pub id: Box<str>,
     /// Chat state (`/chat` sockets only).
-    pub chat: Option<Box<ChatSocket>>,
+    pub chat: Option<Box<SocketChat>>,
     /// Server acks waiting for the client (allocated only while one is pending).
     pub acks: Option<Box<acks::PendingAcks>>,
 }
@@ -121,7 +121,7 @@ async fn dispatch_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, event: &RawEvent
         metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
     }
     if nsp == Nsp::Chat {
-        crate::chat::on_raw_event(shard, conn, local, event).await;
+        crate::app::on_raw_event(shard, conn, local, event).await;
     }
     true
 }
@@ -186,7 +186,7 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
                 metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
             }
             match (mode, nsp) {
-                (Mode::Chat, Nsp::Chat) => crate::chat::on_event(shard, conn, local, packet).await,
+                (Mode::Chat, Nsp::Chat) => crate::app::on_event(shard, conn, local, packet).await,
                 (Mode::Conformance, _) => conformance::on_event(conn, nsp, packet),
                 _ => {}
             }
@@ -214,7 +214,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     }
     let auth = packet.data;
     let chat = if nsp == Nsp::Chat {
-        match crate::chat::authenticate(shard, conn, auth.as_ref()).await {
+        match crate::app::authenticate(shard, conn, auth.as_ref()).await {
             Ok(c) => Some(Box::new(c)),
             Err(message) => {
                 conn.push(emit::connect_error(nsp.as_str(), &message));
@@ -230,7 +230,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     let local = shard.next_id();
     let id = socket_id(shard.index, local);
     conn.push(emit::connect(nsp.as_str(), &id));
-    let user = chat.as_ref().map(|c| c.user);
+    let user = chat.as_ref().map(|c| c.state.borrow().user);
     {
         let mut st = conn.state.borrow_mut();
         st.connect_deadline = None;
@@ -247,7 +247,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     conn.rearm.notify_one();
     match (mode, nsp, user) {
         (Mode::Chat, Nsp::Chat, Some(user)) => {
-            crate::chat::on_connected(shard, conn, local, user, &id)
+            crate::app::on_connected(shard, conn, local, user, &id)
         }
         (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
         _ => {}
@@ -260,7 +260,7 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
     shard.sockets.borrow_mut().remove(&slot.local);
     metrics::gauge!(crate::telemetry::SOCKETS).decrement(1.0);
     if let Some(chat) = slot.chat {
-        crate::chat::on_disconnected(shard, slot.local, *chat);
+        crate::app::on_disconnected(shard, slot.local, *chat);
     }
 }
 

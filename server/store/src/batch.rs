@@ -5,9 +5,11 @@
 //! - Messages are routed by conversation to [`BatchConfig::lanes`] lanes, each committing on its
 //!   own connection independently of the others, so a conversation's messages are always
 //!   committed in order and a slow commit holds back only its lane.
-//! - Batches are bounded by size ([`BatchConfig::max_batch`]) and by a short collection window
-//!   ([`BatchConfig::window`]) counted from when the batch's first message was queued: messages
-//!   that queued up during the previous commit go into the next one at once (group commit).
+//! - Group commit: a lane commits what is queued, and what arrives meanwhile forms its next batch,
+//!   so light load pays one commit and no wait while heavy load still gets large batches. Batches
+//!   are bounded by size ([`BatchConfig::max_batch`]); an optional collection window
+//!   ([`BatchConfig::window`], off by default) lets a batch wait for more, counted from when its
+//!   first message was queued.
 //! - Backpressure: the queue is bounded; [`WriterHandle::try_submit`] fails at once when it is full
 //!   and [`WriterHandle::submit`] waits at most its deadline. Callers answer `unavailable`.
 //! - Failures: a batch that cannot commit is retried with backoff until the oldest message in it
@@ -41,8 +43,8 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
     /// Most messages per batch (default 2048).
     pub max_batch: usize,
-    /// How long a batch keeps collecting after its first message was queued (default 2 ms;
-    /// zero = take only what is already queued).
+    /// How long a batch keeps collecting after its first message was queued (default zero:
+    /// take only what is already queued, plain group commit).
     pub window: Duration,
     /// How long a message may wait for its commit, retries included, before its sender gets
     /// `unavailable` (default 5 s).
@@ -62,7 +64,7 @@ impl Default for BatchConfig {
         BatchConfig {
             queue_capacity: 65_536,
             max_batch: 2048,
-            window: Duration::from_millis(2),
+            window: Duration::ZERO,
             commit_deadline: Duration::from_secs(5),
             retry_backoff: Duration::from_millis(20),
             lanes: 2,
@@ -103,62 +105,59 @@ impl BatchConfig {
     }
 }
 
-/// Where the outcome of a send goes.
-#[derive(Debug)]
-pub enum ReplyTo {
-    /// A Socket.IO sender: the sink answers `message:sent` / `message:error` (and the ack).
-    Socket {
-        /// Shard owning the socket.
-        shard: u16,
-        /// Shard-local socket key.
-        socket: u64,
-        /// The client's ack id, if it passed a callback.
-        ack: Option<u64>,
-    },
-    /// A REST sender waiting for the outcome.
-    Http(tokio::sync::oneshot::Sender<Result<Stored, StoreError>>),
-    /// Nobody waits (imports, tests, benches).
-    None,
-}
-
 /// Receives the writer's results, on the writer thread. Keep it quick: hand work to shards.
 pub trait CommitSink: Send + 'static {
+    /// Where the outcome of one send goes (a socket, a waiting REST request, nobody), carried
+    /// through the queue untouched: the writer knows nothing of who asked.
+    type Reply: Send + 'static;
     /// Called on the writer thread after each commit, with the committed rows in id order.
-    fn committed(&self, batch: Vec<(Stored, ReplyTo)>);
+    fn committed(&self, batch: Vec<(Stored, Self::Reply)>);
     /// Called when a batch could not be committed within the deadline: every sender gets `unavailable`.
     /// Also used for single messages the store refused (`Forbidden` / `NotFound`).
-    fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError);
+    fn failed(&self, batch: Vec<(NewMessage, Self::Reply)>, error: StoreError);
 }
 
 /// A send the queue did not take; the caller answers `unavailable` through `reply`.
 #[derive(Debug)]
-pub struct Rejected {
+pub struct Rejected<R> {
     /// The message, handed back.
     pub message: NewMessage,
     /// The reply route, handed back.
-    pub reply: ReplyTo,
+    pub reply: R,
     /// True when the writer has stopped (shutdown), false when the queue was full.
     pub stopped: bool,
 }
 
-struct Pending {
+/// Refused messages grouped by the store's verdict.
+type Refusals<R> = Vec<(StoreError, Vec<(NewMessage, R)>)>;
+
+struct Pending<R> {
     message: NewMessage,
-    reply: ReplyTo,
+    reply: R,
     enqueued: Instant,
 }
 
 /// Cheap, cloneable handle to the writer thread (one per shard, one for REST).
-#[derive(Clone)]
-pub struct WriterHandle {
+pub struct WriterHandle<R> {
     /// The bounded queue.
-    tx: flume::Sender<Pending>,
+    tx: flume::Sender<Pending<R>>,
     /// Asks the writer to commit what is queued and stop; carries the "done" answer.
     stop: flume::Sender<tokio::sync::oneshot::Sender<()>>,
     /// Set by `flush_and_stop`: later submits are refused at once instead of racing the drain.
     stopping: Arc<AtomicBool>,
 }
 
-impl std::fmt::Debug for WriterHandle {
+impl<R> Clone for WriterHandle<R> {
+    fn clone(&self) -> Self {
+        WriterHandle {
+            tx: self.tx.clone(),
+            stop: self.stop.clone(),
+            stopping: self.stopping.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for WriterHandle<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriterHandle")
             .field("queued", &self.tx.len())
@@ -166,11 +165,11 @@ impl std::fmt::Debug for WriterHandle {
     }
 }
 
-impl WriterHandle {
+impl<R> WriterHandle<R> {
     /// Queues a message without waiting; a full queue or a stopped writer hands it back.
     // The error hands the message and its reply route back by value (no allocation on refusal).
     #[allow(clippy::result_large_err)]
-    pub fn try_submit(&self, message: NewMessage, reply: ReplyTo) -> Result<(), Rejected> {
+    pub fn try_submit(&self, message: NewMessage, reply: R) -> Result<(), Rejected<R>> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Rejected {
                 message,
@@ -199,9 +198,9 @@ impl WriterHandle {
     pub async fn submit(
         &self,
         message: NewMessage,
-        reply: ReplyTo,
+        reply: R,
         deadline: Duration,
-    ) -> Result<(), Rejected> {
+    ) -> Result<(), Rejected<R>> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Rejected {
                 message,
@@ -260,11 +259,11 @@ pub struct BatchWriter;
 impl BatchWriter {
     /// Starts the writer thread (`chatwire-writer`, current-thread runtime) and returns its handle.
     /// If the thread cannot start, every submit is rejected as `stopped` (and the error is logged).
-    pub fn spawn(
+    pub fn spawn<S: CommitSink>(
         store: Arc<AnyStore>,
         cfg: BatchConfig,
-        sink: Box<dyn CommitSink>,
-    ) -> WriterHandle {
+        sink: S,
+    ) -> WriterHandle<S::Reply> {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
         let (stop, stop_rx) = flume::bounded(4);
         let spawned = std::thread::Builder::new()
@@ -302,15 +301,15 @@ impl BatchWriter {
     }
 }
 
-struct Writer {
+struct Writer<S: CommitSink> {
     store: Arc<AnyStore>,
     cfg: BatchConfig,
-    sink: Box<dyn CommitSink>,
-    rx: flume::Receiver<Pending>,
+    sink: S,
+    rx: flume::Receiver<Pending<S::Reply>>,
     stop_rx: flume::Receiver<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Writer {
+impl<S: CommitSink> Writer<S> {
     /// Routes each queued message to its conversation's lane and runs the lanes side by side:
     /// each lane collects a batch and commits it on its own connection while the other lanes
     /// (and its own queue) keep going, so a slow commit holds back only its lane.
@@ -344,10 +343,10 @@ impl Writer {
     /// asked to stop.
     async fn dispatch(
         &self,
-        lane_tx: Vec<flume::Sender<Pending>>,
+        lane_tx: Vec<flume::Sender<Pending<S::Reply>>>,
     ) -> Option<tokio::sync::oneshot::Sender<()>> {
         let lanes = lane_tx.len().max(1) as i64;
-        let route = |p: Pending| {
+        let route = |p: Pending<S::Reply>| {
             let lane = p.message.conversation_id.rem_euclid(lanes) as usize;
             (lane_tx.get(lane), p)
         };
@@ -380,8 +379,8 @@ impl Writer {
     }
 
     /// One lane: takes a batch from its queue, commits it, repeats until the queue closes.
-    async fn lane(&self, rx: flume::Receiver<Pending>) {
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.max_batch);
+    async fn lane(&self, rx: flume::Receiver<Pending<S::Reply>>) {
+        let mut batch: Vec<Pending<S::Reply>> = Vec::with_capacity(self.cfg.max_batch);
         while let Ok(first) = rx.recv_async().await {
             batch.push(first);
             self.fill(&rx, &mut batch).await;
@@ -393,7 +392,11 @@ impl Writer {
     /// Adds queued messages to `batch` until it is full or the window, counted from when its
     /// first message was queued, has passed: a message that already waited out a commit goes
     /// in the next statement without waiting again.
-    async fn fill(&self, rx: &flume::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    async fn fill(
+        &self,
+        rx: &flume::Receiver<Pending<S::Reply>>,
+        batch: &mut Vec<Pending<S::Reply>>,
+    ) {
         let opened = batch.first().map_or_else(Instant::now, |p| p.enqueued);
         let until = opened + self.cfg.window;
         while batch.len() < self.cfg.max_batch {
@@ -417,14 +420,14 @@ impl Writer {
 
     /// Commits one batch (one lane's), retrying until the oldest message's deadline, and
     /// reports to the sink.
-    async fn commit(&self, batch: Vec<Pending>) {
+    async fn commit(&self, batch: Vec<Pending<S::Reply>>) {
         let oldest = batch
             .iter()
             .map(|p| p.enqueued)
             .min()
             .unwrap_or_else(Instant::now);
         let deadline = oldest + self.cfg.commit_deadline;
-        let (messages, replies): (Vec<NewMessage>, Vec<ReplyTo>) =
+        let (messages, replies): (Vec<NewMessage>, Vec<S::Reply>) =
             batch.into_iter().map(|p| (p.message, p.reply)).unzip();
         self.commit_part(messages, replies, deadline).await;
     }
@@ -435,7 +438,7 @@ impl Writer {
     fn commit_part(
         &self,
         messages: Vec<NewMessage>,
-        replies: Vec<ReplyTo>,
+        replies: Vec<S::Reply>,
         deadline: Instant,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
         Box::pin(async move {
@@ -502,9 +505,9 @@ impl Writer {
     }
 
     /// Splits the outcomes into committed rows (sorted by id) and refusals (grouped by error).
-    fn report(&self, messages: Vec<NewMessage>, replies: Vec<ReplyTo>, outcomes: Vec<Outcome>) {
+    fn report(&self, messages: Vec<NewMessage>, replies: Vec<S::Reply>, outcomes: Vec<Outcome>) {
         let mut committed = Vec::with_capacity(messages.len());
-        let mut refused: Vec<(StoreError, Vec<(NewMessage, ReplyTo)>)> = Vec::new();
+        let mut refused: Refusals<S::Reply> = Vec::new();
         let mut outcomes = outcomes.into_iter();
         for (message, reply) in messages.into_iter().zip(replies) {
             let error = match outcomes.next() {

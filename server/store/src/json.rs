@@ -4,7 +4,7 @@
 use super::{Message, TempId};
 
 /// Appends `s` as a JSON string literal (quotes included).
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -35,7 +35,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends a JSON string or `null`.
-pub(crate) fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => write_str(out, s),
         None => out.extend_from_slice(b"null"),
@@ -43,7 +43,7 @@ pub(crate) fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// Appends an integer.
-pub(crate) fn write_i64(out: &mut Vec<u8>, n: i64) {
+pub fn write_i64(out: &mut Vec<u8>, n: i64) {
     let mut buf = itoa::Buffer::new();
     out.extend_from_slice(buf.format(n).as_bytes());
 }
@@ -59,7 +59,7 @@ pub(crate) fn write_temp_id(t: &TempId, out: &mut Vec<u8>) {
 }
 
 /// Appends `ms` (Unix milliseconds) as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quotes included).
-pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
+pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -124,7 +124,7 @@ pub(crate) fn write_message(m: &Message, out: &mut Vec<u8>) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::{MessageType, Profile, UserKey, UserType};
+    use crate::{MessageType, Profile, UserKey, UserType};
     use std::sync::Arc;
 
     #[test]

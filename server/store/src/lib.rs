@@ -17,14 +17,13 @@ pub mod postgres;
 mod profiles;
 mod read_state;
 pub mod sqlite;
-pub mod validate;
 pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use any::AnyStore;
-pub(crate) use json::{
+pub use json::{
     write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str,
     write_timestamp as json_timestamp,
 };
@@ -197,7 +196,7 @@ impl TempId {
     }
 }
 
-/// A message to store, already validated (see [`validate`]).
+/// A message to store, already validated (see the chat layer's validation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     /// Target conversation.
@@ -445,7 +444,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The members of a new group: `caller` plus `members`, deduplicated and sorted, checked against
 /// the limits every store applies the same way.
-pub(crate) fn group_members(
+pub fn group_members(
     caller: UserKey,
     members: &[UserKey],
     max_participants: usize,
@@ -474,7 +473,7 @@ pub(crate) fn group_members(
 }
 
 /// `"<type>:<id>|<type>:<id>"`, smaller user first: the unique key of a 1:1.
-pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
+pub fn direct_key(a: UserKey, b: UserKey) -> String {
     let (x, y) = (a.min(b), a.max(b));
     format!(
         "{}:{}|{}:{}",
@@ -487,7 +486,7 @@ pub(crate) fn direct_key(a: UserKey, b: UserKey) -> String {
 
 /// Refuses a 1:1 conversation with oneself or with a non-positive user id: the check every store
 /// makes before creating a direct conversation.
-pub(crate) fn check_direct_pair(caller: UserKey, other: UserKey) -> Result<(), StoreError> {
+pub fn check_direct_pair(caller: UserKey, other: UserKey) -> Result<(), StoreError> {
     if caller == other {
         return Err(StoreError::BadRequest(
             "cannot start a conversation with yourself".into(),

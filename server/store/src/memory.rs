@@ -70,6 +70,13 @@ struct Row {
 }
 
 impl MemoryStore {
+    /// Stores messages at once, on the caller's thread (nothing to wait for in memory): the
+    /// server commits memory-store messages inline, with no writer thread and no window.
+    pub fn insert_now(&self, batch: &[NewMessage]) -> Vec<Outcome> {
+        let mut inner = self.lock();
+        batch.iter().map(|m| inner.insert_one(m)).collect()
+    }
+
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
@@ -293,8 +300,7 @@ impl Store for MemoryStore {
     }
 
     async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Outcome>, StoreError> {
-        let mut inner = self.lock();
-        Ok(batch.iter().map(|m| inner.insert_one(m)).collect())
+        Ok(self.insert_now(batch))
     }
 
     async fn mark_read(
@@ -326,7 +332,7 @@ impl Store for MemoryStore {
         caller: UserKey,
         other: UserKey,
     ) -> Result<(Conversation, bool), StoreError> {
-        crate::store::check_direct_pair(caller, other)?;
+        crate::check_direct_pair(caller, other)?;
         let pair = (caller.min(other), caller.max(other));
         let mut inner = self.lock();
         if let Some(&id) = inner.direct.get(&pair) {

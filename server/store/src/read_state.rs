@@ -47,7 +47,7 @@ impl ReadFloor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::UserType;
+    use crate::UserType;
 
     #[test]
     fn read_once_every_other_participant_passed_it() {

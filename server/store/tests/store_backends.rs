@@ -2,10 +2,10 @@
 //! MemoryStore, SqliteStore (temp file) and PgStore (a fresh PostgreSQL database).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/pg.rs"]
+#[path = "../../tests/support/pg.rs"]
 mod pg;
 
-use chatwire::store::{
+use chatwire_store::{
     AnyStore, ConversationKind, HistoryQuery, MessageType, NewMessage, Profile, Store, StoreError,
     TempId, UserKey, UserType,
 };
@@ -29,7 +29,7 @@ fn msg(conversation_id: i64, sender: UserKey, content: &str, temp: Option<TempId
     }
 }
 
-async fn send(store: &AnyStore, m: NewMessage) -> chatwire::store::Stored {
+async fn send(store: &AnyStore, m: NewMessage) -> chatwire_store::Stored {
     store
         .insert_batch(&[m])
         .await

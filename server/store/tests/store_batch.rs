@@ -3,16 +3,22 @@
 //! refusals reported per message, and `flush_and_stop` committing everything queued.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/pg.rs"]
+#[path = "../../tests/support/pg.rs"]
 mod pg;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
-use chatwire::store::{
+use chatwire_store::batch::{BatchConfig, BatchWriter, CommitSink, WriterHandle};
+use chatwire_store::{
     AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType,
 };
+
+/// Nobody waits for these sends: the sink reports every outcome to the test.
+#[derive(Debug)]
+enum ReplyTo {
+    None,
+}
 
 enum Event {
     Committed(Vec<Stored>),
@@ -22,6 +28,8 @@ enum Event {
 struct Sink(flume::Sender<Event>);
 
 impl CommitSink for Sink {
+    type Reply = ReplyTo;
+
     fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
         let _ = self.0.send(Event::Committed(
             batch.into_iter().map(|(s, _)| s).collect(),
@@ -54,10 +62,10 @@ fn msg(cid: i64, sender: UserKey, temp: Option<TempId>) -> NewMessage {
     }
 }
 
-fn spawn(store: Arc<AnyStore>, window_ms: u64) -> (WriterHandle, flume::Receiver<Event>) {
+fn spawn(store: Arc<AnyStore>, window_ms: u64) -> (WriterHandle<ReplyTo>, flume::Receiver<Event>) {
     let (tx, rx) = flume::unbounded();
     let cfg = BatchConfig::default().with_window(Duration::from_millis(window_ms));
-    (BatchWriter::spawn(store, cfg, Box::new(Sink(tx))), rx)
+    (BatchWriter::spawn(store, cfg, Sink(tx)), rx)
 }
 
 /// Waits until `n` results (committed or failed) arrived; returns committed rows and failures.
@@ -174,7 +182,7 @@ async fn idempotency_and_restart(url: &str) {
         .history(
             cid,
             a(),
-            chatwire::store::HistoryQuery {
+            chatwire_store::HistoryQuery {
                 before: None,
                 limit: 100,
                 search: None,
@@ -239,7 +247,7 @@ async fn per_conversation_order_across_lanes(url: &str) {
     }
     let (tx, rx) = flume::unbounded();
     let cfg = BatchConfig::default().with_lanes(3).with_max_batch(256);
-    let writer = BatchWriter::spawn(store.clone(), cfg, Box::new(Sink(tx)));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
     let n = 3000;
     for i in 0..n {
         let cid = convs[i % convs.len()];

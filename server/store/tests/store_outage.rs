@@ -5,7 +5,7 @@
 //! exactly the acknowledged messages, each once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/pg.rs"]
+#[path = "../../tests/support/pg.rs"]
 mod pg;
 
 use std::collections::{HashMap, HashSet};
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chatwire::store::batch::{BatchConfig, BatchWriter, CommitSink, ReplyTo, WriterHandle};
-use chatwire::store::{
+use chatwire_store::batch::{BatchConfig, BatchWriter, CommitSink, WriterHandle};
+use chatwire_store::{
     AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -68,20 +68,30 @@ impl Proxy {
     }
 }
 
+/// A waiter for one send's outcome, like a REST request.
+#[derive(Debug)]
+enum ReplyTo {
+    Http(oneshot::Sender<Result<Stored, StoreError>>),
+}
+
 /// Answers each HTTP-style waiter, like the server's sink.
 struct Sink;
 
 impl CommitSink for Sink {
+    type Reply = ReplyTo;
+
     fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
         for (s, r) in batch {
-            if let ReplyTo::Http(tx) = r {
+            let ReplyTo::Http(tx) = r;
+            {
                 let _ = tx.send(Ok(s));
             }
         }
     }
     fn failed(&self, batch: Vec<(NewMessage, ReplyTo)>, error: StoreError) {
         for (_, r) in batch {
-            if let ReplyTo::Http(tx) = r {
+            let ReplyTo::Http(tx) = r;
+            {
                 let _ = tx.send(Err(error.clone()));
             }
         }
@@ -112,7 +122,7 @@ fn message(convs: &[i64], sender: UserKey, n: i64) -> NewMessage {
 }
 
 /// Sends one message and waits for its answer; returns it with the time it took.
-async fn send(writer: WriterHandle, m: NewMessage) -> (Answer, Duration) {
+async fn send(writer: WriterHandle<ReplyTo>, m: NewMessage) -> (Answer, Duration) {
     let started = Instant::now();
     let (tx, rx) = oneshot::channel();
     if writer
@@ -155,7 +165,7 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
         .with_commit_deadline(deadline)
         .with_queue_capacity(2000)
         .with_retry_backoff(Duration::from_millis(10));
-    let writer = BatchWriter::spawn(store.clone(), cfg, Box::new(Sink));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Sink);
 
     // Load: ~10k sends/s from 50 senders that do not wait for answers (each send has its own
     // waiter task), for 4 s; the database is away from 0.7 s to 2.7 s, so the queue fills.

@@ -44,6 +44,18 @@ impl TestServer {
         TestServer { server, addr }
     }
 
+    /// Chat mode on the memory store with the given cluster adapter.
+    pub(crate) async fn with_adapter(
+        adapter: std::sync::Arc<dyn chatwire::cluster::Adapter>,
+    ) -> TestServer {
+        let config = Config::for_tests();
+        let server = Server::start_with_adapter(&config, Mode::Chat, adapter)
+            .await
+            .expect("server starts");
+        let addr = server.addr;
+        TestServer { server, addr }
+    }
+
     /// Conformance mode.
     pub(crate) async fn conformance() -> TestServer {
         let mut config = Config::for_tests();

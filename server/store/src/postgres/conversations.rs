@@ -7,9 +7,9 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use super::{PgStore, message_from, ms, profile_from};
-use crate::store::direct_key;
-use crate::store::read_state::ReadFloor;
-use crate::store::{
+use crate::direct_key;
+use crate::read_state::ReadFloor;
+use crate::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
     MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
 };
@@ -69,7 +69,7 @@ pub(super) async fn create_direct(
     caller: UserKey,
     other: UserKey,
 ) -> Result<(Conversation, bool), StoreError> {
-    crate::store::check_direct_pair(caller, other)?;
+    crate::check_direct_pair(caller, other)?;
     ensure_users(store, &[caller, other]).await?;
     let key = direct_key(caller, other);
     let users = [caller.min(other), caller.max(other)];
@@ -99,7 +99,7 @@ pub(super) async fn create_group(
     title: Option<String>,
     max_participants: usize,
 ) -> Result<Conversation, StoreError> {
-    let users = crate::store::group_members(caller, members, max_participants)?;
+    let users = crate::group_members(caller, members, max_participants)?;
     ensure_users(store, &users).await?;
     let id = insert_conversation(
         store,

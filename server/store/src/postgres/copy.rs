@@ -15,7 +15,7 @@
 
 use sqlx::postgres::PgPool;
 
-use crate::store::{NewMessage, StoreError};
+use crate::{NewMessage, StoreError};
 
 /// Checks participation, draws ids (input order), un-hides, reads the commit time in ms.
 const PREPARE_SQL: &str = "WITH unhidden AS (
@@ -160,7 +160,7 @@ fn text(out: &mut Vec<u8>, v: Option<&str>) -> Option<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::{MessageType, UserKey, UserType};
+    use crate::{MessageType, UserKey, UserType};
 
     #[test]
     fn binary_copy_layout() {

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::ms;
-use crate::store::{NewMessage, StoreError};
+use crate::{NewMessage, StoreError};
 
 /// The batch as rows `u` (one array per column, `ord` = input position), shared by both statements.
 const INPUT: &str = "FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[], $5::text[], \

@@ -67,7 +67,7 @@ impl PgStore {
             .connect_with(opts.clone())
             .await?;
         if run_migrations {
-            sqlx::migrate!("../migrations/postgres")
+            sqlx::migrate!("../../migrations/postgres")
                 .run(&pool)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;

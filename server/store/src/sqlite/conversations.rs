@@ -4,8 +4,8 @@
 use sqlx::{Row, SqliteConnection};
 
 use super::{MESSAGE_COLUMNS, SqliteStore, floor_of, members, message_from, profile_in};
-use crate::store::direct_key;
-use crate::store::{
+use crate::direct_key;
+use crate::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
     MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey,
 };
@@ -71,7 +71,7 @@ pub(super) async fn create_direct(
     caller: UserKey,
     other: UserKey,
 ) -> Result<(Conversation, bool), StoreError> {
-    crate::store::check_direct_pair(caller, other)?;
+    crate::check_direct_pair(caller, other)?;
     let key = direct_key(caller, other);
     let users = [caller.min(other), caller.max(other)];
     let mut tx = store.write.begin().await?;
@@ -113,7 +113,7 @@ pub(super) async fn create_group(
     title: Option<String>,
     max_participants: usize,
 ) -> Result<Conversation, StoreError> {
-    let users = crate::store::group_members(caller, members, max_participants)?;
+    let users = crate::group_members(caller, members, max_participants)?;
     let mut tx = store.write.begin().await?;
     ensure_users(store, &mut tx, &users).await?;
     let id = insert_conversation(
@@ -169,7 +169,7 @@ async fn view(
         Some(r) => {
             let m = message_from(&r, std::sync::Arc::new(Profile::default_for(viewer)), false)?;
             let is_read = floor.is_read(m.sender, m.id);
-            Some(crate::store::Message {
+            Some(crate::Message {
                 sender_profile: profile_in(&list, m.sender),
                 is_read,
                 ..m
@@ -274,7 +274,7 @@ pub(super) async fn history(
             false,
         )?;
         let is_read = floor.is_read(m.sender, m.id);
-        messages.push(crate::store::Message {
+        messages.push(crate::Message {
             sender_profile: profile_in(&list, m.sender),
             is_read,
             ..m

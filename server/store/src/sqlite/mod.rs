@@ -65,7 +65,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         if run_migrations {
-            sqlx::migrate!("../migrations/sqlite")
+            sqlx::migrate!("../../migrations/sqlite")
                 .run(&write)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;

@@ -1,0 +1,52 @@
+//! Metric names the chat rules record (rendered by the server's `/metrics`).
+
+use crate::error::Code;
+
+/// Counter: events sent to clients, by `event`.
+pub const EVENTS_OUT: &str = "chatwire_events_out_total";
+/// Counter: error replies, by `code`.
+pub const ERRORS: &str = "chatwire_errors_total";
+/// Counter: events dropped by the rate limiter with no reply (typing), by `event`.
+pub const RATE_LIMITED_DROPS: &str = "chatwire_rate_limited_drops_total";
+/// Label: event name (known events only, else `other`).
+pub const LABEL_EVENT: &str = "event";
+/// Label: error code.
+pub const LABEL_CODE: &str = "code";
+
+/// The events of the contract; anything else is labelled `other` (bounded label values).
+const KNOWN_EVENTS: &[&str] = &[
+    "conversation:join",
+    "conversation:leave",
+    "conversation:joined",
+    "conversation:left",
+    "conversation:error",
+    "message:send",
+    "message:sent",
+    "message:error",
+    "message:new",
+    "message:notification",
+    "message:read",
+    "message:read:success",
+    "typing:start",
+    "typing:stop",
+    "user:check:online",
+    "user:online:status",
+    "user:online",
+    "user:offline",
+    "connection:success",
+    "error",
+];
+
+/// The metric label of an event name.
+pub fn event_label(name: &str) -> &'static str {
+    KNOWN_EVENTS
+        .iter()
+        .find(|known| **known == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Counts one error reply.
+pub fn count_error(code: Code) {
+    metrics::counter!(ERRORS, LABEL_CODE => code.as_str()).increment(1);
+}

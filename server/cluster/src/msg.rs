@@ -1,0 +1,99 @@
+//! [`ClusterMsg`]: what one shard asks of the shard that owns a room or a user's presence.
+//! The server carries these over its bounded shard channels; each variant is small (frames and
+//! user lists are shared, large parts boxed).
+
+use std::sync::Arc;
+
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
+
+use crate::rooms::{Member, RoomName, SocketKey};
+
+/// A committed message on its way to its room's owner (see [`crate::Adapter::publish`]).
+#[derive(Debug)]
+pub struct Published {
+    /// The conversation's room.
+    pub room: RoomName,
+    /// `message:new`, encoded once.
+    pub new_frame: TextFrame,
+    /// `message:notification`, encoded once.
+    pub notification_frame: TextFrame,
+    /// The conversation's participants (known before the commit: no lookup after it).
+    pub participants: Arc<[UserKey]>,
+    /// The sender, who never gets a notification for their own message.
+    pub sender: UserKey,
+    /// The sending socket: excluded from `message:new`, and the target of `reply`.
+    pub sender_socket: Option<SocketKey>,
+    /// The sender's `message:sent` (+ ack) frames, delivered after `message:new` from the same
+    /// owner, so the sender sees the conversation in id order too. Empty for REST sends.
+    pub reply: Vec<TextFrame>,
+}
+
+/// Messages between shards about rooms and presence.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// Add a member to a room owned here.
+    Join {
+        /// Room name.
+        room: RoomName,
+        /// New member.
+        member: Member,
+    },
+    /// Remove a member from a room owned here.
+    Leave {
+        /// Room name.
+        room: RoomName,
+        /// The leaving socket.
+        socket: SocketKey,
+    },
+    /// Broadcast a frame to a room owned here, except one socket.
+    Broadcast {
+        /// Room name.
+        room: RoomName,
+        /// The frame, encoded once.
+        frame: TextFrame,
+        /// Socket that must not receive it (the emitter).
+        except: Option<SocketKey>,
+    },
+    /// A committed message for a room owned here.
+    Publish(Box<Published>),
+    /// Write a frame to these local sockets.
+    Deliver {
+        /// The shared frame.
+        frame: TextFrame,
+        /// Shard-local socket numbers.
+        sockets: Vec<u64>,
+    },
+    /// Write a frame to every local chat socket of these users.
+    DeliverToUsers {
+        /// The shared frame.
+        frame: TextFrame,
+        /// Target users.
+        users: Arc<[UserKey]>,
+    },
+    /// One more socket of a user whose presence is owned here.
+    PresenceUp(UserKey),
+    /// One socket less of a user whose presence is owned here.
+    PresenceDown(UserKey),
+    /// Is this user (owned here) online?
+    PresenceQuery {
+        /// The user.
+        user: UserKey,
+        /// Answer.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+}
+
+impl ClusterMsg {
+    /// True for messages whose loss would corrupt state rather than miss one frame (membership
+    /// and presence counts): an overloaded shard must queue these, never drop them.
+    pub fn must_not_drop(&self) -> bool {
+        matches!(
+            self,
+            ClusterMsg::Join { .. }
+                | ClusterMsg::Leave { .. }
+                | ClusterMsg::PresenceUp(_)
+                | ClusterMsg::PresenceDown(_)
+        )
+    }
+}

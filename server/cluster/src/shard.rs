@@ -1,0 +1,136 @@
+//! [`ClusterShard`]: the rooms and presence counts one shard owns, and how it applies the
+//! [`ClusterMsg`]s addressed to it.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
+
+use crate::adapter::Mesh;
+use crate::msg::{ClusterMsg, Published};
+use crate::presence::Presence;
+use crate::rooms::{Rooms, SocketKey};
+
+/// Histogram: sockets a room broadcast reached.
+pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
+
+/// The cluster state of one shard (single thread: `RefCell`s, never held across a call out).
+#[derive(Debug, Default)]
+pub struct ClusterShard {
+    /// Rooms whose name hashes to this shard.
+    rooms: RefCell<Rooms>,
+    /// Presence counts of users who hash to this shard.
+    presence: RefCell<Presence>,
+}
+
+impl ClusterShard {
+    /// Applies one message addressed to this shard.
+    pub fn handle(&self, mesh: &dyn Mesh, msg: ClusterMsg) {
+        match msg {
+            ClusterMsg::Join { room, member } => {
+                self.rooms.borrow_mut().join(room, member);
+            }
+            ClusterMsg::Leave { room, socket } => {
+                self.rooms.borrow_mut().leave(&room, socket);
+            }
+            ClusterMsg::Broadcast {
+                room,
+                frame,
+                except,
+            } => self.broadcast(mesh, &room, &frame, except),
+            ClusterMsg::Publish(p) => self.publish(mesh, *p),
+            ClusterMsg::Deliver { frame, sockets } => mesh.deliver(&frame, &sockets),
+            ClusterMsg::DeliverToUsers { frame, users } => mesh.deliver_to_users(&frame, &users),
+            ClusterMsg::PresenceUp(user) => {
+                if self.presence.borrow_mut().up(user) {
+                    mesh.presence_changed(user, true);
+                }
+            }
+            ClusterMsg::PresenceDown(user) => {
+                if self.presence.borrow_mut().down(user) {
+                    mesh.presence_changed(user, false);
+                }
+            }
+            ClusterMsg::PresenceQuery { user, reply } => {
+                let _ = reply.send(self.is_online(user));
+            }
+        }
+    }
+
+    /// Sends `frame` to the members of a room owned here: one `Deliver` per shard with members.
+    fn broadcast(&self, mesh: &dyn Mesh, room: &str, frame: &TextFrame, except: Option<SocketKey>) {
+        let targets = self.rooms.borrow().targets(room, except);
+        let mut fanout = 0usize;
+        for (shard, sockets) in targets {
+            fanout += sockets.len();
+            mesh.send(
+                usize::from(shard),
+                ClusterMsg::Deliver {
+                    frame: frame.clone(),
+                    sockets,
+                },
+            );
+        }
+        metrics::histogram!(BROADCAST_FANOUT).record(fanout as f64);
+    }
+
+    /// A committed message in a room owned here: `message:new` to the room except the sender's
+    /// socket, `message:notification` to participants with no socket in the room (never the
+    /// sender), then the sender's reply. All leave this shard in this order through FIFO
+    /// channels, and this shard sees a conversation's messages in id order, so every socket
+    /// does too.
+    fn publish(&self, mesh: &dyn Mesh, p: Published) {
+        self.broadcast(mesh, &p.room, &p.new_frame, p.sender_socket);
+        let absent: Arc<[UserKey]> = {
+            let rooms = self.rooms.borrow();
+            p.participants
+                .iter()
+                .copied()
+                .filter(|u| *u != p.sender && !rooms.has_user(&p.room, *u))
+                .collect()
+        };
+        if !absent.is_empty() {
+            for shard in 0..mesh.shard_count() {
+                mesh.send(
+                    shard,
+                    ClusterMsg::DeliverToUsers {
+                        frame: p.notification_frame.clone(),
+                        users: absent.clone(),
+                    },
+                );
+            }
+        }
+        if let Some(socket) = p.sender_socket {
+            for frame in p.reply {
+                mesh.send(
+                    usize::from(socket.shard),
+                    ClusterMsg::Deliver {
+                        frame,
+                        sockets: vec![socket.local],
+                    },
+                );
+            }
+        }
+    }
+
+    /// True when `user` (owned here) has at least one socket.
+    pub fn is_online(&self, user: UserKey) -> bool {
+        self.presence.borrow().is_online(user)
+    }
+
+    /// Number of rooms owned here.
+    pub fn room_count(&self) -> usize {
+        self.rooms.borrow().room_count()
+    }
+
+    /// Number of online users owned here.
+    pub fn online_count(&self) -> usize {
+        self.presence.borrow().online_count()
+    }
+
+    /// Members of a room owned here.
+    pub fn room_len(&self, room: &str) -> usize {
+        self.rooms.borrow().len(room)
+    }
+}

@@ -1,0 +1,287 @@
+//! Where a validated message goes to be stored, and how its outcome comes back.
+//!
+//! - [`Committer::Inline`] (memory store): the message goes to its room's owner shard, which
+//!   stores it at once and publishes it: no writer thread, no collection window, and no thread
+//!   crossed at all when the sender's shard owns the room.
+//! - [`Committer::Writer`] (SQLite, PostgreSQL): the batch writer commits it with others (group
+//!   commit: what queued during one commit forms the next batch); its [`ShardSink`] encodes the
+//!   frames once, on the writer thread, and hands the message to the room's owner shard.
+//!
+//! Either way the owner publishes through the [`Adapter`](chatwire_cluster::Adapter): the room's
+//! `message:new`, the notifications, then the sender's `message:sent` all leave one shard in id
+//! order. Nothing that can fail runs between a commit and that hand-over: participants were
+//! checked before the send, frames are built from the committed row.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use chatwire_chat::message::{CommittedFrames, busy, committed, failed};
+use chatwire_chat::room_name;
+use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::batch::{CommitSink, WriterHandle};
+use chatwire_store::{AnyStore, NewMessage, StoreError, Stored, UserKey};
+
+use crate::shard::Shard;
+use crate::shard::msg::{ShardMsg, ShardSet};
+
+/// Who waits for the outcome of a send.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// A Socket.IO sender: `message:sent` / `message:error` (and the ack) go to this socket.
+    Socket {
+        /// The sending socket.
+        socket: SocketKey,
+        /// The client's ack id, if it passed a callback.
+        ack: Option<u64>,
+    },
+    /// A REST sender waiting for the stored message.
+    Http(tokio::sync::oneshot::Sender<Result<Stored, StoreError>>),
+    /// Nobody waits (imports, tests, benches).
+    None,
+}
+
+/// What travels with a message through the store: who waits, and whom to notify after.
+#[derive(Debug)]
+pub struct Route {
+    /// The conversation's participants, checked before the send.
+    pub participants: Arc<[UserKey]>,
+    /// Who waits for the outcome.
+    pub reply: ReplyTo,
+}
+
+/// How messages are stored.
+#[derive(Debug, Clone)]
+pub enum Committer {
+    /// In the room owner's shard, at once (memory store).
+    Inline(Arc<AnyStore>),
+    /// Through the batch writer thread (databases).
+    Writer(WriterHandle<Route>),
+}
+
+impl Committer {
+    /// Hands `message` over for storage; false when the writer's queue is full or stopped (the
+    /// caller answers `unavailable`, with [`refused`]).
+    // The error hands the message and its route back by value (no allocation on refusal).
+    #[allow(clippy::result_large_err)]
+    pub fn submit(
+        &self,
+        shard: &Rc<Shard>,
+        message: NewMessage,
+        route: Route,
+    ) -> Result<(), (NewMessage, Route)> {
+        match self {
+            Committer::Inline(_) => {
+                let owner = room_owner(&room_name(message.conversation_id), shard.shard_count());
+                shard.send_to(owner, ShardMsg::Store(Box::new((message, route))));
+                Ok(())
+            }
+            Committer::Writer(writer) => {
+                crate::shard::overflow::count_hop("writer");
+                writer
+                    .try_submit(message, route)
+                    .map_err(|r| (r.message, r.reply))
+            }
+        }
+    }
+
+    /// Hands `message` over from a request that may wait up to `wait` for room in the writer's
+    /// queue (REST). Inline commits need the calling thread to be a shard.
+    #[allow(clippy::result_large_err)]
+    pub async fn submit_wait(
+        &self,
+        message: NewMessage,
+        route: Route,
+        wait: std::time::Duration,
+    ) -> Result<(), (NewMessage, Route)> {
+        match self {
+            Committer::Inline(_) => match crate::shard::current() {
+                Some(shard) => self.submit(&shard, message, route),
+                None => Err((message, route)),
+            },
+            Committer::Writer(writer) => {
+                crate::shard::overflow::count_hop("writer");
+                writer
+                    .submit(message, route, wait)
+                    .await
+                    .map_err(|r| (r.message, r.reply))
+            }
+        }
+    }
+
+    /// Graceful shutdown: commit what the writer holds (nothing to do inline).
+    pub async fn flush_and_stop(self) {
+        if let Committer::Writer(writer) = self {
+            writer.flush_and_stop().await;
+        }
+    }
+}
+
+/// The answer to a send the storage did not take.
+pub fn refused(message: &NewMessage, route: Route) -> Delivery {
+    match route.reply {
+        ReplyTo::Socket { socket, ack } => Delivery::Reply {
+            socket,
+            frames: busy(message.temp_id.as_ref(), ack),
+        },
+        ReplyTo::Http(tx) => {
+            let _ = tx.send(Err(StoreError::Unavailable("write queue full".into())));
+            Delivery::Nothing
+        }
+        ReplyTo::None => Delivery::Nothing,
+    }
+}
+
+/// What the shards must do with one outcome.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A new message: publish it from its room's owner.
+    Publish(Box<Published>),
+    /// Frames for one socket only (a repeated send, or a failure).
+    Reply {
+        /// The sender.
+        socket: SocketKey,
+        /// `message:sent` / `message:error` and its ack.
+        frames: Vec<TextFrame>,
+    },
+    /// Nothing to send (REST and unattended sends, answered already).
+    Nothing,
+}
+
+/// The deliveries of a committed message (frames encoded here, once); answers a REST waiter.
+pub fn on_committed(stored: Stored, route: Route) -> Delivery {
+    let (socket, ack) = match route.reply {
+        ReplyTo::Socket { socket, ack } => (Some(socket), ack),
+        ReplyTo::Http(tx) => {
+            let _ = tx.send(Ok(stored.clone()));
+            (None, None)
+        }
+        ReplyTo::None => (None, None),
+    };
+    let CommittedFrames {
+        new_frame,
+        notification_frame,
+        sent,
+    } = committed(&stored.message, ack);
+    if stored.duplicate {
+        // Stored the first time: only the sender's answer, nobody sees it twice.
+        return match socket {
+            Some(socket) => Delivery::Reply {
+                socket,
+                frames: sent.into_vec(),
+            },
+            None => Delivery::Nothing,
+        };
+    }
+    Delivery::Publish(Box::new(Published {
+        room: room_name(stored.message.conversation_id),
+        new_frame,
+        notification_frame,
+        participants: route.participants,
+        sender: stored.message.sender,
+        sender_socket: socket,
+        reply: sent.into_vec(),
+    }))
+}
+
+/// The deliveries of a send that could not be committed.
+pub fn on_failed(message: &NewMessage, route: Route, error: StoreError) -> Delivery {
+    match route.reply {
+        ReplyTo::Socket { socket, ack } => Delivery::Reply {
+            socket,
+            frames: failed(&error, message.temp_id.as_ref(), ack),
+        },
+        ReplyTo::Http(tx) => {
+            let _ = tx.send(Err(error));
+            Delivery::Nothing
+        }
+        ReplyTo::None => Delivery::Nothing,
+    }
+}
+
+/// The writer's sink: on the writer thread after each commit, hands every outcome to the
+/// shard that must act on it (the room's owner for a new message, the sender's shard for a
+/// reply). Each conversation's messages reach its owner in commit order.
+#[derive(Debug, Clone)]
+pub struct ShardSink {
+    /// Channels to every shard.
+    pub set: ShardSet,
+}
+
+impl ShardSink {
+    fn send(&self, delivery: Delivery) {
+        match delivery {
+            Delivery::Publish(p) => {
+                let owner = room_owner(&p.room, self.set.len());
+                self.set.send_blocking(owner, ShardMsg::Publish(p));
+            }
+            Delivery::Reply { socket, frames } => {
+                for frame in frames {
+                    self.set.send_blocking(
+                        usize::from(socket.shard),
+                        ShardMsg::Cluster(ClusterMsg::Deliver {
+                            frame,
+                            sockets: vec![socket.local],
+                        }),
+                    );
+                }
+            }
+            Delivery::Nothing => {}
+        }
+    }
+}
+
+impl CommitSink for ShardSink {
+    type Reply = Route;
+
+    fn committed(&self, batch: Vec<(Stored, Route)>) {
+        for (stored, route) in batch {
+            self.send(on_committed(stored, route));
+        }
+    }
+
+    fn failed(&self, batch: Vec<(NewMessage, Route)>, error: StoreError) {
+        for (message, route) in batch {
+            self.send(on_failed(&message, route, error.clone()));
+        }
+    }
+}
+
+/// On the room's owner shard, memory store: store at once, then deliver.
+pub fn store_inline(shard: &Rc<Shard>, store: &AnyStore, message: NewMessage, route: Route) {
+    let outcome = match store {
+        AnyStore::Memory(memory) => memory.insert_now(std::slice::from_ref(&message)).pop(),
+        _ => Some(Err(StoreError::Internal(
+            "inline commits need the memory store".into(),
+        ))),
+    };
+    let delivery = match outcome {
+        Some(Ok(stored)) => on_committed(stored, route),
+        Some(Err(e)) => on_failed(&message, route, e),
+        None => on_failed(
+            &message,
+            route,
+            StoreError::Internal("store returned no outcome".into()),
+        ),
+    };
+    deliver(shard, delivery);
+}
+
+/// Carries out a delivery from a shard (through the adapter for a new message).
+pub fn deliver(shard: &Rc<Shard>, delivery: Delivery) {
+    match delivery {
+        Delivery::Publish(p) => shard.adapter().publish(&**shard, *p),
+        Delivery::Reply { socket, frames } => {
+            for frame in frames {
+                shard.send_to(
+                    usize::from(socket.shard),
+                    ShardMsg::Cluster(ClusterMsg::Deliver {
+                        frame,
+                        sockets: vec![socket.local],
+                    }),
+                );
+            }
+        }
+        Delivery::Nothing => {}
+    }
+}

@@ -1,0 +1,197 @@
+//! The chat application on a shard: the glue between a Socket.IO socket on `/chat` and the chat
+//! rules (`chatwire_chat`). It authenticates the CONNECT, hands each event to the rules with the
+//! socket's rate-limit verdict and the time, and carries out the [`chatwire_chat::Effect`]s they
+//! return ([`effects`]); messages go to storage through [`commit`].
+
+pub mod commit;
+pub mod effects;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chatwire_chat::{Chat, ChatConfig, ChatSocket};
+use chatwire_protocol::json::Value;
+use chatwire_protocol::socket::RawEvent;
+use chatwire_protocol::socket::packet::Packet;
+use chatwire_store::{AnyStore, UserKey};
+
+use crate::auth::Authenticator;
+use crate::engine::conn::Conn;
+use crate::ratelimit::MessageLimiter;
+use crate::shard::Shard;
+use commit::Committer;
+
+/// Process-wide chat dependencies (read-only, shared by every shard).
+pub struct ChatShared {
+    /// Token verification.
+    pub auth: Authenticator,
+    /// The store.
+    pub store: Arc<AnyStore>,
+    /// Where messages go to be stored.
+    pub committer: Committer,
+    /// Settings of the chat rules.
+    pub config: ChatConfig,
+    /// Per-socket event rate (per second, burst); 0 = unlimited.
+    pub rate: (u32, u32),
+}
+
+impl std::fmt::Debug for ChatShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatShared").finish_non_exhaustive()
+    }
+}
+
+/// A chat socket's state as its connection keeps it.
+#[derive(Debug)]
+pub struct SocketChat {
+    /// The chat rules' state of the socket (shared with its typing timers).
+    pub state: Rc<RefCell<ChatSocket>>,
+    /// Rate limiter for every client event (None = unlimited).
+    pub limiter: Option<MessageLimiter>,
+}
+
+/// Authenticates a `/chat` CONNECT: `auth.token`, else the handshake `Authorization` header.
+/// Creates the user on first sight. Err = the CONNECT_ERROR message.
+pub async fn authenticate(
+    shard: &Shard,
+    conn: &Conn,
+    auth: Option<&Value>,
+) -> Result<SocketChat, String> {
+    let (Some(shared), Some(chat)) = (shard.shared.chat.as_ref(), shard.chat.as_ref()) else {
+        return Err("chat is not enabled".to_owned());
+    };
+    let token = match auth.and_then(|a| chatwire_chat::payload::field(a, "token")) {
+        Some(Value::String(t)) => Some(t.as_str()),
+        _ => conn.handshake.authorization.as_deref(),
+    };
+    let Some(token) = token else {
+        return Err("unauthorized".to_owned());
+    };
+    let identity = shared
+        .auth
+        .authenticate(token, unix_now())
+        .map_err(|e| e.message().to_owned())?;
+    let socket = chat
+        .connect(identity.user, identity.profile)
+        .await
+        .map_err(str::to_owned)?;
+    let limiter =
+        (shared.rate.0 > 0).then(|| MessageLimiter::new(shared.rate.0, shared.rate.1.max(1)));
+    Ok(SocketChat {
+        state: Rc::new(RefCell::new(socket)),
+        limiter,
+    })
+}
+
+/// Seconds since the Unix epoch (token expiry checks).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// After CONNECT: index the socket by user, count presence, emit `connection:success`.
+pub fn on_connected(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    local: u64,
+    user: UserKey,
+    socket_id: &str,
+) {
+    shard
+        .users
+        .borrow_mut()
+        .entry(user)
+        .or_default()
+        .push(local);
+    shard.adapter().presence_up(&**shard, user);
+    conn.push(crate::sio::emit::frame(Chat::connected(user, socket_id)));
+}
+
+/// After the socket is gone: `typing:stop` where it typed, leave its rooms, drop the user
+/// index, count presence.
+pub fn on_disconnected(shard: &Rc<Shard>, local: u64, chat: SocketChat) {
+    let key = shard.socket_key(local);
+    let user = chat.state.borrow().user;
+    let fx = Chat::disconnected(&chat.state);
+    effects::run(shard, None, key, &chat.state, fx);
+    {
+        let mut users = shard.users.borrow_mut();
+        if let Some(list) = users.get_mut(&user) {
+            list.retain(|s| *s != local);
+            if list.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+    shard.adapter().presence_down(&**shard, user);
+}
+
+/// The chat state of socket `local` of `conn`, and whether its limiter lets one more event by.
+fn socket_and_rate(conn: &Conn, local: u64) -> Option<(Rc<RefCell<ChatSocket>>, bool)> {
+    let st = conn.state.borrow();
+    let slot = st.sockets.iter().find(|s| s.local == local)?;
+    let chat = slot.chat.as_ref()?;
+    let allowed = chat.limiter.as_ref().is_none_or(|l| l.check());
+    Some((chat.state.clone(), allowed))
+}
+
+/// A `/chat` event decoded by the full decoder (binary events).
+pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Packet) {
+    let (Some(chat), Some(name)) = (shard.chat.as_ref(), packet.event_name()) else {
+        return;
+    };
+    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+        return;
+    };
+    let null = Value::Static(simd_json::StaticNode::Null);
+    let args = crate::sio::event_args(&packet);
+    let payload = args.first().unwrap_or(&null);
+    let fx = chat
+        .on_event(&state, name, packet.id, payload, allowed, Instant::now())
+        .await;
+    effects::run(shard, Some(conn), shard.socket_key(local), &state, fx);
+}
+
+/// A `/chat` event from the fast decode path.
+pub async fn on_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, event: &RawEvent) {
+    let Some(chat) = shard.chat.as_ref() else {
+        return;
+    };
+    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+        return;
+    };
+    let fx = chat
+        .on_raw_event(&state, event, allowed, Instant::now())
+        .await;
+    effects::run(shard, Some(conn), shard.socket_key(local), &state, fx);
+}
+
+/// The cluster reports `user`'s first socket or last: `user:online` / `user:offline` to the
+/// user's partners, if that is still the truth once they are known.
+pub fn presence_changed(user: UserKey, online: bool) {
+    let Some(shard) = crate::shard::current() else {
+        return;
+    };
+    tokio::task::spawn_local(async move {
+        let Some(chat) = shard.chat.as_ref() else {
+            return;
+        };
+        let partners = match chat.partners(user).await {
+            Ok(p) if !p.is_empty() => p,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: partners unavailable");
+                return;
+            }
+        };
+        // The state may have flipped while the store answered; announce only the current truth.
+        if shard.cluster.is_online(user) != online {
+            return;
+        }
+        let frame = chatwire_chat::presence::changed(user, online);
+        shard.adapter().notify_users(&*shard, partners, frame);
+    });
+}

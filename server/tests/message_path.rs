@@ -1,0 +1,177 @@
+//! The message path end to end: every socket receives a conversation's events in id order, its
+//! own `message:sent` included, while two participants on different shards send at once (memory
+//! store, inline commits; SQLite, through the batch writer); and the thread hops a message takes
+//! (`chatwire_thread_hops_total`): none on one shard with the memory store, two with a database
+//! (to the writer and back).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/pg.rs"]
+mod pg;
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TestServer, brand, influencer};
+use serde_json::{Value, json};
+
+const EACH: usize = 60;
+
+/// Reads until `want` `message:new` + `message:sent` frames arrived; their message ids, in
+/// arrival order.
+async fn ids_in_arrival_order(c: &mut Client, want: usize) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let mut frames: Vec<String> = std::mem::take(&mut c.backlog);
+    while out.len() < want {
+        let f = match frames.is_empty() {
+            false => frames.remove(0),
+            true => c.next_raw().await.expect("connection open"),
+        };
+        let Some(body) = f.strip_prefix("42/chat,") else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(body).unwrap();
+        match v[0].as_str() {
+            Some("message:new") => out.push(("new".into(), v[1]["id"].as_i64().unwrap())),
+            Some("message:sent") => {
+                out.push(("sent".into(), v[1]["message"]["id"].as_i64().unwrap()))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn concurrent_senders_see_id_order(s: TestServer) {
+    let (a, b) = (brand(1), influencer(2));
+    let conv = s.direct(a, b).await;
+    // Two shards: the kernel places each connection (SO_REUSEPORT); connect b until it lands on
+    // the other shard than a (a socket id starts with its shard's index).
+    let (mut ca, hello) = Client::chat(s.addr, a).await;
+    let shard_of = |v: &Value| v["socketId"].as_str().unwrap_or("").chars().next();
+    let mut cb = None;
+    for _ in 0..40 {
+        let (c, hi) = Client::chat(s.addr, b).await;
+        if shard_of(&hi) != shard_of(&hello) {
+            cb = Some(c);
+            break;
+        }
+    }
+    let mut cb = cb.expect("a connection on the other shard");
+    for c in [&mut ca, &mut cb] {
+        c.emit("conversation:join", json!({"conversationId": conv}))
+            .await;
+        c.event("conversation:joined").await;
+    }
+    for i in 0..EACH {
+        ca.emit(
+            "message:send",
+            json!({"conversationId": conv, "content": format!("a{i}"), "tempId": format!("a{i}")}),
+        )
+        .await;
+        cb.emit(
+            "message:send",
+            json!({"conversationId": conv, "content": format!("b{i}"), "tempId": format!("b{i}")}),
+        )
+        .await;
+    }
+    for (name, c) in [("a", &mut ca), ("b", &mut cb)] {
+        let seen = ids_in_arrival_order(c, 2 * EACH).await;
+        let ids: Vec<i64> = seen.iter().map(|(_, id)| *id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{name} saw the conversation out of id order: {seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|(k, _)| k == "sent").count(),
+            EACH,
+            "{name}: every send answered once"
+        );
+        assert_eq!(
+            seen.iter().filter(|(k, _)| k == "new").count(),
+            EACH,
+            "{name}: every message of the other once"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_order_with_concurrent_senders_memory() {
+    let s = TestServer::with(|c| c.rate_limit_per_socket = 0).await;
+    concurrent_senders_see_id_order(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_order_with_concurrent_senders_sqlite() {
+    let dir = std::env::temp_dir().join(format!("chatwire-order-{}", pg::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("chat.db").display());
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.database_url = url;
+    })
+    .await;
+    concurrent_senders_see_id_order(s).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Total `chatwire_thread_hops_total` so far.
+fn hops() -> f64 {
+    chatwire::telemetry::render_metrics()
+        .lines()
+        .filter(|l| l.starts_with("chatwire_thread_hops_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Sends `n` messages from a to b on a one-shard server and returns the hops they took.
+async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
+    let (a, b) = (brand(5), influencer(6));
+    let conv = s.direct(a, b).await;
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    let (mut cb, _) = Client::chat(s.addr, b).await;
+    for c in [&mut ca, &mut cb] {
+        c.emit("conversation:join", json!({"conversationId": conv}))
+            .await;
+        c.event("conversation:joined").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = hops();
+    for i in 0..n {
+        ca.emit(
+            "message:send",
+            json!({"conversationId": conv, "content": "x", "tempId": i}),
+        )
+        .await;
+        ca.event("message:sent").await;
+        cb.event("message:new").await;
+    }
+    (hops() - before) / n as f64
+}
+
+/// One test (one process-wide metrics registry): memory first, then SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_hops_per_message_on_one_shard() {
+    chatwire::telemetry::install_metrics();
+    let s = TestServer::with(|c| c.shards = 1).await;
+    let memory = hops_per_message(&s, 20).await;
+    s.stop().await;
+    assert_eq!(
+        memory, 0.0,
+        "memory store, one shard: a message crosses no thread"
+    );
+
+    let dir = std::env::temp_dir().join(format!("chatwire-hops-{}", pg::random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("chat.db").display());
+    let s = TestServer::with(|c| {
+        c.shards = 1;
+        c.database_url = url;
+    })
+    .await;
+    let sqlite = hops_per_message(&s, 20).await;
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(sqlite, 2.0, "database: shard -> writer -> shard");
+}
