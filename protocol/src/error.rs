@@ -3,7 +3,7 @@
 //! Mapping to outcomes (HTTP status, close the connection or not) happens in the server, in one place;
 //! here every error only says what was wrong with the input.
 
-use crate::socket::packet::PacketType;
+use crate::socket::kind::PacketType;
 
 /// JSON payload could not be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,6 +7,7 @@
 
 pub mod decoder;
 pub mod emit;
+pub mod kind;
 pub mod packet;
 pub mod raw;
 mod scan;

@@ -13,26 +13,7 @@ use simd_json::StaticNode;
 
 use crate::error::SocketError;
 use crate::json::{self, Value};
-
-/// The seven Socket.IO packet types (the first character on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum PacketType {
-    /// `0`: join a namespace (client: optional auth object; server: `{"sid":...}`).
-    Connect = 0,
-    /// `1`: leave a namespace.
-    Disconnect = 1,
-    /// `2`: an event: `["name", ...args]`.
-    Event = 2,
-    /// `3`: the answer to an event that carried an ack id.
-    Ack = 3,
-    /// `4`: the server refused a CONNECT (`{"message":...}`).
-    ConnectError = 4,
-    /// `5`: an event with binary attachments.
-    BinaryEvent = 5,
-    /// `6`: an ack with binary attachments.
-    BinaryAck = 6,
-}
+pub use crate::socket::kind::PacketType;
 
 impl PacketType {
     /// The type for a wire digit.
@@ -47,16 +28,6 @@ impl PacketType {
             b'6' => PacketType::BinaryAck,
             other => return Err(SocketError::UnknownPacketType(other)),
         })
-    }
-
-    /// The wire digit.
-    pub fn digit(self) -> u8 {
-        b'0' + self as u8
-    }
-
-    /// Whether packets of this type carry binary attachments.
-    pub fn is_binary(self) -> bool {
-        matches!(self, PacketType::BinaryEvent | PacketType::BinaryAck)
     }
 }
 

@@ -4,36 +4,17 @@
 //! publish them to other nodes and apply theirs here, behind the same trait.
 //!
 //! An adapter is shared by every shard (`Send + Sync`); the shard calling it passes itself as a
-//! [`Mesh`], the few things the cluster layer needs of a shard: its index, a way to message
-//! another shard, and local delivery.
+//! [`Mesh`].
 
 use std::sync::Arc;
 
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
+use crate::mesh::Mesh;
 use crate::msg::{ClusterMsg, Published};
 use crate::presence::presence_owner;
 use crate::rooms::{Member, RoomName, SocketKey, room_owner};
-use crate::shard::ClusterShard;
-
-/// What the cluster layer needs of the shard it runs on (implemented by the server's shard).
-pub trait Mesh {
-    /// This shard's index.
-    fn index(&self) -> u16;
-    /// Number of shards in this process.
-    fn shard_count(&self) -> usize;
-    /// This shard's rooms and presence counts.
-    fn cluster(&self) -> &ClusterShard;
-    /// Sends `msg` to shard `to`; a message for this shard is applied at once. Never waits.
-    fn send(&self, to: usize, msg: ClusterMsg);
-    /// Writes `frame` to these local sockets (shard-local numbers).
-    fn deliver(&self, frame: &TextFrame, sockets: &[u64]);
-    /// Writes `frame` to every local chat socket of these users.
-    fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]);
-    /// A user whose presence this shard owns came online (first socket) or went offline (last).
-    fn presence_changed(&self, user: UserKey, online: bool);
-}
 
 /// The answer to "is this user online?": known at once, or from another shard or node.
 #[derive(Debug)]
@@ -151,7 +132,7 @@ impl Adapter for LocalAdapter {
     fn check_online(&self, mesh: &dyn Mesh, user: UserKey) -> Online {
         let owner = presence_owner(user, mesh.shard_count());
         if owner == usize::from(mesh.index()) {
-            return Online::Now(mesh.cluster().is_online(user));
+            return Online::Now(mesh.is_online_here(user));
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         mesh.send(owner, ClusterMsg::PresenceQuery { user, reply });

@@ -4,8 +4,8 @@
 //! - [`rooms`]: room membership, partitioned by room name over the shards ([`room_owner`]).
 //! - [`presence`]: socket counts per user, partitioned by user ([`presence_owner`]).
 //! - [`adapter`]: the [`Adapter`] trait (join, leave, broadcast, publish a committed message,
-//!   notify users, presence) and [`LocalAdapter`], which routes each operation to its owner shard;
-//!   [`Mesh`] is what a shard offers the cluster layer.
+//!   notify users, presence) and [`LocalAdapter`], which routes each operation to its owner shard.
+//! - [`mesh`]: the [`Mesh`], what a shard offers the cluster layer.
 //! - [`msg`]: the [`ClusterMsg`]s shards exchange; [`shard`]: how an owner applies them.
 //! - [`recording`]: an adapter that records every call, for tests that prove nothing bypasses
 //!   the seam.
@@ -16,13 +16,15 @@
 //! [`TextFrame`]: chatwire_protocol::socket::TextFrame
 
 pub mod adapter;
+pub mod mesh;
 pub mod msg;
 pub mod presence;
 pub mod recording;
 pub mod rooms;
 pub mod shard;
 
-pub use adapter::{Adapter, LocalAdapter, Mesh, Online};
+pub use adapter::{Adapter, LocalAdapter, Online};
+pub use mesh::Mesh;
 pub use msg::{ClusterMsg, Published};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};

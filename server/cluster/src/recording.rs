@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-use crate::adapter::{Adapter, Mesh, Online};
+use crate::adapter::{Adapter, Online};
+use crate::mesh::Mesh;
 use crate::msg::Published;
 use crate::rooms::{Member, RoomName, SocketKey};
 

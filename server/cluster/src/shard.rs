@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-use crate::adapter::Mesh;
+use crate::mesh::Mesh;
 use crate::msg::{ClusterMsg, Published};
 use crate::presence::Presence;
 use crate::rooms::{Rooms, SocketKey};

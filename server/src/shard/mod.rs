@@ -194,8 +194,8 @@ impl Mesh for Shard {
         self.set.len()
     }
 
-    fn cluster(&self) -> &ClusterShard {
-        &self.cluster
+    fn is_online_here(&self, user: UserKey) -> bool {
+        self.cluster.is_online(user)
     }
 
     fn send(&self, to: usize, msg: ClusterMsg) {

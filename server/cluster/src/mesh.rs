@@ -1,0 +1,25 @@
+//! [`Mesh`]: the few things the cluster layer needs of the shard it runs on: its index, a way to
+//! message another shard, and delivery to its own sockets.
+
+use chatwire_protocol::socket::TextFrame;
+use chatwire_store::UserKey;
+
+use crate::msg::ClusterMsg;
+
+/// What the cluster layer needs of the shard it runs on (implemented by the server's shard).
+pub trait Mesh {
+    /// This shard's index.
+    fn index(&self) -> u16;
+    /// Number of shards in this process.
+    fn shard_count(&self) -> usize;
+    /// True when `user`, whose presence this shard owns, has a socket.
+    fn is_online_here(&self, user: UserKey) -> bool;
+    /// Sends `msg` to shard `to`; a message for this shard is applied at once. Never waits.
+    fn send(&self, to: usize, msg: ClusterMsg);
+    /// Writes `frame` to these local sockets (shard-local numbers).
+    fn deliver(&self, frame: &TextFrame, sockets: &[u64]);
+    /// Writes `frame` to every local chat socket of these users.
+    fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]);
+    /// A user whose presence this shard owns came online (first socket) or went offline (last).
+    fn presence_changed(&self, user: UserKey, online: bool);
+}
