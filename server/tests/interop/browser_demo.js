@@ -1,0 +1,247 @@
+// Drives chatwire's own demo chat page (served at /) in headless Chromium, as two people in two
+// browser contexts would: sign in with the keyboard, start a chat, send, see the notification,
+// read receipts, typing, a message sent over REST arriving live, a refused send with Retry,
+// reload with history and "load older", search, phone width, and the peer's dot turning gray
+// when the other window closes. Every step asserts on what the page shows and saves a
+// screenshot to SHOT_DIR. Env: BASE_URL, SHOT_DIR, CHROMIUM. Prints ok/FAIL/PASS lines.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+const { BASE_URL, env, fail, ok, run } = require("./common");
+const { launchChromium, cdp } = require("./cdp");
+
+const STEP_MS = Number(process.env.STEP_TIMEOUT_MS || 10000);
+const A = { id: 71, type: "influencer" };
+const B = { id: 72, type: "brand" };
+
+let send;
+let shotDir;
+let shots = 0;
+
+// One browser window in its own context (own cookies and storage): a separate person.
+async function openWindow(width, height) {
+  const { browserContextId } = await send("Target.createBrowserContext");
+  const { targetId } = await send("Target.createTarget", { url: "about:blank", browserContextId });
+  const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+  const win = { browserContextId, targetId, sessionId };
+  await viewport(win, width, height);
+  await send("Page.enable", {}, sessionId);
+  await send("Page.navigate", { url: `${BASE_URL}/` }, sessionId);
+  return win;
+}
+
+function viewport(win, width, height) {
+  return send("Emulation.setDeviceMetricsOverride",
+    { width, height, deviceScaleFactor: 1, mobile: width < 500 }, win.sessionId);
+}
+
+async function evaluate(win, expression) {
+  const { result, exceptionDetails } = await send("Runtime.evaluate",
+    { expression, returnByValue: true, awaitPromise: true }, win.sessionId);
+  if (exceptionDetails) throw new Error(`${expression}: ${JSON.stringify(exceptionDetails.exception || exceptionDetails)}`);
+  return result.value;
+}
+
+// Polls `expression` in the page until it is truthy; returns its value.
+async function waitUntil(win, expression, what, ms = STEP_MS) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await evaluate(win, expression);
+      if (last) return last;
+    } catch (e) {
+      last = e.message; // the page may be navigating
+    }
+    if (Date.now() > deadline) fail(`timed out after ${ms} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function shot(win, name) {
+  const { data } = await send("Page.captureScreenshot", { format: "png" }, win.sessionId);
+  shots += 1;
+  const file = path.join(shotDir, `${String(shots).padStart(2, "0")}-${name}.png`);
+  fs.writeFileSync(file, Buffer.from(data, "base64"));
+}
+
+// Keyboard input: focus an element, then real key events / text insertion.
+async function focus(win, selector) {
+  const found = await evaluate(win, `(() => { const e = document.querySelector(${JSON.stringify(selector)});
+    if (!e) return false; e.focus(); return document.activeElement === e; })()`);
+  if (!found) fail(`cannot focus ${selector}`);
+}
+
+async function type(win, selector, text) {
+  await focus(win, selector);
+  await evaluate(win, `document.activeElement.select ? document.activeElement.select() : null`);
+  await send("Input.insertText", { text }, win.sessionId);
+}
+
+async function press(win, key) {
+  const codes = { Enter: 13, ArrowRight: 39, " ": 32 };
+  const base = { key, code: key === " " ? "Space" : key, windowsVirtualKeyCode: codes[key], nativeVirtualKeyCode: codes[key] };
+  const text = key === "Enter" ? "\r" : key === " " ? " " : undefined;
+  await send("Input.dispatchKeyEvent", { type: "keyDown", ...base, ...(text ? { text } : {}) }, win.sessionId);
+  await send("Input.dispatchKeyEvent", { type: "keyUp", ...base }, win.sessionId);
+}
+
+const text = (selector) => `((document.querySelector(${JSON.stringify(selector)}) || {}).textContent || "")`;
+const msgs = `[...document.querySelectorAll("#message-list .msg")].map((m) => ({
+  id: m.dataset.id, text: m.querySelector(".text").textContent, mine: m.classList.contains("mine"),
+  cls: m.className, receipt: (m.querySelector(".receipt") || {}).textContent || "" }))`;
+
+async function rest(method, urlPath, token, body) {
+  const res = await fetch(`${BASE_URL}${urlPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await res.json();
+  if (!res.ok) fail(`${method} ${urlPath} answered ${res.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+async function signIn(win, who) {
+  await waitUntil(win, `!document.getElementById("signin").hidden`, "the sign-in form");
+  if (who.type === "brand") {
+    await focus(win, `input[name=userType][value=influencer]`);
+    await press(win, "ArrowRight"); // radio group: the arrow key moves and checks
+  }
+  await type(win, "#signin-id", String(who.id));
+  await press(win, "Enter");
+  await waitUntil(win, `document.getElementById("status").textContent === "connected"`, `${who.type} ${who.id} connected`);
+}
+
+run(async () => {
+  shotDir = env("SHOT_DIR");
+  fs.mkdirSync(shotDir, { recursive: true });
+  send = await cdp(await launchChromium());
+
+  const a = await openWindow(1000, 640);
+  const b = await openWindow(1000, 640);
+  await waitUntil(a, `typeof io === "function" && !document.getElementById("signin").hidden`,
+    "the page with the client bundle served by chatwire");
+  await shot(a, "sign-in");
+  await signIn(a, A);
+  await signIn(b, B);
+  const who = await evaluate(a, text("#whoami"));
+  if (!who.includes("influencer 71")) fail(`A's header says ${JSON.stringify(who)}`);
+  ok("two windows sign in with the keyboard as influencer 71 and brand 72");
+
+  // A starts a 1:1 chat with brand 72 and sends; the bubble is reconciled with the stored id.
+  await type(a, "#new-id", String(B.id));
+  await press(a, "Enter");
+  await waitUntil(a, `${text("#chat-title")} === "brand_72"`, "A's chat with brand_72 open");
+  await type(a, "#message-input", "Hello from A");
+  await press(a, "Enter");
+  const sent = await waitUntil(a, `(() => { const m = ${msgs}; return m.length === 1 && m[0].id && m[0].mine && m[0].receipt === "✓" && m; })()`,
+    "A's bubble confirmed by message:sent (an id and one check)");
+  const convId = Number(await evaluate(a, `document.querySelector(".conv[aria-current=true]").dataset.id`));
+  ok(`A's message is shown at once and confirmed with id ${sent[0].id}`);
+
+  // B was not in the room: message:notification gives a badge, the last message and the title.
+  await waitUntil(b, `(() => { const c = document.querySelector('.conv[data-id="${convId}"]');
+    return c && c.querySelector(".badge") && c.querySelector(".badge").textContent === "1"
+      && c.querySelector(".last").textContent === "Hello from A"; })()`, "B's unread badge and last message");
+  const title = await evaluate(b, "document.title");
+  if (title !== "(1) chatwire") fail(`B's title is ${JSON.stringify(title)}`);
+  await shot(b, "notification-badge");
+  ok("B sees the new conversation with an unread badge, the last message and (1) in the title");
+
+  // B opens it (keyboard): history loads, the badge goes, A's message gets a double check.
+  await focus(b, `.conv[data-id="${convId}"]`);
+  await press(b, "Enter");
+  await waitUntil(b, `(() => { const m = ${msgs}; return m.length === 1 && m[0].text === "Hello from A" && !m[0].mine; })()`,
+    "B's history with A's message");
+  await waitUntil(b, `!document.querySelector(".badge") && document.title === "chatwire"`, "B's badge cleared");
+  await waitUntil(a, `(() => { const m = ${msgs}; return m[0].receipt === "✓✓" && m; })()`, "A's read receipt");
+  await shot(a, "read-receipt");
+  ok("B opening the chat shows a read receipt (double check) on A's message");
+
+  await waitUntil(a, `document.getElementById("peer-dot").classList.contains("online") && ${text("#peer-status")} === "online"`, "B online in A's header");
+  await waitUntil(b, `document.getElementById("peer-dot").classList.contains("online")`, "A online in B's header");
+  ok("each sees the other online (green dot)");
+
+  // Typing: B types without sending; A sees it, and it goes 2 s after the last keystroke.
+  const typedAt = Date.now();
+  await type(b, "#message-input", "Hi A, brand here");
+  await waitUntil(a, `${text("#typing")}.includes("brand_72 is typing")`, "the typing indicator at A");
+  await shot(a, "typing");
+  await waitUntil(a, `${text("#typing")} === ""`, "the typing indicator to go", 6000);
+  const gone = Date.now() - typedAt;
+  if (gone < 1500) fail(`the typing indicator went after ${gone} ms, before the 2 s stop`);
+  ok(`A sees "brand_72 is typing…", gone ${gone} ms later (the guide's 2 s stop)`);
+  await focus(b, "#message-input");
+  await press(b, "Enter");
+  await waitUntil(a, `${msgs}.some((m) => m.text === "Hi A, brand here" && !m.mine)`, "B's message at A");
+  ok("B's message arrives live at A");
+
+  // A message sent over REST (another device of B) appears live in both windows.
+  await rest("POST", "/api/chat/messages", `${B.id}:${B.type}`, { conversationId: convId, content: "sent over REST", tempId: "rest-1" });
+  await waitUntil(a, `${msgs}.some((m) => m.text === "sent over REST" && !m.mine)`, "the REST message at A");
+  await waitUntil(b, `${msgs}.some((m) => m.text === "sent over REST" && m.mine)`, "the REST message at B, as B's own");
+  await shot(a, "rest-message-live");
+  ok("a message sent with POST /api/chat/messages appears live in both windows");
+
+  // A refused send (over the server's MAX_MESSAGE_CHARS): the bubble says why and offers Retry.
+  await type(a, "#message-input", "x".repeat(250));
+  await press(a, "Enter");
+  const failed = await waitUntil(a, `(() => { const f = document.querySelector(".msg.failed");
+    return f && f.querySelector(".retry") && f.querySelector(".error").textContent; })()`, "the failed bubble with Retry");
+  await shot(a, "send-error-retry");
+  ok(`a refused send shows the error (${failed}) with a Retry button`);
+
+  // History: 40 more messages, then B reloads; the chat reopens with the latest page and
+  // "Load older" brings back the first message.
+  for (let i = 1; i <= 40; i++) {
+    await rest("POST", "/api/chat/messages", `${A.id}:${A.type}`, { conversationId: convId, content: `history ${i}` });
+  }
+  await waitUntil(b, `${msgs}.some((m) => m.text === "history 40")`, "the 40 messages live at B");
+  await send("Page.reload", {}, b.sessionId);
+  await waitUntil(b, `document.getElementById("status").textContent === "connected" && ${msgs}.some((m) => m.text === "history 40")`,
+    "B's chat after the reload");
+  const afterReload = await evaluate(b, msgs);
+  if (afterReload.some((m) => m.text === "Hello from A")) fail("the first page after a reload should not reach the first message");
+  await waitUntil(b, `!document.getElementById("older").hidden`, "the Load older button");
+  await focus(b, "#older");
+  await press(b, "Enter");
+  await waitUntil(b, `${msgs}[0] && ${msgs}[0].text === "Hello from A"`, "the first message after Load older");
+  const all = await evaluate(b, msgs);
+  await shot(b, "reload-load-older");
+  ok(`reloading keeps the session and history (${afterReload.length} messages), Load older reaches the first (${all.length} in all)`);
+
+  // Search (?q=): B looks for "hello".
+  await type(b, "#search-q", "HELLO");
+  await press(b, "Enter");
+  await waitUntil(b, `(() => { const m = ${msgs}; return m.length === 1 && m[0].text === "Hello from A"
+    && ${text("#search-info")}.startsWith("1 message matching"); })()`, "the search result");
+  await shot(b, "search");
+  await focus(b, "#search-clear");
+  await press(b, "Enter");
+  await waitUntil(b, `${msgs}.length === ${all.length}`, "the conversation back after the search");
+  ok("search finds the one matching message, case-insensitively, and goes back to the chat");
+
+  // Phone width: one column; the conversation fills the screen with a back button.
+  await viewport(b, 390, 760);
+  await waitUntil(b, `getComputedStyle(document.getElementById("sidebar")).display === "none"
+    && getComputedStyle(document.getElementById("back")).display !== "none"
+    && document.getElementById("message-input").getBoundingClientRect().right <= 390`, "the phone layout");
+  await shot(b, "phone-width");
+  await focus(b, "#back");
+  await press(b, "Enter");
+  await waitUntil(b, `getComputedStyle(document.getElementById("sidebar")).display !== "none"`, "the list at phone width");
+  await shot(b, "phone-list");
+  await focus(b, `.conv[data-id="${convId}"]`);
+  await press(b, "Enter");
+  await viewport(b, 1000, 640);
+  ok("at phone width the page shows one column: the chat with a back button, or the list");
+
+  // A closes its window: B's dot turns gray.
+  await send("Target.disposeBrowserContext", { browserContextId: a.browserContextId });
+  await waitUntil(b, `!document.getElementById("peer-dot").classList.contains("online") && ${text("#peer-status")} === "offline"
+    && !document.querySelector('.conv[data-id="${convId}"] .dot').classList.contains("online")`, "A offline at B");
+  await shot(b, "peer-offline");
+  ok("closing A's window turns A's dot gray at B (user:offline)");
+}, 85000);
