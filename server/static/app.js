@@ -435,7 +435,7 @@
       sessionStorage.setItem("chatwire.token", state.token);
       setStatus("connected", "connected");
       showProblem("");
-      $("whoami").textContent = `signed in as ${data.userType} ${data.userId}`;
+      $("whoami").replaceChildren(el("span", { class: "wide-only", text: "signed in as " }), `${data.userType} ${data.userId}`);
       $("signout").hidden = false;
       $("signin").hidden = true;
       $("app").hidden = false;
