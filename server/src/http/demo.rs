@@ -235,8 +235,9 @@ fn load_client(dir: &Path) -> (Vec<(&'static str, Asset)>, Option<String>) {
     let missing = (!complete).then(|| {
         format!(
             "socket.io-client is not installed at {}: run `make interop-deps` (or \
-             `bash scripts/interop-deps.sh`) in the chatwire checkout, or point \
-             SOCKETIO_CLIENT_DIR at a socket.io-client `dist` folder, then restart the server",
+             `bash scripts/interop-deps.sh --node-only`; both need npm) in the chatwire \
+             checkout, or point SOCKETIO_CLIENT_DIR at a socket.io-client `dist` folder, then \
+             restart the server",
             dir.display()
         )
     });

@@ -66,6 +66,33 @@ async function shot(win, name) {
   fs.writeFileSync(file, Buffer.from(data, "base64"));
 }
 
+// Both windows side by side in one picture (two-windows.png, the README's screenshot).
+async function sideBySide(left, right) {
+  const [w, h, gap] = [760, 520, 12];
+  for (const win of [left, right]) await viewport(win, w, h);
+  await new Promise((r) => setTimeout(r, 150));
+  const images = [];
+  for (const win of [left, right]) {
+    images.push((await send("Page.captureScreenshot", { format: "png" }, win.sessionId)).data);
+  }
+  for (const win of [left, right]) await viewport(win, 1000, 640);
+  const { browserContextId } = await send("Target.createBrowserContext");
+  const { targetId } = await send("Target.createTarget", { url: "about:blank", browserContextId });
+  const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+  const canvas = { sessionId };
+  await viewport(canvas, 2 * w + 3 * gap, h + 2 * gap);
+  await evaluate(canvas, `(async () => {
+    document.body.style.cssText = "margin:0;padding:${gap}px;display:flex;gap:${gap}px;background:#cbd5e1";
+    for (const src of ${JSON.stringify(images.map((d) => `data:image/png;base64,${d}`))}) {
+      const img = new Image(); img.src = src; img.style.cssText = "box-shadow:0 2px 8px #0004";
+      document.body.append(img); await img.decode();
+    }
+  })()`);
+  const { data } = await send("Page.captureScreenshot", { format: "png" }, sessionId);
+  fs.writeFileSync(path.join(shotDir, "two-windows.png"), Buffer.from(data, "base64"));
+  await send("Target.disposeBrowserContext", { browserContextId });
+}
+
 // Keyboard input: focus an element, then real key events / text insertion.
 async function focus(win, selector) {
   const found = await evaluate(win, `(() => { const e = document.querySelector(${JSON.stringify(selector)});
@@ -169,6 +196,7 @@ run(async () => {
   await type(b, "#message-input", "Hi A, brand here");
   await waitUntil(a, `${text("#typing")}.includes("brand_72 is typing")`, "the typing indicator at A");
   await shot(a, "typing");
+  await sideBySide(a, b);
   await waitUntil(a, `${text("#typing")} === ""`, "the typing indicator to go", 6000);
   const gone = Date.now() - typedAt;
   if (gone < 1500) fail(`the typing indicator went after ${gone} ms, before the 2 s stop`);
