@@ -136,7 +136,8 @@
       const online = peer && state.online.get(key(peer.userId, peer.userType));
       const dot = el("span", { class: `dot${c.type === "group" ? " group" : online ? " online" : ""}`, "aria-hidden": "true" });
       const unread = c.unreadCount > 0 ? el("span", { class: "badge", text: String(c.unreadCount) }) : null;
-      const label = `${convTitle(c)}${peer ? (online ? ", online" : ", offline") : ""}${c.unreadCount ? `, ${c.unreadCount} unread` : ""}`;
+      const known = peer && state.online.has(key(peer.userId, peer.userType));
+      const label = `${convTitle(c)}${known ? (online ? ", online" : ", offline") : ""}${c.unreadCount ? `, ${c.unreadCount} unread` : ""}`;
       const button = el("button", { type: "button", class: "conv", "data-id": String(id), "aria-label": label },
         dot, el("span", { class: "name", text: convTitle(c) }), unread || el("span"),
         el("span", { class: "last", text: preview(c.lastMessage) }));
@@ -177,7 +178,8 @@
       const p = others(conv)[0];
       const on = p && state.online.get(key(p.userId, p.userType));
       dot.className = `dot${on ? " online" : ""}`;
-      status.textContent = on ? "online" : "offline";
+      // Unknown while we are disconnected ourselves.
+      status.textContent = on === undefined ? "" : on ? "online" : "offline";
     }
   }
 
@@ -462,6 +464,10 @@
       }
     });
     socket.on("disconnect", (reason) => {
+      // Presence is unknown until the server answers again.
+      state.online.clear();
+      renderConversations();
+      renderPeer();
       setStatus(socket.active ? "reconnecting…" : "disconnected", socket.active ? "reconnecting" : "offline");
       if (reason === "io server disconnect") showProblem("The server closed the connection.");
     });

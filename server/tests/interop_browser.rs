@@ -98,6 +98,9 @@ async fn demo_page_in_two_browser_windows() {
         "reloading keeps the session and history",
         "search finds the one matching message",
         "at phone width the page shows one column",
+        "B's page shows it is reconnecting",
+        "a group started by B notifies A",
+        "every control of the page is labelled",
         "closing A's window turns A's dot gray at B",
     ]);
     let taken = std::fs::read_dir(&shots)

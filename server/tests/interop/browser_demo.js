@@ -266,6 +266,58 @@ run(async () => {
   await viewport(b, 1000, 640);
   ok("at phone width the page shows one column: the chat with a back button, or the list");
 
+  // B loses the network: the page says it is reconnecting; back online it catches up on what
+  // A sent meanwhile.
+  await send("Network.enable", {}, b.sessionId);
+  await send("Network.emulateNetworkConditions",
+    { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 }, b.sessionId);
+  await waitUntil(b, `${text("#status")}.startsWith("reconnecting")`, "B's reconnecting state");
+  await shot(b, "reconnecting");
+  await type(a, "#message-input", "sent while B was away");
+  await press(a, "Enter");
+  await waitUntil(a, `${msgs}.some((m) => m.text === "sent while B was away" && m.id)`, "A's message stored");
+  await send("Network.emulateNetworkConditions",
+    { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 }, b.sessionId);
+  await waitUntil(b, `${text("#status")} === "connected" && ${msgs}.some((m) => m.text === "sent while B was away")
+    && ${text("#peer-status")} === "online"`, "B reconnected with the missed message and A online", 20000);
+  ok("offline, B's page shows it is reconnecting; back online it shows the message it missed");
+
+  // B starts a group; A, in another chat, gets a notification, then reads it with the sender's name.
+  await focus(b, ".new-group summary");
+  await press(b, "Enter");
+  await type(b, "#group-title", "Launch team");
+  await type(b, "#group-members", "influencer 71, brand 80");
+  await press(b, "Enter");
+  await waitUntil(b, `${text("#chat-title")} === "Launch team" && ${text("#peer-status")} === "3 members, 1 other online"`,
+    "B's new group open");
+  await type(b, "#message-input", "Welcome to the group");
+  await press(b, "Enter");
+  const groupId = Number(await waitUntil(b, `(() => { const m = ${msgs}; return m.length === 1 && m[0].id
+    && document.querySelector(".conv[aria-current=true]").dataset.id; })()`, "B's group message stored"));
+  await waitUntil(a, `(() => { const c = document.querySelector('.conv[data-id="${groupId}"]');
+    return c && c.querySelector(".name").textContent === "Launch team" && c.querySelector(".badge")
+      && c.querySelector(".badge").textContent === "1" && document.title === "(1) chatwire"; })()`,
+    "the group with a badge at A");
+  await shot(a, "group-notification");
+  await focus(a, `.conv[data-id="${groupId}"]`);
+  await press(a, "Enter");
+  await waitUntil(a, `[...document.querySelectorAll("#message-list .msg")].some((m) =>
+    m.querySelector(".from") && m.querySelector(".from").textContent === "brand_72"
+    && m.querySelector(".text").textContent === "Welcome to the group")`, "the group message with its sender at A");
+  await shot(a, "group");
+  await focus(b, `.conv[data-id="${convId}"]`);
+  await press(b, "Enter");
+  await waitUntil(b, `${text("#chat-title")} === "influencer_71" && ${text("#peer-status")} === "online"`, "B back in the 1:1 chat");
+  ok("a group started by B notifies A (badge and title) and shows each message's sender");
+
+  // Every control has a name a screen reader can say.
+  const unnamed = await evaluate(b, `[...document.querySelectorAll("input, select, textarea, button")]
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.textContent.trim()
+      && !(e.type === "radio" && e.closest("label")))
+    .map((e) => e.id || e.outerHTML.slice(0, 60))`);
+  if (unnamed.length) fail(`controls without a label: ${JSON.stringify(unnamed)}`);
+  ok("every control of the page is labelled");
+
   // A closes its window: B's dot turns gray.
   await send("Target.disposeBrowserContext", { browserContextId: a.browserContextId });
   await waitUntil(b, `!document.getElementById("peer-dot").classList.contains("online") && ${text("#peer-status")} === "offline"
