@@ -44,6 +44,7 @@ async fn page_is_served_while_dev_tokens_are_on() {
     assert!(html.contains(r#"<label for="message-input""#));
     for (path, kind) in [
         ("/demo/app.js", "text/javascript"),
+        ("/demo/view.js", "text/javascript"),
         ("/demo/app.css", "text/css"),
     ] {
         let r = http(s.addr, "GET", path, "", b"").await;

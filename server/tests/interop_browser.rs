@@ -71,11 +71,16 @@ async fn demo_page_in_two_browser_windows() {
         c.socketio_client_dir = root().join("tools/node/node_modules/socket.io-client/dist");
     })
     .await;
+    let bare = start_server_with(|c| {
+        c.socketio_client_dir = std::path::PathBuf::from("/nonexistent/socket.io-client/dist");
+    })
+    .await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../browser-demo");
     let _ = std::fs::remove_dir_all(&shots);
     let envs = [
         ("CHROMIUM", chromium),
         ("SHOT_DIR", shots.display().to_string()),
+        ("NO_CLIENT_URL", base_url(bare.addr)),
     ];
     let report = run_script(
         &node(),
@@ -86,6 +91,7 @@ async fn demo_page_in_two_browser_windows() {
     )
     .await;
     report.assert_passed(&[
+        "without the client bundle the page says how to install it",
         "two windows sign in with the keyboard",
         "A's message is shown at once and confirmed",
         "B sees the new conversation with an unread badge, the last message and (1) in the title",
@@ -112,4 +118,5 @@ async fn demo_page_in_two_browser_windows() {
         shots.display()
     );
     server.shutdown().await;
+    bare.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! The demo chat page and the socket.io-client bundle, both for browsers.
 //!
-//! - `/`, `/demo/app.js`, `/demo/app.css`: a chat front end written against the guide's flow
+//! - `/`, `/demo/app.js`, `/demo/view.js`, `/demo/app.css`: a chat front end written against the guide's flow
 //!   (static files under `server/static/`, embedded in the binary), served when
 //!   [`Config::demo_page_enabled`] (`DEMO_PAGE`, else while dev tokens are on).
 //! - `/socket.io/socket.io.js`, `socket.io.min.js`, `socket.io.esm.min.js` and their `.map` files:
@@ -35,6 +35,9 @@ const CLIENT_FILES: [&str; 6] = [
     "socket.io.esm.min.js",
     "socket.io.esm.min.js.map",
 ];
+
+/// The page's paths: `index.html`, then its scripts and style sheet.
+const PAGE_PATHS: [&str; 4] = ["/", "/demo/app.js", "/demo/view.js", "/demo/app.css"];
 
 /// Largest client file read from disk; the 4.x bundles are under 400 KB.
 const MAX_CLIENT_FILE: u64 = 8 * 1024 * 1024;
@@ -97,8 +100,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// The demo page's files and the client bundles, loaded once at start.
 #[derive(Debug)]
 pub struct Demo {
-    /// `index.html`, `app.js`, `app.css` (None when the page is off).
-    page: Option<[Asset; 3]>,
+    /// The files of [`PAGE_PATHS`], in that order (None when the page is off).
+    page: Option<[Asset; 4]>,
     /// The client files found, by file name.
     client: Vec<(&'static str, Asset)>,
     /// Why the client bundle is not served, with how to install it (None when it is).
@@ -117,6 +120,10 @@ impl Demo {
                 ),
                 Asset::new(
                     Bytes::from_static(include_bytes!("../../static/app.js")),
+                    "text/javascript; charset=utf-8",
+                ),
+                Asset::new(
+                    Bytes::from_static(include_bytes!("../../static/view.js")),
                     "text/javascript; charset=utf-8",
                 ),
                 Asset::new(
@@ -158,9 +165,7 @@ impl Demo {
         let wanted = if let Some(name) = path.strip_prefix("/socket.io/") {
             Wanted::Client(CLIENT_FILES.iter().find(|f| **f == name)?)
         } else {
-            let index = ["/", "/demo/app.js", "/demo/app.css"]
-                .iter()
-                .position(|p| *p == path)?;
+            let index = PAGE_PATHS.iter().position(|p| *p == path)?;
             let assets = self.page.as_ref()?;
             Wanted::Page(&assets[index], index == 0)
         };

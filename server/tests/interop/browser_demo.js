@@ -3,7 +3,8 @@
 // read receipts, typing, a message sent over REST arriving live, a refused send with Retry,
 // reload with history and "load older", search, phone width, and the peer's dot turning gray
 // when the other window closes. Every step asserts on what the page shows and saves a
-// screenshot to SHOT_DIR. Env: BASE_URL, SHOT_DIR, CHROMIUM. Prints ok/FAIL/PASS lines.
+// screenshot to SHOT_DIR. First, a server without the client bundle (NO_CLIENT_URL): the page
+// says how to install it. Env: BASE_URL, NO_CLIENT_URL, SHOT_DIR, CHROMIUM. Prints ok/FAIL/PASS.
 "use strict";
 
 const fs = require("fs");
@@ -20,14 +21,14 @@ let shotDir;
 let shots = 0;
 
 // One browser window in its own context (own cookies and storage): a separate person.
-async function openWindow(width, height) {
+async function openWindow(width, height, base = BASE_URL) {
   const { browserContextId } = await send("Target.createBrowserContext");
   const { targetId } = await send("Target.createTarget", { url: "about:blank", browserContextId });
   const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
   const win = { browserContextId, targetId, sessionId };
   await viewport(win, width, height);
   await send("Page.enable", {}, sessionId);
-  await send("Page.navigate", { url: `${BASE_URL}/` }, sessionId);
+  await send("Page.navigate", { url: `${base}/` }, sessionId);
   return win;
 }
 
@@ -145,6 +146,13 @@ run(async () => {
   shotDir = env("SHOT_DIR");
   fs.mkdirSync(shotDir, { recursive: true });
   send = await cdp(await launchChromium());
+
+  const bare = await openWindow(1000, 640, env("NO_CLIENT_URL"));
+  const hint = await waitUntil(bare, `(() => { const p = document.getElementById("problem");
+    return !p.hidden && p.textContent.includes("make interop-deps") && p.textContent; })()`, "the install hint");
+  await shot(bare, "no-client-bundle");
+  await send("Target.disposeBrowserContext", { browserContextId: bare.browserContextId });
+  ok(`without the client bundle the page says how to install it: ${hint.split("\n")[1].slice(0, 60)}...`);
 
   const a = await openWindow(1000, 640);
   const b = await openWindow(1000, 640);
