@@ -403,7 +403,7 @@
     $("signin-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const form = e.target;
-      const jwt = form.token.value.trim();
+      const jwt = form.token.value.trim().replace(/^Bearer\s+/i, "");
       const id = Number(form.userId.value);
       if (!jwt && !(Number.isInteger(id) && id > 0)) return showProblem("The user id is a positive whole number.");
       showProblem("");
