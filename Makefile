@@ -9,8 +9,10 @@ ARGS ?=
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
 
-## run       start the server on :3000 (embedded SQLite at ./data/chatwire.db, dev tokens on)
+## run       start the server on :3000 (embedded SQLite at ./data/chatwire.db, dev tokens on,
+##           the demo chat page at http://localhost:3000/ with socket.io-client from npm)
 run:
+	-@bash scripts/interop-deps.sh --node-only
 	$(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
 
 ## test      every test: unit, property, integration (SQLite + PostgreSQL) and interop (node, python)

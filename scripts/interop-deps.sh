@@ -6,12 +6,21 @@
 #                               elsewhere that test is skipped with a note, except under CI=true)
 # Each is (re)installed only when missing or when its lock/requirements file changed since the
 # last install (a stamp holding the file's checksum sits inside the installed tree).
-# Usage: scripts/interop-deps.sh [--check]   (--check: exit 1 if an install would be needed)
+# Usage: scripts/interop-deps.sh [--check] [--node-only]
+#   --check: exit 1 if an install would be needed
+#   --node-only: only tools/node (what `make run` needs for the demo page's socket.io-client)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 check_only=false
-[[ "${1:-}" == "--check" ]] && check_only=true
+node_only=false
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=true ;;
+        --node-only) node_only=true ;;
+        *) echo "interop-deps: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
 
 sum() { sha256sum "$@" | sha256sum | cut -c1-64; }
 
@@ -24,6 +33,11 @@ if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]]; then
     echo "interop-deps: installing socket.io-client into $node_dir/node_modules"
     (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$node_want" > "$node_stamp"
+fi
+
+if $node_only; then
+    echo "interop-deps: socket.io-client up to date in $node_dir/node_modules"
+    exit 0
 fi
 
 py_dir=tools/python

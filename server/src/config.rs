@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Where `scripts/interop-deps.sh` (`make interop-deps`) installs socket.io-client's browser
+/// bundles in this checkout.
+pub const DEFAULT_CLIENT_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tools/node/node_modules/socket.io-client/dist"
+);
+
 /// The command line: an optional subcommand, else the `serve` flags at the top level.
 #[derive(Debug, Parser)]
 #[command(
@@ -116,6 +123,13 @@ pub struct Config {
     /// Default: on only when no JWT key is configured.
     #[arg(long, env = "DEV_TOKENS", value_parser = clap::builder::BoolishValueParser::new())]
     pub dev_tokens: Option<bool>,
+    /// Serve the demo chat page at `/` (`true`/`false`). Default: on only when dev tokens are on.
+    #[arg(long, env = "DEMO_PAGE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo_page: Option<bool>,
+    /// Folder of socket.io-client's browser bundles, served at `/socket.io/socket.io.js` and
+    /// `/socket.io/socket.io.min.js` (with source maps) like Node's `serveClient`; empty = off.
+    #[arg(long, env = "SOCKETIO_CLIENT_DIR", default_value = DEFAULT_CLIENT_DIR)]
+    pub socketio_client_dir: std::path::PathBuf,
     /// Longest text message, in Unicode code points.
     #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 4000)]
     pub max_message_chars: usize,
@@ -242,6 +256,11 @@ impl Config {
     /// JWT key is configured.
     pub fn dev_tokens_enabled(&self) -> bool {
         self.dev_tokens.unwrap_or(!self.has_jwt_key())
+    }
+
+    /// Whether the demo chat page is served: `DEMO_PAGE`, else only while dev tokens are on.
+    pub fn demo_page_enabled(&self) -> bool {
+        self.demo_page.unwrap_or_else(|| self.dev_tokens_enabled())
     }
 
     /// Engine.IO heartbeat interval.
@@ -399,6 +418,21 @@ mod tests {
         assert!(!c.dev_tokens_enabled());
         c.dev_tokens = Some(true);
         assert!(c.dev_tokens_enabled());
+    }
+
+    #[test]
+    fn demo_page_follows_dev_tokens_unless_set() {
+        let mut c = Config::for_tests();
+        c.jwt_secret = None;
+        c.dev_tokens = None;
+        assert!(c.demo_page_enabled());
+        c.jwt_secret = Some("s3cret".into());
+        assert!(!c.demo_page_enabled());
+        c.demo_page = Some(true);
+        assert!(c.demo_page_enabled());
+        c.jwt_secret = None;
+        c.demo_page = Some(false);
+        assert!(!c.demo_page_enabled());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Shared {
     pub adapter: Arc<dyn Adapter>,
     /// REST handler context (None in conformance mode).
     pub rest: Option<crate::rest::RestContext>,
+    /// Demo chat page and socket.io-client bundle (None in conformance mode).
+    pub demo: Option<crate::http::demo::Demo>,
     /// Fires when shards must stop accepting.
     pub stop_accepting: Shutdown,
     /// Fires when shards must close every client and exit.
@@ -252,6 +254,9 @@ impl Server {
             header_read_timeout: config.header_read_timeout(),
             origin: OriginPolicy::from_config(config),
             conn_limiter,
+            demo: chat
+                .as_ref()
+                .map(|_| crate::http::demo::Demo::from_config(config)),
             chat,
             adapter,
             rest,

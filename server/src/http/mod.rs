@@ -1,7 +1,9 @@
 //! HTTP: each shard's accept loop and the router. One hyper 1 HTTP/1.1 server per connection
 //! (header read timeout, bounded header buffer) dispatching `/socket.io/` (Engine.IO polling and
-//! WebSocket upgrades), `/healthz`, `/readyz`, `/metrics` and the REST routes `/api/chat/...`.
+//! WebSocket upgrades), `/healthz`, `/readyz`, `/metrics`, the REST routes `/api/chat/...` and
+//! the demo page with the socket.io-client bundle ([`demo`]).
 
+pub mod demo;
 pub mod engineio;
 pub mod polling;
 pub mod response;
@@ -113,6 +115,11 @@ pub async fn route(
     let mode = shard.shared.mode;
     if path == "/socket.io/" || path == "/socket.io" {
         return engineio::handle(shard, req, peer, false).await;
+    }
+    if let Some(demo) = &shard.shared.demo
+        && let Some(resp) = demo.handle(&req)
+    {
+        return resp;
     }
     match (mode, path) {
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {

@@ -6,13 +6,11 @@
 // Env: BASE_URL, CONVERSATION_ID, CHROMIUM (default: chromium). Prints ok/FAIL/PASS lines.
 "use strict";
 
-const { spawn } = require("child_process");
 const fs = require("fs");
 const http = require("http");
-const os = require("os");
 const path = require("path");
 const { BASE_URL, env, fail, run } = require("./common");
-const WebSocket = require(path.join(__dirname, "..", "..", "..", "tools", "node", "node_modules", "ws"));
+const { launchChromium, cdp } = require("./cdp");
 
 const clientBundle = path.join(__dirname, "..", "..", "..", "tools", "node", "node_modules",
   "socket.io-client", "dist", "socket.io.min.js");
@@ -32,49 +30,6 @@ function serveStatic() {
     }
   });
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
-function launchChromium() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chatwire-chromium-"));
-  const child = spawn(process.env.CHROMIUM || "chromium", [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--no-first-run", "--no-default-browser-check", `--user-data-dir=${dir}`,
-    "--remote-debugging-port=0", "--host-resolver-rules=MAP evil.test 127.0.0.1",
-    "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  process.on("exit", () => { child.kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); });
-  return new Promise((resolve) => {
-    let buf = "";
-    child.stderr.on("data", (d) => {
-      buf += d;
-      const m = /DevTools listening on (ws:\/\/\S+)/.exec(buf);
-      if (m) resolve(m[1]);
-    });
-    child.on("error", (e) => fail(`cannot start chromium: ${e.message}`));
-    child.on("exit", (code) => fail(`chromium exited (${code}): ${buf.slice(-500)}`));
-  });
-}
-
-// Minimal DevTools protocol client over one browser WebSocket (flattened sessions).
-function cdp(wsUrl) {
-  const ws = new WebSocket(wsUrl);
-  let next = 1;
-  const pending = new Map();
-  ws.on("message", (raw) => {
-    const msg = JSON.parse(raw);
-    if (msg.id && pending.has(msg.id)) {
-      const { resolve, reject } = pending.get(msg.id);
-      pending.delete(msg.id);
-      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
-      else resolve(msg.result);
-    }
-  });
-  const send = (method, params = {}, sessionId) => new Promise((resolve, reject) => {
-    const id = next++;
-    pending.set(id, { resolve, reject });
-    ws.send(JSON.stringify({ id, method, params, sessionId }));
-  });
-  return new Promise((resolve) => ws.on("open", () => resolve(send)));
 }
 
 async function runPage(send, url) {
@@ -103,7 +58,7 @@ run(async () => {
   const cid = env("CONVERSATION_ID");
   const server = await serveStatic();
   const port = server.address().port;
-  const send = await cdp(await launchChromium());
+  const send = await cdp(await launchChromium(["--host-resolver-rules=MAP evil.test 127.0.0.1"]));
   const q = `base=${encodeURIComponent(BASE_URL)}&cid=${cid}`;
   // The page's own "PASS" lines are printed as "ok page ..." markers; the final PASS is ours.
   const realLog = console.log;
