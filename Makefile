@@ -9,9 +9,10 @@ ARGS ?=
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
 
-## run       start the server on :3000 (embedded SQLite at ./data/chatwire.db, dev tokens on)
+## run       start the server on 127.0.0.1:3000 (embedded SQLite at ./data/chatwire.db, dev tokens on)
+# Loopback unless HOST is set: dev tokens (on without a JWT key) refuse a public address.
 run:
-	$(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
+	HOST="$${HOST:-127.0.0.1}" $(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
 
 ## test      every test: unit, property, integration (SQLite + PostgreSQL) and interop (node, python)
 test: interop-deps

@@ -1,7 +1,9 @@
 //! Runtime configuration: command-line flags, each also readable from an environment variable.
 //!
 //! Every default runs on a laptop with nothing else installed: an embedded SQLite file under
-//! `./data/`, dev tokens on (no JWT key configured), one shard per core, port 3000.
+//! `./data/`, dev tokens on (no JWT key configured), one shard per core, port 3000. Dev tokens
+//! that are on only by default refuse a non-loopback address ([`Config::check`]); `make run`
+//! listens on 127.0.0.1.
 //!
 //! `chatwire` with no subcommand is `chatwire serve`. `chatwire conformance` starts the server in
 //! the setup the Socket.IO protocol test suite expects (see [`ConformanceArgs`]).
@@ -10,6 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod checks;
+pub use checks::{ConfigError, MAX_DURATION_MS};
 
 /// The command line: an optional subcommand, else the `serve` flags at the top level.
 #[derive(Debug, Parser)]
@@ -77,7 +82,8 @@ pub enum JwtAlgorithm {
 /// Settings of `chatwire serve`.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on. With dev tokens on by default (no JWT key), only a loopback address
+    /// starts unless `DEV_TOKENS=true` is given.
     #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
     /// Port to listen on (HTTP, REST and Socket.IO share it); 0 picks any free port.

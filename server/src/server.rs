@@ -158,8 +158,10 @@ impl RunningServer {
 pub struct Server;
 
 impl Server {
-    /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`.
+    /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`; refuses a
+    /// configuration that fails [`Config::check`].
     pub async fn start(config: &Config, mode: Mode) -> anyhow::Result<RunningServer> {
+        config.check()?;
         let shards = config.shard_count().clamp(1, 64);
         let protocol = ProtocolConfig::default()
             .with_engine(
