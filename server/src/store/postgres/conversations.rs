@@ -295,9 +295,10 @@ pub(super) async fn history(
                 attachment_name, {} AS created_ms
          FROM messages
          WHERE conversation_id = $1 AND id < $2
-           AND ($3::text IS NULL OR strpos(lower(content), lower($3)) > 0)
+           AND ($3::text IS NULL OR strpos(lower(content{fold}), lower($3{fold})) > 0)
          ORDER BY id DESC LIMIT $4",
-        ms("created_at")
+        ms("created_at"),
+        fold = store.search_collation,
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(conversation_id)

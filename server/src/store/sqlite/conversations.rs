@@ -254,14 +254,17 @@ pub(super) async fn history(
     let limit = i64::from(query.limit.max(1));
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND id < ? AND (? IS NULL OR instr(lower(content), lower(?)) > 0)
+         WHERE conversation_id = ? AND id < ? AND (? IS NULL OR content REGEXP ?)
          ORDER BY id DESC LIMIT ?"
     );
+    // Case-insensitive for every script (`Ärger` finds `ärger`): the search text as a literal
+    // in a Unicode case-folding regular expression.
+    let pattern = query.search.map(search_pattern);
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(conversation_id)
         .bind(query.before.unwrap_or(i64::MAX))
-        .bind(query.search)
-        .bind(query.search)
+        .bind(pattern.as_deref())
+        .bind(pattern.as_deref())
         .bind(limit + 1)
         .fetch_all(&mut *conn)
         .await?;
@@ -399,4 +402,9 @@ pub(super) async fn mark_read(
     .await?;
     tx.commit().await?;
     Ok(target)
+}
+
+/// The `REGEXP` pattern for a `?q=` search: the text taken literally, Unicode case folded.
+pub(crate) fn search_pattern(text: &str) -> String {
+    format!("(?i){}", regex::escape(text))
 }
