@@ -54,31 +54,8 @@ pub struct PgStore {
     profiles: Arc<ProfileCache>,
     /// How batches are written ([`WritePath`] as u8; benches compare them).
     write_path: Arc<AtomicU8>,
-    /// The collation `?q=` search folds case with (see [`search_collation`]).
+    /// The collation `?q=` search folds case with (see `conversations::search_collation`).
     search_collation: &'static str,
-}
-
-/// The collation clause for case-insensitive search. `lower()` follows the database's
-/// `LC_CTYPE`, which folds ASCII only under `C` / `POSIX`; there, the ICU root collation folds
-/// every script (`Ärger` finds `ärger`). Empty when the database folds by itself, or when it
-/// cannot and has no ICU (a warning is logged).
-async fn search_collation(pool: &PgPool) -> Result<&'static str, StoreError> {
-    let (folds, icu): (bool, bool) = sqlx::query_as(
-        "SELECT lower('ÄÖÜ') = 'äöü', EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(match (folds, icu) {
-        (true, _) => "",
-        (false, true) => r#" COLLATE "und-x-icu""#,
-        (false, false) => {
-            tracing::warn!(
-                "the database's LC_CTYPE folds ASCII only and PostgreSQL has no ICU: \
-                 message search is case-insensitive for ASCII letters only"
-            );
-            ""
-        }
-    })
 }
 
 impl PgStore {
@@ -104,7 +81,7 @@ impl PgStore {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
-        let search_collation = search_collation(&pool).await?;
+        let search_collation = conversations::search_collation(&pool).await?;
         Ok(PgStore {
             pool,
             write_pool,
