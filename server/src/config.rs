@@ -115,6 +115,12 @@ pub struct Config {
     /// JWT algorithm. Default: HS256 with `JWT_SECRET`, else RS256 or ES256 after the key type.
     #[arg(long, env = "JWT_ALGORITHM", value_enum)]
     pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// Required JWT `aud` claim (the token's audience must include it); unset: not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required JWT `iss` claim; unset: not checked.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,

@@ -3,7 +3,8 @@
 //! the same message:
 //! - dev tokens switched on by default (no JWT key) while listening on a non-loopback address:
 //!   anyone who reaches the port could connect as `Bearer 1:brand`;
-//! - `JWT_SECRET` / `JWT_PUBLIC_KEY` set but empty (a template left unfilled);
+//! - `JWT_SECRET`, `JWT_PUBLIC_KEY`, `JWT_AUDIENCE` or `JWT_ISSUER` set but empty (a template
+//!   left unfilled);
 //! - durations so long that adding them to the clock overflows.
 
 use std::net::IpAddr;
@@ -26,6 +27,9 @@ pub enum ConfigError {
     /// `JWT_PUBLIC_KEY` is set to the empty string.
     #[error("JWT_PUBLIC_KEY is set but empty: set a PEM public key or a path to one, or unset it")]
     EmptyPublicKey,
+    /// `JWT_AUDIENCE` or `JWT_ISSUER` is set to the empty string (the check would be off).
+    #[error("{0} is set but empty: set the expected value, or unset it to skip the check")]
+    EmptyClaim(&'static str),
     /// Dev tokens are on because no JWT key is configured, and the address is reachable from
     /// other machines.
     #[error(
@@ -58,6 +62,12 @@ impl Config {
         }
         if self.jwt_public_key.as_deref() == Some("") {
             return Err(ConfigError::EmptyPublicKey);
+        }
+        if self.jwt_audience.as_deref() == Some("") {
+            return Err(ConfigError::EmptyClaim("JWT_AUDIENCE"));
+        }
+        if self.jwt_issuer.as_deref() == Some("") {
+            return Err(ConfigError::EmptyClaim("JWT_ISSUER"));
         }
         if self.dev_tokens.is_none() && self.dev_tokens_enabled() && !self.host.is_loopback() {
             return Err(ConfigError::DevTokensExposed(self.host));
@@ -143,6 +153,12 @@ mod tests {
         c.jwt_secret = None;
         c.jwt_public_key = Some(String::new());
         assert_eq!(c.check(), Err(ConfigError::EmptyPublicKey));
+        c.jwt_public_key = None;
+        c.jwt_audience = Some(String::new());
+        assert_eq!(c.check(), Err(ConfigError::EmptyClaim("JWT_AUDIENCE")));
+        c.jwt_audience = None;
+        c.jwt_issuer = Some(String::new());
+        assert_eq!(c.check(), Err(ConfigError::EmptyClaim("JWT_ISSUER")));
     }
 
     #[test]
