@@ -67,9 +67,11 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
 /// once leave freed heap the allocator does not return, which idle connections then pay for.
 /// A connection waits at most [`HANDSHAKE_PERMIT_WAIT`] for a permit, then proceeds without
 /// one, so clients that hold a handshake open (up to the header read timeout) only delay others.
-/// The permit is given back with the first response that is not a `101` (polling, REST: the
-/// connection may then stay open for long polls), else when hyper hands the upgraded stream over
-/// and this future ends.
+/// The permit is given back as soon as a request head has been read, unless the request is a
+/// WebSocket upgrade: a long poll, a slow body or a slow REST query must not hold it (16 of them
+/// per shard would delay every new connection by [`HANDSHAKE_PERMIT_WAIT`]). An upgrade keeps
+/// it until hyper hands the upgraded stream over and this future ends, or its answer is not a
+/// `101`.
 async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let permit = tokio::time::timeout(
         HANDSHAKE_PERMIT_WAIT,
@@ -85,6 +87,9 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
         let shard = svc_shard.clone();
         let permit = permit.clone();
         async move {
+            if !is_websocket_upgrade(&req) {
+                drop(permit.take());
+            }
             let resp = route(shard, req, peer).await;
             if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                 drop(permit.take());
@@ -101,6 +106,14 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
     if let Err(e) = conn.await {
         tracing::trace!(error = %e, "http connection ended with an error");
     }
+}
+
+/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Dispatches one request by path.
