@@ -1,7 +1,9 @@
 //! The WebSocket transport: the HTTP upgrade (hyper), then one task per connection that reads
 //! frames into the session and drains the outbox (all queued frames, then one flush). A WebSocket
 //! that joins an existing polling session runs the probe (`2probe`/`3probe`/`5`) first; when the
-//! session lives on another shard, the raw TCP stream moves to that shard (fd hand-off).
+//! session lives on another shard, the raw TCP stream moves to that shard (fd hand-off). A write
+//! that cannot finish within the ping timeout (a client that stopped reading) ends the
+//! connection, freeing its task and buffers.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -282,11 +284,19 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     }
                     ws.flush().await
                 };
-                // A client that stops reading blocks the write; an overflowing queue abandons it.
+                // A client that stops reading blocks the write; an overflowing queue abandons
+                // it, and so does the ping timeout: the heartbeat cannot run meanwhile, and a
+                // quiet room never overflows the queue.
                 let overflow = std::future::poll_fn(|cx| conn.outbox.poll_overflow(cx));
+                let stalled = tokio::time::sleep(shard.shared.protocol.engine.ping_timeout);
                 let written = tokio::select! {
                     r = write => r.is_ok(),
                     () = overflow => false,
+                    () = stalled => {
+                        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+                        tracing::debug!(sid = %conn.sid, "websocket write outlived the ping timeout");
+                        false
+                    }
                 };
                 if !written {
                     conn.terminate(shard, "transport error");
