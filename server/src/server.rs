@@ -50,6 +50,8 @@ pub struct Shared {
     pub origin: OriginPolicy,
     /// Per-IP new-connection limiter (None = unlimited).
     pub conn_limiter: Option<ConnectionLimiter>,
+    /// REST rate limits per user and per address.
+    pub rest_limits: crate::rest::limits::RestRateLimits,
     /// Chat dependencies (None in conformance mode).
     pub chat: Option<ChatShared>,
     /// REST handler context (None in conformance mode).
@@ -233,6 +235,13 @@ impl Server {
             header_read_timeout: config.header_read_timeout(),
             origin: OriginPolicy::from_config(config),
             conn_limiter,
+            rest_limits: crate::rest::limits::RestRateLimits::new(crate::rest::limits::RestRates {
+                sends: config.rate_limit_rest_sends,
+                creates: config.rate_limit_rest_creates,
+                searches: config.rate_limit_rest_searches,
+                reads: config.rate_limit_rest_reads,
+                ip_factor: config.rate_limit_rest_ip_factor,
+            }),
             chat,
             rest,
             stop_accepting,

@@ -95,13 +95,14 @@ impl Config {
     }
 
     /// Every millisecond duration setting with its environment variable name.
-    fn durations_ms(&self) -> [(&'static str, u64); 7] {
+    fn durations_ms(&self) -> [(&'static str, u64); 8] {
         [
             ("PING_INTERVAL_MS", self.ping_interval_ms),
             ("PING_TIMEOUT_MS", self.ping_timeout_ms),
             ("UPGRADE_TIMEOUT_MS", self.upgrade_timeout_ms),
             ("CONNECT_TIMEOUT_MS", self.connect_timeout_ms),
             ("HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
+            ("BODY_READ_TIMEOUT_MS", self.body_read_timeout_ms),
             ("WRITE_BATCH_WINDOW_MS", self.write_batch_window_ms),
             ("WRITE_DEADLINE_MS", self.write_deadline_ms),
         ]

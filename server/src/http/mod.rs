@@ -148,7 +148,7 @@ pub async fn route(
             resp
         }
         (Mode::Chat, p) if p.starts_with("/api/chat/") || p == "/api/chat" => {
-            rest::handle(shard, req).await
+            rest::handle(shard, req, peer).await
         }
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     }

@@ -1,7 +1,9 @@
-//! The REST glue: CORS, `Authorization` header -> `Authenticator` (401 otherwise), bounded body
-//! read, then the hyper-free `crate::rest::handle`. Also the server's `LiveEvents` (REST actions
+//! The REST glue: CORS, rate limits per address then per user (429 with `Retry-After`),
+//! `Authorization` header -> `Authenticator` (401 otherwise), bounded body read, then the
+//! hyper-free `crate::rest::handle`. Also the server's `LiveEvents` (REST actions
 //! that sockets must see, such as a read receipt).
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -12,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::response::{empty, json};
 use crate::chat::{NSP, UserJson, room_name};
+use crate::rest::limits::{Limited, RestKind};
 use crate::rooms::room_owner;
 use crate::shard::Shard;
 use crate::shard::msg::{ShardMsg, ShardSet};
@@ -62,7 +65,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
 }
 
 /// Serves `/api/chat/...`.
-pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let origin = headers
         .get(header::ORIGIN)
@@ -89,16 +96,38 @@ pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<B
     if !policy.check(origin.as_deref(), host.as_deref()) {
         return error(StatusCode::FORBIDDEN, "forbidden", "origin not allowed");
     }
-    let mut resp = serve(&shard, req).await;
+    let mut resp = serve(&shard, req, peer).await;
     policy.apply_cors(origin.as_deref(), host.as_deref(), resp.headers_mut());
     resp
 }
 
-/// Authenticates and calls the REST handler.
-async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `429 rate_limited` with `Retry-After`.
+fn too_many(limited: Limited) -> Response<Full<Bytes>> {
+    let secs = limited.retry_after_secs();
+    let mut resp = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &format!("too many requests, retry after {secs} s"),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Rate-limits, authenticates and calls the REST handler.
+async fn serve(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let (Some(chat), Some(ctx)) = (shard.shared.chat.as_ref(), shard.shared.rest.as_ref()) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
+    let limits = &shard.shared.rest_limits;
+    let kind = RestKind::of(req.method(), req.uri().path(), req.uri().query());
+    if let Err(limited) = limits.check_ip(kind, peer.ip()) {
+        return too_many(limited);
+    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -118,6 +147,9 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
         Err(e) => return error(StatusCode::UNAUTHORIZED, e.code(), e.message()),
     };
     let user = identity.user;
+    if let Err(limited) = limits.check_user(kind, user) {
+        return too_many(limited);
+    }
     if let Err(e) = crate::chat::ensure_user(shard, identity).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e);
     }
