@@ -188,8 +188,9 @@ pub struct Config {
     /// Most Engine.IO sessions open at once in the process; 0 = no limit.
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 100_000)]
     pub max_sessions: usize,
-    /// Most new Engine.IO sessions one keep-alive HTTP connection may open.
-    #[arg(long, env = "MAX_HANDSHAKES_PER_CONNECTION", default_value_t = 4)]
+    /// Most new Engine.IO sessions one keep-alive HTTP connection may open (each one after the
+    /// first also counts against `RATE_LIMIT_CONN_PER_IP`, like a new connection).
+    #[arg(long, env = "MAX_HANDSHAKES_PER_CONNECTION", default_value_t = 32)]
     pub max_handshakes_per_connection: u32,
     /// Time a client has to send a whole request body (polling POST, REST), in milliseconds.
     #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]

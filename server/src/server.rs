@@ -50,6 +50,12 @@ pub struct Shared {
     pub origin: OriginPolicy,
     /// Per-IP new-connection limiter (None = unlimited).
     pub conn_limiter: Option<ConnectionLimiter>,
+    /// Open Engine.IO sessions per address and in total.
+    pub session_caps: Arc<crate::http::sessions::SessionCaps>,
+    /// Most new sessions one keep-alive HTTP connection may open.
+    pub max_handshakes_per_connection: u32,
+    /// Time a client has to send a whole request body.
+    pub body_read_timeout: Duration,
     /// REST rate limits per user and per address.
     pub rest_limits: crate::rest::limits::RestRateLimits,
     /// Chat dependencies (None in conformance mode).
@@ -235,6 +241,12 @@ impl Server {
             header_read_timeout: config.header_read_timeout(),
             origin: OriginPolicy::from_config(config),
             conn_limiter,
+            session_caps: crate::http::sessions::SessionCaps::new(
+                config.max_sessions_per_ip,
+                config.max_sessions,
+            ),
+            max_handshakes_per_connection: config.max_handshakes_per_connection.max(1),
+            body_read_timeout: config.body_read_timeout(),
             rest_limits: crate::rest::limits::RestRateLimits::new(crate::rest::limits::RestRates {
                 sends: config.rate_limit_rest_sends,
                 creates: config.rate_limit_rest_creates,

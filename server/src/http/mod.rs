@@ -6,8 +6,10 @@ pub mod engineio;
 pub mod polling;
 pub mod response;
 pub mod rest;
+pub mod sessions;
 pub mod websocket;
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -33,6 +35,15 @@ pub const HANDSHAKE_PERMITS: usize = 16;
 
 /// Longest a new connection waits for a handshake permit before it proceeds without one.
 pub const HANDSHAKE_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// One TCP connection's facts, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Engine.IO sessions opened over this connection so far.
+    pub sessions_opened: Cell<u32>,
+}
 
 /// Accepts connections on this shard's listener until the task is aborted.
 pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
@@ -83,14 +94,19 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
     let timeout = shard.shared.header_read_timeout;
     let svc_shard = shard.clone();
     let permit = Rc::new(std::cell::Cell::new(permit));
+    let info = Rc::new(ConnInfo {
+        peer,
+        sessions_opened: Cell::new(0),
+    });
     let svc = service_fn(move |req| {
         let shard = svc_shard.clone();
         let permit = permit.clone();
+        let info = info.clone();
         async move {
             if !is_websocket_upgrade(&req) {
                 drop(permit.take());
             }
-            let resp = route(shard, req, peer).await;
+            let resp = route(shard, req, info).await;
             if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                 drop(permit.take());
             }
@@ -120,16 +136,17 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 pub async fn route(
     shard: Rc<Shard>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    info: Rc<ConnInfo>,
 ) -> Response<Full<Bytes>> {
+    let peer = info.peer;
     let path = req.uri().path();
     let mode = shard.shared.mode;
     if path == "/socket.io/" || path == "/socket.io" {
-        return engineio::handle(shard, req, peer, false).await;
+        return engineio::handle(shard, req, info, false).await;
     }
     match (mode, path) {
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {
-            engineio::handle(shard, req, peer, true).await
+            engineio::handle(shard, req, info, true).await
         }
         (_, "/healthz") => plain(StatusCode::OK, "ok"),
         (_, "/readyz") => {

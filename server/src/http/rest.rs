@@ -158,8 +158,16 @@ async fn serve(
     let query = req.uri().query().map(str::to_owned);
     // Read at most one byte over the limit so the handler can answer 413 itself.
     let max = ctx.limits.max_body_bytes;
-    let body = match super::polling::read_body(req.into_body(), max + 1).await {
+    let read = super::polling::read_body(req.into_body(), max + 1, shard.shared.body_read_timeout);
+    let body = match read.await {
         Ok(b) => b,
+        Err(StatusCode::REQUEST_TIMEOUT) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "request body not received in time",
+            );
+        }
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,

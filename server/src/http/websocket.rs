@@ -50,6 +50,7 @@ pub async fn upgrade(
     shard: Rc<Shard>,
     mut req: Request<Incoming>,
     sid: Option<Sid>,
+    session_permit: Option<crate::http::sessions::SessionPermit>,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
@@ -103,7 +104,10 @@ pub async fn upgrade(
                 let conn = conn::open(
                     &shard,
                     Transport::Websocket,
-                    Handshake { authorization },
+                    Handshake {
+                        authorization,
+                        session_permit,
+                    },
                     engine_only,
                 );
                 let ws = WebSocketStream::from_partially_read(
