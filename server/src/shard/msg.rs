@@ -80,7 +80,7 @@ pub enum ShardMsg {
         /// The session.
         sid: Sid,
         /// Answer.
-        reply: tokio::sync::oneshot::Sender<bool>,
+        reply: tokio::sync::oneshot::Sender<crate::http::websocket::UpgradeAnswer>,
     },
     /// Add a member to a room owned here; `participants` primes the notification cache.
     Join {
