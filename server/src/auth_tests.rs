@@ -394,6 +394,7 @@ fn audience_and_issuer_are_checked_when_configured() {
     assert_eq!(with(json!({"aud": "chat-api"})), Err(AuthError::BadIssuer));
     // Unconfigured, neither claim is looked at.
     let plain = hs256();
-    let token = sign_hs(&json!({"sub": 7, "userType": "brand", "exp": NOW + 60, "aud": "x", "iss": "y"}));
+    let token =
+        sign_hs(&json!({"sub": 7, "userType": "brand", "exp": NOW + 60, "aud": "x", "iss": "y"}));
     assert!(plain.authenticate(&token, NOW).is_ok());
 }

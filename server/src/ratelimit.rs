@@ -158,12 +158,16 @@ where
     }
 }
 
+/// The keyed GCRA store used by [`KeyedRate`].
+type GenericKeyed<K, C> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
 /// A keyed limiter for any key, swept like [`ConnectionLimiter`]; over the limit, `check`
 /// returns how long until the key may try again (for `Retry-After`).
 #[derive(Debug)]
 pub struct KeyedRate<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     /// The keyed GCRA state; `None` when limiting is off.
-    inner: Option<RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>>,
+    inner: Option<GenericKeyed<K, C>>,
     /// Checks so far, to sweep idle entries every [`SWEEP_EVERY`].
     checks: AtomicU64,
     /// The limiter's clock, to turn a refusal into a wait.
@@ -225,7 +229,11 @@ mod tests {
             assert_eq!(limiter.check(&"a"), Ok(()));
         }
         let wait = limiter.check(&"a").unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500), "2/s: the next one in 500 ms");
+        assert_eq!(
+            wait,
+            Duration::from_millis(500),
+            "2/s: the next one in 500 ms"
+        );
         assert_eq!(limiter.check(&"b"), Ok(()), "keys are independent");
         clock.advance(wait);
         assert_eq!(limiter.check(&"a"), Ok(()));

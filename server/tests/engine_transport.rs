@@ -197,9 +197,11 @@ async fn polling_upgrades_to_websocket() {
             matches!(first, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
             "{first:?}"
         );
-        ws.send(Message::Text("42/chat,[\"user:check:online\",{\"userId\":3,\"userType\":\"brand\"}]".into()))
-            .await
-            .unwrap();
+        ws.send(Message::Text(
+            "42/chat,[\"user:check:online\",{\"userId\":3,\"userType\":\"brand\"}]".into(),
+        ))
+        .await
+        .unwrap();
         let mut answered = false;
         for _ in 0..10 {
             let frame = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;

@@ -106,7 +106,11 @@ async fn sessions_are_capped_per_address_and_in_total() {
     for _ in 0..3 {
         sids.push(common::polling_open(s.addr, "/socket.io/").await.0);
     }
-    assert_eq!(handshake_status(s.addr).await, 429, "a 4th session from one address");
+    assert_eq!(
+        handshake_status(s.addr).await,
+        429,
+        "a 4th session from one address"
+    );
     // A WebSocket session counts the same.
     assert_eq!(
         common::ws_open(s.addr, "/socket.io/?EIO=4&transport=websocket", &[])
@@ -190,7 +194,10 @@ async fn handshakes_per_keep_alive_connection_are_limited() {
         keep_alive_request(&mut t, head).await.is_none(),
         "the connection is closed after the refusal"
     );
-    assert_eq!(refused(s.addr, "handshakes_per_connection").await, before + 1);
+    assert_eq!(
+        refused(s.addr, "handshakes_per_connection").await,
+        before + 1
+    );
     // A new connection may open sessions again.
     assert_eq!(handshake_status(s.addr).await, 200);
     s.stop().await;
@@ -212,6 +219,10 @@ async fn a_trickled_polling_body_times_out() {
     let answer = keep_alive_request(&mut t, &head).await;
     let (status, _) = answer.expect("an answer before the client finishes its body");
     assert_eq!(status, 408);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     s.stop().await;
 }

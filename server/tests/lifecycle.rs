@@ -90,7 +90,10 @@ async fn start_expecting_exit(envs: &[(&str, &str)]) -> (std::process::ExitStatu
         .await
         .expect("the server refuses to start instead of running")
         .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,8 +106,7 @@ async fn default_dev_tokens_on_a_public_address_refuse_to_start_and_say_how() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_jwt_secret_refuses_to_start() {
-    let (status, stderr) =
-        start_expecting_exit(&[("HOST", "127.0.0.1"), ("JWT_SECRET", "")]).await;
+    let (status, stderr) = start_expecting_exit(&[("HOST", "127.0.0.1"), ("JWT_SECRET", "")]).await;
     assert!(!status.success(), "{status:?}");
     assert!(stderr.contains("JWT_SECRET is set but empty"), "{stderr}");
 }
@@ -126,7 +128,10 @@ async fn explicit_dev_tokens_on_a_public_address_start() {
     config.host = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
     config.dev_tokens = None;
     let refused = chatwire::Server::start(&config, chatwire::Mode::Chat).await;
-    assert!(refused.is_err(), "implicit dev tokens on 0.0.0.0 must not start");
+    assert!(
+        refused.is_err(),
+        "implicit dev tokens on 0.0.0.0 must not start"
+    );
     config.dev_tokens = Some(true);
     let server = chatwire::Server::start(&config, chatwire::Mode::Chat)
         .await

@@ -182,7 +182,10 @@ async fn a_blocked_write_in_a_quiet_room_is_bounded_by_the_ping_timeout() {
     };
     assert!(stuck_client.next_raw().await.unwrap().starts_with('0'));
     stuck_client
-        .send(&format!(r#"40/chat,{{"token":"{}"}}"#, common::token(stuck)))
+        .send(&format!(
+            r#"40/chat,{{"token":"{}"}}"#,
+            common::token(stuck)
+        ))
         .await;
     stuck_client.event("connection:success").await;
     stuck_client
@@ -216,7 +219,10 @@ async fn a_blocked_write_in_a_quiet_room_is_bounded_by_the_ping_timeout() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(offline, "a client whose write never finishes is disconnected");
+    assert!(
+        offline,
+        "a client whose write never finishes is disconnected"
+    );
     let _ = stuck_client.ws.send(Message::Text("3".into())).await;
     s.stop().await;
 }

@@ -75,7 +75,9 @@ async fn rest_refusals(addr: std::net::SocketAddr, kind: &str, scope: &str) -> u
     let text = common::http(addr, "GET", "/metrics", "", b"").await.text();
     text.lines()
         .filter(|l| l.starts_with("chatwire_rest_rate_limited_total{"))
-        .filter(|l| l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("scope=\"{scope}\"")))
+        .filter(|l| {
+            l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("scope=\"{scope}\""))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
@@ -105,7 +107,12 @@ async fn rest_sends_creates_and_searches_are_limited_per_user_with_retry_after()
         // Bursts of twice the rate (2), then 429 with Retry-After.
         for i in 0..2 {
             let r = rest(s.addr, a, method, path, body).await;
-            assert!(r.status < 300, "{method} {path} #{i}: {} {}", r.status, r.text());
+            assert!(
+                r.status < 300,
+                "{method} {path} #{i}: {} {}",
+                r.status,
+                r.text()
+            );
         }
         let r = rest(s.addr, a, method, path, body).await;
         assert_eq!(r.status, 429, "{method} {path}: {}", r.text());

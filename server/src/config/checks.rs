@@ -171,6 +171,11 @@ mod tests {
         c.connect_timeout_ms = MAX_DURATION_MS;
         assert_eq!(c.check(), Ok(()));
         c.jwt_leeway_secs = u64::MAX;
-        assert!(c.check().unwrap_err().to_string().contains("JWT_LEEWAY_SECS"));
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .contains("JWT_LEEWAY_SECS")
+        );
     }
 }

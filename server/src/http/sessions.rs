@@ -33,9 +33,7 @@ impl SessionRefusal {
     /// The HTTP status of the refusal.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::PerIp | Self::PerConnection | Self::RateLimited => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::PerIp | Self::PerConnection | Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Total => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -169,7 +167,11 @@ mod tests {
         assert_eq!(caps.open(), 2);
         let _a3 = caps.acquire(a).unwrap();
         drop((_a2, _a3, _b1));
-        assert_eq!((caps.open(), caps.addresses()), (0, 0), "nothing left behind");
+        assert_eq!(
+            (caps.open(), caps.addresses()),
+            (0, 0),
+            "nothing left behind"
+        );
         let unlimited = SessionCaps::new(0, 0);
         let many: Vec<_> = (0..100).map(|_| unlimited.acquire(a).unwrap()).collect();
         assert_eq!(unlimited.open(), many.len());

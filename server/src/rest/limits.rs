@@ -180,13 +180,28 @@ mod tests {
     #[test]
     fn requests_are_classified_by_cost() {
         let kind = |m: Method, p: &str, q: Option<&str>| RestKind::of(&m, p, q);
-        assert_eq!(kind(Method::POST, "/api/chat/messages", None), RestKind::Send);
-        assert_eq!(kind(Method::POST, "/api/chat/conversations/", None), RestKind::Create);
+        assert_eq!(
+            kind(Method::POST, "/api/chat/messages", None),
+            RestKind::Send
+        );
+        assert_eq!(
+            kind(Method::POST, "/api/chat/conversations/", None),
+            RestKind::Create
+        );
         let history = "/api/chat/conversations/7/messages";
-        assert_eq!(kind(Method::GET, history, Some("q=hi&limit=5")), RestKind::Search);
-        assert_eq!(kind(Method::GET, history, Some("q=&limit=5")), RestKind::Read);
+        assert_eq!(
+            kind(Method::GET, history, Some("q=hi&limit=5")),
+            RestKind::Search
+        );
+        assert_eq!(
+            kind(Method::GET, history, Some("q=&limit=5")),
+            RestKind::Read
+        );
         assert_eq!(kind(Method::GET, history, None), RestKind::Read);
-        assert_eq!(kind(Method::GET, "/api/chat/unread-count", None), RestKind::Read);
+        assert_eq!(
+            kind(Method::GET, "/api/chat/unread-count", None),
+            RestKind::Read
+        );
     }
 
     #[test]
@@ -198,7 +213,10 @@ mod tests {
             reads: 1,
             ip_factor: 2,
         });
-        let (a, b) = (UserKey::new(UserType::Brand, 1), UserKey::new(UserType::Brand, 2));
+        let (a, b) = (
+            UserKey::new(UserType::Brand, 1),
+            UserKey::new(UserType::Brand, 2),
+        );
         // Burst of 2 per user, then refused with a wait of about a second.
         assert!(limits.check_user(RestKind::Create, a).is_ok());
         assert!(limits.check_user(RestKind::Create, a).is_ok());
@@ -211,6 +229,9 @@ mod tests {
         for _ in 0..4 {
             assert!(limits.check_ip(RestKind::Search, ip).is_ok());
         }
-        assert_eq!(limits.check_ip(RestKind::Search, ip).unwrap_err().scope, "ip");
+        assert_eq!(
+            limits.check_ip(RestKind::Search, ip).unwrap_err().scope,
+            "ip"
+        );
     }
 }
