@@ -358,7 +358,10 @@ impl ConformanceArgs {
         config.ping_timeout_ms = 200;
         config.max_payload = 1_000_000;
         config.connect_timeout_ms = 1000;
+        // The test suite opens every session from one address, many over one connection.
         config.rate_limit_conn_per_ip = 0;
+        config.max_sessions_per_ip = 0;
+        config.max_handshakes_per_connection = u32::MAX;
         config.log_format = self.log_format;
         config.log_level.clone_from(&self.log_level);
         config
