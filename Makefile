@@ -9,11 +9,12 @@ ARGS ?=
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
 
-## run       start the server on :3000 (embedded SQLite at ./data/chatwire.db, dev tokens on,
+## run       start the server on 127.0.0.1:3000 (embedded SQLite at ./data/chatwire.db, dev tokens on,
 ##           the demo chat page at http://localhost:3000/ with socket.io-client from npm)
+# Loopback unless HOST is set: dev tokens (on without a JWT key) refuse a public address.
 run:
 	-@bash scripts/interop-deps.sh --node-only
-	$(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
+	HOST="$${HOST:-127.0.0.1}" $(CARGO) run --release -p chatwire --bin chatwire -- serve $(ARGS)
 
 ## test      every test: unit, property, integration (SQLite + PostgreSQL) and interop (node, python)
 test: interop-deps

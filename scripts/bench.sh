@@ -166,7 +166,7 @@ if [ "$HEADROOM" = 1 ] && [[ " $SERVERS " == *" chatwire "* ]]; then
   else
     port=$((port + 1))
     taskset -c 0 "$BIN/chatwire" serve --host 127.0.0.1 --port "$port" --database-url memory \
-      --dev-tokens true --rate-limit-conn-per-ip 0 >"$BENCH_OUT/server-headroom.log" 2>&1 &
+      --dev-tokens true --rate-limit-conn-per-ip 0 --rate-limit-rest-ip-factor 0 --max-sessions-per-ip 0 >"$BENCH_OUT/server-headroom.log" 2>&1 &
     SERVER_PID=$!
     echo "$SERVER_PID" >"$cg/cgroup.procs"
     wait_http "http://127.0.0.1:$port/healthz" 60

@@ -33,7 +33,7 @@ wait_port() {
 # start_chatwire PORT DATABASE_URL LOG: chatwire serve in the background (SERVER_PID).
 start_chatwire() {
   "$BIN/chatwire" serve --host 127.0.0.1 --port "$1" --database-url "$2" \
-    --dev-tokens true --rate-limit-conn-per-ip 0 >"$3" 2>&1 &
+    --dev-tokens true --rate-limit-conn-per-ip 0 --rate-limit-rest-ip-factor 0 --max-sessions-per-ip 0 >"$3" 2>&1 &
   SERVER_PID=$!
   wait_http "http://127.0.0.1:$1/healthz" 60
 }

@@ -5,7 +5,8 @@
 //! - `Bearer <jwt>` or a bare `<jwt>`, verified with the one algorithm the configuration pins
 //!   (HS256 with `JWT_SECRET`, RS256/ES256 with `JWT_PUBLIC_KEY`); the token's own `alg` header
 //!   only has to match it. `exp` is required and checked against the caller's clock with a small
-//!   leeway (`JWT_LEEWAY_SECS`). Claims: `sub` (positive id, number or numeric string),
+//!   leeway (`JWT_LEEWAY_SECS`). With `JWT_AUDIENCE` / `JWT_ISSUER` set, `aud` must include the
+//!   audience and `iss` must equal the issuer (both then required). Claims: `sub` (positive id, number or numeric string),
 //!   `userType` (`brand` | `influencer`), optional `username`, `firstName`, `lastName`,
 //!   `profileImage`.
 //! - `<userId>:<userType>` or `Bearer <userId>:<userType>` dev tokens, only when enabled
@@ -56,6 +57,12 @@ pub enum AuthError {
     /// The JWT has no (numeric) `exp`.
     #[error("token has no expiry")]
     MissingExpiry,
+    /// `JWT_AUDIENCE` is configured and `aud` is missing or does not include it.
+    #[error("invalid token audience")]
+    BadAudience,
+    /// `JWT_ISSUER` is configured and `iss` is missing or different.
+    #[error("invalid token issuer")]
+    BadIssuer,
     /// `sub` is missing or not a positive integer.
     #[error("invalid user id")]
     BadSubject,
@@ -76,6 +83,8 @@ impl AuthError {
             Self::Expired => "token expired",
             Self::NotYetValid => "token not yet valid",
             Self::MissingExpiry => "token has no expiry",
+            Self::BadAudience => "invalid token audience",
+            Self::BadIssuer => "invalid token issuer",
             Self::BadSubject => "invalid user id",
             Self::BadUserType => "invalid user type",
             Self::BadProfile => "invalid profile claims",
@@ -165,8 +174,12 @@ impl Authenticator {
             );
         }
         let leeway = config.jwt_leeway_secs;
+        let claims = ExpectedClaims {
+            audience: config.jwt_audience.as_deref().filter(|s| !s.is_empty()),
+            issuer: config.jwt_issuer.as_deref().filter(|s| !s.is_empty()),
+        };
         Ok(Self {
-            jwt: jwt.map(|(key, alg)| (key, validation(alg, leeway))),
+            jwt: jwt.map(|(key, alg)| (key, validation(alg, leeway, claims))),
             dev_tokens,
             leeway,
         })
@@ -202,7 +215,11 @@ impl Authenticator {
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| match e.kind() {
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::BadAudience,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::BadIssuer,
                 ErrorKind::MissingRequiredClaim(_) => AuthError::MissingExpiry,
+                ErrorKind::InvalidAudience => AuthError::BadAudience,
+                ErrorKind::InvalidIssuer => AuthError::BadIssuer,
                 _ => AuthError::Invalid,
             })?
             .claims;
@@ -220,15 +237,36 @@ impl Authenticator {
     }
 }
 
-/// Validation rules for the pinned algorithm: signature and `exp` presence here; time checks
-/// are done by [`Authenticator::authenticate`] against the caller's clock.
-fn validation(alg: Algorithm, leeway: u64) -> Validation {
+/// The `aud` / `iss` values a JWT must carry, when configured.
+#[derive(Debug, Clone, Copy)]
+struct ExpectedClaims<'a> {
+    /// `JWT_AUDIENCE`.
+    audience: Option<&'a str>,
+    /// `JWT_ISSUER`.
+    issuer: Option<&'a str>,
+}
+
+/// Validation rules for the pinned algorithm: signature, `exp` presence and the configured
+/// `aud` / `iss` here; time checks are done by [`Authenticator::authenticate`] against the
+/// caller's clock.
+fn validation(alg: Algorithm, leeway: u64, expected: ExpectedClaims<'_>) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = leeway;
     v.validate_exp = false;
     v.validate_nbf = false;
-    v.validate_aud = false;
-    v.set_required_spec_claims(&["exp"]);
+    let mut required = vec!["exp"];
+    match expected.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        None => v.validate_aud = false,
+    }
+    if let Some(iss) = expected.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    v.set_required_spec_claims(&required);
     v
 }
 

@@ -362,3 +362,39 @@ fn configuration_mistakes_are_reported() {
         Err(AuthConfigError::BadKey(_))
     ));
 }
+
+#[test]
+fn audience_and_issuer_are_checked_when_configured() {
+    let mut c = config();
+    c.jwt_secret = Some(SECRET.into());
+    c.jwt_audience = Some("chat-api".into());
+    c.jwt_issuer = Some("https://id.example.com".into());
+    let auth = Authenticator::from_config(&c).unwrap();
+    let with = |extra: serde_json::Value| {
+        let mut claims = claims(json!(7), "brand");
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        auth.authenticate(&sign_hs(&claims), NOW)
+    };
+    let iss = "https://id.example.com";
+    assert_eq!(
+        with(json!({"aud": "chat-api", "iss": iss})).unwrap().user,
+        brand(7)
+    );
+    assert!(with(json!({"aud": ["other", "chat-api"], "iss": iss})).is_ok());
+    let wrong_aud = with(json!({"aud": "other", "iss": iss})).unwrap_err();
+    assert_eq!(wrong_aud, AuthError::BadAudience);
+    assert_eq!(wrong_aud.message(), "invalid token audience");
+    assert_eq!(with(json!({"iss": iss})), Err(AuthError::BadAudience));
+    assert_eq!(
+        with(json!({"aud": "chat-api", "iss": "https://evil.example"})),
+        Err(AuthError::BadIssuer)
+    );
+    assert_eq!(with(json!({"aud": "chat-api"})), Err(AuthError::BadIssuer));
+    // Unconfigured, neither claim is looked at.
+    let plain = hs256();
+    let token =
+        sign_hs(&json!({"sub": 7, "userType": "brand", "exp": NOW + 60, "aud": "x", "iss": "y"}));
+    assert!(plain.authenticate(&token, NOW).is_ok());
+}

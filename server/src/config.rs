@@ -1,7 +1,9 @@
 //! Runtime configuration: command-line flags, each also readable from an environment variable.
 //!
 //! Every default runs on a laptop with nothing else installed: an embedded SQLite file under
-//! `./data/`, dev tokens on (no JWT key configured), one shard per core, port 3000.
+//! `./data/`, dev tokens on (no JWT key configured), one shard per core, port 3000. Dev tokens
+//! that are on only by default refuse a non-loopback address ([`Config::check`]); `make run`
+//! listens on 127.0.0.1.
 //!
 //! `chatwire` with no subcommand is `chatwire serve`. `chatwire conformance` starts the server in
 //! the setup the Socket.IO protocol test suite expects (see [`ConformanceArgs`]).
@@ -17,6 +19,9 @@ pub const DEFAULT_CLIENT_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tools/node/node_modules/socket.io-client/dist"
 );
+
+mod checks;
+pub use checks::{ConfigError, MAX_DURATION_MS};
 
 /// The command line: an optional subcommand, else the `serve` flags at the top level.
 #[derive(Debug, Parser)]
@@ -84,7 +89,8 @@ pub enum JwtAlgorithm {
 /// Settings of `chatwire serve`.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on. With dev tokens on by default (no JWT key), only a loopback address
+    /// starts unless `DEV_TOKENS=true` is given.
     #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
     /// Port to listen on (HTTP, REST and Socket.IO share it); 0 picks any free port.
@@ -116,6 +122,12 @@ pub struct Config {
     /// JWT algorithm. Default: HS256 with `JWT_SECRET`, else RS256 or ES256 after the key type.
     #[arg(long, env = "JWT_ALGORITHM", value_enum)]
     pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// Required JWT `aud` claim (the token's audience must include it); unset: not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required JWT `iss` claim; unset: not checked.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
@@ -167,6 +179,36 @@ pub struct Config {
     /// Burst of new connections from one IP address above the sustained rate.
     #[arg(long, env = "RATE_LIMIT_CONN_BURST", default_value_t = 200)]
     pub rate_limit_conn_burst: u32,
+    /// REST `POST /api/chat/messages` per user per second (bursts of twice as many); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_REST_SENDS", default_value_t = 20)]
+    pub rate_limit_rest_sends: u32,
+    /// REST conversation creations per user per second (bursts of twice as many); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_REST_CREATES", default_value_t = 2)]
+    pub rate_limit_rest_creates: u32,
+    /// REST history searches (`?q=`) per user per second (bursts of twice as many); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_REST_SEARCHES", default_value_t = 2)]
+    pub rate_limit_rest_searches: u32,
+    /// Other REST requests (reads, read receipts, hiding) per user per second (bursts of twice as
+    /// many); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_REST_READS", default_value_t = 20)]
+    pub rate_limit_rest_reads: u32,
+    /// Per-IP REST limits are this many times the per-user ones (0 = no per-IP limit; behind a
+    /// reverse proxy every client shares its address).
+    #[arg(long, env = "RATE_LIMIT_REST_IP_FACTOR", default_value_t = 10)]
+    pub rate_limit_rest_ip_factor: u32,
+    /// Most Engine.IO sessions open at once from one IP address (IPv6 per /64); 0 = no limit.
+    #[arg(long, env = "MAX_SESSIONS_PER_IP", default_value_t = 1000)]
+    pub max_sessions_per_ip: usize,
+    /// Most Engine.IO sessions open at once in the process; 0 = no limit.
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+    /// Most new Engine.IO sessions one keep-alive HTTP connection may open (each one after the
+    /// first also counts against `RATE_LIMIT_CONN_PER_IP`, like a new connection).
+    #[arg(long, env = "MAX_HANDSHAKES_PER_CONNECTION", default_value_t = 32)]
+    pub max_handshakes_per_connection: u32,
+    /// Time a client has to send a whole request body (polling POST, REST), in milliseconds.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
     /// Most messages committed in one database transaction.
     #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 2048)]
     pub write_batch_max: usize,
@@ -283,6 +325,11 @@ impl Config {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    /// HTTP request body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
     /// HTTP header read timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
@@ -333,7 +380,10 @@ impl ConformanceArgs {
         config.ping_timeout_ms = 200;
         config.max_payload = 1_000_000;
         config.connect_timeout_ms = 1000;
+        // The test suite opens every session from one address, many over one connection.
         config.rate_limit_conn_per_ip = 0;
+        config.max_sessions_per_ip = 0;
+        config.max_handshakes_per_connection = u32::MAX;
         config.log_format = self.log_format;
         config.log_level.clone_from(&self.log_level);
         config
@@ -341,133 +391,4 @@ impl ConformanceArgs {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Command {
-        Cli::try_parse_from(std::iter::once("chatwire").chain(args.iter().copied()))
-            .unwrap()
-            .into_command()
-    }
-
-    #[test]
-    fn no_subcommand_is_serve_with_laptop_defaults() {
-        let Command::Serve(c) = parse(&[]) else {
-            panic!("expected serve")
-        };
-        // Values the environment may override are only checked when it does not set them.
-        if std::env::var_os("PORT").is_none() {
-            assert_eq!(c.port, 3000);
-        }
-        if std::env::var_os("DATABASE_URL").is_none() {
-            assert_eq!(c.database_url, "sqlite://./data/chatwire.db");
-        }
-        if std::env::var_os("RATE_LIMIT_PER_SOCKET").is_none() {
-            assert_eq!((c.rate_limit_per_socket, c.rate_limit_burst), (20, 40));
-        }
-        if std::env::var_os("MAX_MESSAGE_CHARS").is_none() {
-            assert_eq!(c.max_message_chars, 4000);
-        }
-        assert!(c.shard_count() >= 1);
-    }
-
-    #[test]
-    fn flags_work_with_and_without_the_serve_word() {
-        let Command::Serve(a) = parse(&["--port", "8080", "--shards", "3"]) else {
-            panic!("expected serve")
-        };
-        let Command::Serve(b) = parse(&["serve", "--port", "8080", "--shards", "3"]) else {
-            panic!("expected serve")
-        };
-        assert_eq!((a.port, a.shards), (8080, 3));
-        assert_eq!((b.port, b.shards), (8080, 3));
-        assert_eq!(a.shard_count(), 3);
-    }
-
-    #[test]
-    fn conformance_has_its_own_port_and_short_timers() {
-        let Command::Conformance(args) = parse(&["conformance", "--port", "3001"]) else {
-            panic!("expected conformance")
-        };
-        let c = args.to_config();
-        assert_eq!(c.port, 3001);
-        assert_eq!(c.ping_interval(), Duration::from_millis(300));
-        assert_eq!(c.ping_timeout(), Duration::from_millis(200));
-        assert_eq!(c.database_url, "memory");
-        assert!(c.dev_tokens_enabled());
-    }
-
-    #[test]
-    fn cors_origins_split_on_commas() {
-        let Command::Serve(c) = parse(&["--cors-origins", "https://a.example,https://b.example"])
-        else {
-            panic!("expected serve")
-        };
-        assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
-    }
-
-    #[test]
-    fn dev_tokens_default_follows_the_jwt_key() {
-        let mut c = Config::for_tests();
-        c.dev_tokens = None;
-        c.jwt_secret = None;
-        c.jwt_public_key = None;
-        assert!(c.dev_tokens_enabled());
-        c.jwt_secret = Some("s3cret".into());
-        assert!(!c.dev_tokens_enabled());
-        c.dev_tokens = Some(true);
-        assert!(c.dev_tokens_enabled());
-    }
-
-    #[test]
-    fn demo_page_follows_dev_tokens_unless_set() {
-        let mut c = Config::for_tests();
-        c.jwt_secret = None;
-        c.dev_tokens = None;
-        assert!(c.demo_page_enabled());
-        c.jwt_secret = Some("s3cret".into());
-        assert!(!c.demo_page_enabled());
-        c.demo_page = Some(true);
-        assert!(c.demo_page_enabled());
-        c.jwt_secret = None;
-        c.demo_page = Some(false);
-        assert!(!c.demo_page_enabled());
-    }
-
-    #[test]
-    fn dev_tokens_accept_boolish_values() {
-        for (text, want) in [("true", true), ("0", false), ("off", false), ("yes", true)] {
-            let Command::Serve(c) = parse(&["--dev-tokens", text]) else {
-                panic!("expected serve")
-            };
-            assert_eq!(c.dev_tokens, Some(want), "{text}");
-        }
-        assert!(Cli::try_parse_from(["chatwire", "--dev-tokens", "maybe"]).is_err());
-    }
-
-    #[test]
-    fn algorithm_names_are_upper_case() {
-        let Command::Serve(c) = parse(&["--jwt-algorithm", "ES256"]) else {
-            panic!("expected serve")
-        };
-        assert_eq!(c.jwt_algorithm, Some(JwtAlgorithm::ES256));
-        assert!(
-            Cli::try_parse_from(["chatwire", "--jwt-algorithm", "none"]).is_err(),
-            "an unknown algorithm must be refused"
-        );
-    }
-
-    #[test]
-    fn for_tests_is_isolated() {
-        let c = Config::for_tests();
-        assert_eq!(c.port, 0);
-        assert_eq!(c.database_url, "memory");
-        assert_eq!(c.shard_count(), 2);
-        assert!(c.dev_tokens_enabled());
-        assert_eq!(c.listen_addr().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-        // Not taken from the environment (run with CORS_ORIGINS / JWT_SECRET set to see it).
-        assert!(c.cors_origins.is_empty());
-        assert!(c.jwt_secret.is_none() && c.jwt_public_key.is_none());
-    }
-}
+mod tests;

@@ -7,12 +7,15 @@
 //!   (IPv6 by its /64, since one host owns a whole /64). Entries that have returned to the
 //!   "fresh" state are swept every [`SWEEP_EVERY`] checks, so its memory follows the number of
 //!   addresses active in the last few seconds, not every address ever seen.
+//! - [`KeyedRate`]: the same keyed, swept GCRA for any key (REST requests per user and per
+//!   address, see `crate::rest::limits`); an over-limit check says how long to wait.
 
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::NoOpMiddleware;
@@ -155,12 +158,88 @@ where
     }
 }
 
+/// The keyed GCRA store used by [`KeyedRate`].
+type GenericKeyed<K, C> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A keyed limiter for any key, swept like [`ConnectionLimiter`]; over the limit, `check`
+/// returns how long until the key may try again (for `Retry-After`).
+#[derive(Debug)]
+pub struct KeyedRate<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    /// The keyed GCRA state; `None` when limiting is off.
+    inner: Option<GenericKeyed<K, C>>,
+    /// Checks so far, to sweep idle entries every [`SWEEP_EVERY`].
+    checks: AtomicU64,
+    /// The limiter's clock, to turn a refusal into a wait.
+    clock: C,
+}
+
+impl<K: Hash + Eq + Clone> KeyedRate<K, DefaultClock> {
+    /// `per_second` per key with bursts of `burst` (0 per second = unlimited).
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self::with_clock(per_second, burst, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedRate<K, C>
+where
+    C::Instant: Reference,
+{
+    /// Same as [`KeyedRate::new`] with a given clock.
+    pub fn with_clock(per_second: u32, burst: u32, clock: C) -> Self {
+        Self {
+            inner: quota(per_second, burst)
+                .map(|q| RateLimiter::dashmap_with_clock(q, clock.clone())),
+            checks: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// Counts one request for `key`; `Err(wait)` means refuse it, retrying after `wait`.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let Some(limiter) = &self.inner else {
+            return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Keys currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.inner.as_ref().map_or(0, |l| l.len())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
-    use std::time::Duration;
+
+    #[test]
+    fn keyed_rate_says_how_long_to_wait() {
+        let clock = FakeRelativeClock::default();
+        let limiter = KeyedRate::with_clock(2, 4, clock.clone());
+        for _ in 0..4 {
+            assert_eq!(limiter.check(&"a"), Ok(()));
+        }
+        let wait = limiter.check(&"a").unwrap_err();
+        assert_eq!(
+            wait,
+            Duration::from_millis(500),
+            "2/s: the next one in 500 ms"
+        );
+        assert_eq!(limiter.check(&"b"), Ok(()), "keys are independent");
+        clock.advance(wait);
+        assert_eq!(limiter.check(&"a"), Ok(()));
+        let off = KeyedRate::<&str, _>::with_clock(0, 0, clock);
+        assert!((0..1000).all(|_| off.check(&"a").is_ok()));
+    }
 
     #[test]
     fn socket_limiter_allows_the_burst_then_the_rate() {

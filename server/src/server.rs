@@ -52,6 +52,14 @@ pub struct Shared {
     pub origin: OriginPolicy,
     /// Per-IP new-connection limiter (None = unlimited).
     pub conn_limiter: Option<ConnectionLimiter>,
+    /// Open Engine.IO sessions per address and in total.
+    pub session_caps: Arc<crate::http::sessions::SessionCaps>,
+    /// Most new sessions one keep-alive HTTP connection may open.
+    pub max_handshakes_per_connection: u32,
+    /// Time a client has to send a whole request body.
+    pub body_read_timeout: Duration,
+    /// REST rate limits per user and per address.
+    pub rest_limits: crate::rest::limits::RestRateLimits,
     /// Chat dependencies (None in conformance mode).
     pub chat: Option<ChatShared>,
     /// The cluster adapter every room operation goes through.
@@ -164,7 +172,8 @@ impl RunningServer {
 pub struct Server;
 
 impl Server {
-    /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`.
+    /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`; refuses a
+    /// configuration that fails [`Config::check`].
     pub async fn start(config: &Config, mode: Mode) -> anyhow::Result<RunningServer> {
         Self::start_with_adapter(config, mode, Arc::new(LocalAdapter)).await
     }
@@ -176,6 +185,7 @@ impl Server {
         mode: Mode,
         adapter: Arc<dyn Adapter>,
     ) -> anyhow::Result<RunningServer> {
+        config.check()?;
         let shards = config.shard_count().clamp(1, 64);
         let protocol = ProtocolConfig::default()
             .with_engine(
@@ -257,6 +267,19 @@ impl Server {
             demo: chat
                 .as_ref()
                 .map(|_| crate::http::demo::Demo::from_config(config)),
+            session_caps: crate::http::sessions::SessionCaps::new(
+                config.max_sessions_per_ip,
+                config.max_sessions,
+            ),
+            max_handshakes_per_connection: config.max_handshakes_per_connection.max(1),
+            body_read_timeout: config.body_read_timeout(),
+            rest_limits: crate::rest::limits::RestRateLimits::new(crate::rest::limits::RestRates {
+                sends: config.rate_limit_rest_sends,
+                creates: config.rate_limit_rest_creates,
+                searches: config.rate_limit_rest_searches,
+                reads: config.rate_limit_rest_reads,
+                ip_factor: config.rate_limit_rest_ip_factor,
+            }),
             chat,
             adapter,
             rest,

@@ -27,6 +27,11 @@ pub use chatwire_store::batch::{
 pub const CONNECTIONS: &str = "chatwire_connections";
 /// Counter: Engine.IO handshakes accepted.
 pub const HANDSHAKES: &str = "chatwire_handshakes_total";
+/// Counter: REST requests answered 429 (labels [`LABEL_KIND`]: `send`, `create`, `search`,
+/// `read`; [`LABEL_SCOPE`]: `user`, `ip`).
+pub const REST_RATE_LIMITED: &str = "chatwire_rest_rate_limited_total";
+/// Label: which limit refused a request (`user` or `ip`).
+pub const LABEL_SCOPE: &str = "scope";
 /// Counter: connections refused before a session existed (label [`LABEL_REASON`]:
 /// `origin`, `rate_limited`, `bad_handshake`, ...).
 pub const REFUSED: &str = "chatwire_connections_refused_total";
@@ -166,6 +171,10 @@ fn describe() {
     describe_counter!(
         SHARD_OVERFLOW_DROPS,
         "Shard messages dropped: target channel and overflow FIFO full"
+    );
+    describe_counter!(
+        REST_RATE_LIMITED,
+        "REST requests refused with 429, by kind and scope (user or ip)"
     );
     describe_counter!(
         RATE_LIMITED_DROPS,

@@ -244,13 +244,18 @@ async fn engine_upgrade() {
         ws.send(Message::Text("4hello".into())).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "4hello");
         assert_eq!(poll_get(s.addr, EIO, &sid).await.status, 400);
-        let again = ws_open(
+        // A second WebSocket for the upgraded session: accepted, then closed at once (as the
+        // reference server does); the session keeps its WebSocket.
+        let mut again = ws_open(
             s.addr,
             &format!("{EIO}?EIO=4&transport=websocket&sid={sid}"),
             &[],
         )
-        .await;
-        assert!(again.is_err());
+        .await
+        .expect("accepted, then closed");
+        assert!(closes(&mut again).await);
+        ws.send(Message::Text("4still".into())).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "4still");
     }
     // Without a pending poll the noop goes out on the websocket after the upgrade.
     let (sid, _) = polling_open(s.addr, EIO).await;

@@ -181,14 +181,45 @@ async fn polling_upgrades_to_websocket() {
                 .starts_with("40/chat,{\"sid\":"),
             "{connected}"
         );
-        // A second websocket for the same session is refused.
-        let again = ws_open(
+        // A second websocket for the same session is accepted and closed at once (as the
+        // reference server does); the upgraded session carries on.
+        let mut again = ws_open(
             s.addr,
             &format!("{ROOT}?EIO=4&transport=websocket&sid={sid}"),
             &[],
         )
+        .await
+        .expect("accepted, then closed");
+        let first = tokio::time::timeout(Duration::from_secs(2), again.next())
+            .await
+            .expect("closed at once");
+        assert!(
+            matches!(first, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+            "{first:?}"
+        );
+        ws.send(Message::Text(
+            "42/chat,[\"user:check:online\",{\"userId\":3,\"userType\":\"brand\"}]".into(),
+        ))
+        .await
+        .unwrap();
+        let mut answered = false;
+        for _ in 0..10 {
+            let frame = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+            let Ok(Some(Ok(frame))) = frame else { break };
+            if frame.to_text().unwrap_or("").contains("user:online:status") {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "the upgraded session still answers");
+        // An unknown sid is still refused.
+        let unknown = ws_open(
+            s.addr,
+            &format!("{ROOT}?EIO=4&transport=websocket&sid=AAAAAAAAAAAAAAAAAAAA"),
+            &[],
+        )
         .await;
-        assert_eq!(again.err(), Some(400));
+        assert_eq!(unknown.err(), Some(400));
     }
     s.stop().await;
 }

@@ -1,5 +1,7 @@
 //! The `chatwire` binary's lifecycle: `serve --port 0` prints the bound address, SIGTERM sends an
-//! Engine.IO close to connected clients, commits what was accepted, and exits 0.
+//! Engine.IO close to connected clients, commits what was accepted, and exits 0. Configurations
+//! that must not run (dev tokens on a public address by default, an empty `JWT_SECRET`, absurd
+//! durations) stop the start with a message that says what to change.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -69,4 +71,73 @@ async fn serve_prints_address_and_sigterm_exits_cleanly() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// Runs `chatwire serve` on port 0 with `envs` (and no JWT key or `DEV_TOKENS` from the shell);
+/// returns its exit status and stderr, or panics when it is still running after 10 s.
+async fn start_expecting_exit(envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatwire"));
+    cmd.args(["serve", "--port", "0", "--database-url", "memory"])
+        .env_remove("JWT_SECRET")
+        .env_remove("JWT_PUBLIC_KEY")
+        .env_remove("DEV_TOKENS")
+        .env_remove("HOST")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
+        .await
+        .expect("the server refuses to start instead of running")
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_dev_tokens_on_a_public_address_refuse_to_start_and_say_how() {
+    let (status, stderr) = start_expecting_exit(&[("HOST", "0.0.0.0")]).await;
+    assert!(!status.success(), "{status:?}");
+    assert!(stderr.contains("DEV_TOKENS=true"), "{stderr}");
+    assert!(stderr.contains("HOST=127.0.0.1"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_jwt_secret_refuses_to_start() {
+    let (status, stderr) = start_expecting_exit(&[("HOST", "127.0.0.1"), ("JWT_SECRET", "")]).await;
+    assert!(!status.success(), "{status:?}");
+    assert!(stderr.contains("JWT_SECRET is set but empty"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_duration_refuses_to_start_by_name() {
+    let (status, stderr) = start_expecting_exit(&[
+        ("HOST", "127.0.0.1"),
+        ("CONNECT_TIMEOUT_MS", "18446744073709551615"),
+    ])
+    .await;
+    assert!(!status.success(), "{status:?}");
+    assert!(stderr.contains("CONNECT_TIMEOUT_MS="), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_dev_tokens_on_a_public_address_start() {
+    let mut config = chatwire::config::Config::for_tests();
+    config.host = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    config.dev_tokens = None;
+    let refused = chatwire::Server::start(&config, chatwire::Mode::Chat).await;
+    assert!(
+        refused.is_err(),
+        "implicit dev tokens on 0.0.0.0 must not start"
+    );
+    config.dev_tokens = Some(true);
+    let server = chatwire::Server::start(&config, chatwire::Mode::Chat)
+        .await
+        .expect("explicit DEV_TOKENS=true starts");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let (_c, success) = Client::chat(addr, common::brand(1)).await;
+    assert_eq!(success["userId"], 1, "{success}");
+    server.shutdown().await;
 }

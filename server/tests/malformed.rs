@@ -1,6 +1,7 @@
 //! Hostile and broken clients: each one loses its own connection, the server and every other
 //! client carry on. Garbage frames, bad binary placeholders, oversize payloads, deeply nested
-//! JSON, a client that never reads, a client that never sends its headers.
+//! JSON, a client that never reads (in a busy room, and in a quiet room once its socket buffers
+//! are full), a client that never sends its headers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -150,5 +151,78 @@ async fn a_client_that_never_sends_headers_is_dropped() {
     assert!(t.elapsed() >= Duration::from_millis(250));
     let (mut c, _) = Client::chat(s.addr, brand(1)).await;
     still_serves(&mut c).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_write_in_a_quiet_room_is_bounded_by_the_ping_timeout() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.max_message_chars = 200_000;
+        c.max_payload = 4_000_000;
+        c.ping_interval_ms = 500;
+        c.ping_timeout_ms = 1000;
+    })
+    .await;
+    let (sender, stuck) = (brand(1), influencer(2));
+    let conv = s.direct(sender, stuck).await;
+    let (mut cs, _) = Client::chat(s.addr, sender).await;
+    // The stuck client: a small receive buffer, joins the room, then never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", s.addr);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut stuck_client = Client {
+        ws,
+        open: serde_json::Value::Null,
+        backlog: Vec::new(),
+    };
+    assert!(stuck_client.next_raw().await.unwrap().starts_with('0'));
+    stuck_client
+        .send(&format!(
+            r#"40/chat,{{"token":"{}"}}"#,
+            common::token(stuck)
+        ))
+        .await;
+    stuck_client.event("connection:success").await;
+    stuck_client
+        .emit("conversation:join", json!({"conversationId": conv}))
+        .await;
+    stuck_client.event("conversation:joined").await;
+    // A few large messages fill the kernel buffers (far below the outbound queue's limits), then
+    // the room goes quiet: the server's write to the stuck client cannot finish.
+    let content = "z".repeat(190_000);
+    for i in 0..40u64 {
+        cs.emit_ack(
+            "message:send",
+            json!({"conversationId": conv, "content": content, "tempId": i}),
+            i,
+        )
+        .await;
+        cs.ack(i).await;
+        cs.backlog.clear();
+    }
+    // The stuck client is disconnected once its pending write outlives the ping timeout.
+    let mut offline = false;
+    for _ in 0..40 {
+        cs.emit(
+            "user:check:online",
+            json!({"userId": 2, "userType": "influencer"}),
+        )
+        .await;
+        if cs.event("user:online:status").await["isOnline"] == false {
+            offline = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        offline,
+        "a client whose write never finishes is disconnected"
+    );
+    let _ = stuck_client.ws.send(Message::Text("3".into())).await;
     s.stop().await;
 }

@@ -24,6 +24,8 @@ use crate::sio::SocketSlot;
 pub struct Handshake {
     /// The `Authorization` header of the handshake request, if any (fallback token source).
     pub authorization: Option<Box<str>>,
+    /// The session's place under the session caps, freed with the connection.
+    pub session_permit: Option<crate::http::sessions::SessionPermit>,
 }
 
 /// Mutable connection state.

@@ -2,7 +2,6 @@
 //! new session (polling handshake or direct WebSocket) or a request for an existing one, which is
 //! served by the shard named in its sid (forwarded through `ShardMsg` when that is another shard).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -12,7 +11,9 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::ConnInfo;
 use super::response::{empty, json, plain};
+use super::sessions::{SessionPermit, SessionRefusal};
 use crate::engine::conn::Handshake;
 use crate::shard::Shard;
 use crate::shard::msg::{PollForward, ShardMsg};
@@ -25,6 +26,39 @@ pub fn handshake_error(e: HandshakeError) -> Response<Full<Bytes>> {
     )
 }
 
+/// Counts a new session against this connection and the session caps.
+fn new_session(shard: &Shard, info: &ConnInfo) -> Result<SessionPermit, SessionRefusal> {
+    let opened = info.sessions_opened.get().saturating_add(1);
+    info.sessions_opened.set(opened);
+    if opened > shard.shared.max_handshakes_per_connection {
+        SessionRefusal::PerConnection.count();
+        return Err(SessionRefusal::PerConnection);
+    }
+    // The accept loop counted the connection's first handshake; later ones count here.
+    if opened > 1
+        && let Some(limiter) = shard.shared.conn_limiter.as_ref()
+        && !limiter.check(info.peer.ip())
+    {
+        SessionRefusal::RateLimited.count();
+        return Err(SessionRefusal::RateLimited);
+    }
+    shard.shared.session_caps.acquire(info.peer.ip())
+}
+
+/// The answer to a refused session: 429 / 503 with an Engine.IO error body; the connection is
+/// closed after it.
+fn refusal(r: SessionRefusal) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"code": 3, "message": r.reason().1}).to_string();
+    let mut resp = json(r.status(), body);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
 /// A header as text.
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -34,7 +68,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 pub async fn handle(
     shard: Rc<Shard>,
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    info: Rc<ConnInfo>,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
@@ -57,7 +91,7 @@ pub async fn handle(
             .increment(1);
         return handshake_error(HandshakeError::Forbidden);
     }
-    let mut resp = route(shard.clone(), req, engine_only).await;
+    let mut resp = route(shard.clone(), req, &info, engine_only).await;
     policy.apply_cors(origin.as_deref(), host.as_deref(), resp.headers_mut());
     resp
 }
@@ -66,6 +100,7 @@ pub async fn handle(
 async fn route(
     shard: Rc<Shard>,
     req: Request<Incoming>,
+    info: &ConnInfo,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
     let query = match HandshakeQuery::parse(req.uri().query().unwrap_or("")) {
@@ -84,9 +119,15 @@ async fn route(
         (Transport::Websocket, _) if !is_upgrade || req.method() != Method::GET => {
             handshake_error(HandshakeError::BadRequest)
         }
-        (Transport::Websocket, sid) => {
-            super::websocket::upgrade(shard, req, sid, engine_only).await
+        (Transport::Websocket, Some(sid)) => {
+            super::websocket::upgrade(shard, req, Some(sid), None, engine_only).await
         }
+        (Transport::Websocket, None) => match new_session(&shard, info) {
+            Ok(permit) => {
+                super::websocket::upgrade(shard, req, None, Some(permit), engine_only).await
+            }
+            Err(r) => refusal(r),
+        },
         (Transport::Polling, None) => {
             if req.method() != Method::GET {
                 return handshake_error(HandshakeError::BadHandshakeMethod);
@@ -96,7 +137,15 @@ async fn route(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(Into::into);
-            super::polling::handshake(&shard, Handshake { authorization }, engine_only)
+            let session_permit = match new_session(&shard, info) {
+                Ok(permit) => Some(permit),
+                Err(r) => return refusal(r),
+            };
+            let handshake = Handshake {
+                authorization,
+                session_permit,
+            };
+            super::polling::handshake(&shard, handshake, engine_only)
         }
         (Transport::Polling, Some(sid)) => {
             let is_post = match *req.method() {
@@ -108,10 +157,14 @@ async fn route(
                 match super::polling::read_body(
                     req.into_body(),
                     shard.shared.protocol.engine.max_payload,
+                    shard.shared.body_read_timeout,
                 )
                 .await
                 {
                     Ok(b) => b,
+                    Err(StatusCode::REQUEST_TIMEOUT) => {
+                        return plain(StatusCode::REQUEST_TIMEOUT, "body read timeout");
+                    }
                     Err(status) => {
                         // Over maxPayload: the reference answers 413 and closes the session.
                         let owner = usize::from(sid.shard());

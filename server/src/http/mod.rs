@@ -8,8 +8,10 @@ pub mod engineio;
 pub mod polling;
 pub mod response;
 pub mod rest;
+pub mod sessions;
 pub mod websocket;
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -35,6 +37,15 @@ pub const HANDSHAKE_PERMITS: usize = 16;
 
 /// Longest a new connection waits for a handshake permit before it proceeds without one.
 pub const HANDSHAKE_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// One TCP connection's facts, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Engine.IO sessions opened over this connection so far.
+    pub sessions_opened: Cell<u32>,
+}
 
 /// Accepts connections on this shard's listener until the task is aborted.
 pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
@@ -69,9 +80,11 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
 /// once leave freed heap the allocator does not return, which idle connections then pay for.
 /// A connection waits at most [`HANDSHAKE_PERMIT_WAIT`] for a permit, then proceeds without
 /// one, so clients that hold a handshake open (up to the header read timeout) only delay others.
-/// The permit is given back with the first response that is not a `101` (polling, REST: the
-/// connection may then stay open for long polls), else when hyper hands the upgraded stream over
-/// and this future ends.
+/// The permit is given back as soon as a request head has been read, unless the request is a
+/// WebSocket upgrade: a long poll, a slow body or a slow REST query must not hold it (16 of them
+/// per shard would delay every new connection by [`HANDSHAKE_PERMIT_WAIT`]). An upgrade keeps
+/// it until hyper hands the upgraded stream over and this future ends, or its answer is not a
+/// `101`.
 async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let permit = tokio::time::timeout(
         HANDSHAKE_PERMIT_WAIT,
@@ -83,11 +96,19 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
     let timeout = shard.shared.header_read_timeout;
     let svc_shard = shard.clone();
     let permit = Rc::new(std::cell::Cell::new(permit));
+    let info = Rc::new(ConnInfo {
+        peer,
+        sessions_opened: Cell::new(0),
+    });
     let svc = service_fn(move |req| {
         let shard = svc_shard.clone();
         let permit = permit.clone();
+        let info = info.clone();
         async move {
-            let resp = route(shard, req, peer).await;
+            if !is_websocket_upgrade(&req) {
+                drop(permit.take());
+            }
+            let resp = route(shard, req, info).await;
             if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                 drop(permit.take());
             }
@@ -105,16 +126,25 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
     }
 }
 
+/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// Dispatches one request by path.
 pub async fn route(
     shard: Rc<Shard>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    info: Rc<ConnInfo>,
 ) -> Response<Full<Bytes>> {
+    let peer = info.peer;
     let path = req.uri().path();
     let mode = shard.shared.mode;
     if path == "/socket.io/" || path == "/socket.io" {
-        return engineio::handle(shard, req, peer, false).await;
+        return engineio::handle(shard, req, info, false).await;
     }
     if let Some(demo) = &shard.shared.demo
         && let Some(resp) = demo.handle(&req)
@@ -123,7 +153,7 @@ pub async fn route(
     }
     match (mode, path) {
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {
-            engineio::handle(shard, req, peer, true).await
+            engineio::handle(shard, req, info, true).await
         }
         (_, "/healthz") => plain(StatusCode::OK, "ok"),
         (_, "/readyz") => {
@@ -142,7 +172,7 @@ pub async fn route(
             resp
         }
         (Mode::Chat, p) if p.starts_with("/api/chat/") || p == "/api/chat" => {
-            rest::handle(shard, req).await
+            rest::handle(shard, req, peer).await
         }
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     }

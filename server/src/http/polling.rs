@@ -1,6 +1,7 @@
 //! HTTP long-polling: the handshake GET, GETs that wait for queued frames, POSTs that carry
 //! packets. Runs on the shard that owns the session (other shards forward here). Bodies are read
-//! with a hard limit (`maxPayload`); a GET answers at most `maxPayload` bytes.
+//! with a hard limit (`maxPayload`) and a deadline (`BODY_READ_TIMEOUT_MS`); a GET answers at
+//! most `maxPayload` bytes.
 
 use std::rc::Rc;
 
@@ -38,8 +39,20 @@ pub fn handshake(
     }
 }
 
-/// Reads a POST body, refusing more than `max` bytes while reading.
-pub async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, StatusCode> {
+/// Reads a POST body, refusing more than `max` bytes while reading (413) and a body not
+/// complete within `timeout` (408: a client trickling its body holds no task for long).
+pub async fn read_body(
+    body: Incoming,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, StatusCode> {
+    tokio::time::timeout(timeout, read_body_unbounded(body, max))
+        .await
+        .unwrap_or(Err(StatusCode::REQUEST_TIMEOUT))
+}
+
+/// [`read_body`] without the time bound.
+async fn read_body_unbounded(mut body: Incoming, max: usize) -> Result<Bytes, StatusCode> {
     if body.size_hint().lower() > max as u64 {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }

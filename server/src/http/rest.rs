@@ -1,7 +1,9 @@
-//! The REST glue: CORS, `Authorization` header -> `Authenticator` (401 otherwise), bounded body
-//! read, then the hyper-free `crate::rest::handle`. Also the server's `LiveEvents` (REST actions
+//! The REST glue: CORS, rate limits per address then per user (429 with `Retry-After`),
+//! `Authorization` header -> `Authenticator` (401 otherwise), bounded body read, then the
+//! hyper-free `crate::rest::handle`. Also the server's `LiveEvents` (REST actions
 //! that sockets must see, such as a read receipt).
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -11,6 +13,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::response::{empty, json};
+use crate::rest::limits::{Limited, RestKind};
 use crate::shard::Shard;
 use chatwire_chat::{UserJson, room_name};
 use chatwire_store::UserKey;
@@ -51,7 +54,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
 }
 
 /// Serves `/api/chat/...`.
-pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let origin = headers
         .get(header::ORIGIN)
@@ -78,16 +85,38 @@ pub async fn handle(shard: Rc<Shard>, req: Request<Incoming>) -> Response<Full<B
     if !policy.check(origin.as_deref(), host.as_deref()) {
         return error(StatusCode::FORBIDDEN, "forbidden", "origin not allowed");
     }
-    let mut resp = serve(&shard, req).await;
+    let mut resp = serve(&shard, req, peer).await;
     policy.apply_cors(origin.as_deref(), host.as_deref(), resp.headers_mut());
     resp
 }
 
-/// Authenticates and calls the REST handler.
-async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `429 rate_limited` with `Retry-After`.
+fn too_many(limited: Limited) -> Response<Full<Bytes>> {
+    let secs = limited.retry_after_secs();
+    let mut resp = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &format!("too many requests, retry after {secs} s"),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Rate-limits, authenticates and calls the REST handler.
+async fn serve(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let (Some(chat), Some(ctx)) = (shard.shared.chat.as_ref(), shard.shared.rest.as_ref()) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
+    let limits = &shard.shared.rest_limits;
+    let kind = RestKind::of(req.method(), req.uri().path(), req.uri().query());
+    if let Err(limited) = limits.check_ip(kind, peer.ip()) {
+        return too_many(limited);
+    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -107,6 +136,9 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
         Err(e) => return error(StatusCode::UNAUTHORIZED, e.code(), e.message()),
     };
     let user = identity.user;
+    if let Err(limited) = limits.check_user(kind, user) {
+        return too_many(limited);
+    }
     if let Some(chat) = shard.chat.as_ref()
         && let Err(e) = chat.connect(user, identity.profile).await
     {
@@ -117,8 +149,16 @@ async fn serve(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Full<Bytes
     let query = req.uri().query().map(str::to_owned);
     // Read at most one byte over the limit so the handler can answer 413 itself.
     let max = ctx.limits.max_body_bytes;
-    let body = match super::polling::read_body(req.into_body(), max + 1).await {
+    let read = super::polling::read_body(req.into_body(), max + 1, shard.shared.body_read_timeout);
+    let body = match read.await {
         Ok(b) => b,
+        Err(StatusCode::REQUEST_TIMEOUT) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "request body not received in time",
+            );
+        }
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,

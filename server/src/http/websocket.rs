@@ -1,7 +1,11 @@
 //! The WebSocket transport: the HTTP upgrade (hyper), then one task per connection that reads
 //! frames into the session and drains the outbox (all queued frames, then one flush). A WebSocket
 //! that joins an existing polling session runs the probe (`2probe`/`3probe`/`5`) first; when the
-//! session lives on another shard, the raw TCP stream moves to that shard (fd hand-off).
+//! session lives on another shard, the raw TCP stream moves to that shard (fd hand-off). A write
+//! that cannot finish within the ping timeout (a client that stopped reading) ends the
+//! connection, freeing its task and buffers. A WebSocket naming a session that has already
+//! upgraded (or is upgrading) is accepted and closed at once, as the reference server does;
+//! an unknown sid is refused with 400.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -48,6 +52,7 @@ pub async fn upgrade(
     shard: Rc<Shard>,
     mut req: Request<Incoming>,
     sid: Option<Sid>,
+    session_permit: Option<crate::http::sessions::SessionPermit>,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
@@ -56,17 +61,19 @@ pub async fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     if let Some(sid) = sid {
         let owner = usize::from(sid.shard());
-        let allowed = if owner == usize::from(shard.index) {
+        let answer = if owner == usize::from(shard.index) {
             begin_upgrade(&shard, sid)
         } else if owner < shard.shard_count() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             shard.send_to(owner, ShardMsg::UpgradeCheck { sid, reply: tx });
-            rx.await.unwrap_or(false)
+            rx.await.unwrap_or(UpgradeAnswer::Unknown)
         } else {
-            false
+            UpgradeAnswer::Unknown
         };
-        if !allowed {
-            return handshake_error(HandshakeError::SessionIdUnknown);
+        match answer {
+            UpgradeAnswer::Allowed => {}
+            UpgradeAnswer::Unknown => return handshake_error(HandshakeError::SessionIdUnknown),
+            UpgradeAnswer::NotUpgradable => return accept_and_close(&shard, &mut req, &accept),
         }
     }
     let authorization = req
@@ -101,7 +108,10 @@ pub async fn upgrade(
                 let conn = conn::open(
                     &shard,
                     Transport::Websocket,
-                    Handshake { authorization },
+                    Handshake {
+                        authorization,
+                        session_permit,
+                    },
                     engine_only,
                 );
                 let ws = WebSocketStream::from_partially_read(
@@ -134,27 +144,68 @@ pub async fn upgrade(
         }
     };
     tokio::task::spawn_local(fut);
+    switching_protocols(&accept)
+}
+
+/// The `101` answer to an upgrade.
+fn switching_protocols(accept: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
+    if let Ok(v) = HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
 }
 
+/// Accepts the WebSocket and closes it at once (a second transport for a session that
+/// already upgraded); the session itself is not touched.
+fn accept_and_close(
+    shard: &Rc<Shard>,
+    req: &mut Request<Incoming>,
+    accept: &str,
+) -> Response<Full<Bytes>> {
+    let on_upgrade = hyper::upgrade::on(req);
+    let config = ws_config(shard);
+    tokio::task::spawn_local(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let io = TokioIo::new(upgraded);
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+    });
+    switching_protocols(accept)
+}
+
+/// Whether a WebSocket may join a session to upgrade it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeAnswer {
+    /// Yes: the probe may start.
+    Allowed,
+    /// The session exists but has upgraded already (or is upgrading): accept, then close.
+    NotUpgradable,
+    /// No such session: 400.
+    Unknown,
+}
+
 /// On the owner: may a WebSocket join this session to upgrade it?
-pub fn begin_upgrade(shard: &Shard, sid: Sid) -> bool {
+pub fn begin_upgrade(shard: &Shard, sid: Sid) -> UpgradeAnswer {
     let conn = shard.conns.borrow().get(&sid).cloned();
-    conn.is_some_and(|c| {
-        c.state
-            .borrow_mut()
-            .session
-            .begin_upgrade(Instant::now())
-            .is_ok()
-    })
+    match conn {
+        None => UpgradeAnswer::Unknown,
+        Some(c) if c.closed.get() => UpgradeAnswer::Unknown,
+        Some(c) => {
+            let begun = c.state.borrow_mut().session.begin_upgrade(Instant::now());
+            if begun.is_ok() {
+                UpgradeAnswer::Allowed
+            } else {
+                UpgradeAnswer::NotUpgradable
+            }
+        }
+    }
 }
 
 /// On the owner: adopt a stream moved from another shard.
@@ -282,11 +333,19 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     }
                     ws.flush().await
                 };
-                // A client that stops reading blocks the write; an overflowing queue abandons it.
+                // A client that stops reading blocks the write; an overflowing queue abandons
+                // it, and so does the ping timeout: the heartbeat cannot run meanwhile, and a
+                // quiet room never overflows the queue.
                 let overflow = std::future::poll_fn(|cx| conn.outbox.poll_overflow(cx));
+                let stalled = tokio::time::sleep(shard.shared.protocol.engine.ping_timeout);
                 let written = tokio::select! {
                     r = write => r.is_ok(),
                     () = overflow => false,
+                    () = stalled => {
+                        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+                        tracing::debug!(sid = %conn.sid, "websocket write outlived the ping timeout");
+                        false
+                    }
                 };
                 if !written {
                     conn.terminate(shard, "transport error");

@@ -15,6 +15,7 @@
 //! Errors are `{"error":{"code","message"}}`; the status comes from [`StoreError::http_status`].
 
 mod conversations;
+pub mod limits;
 mod messages;
 mod output;
 mod query;

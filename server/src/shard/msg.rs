@@ -51,7 +51,7 @@ pub enum ShardMsg {
         /// The session.
         sid: Sid,
         /// Answer.
-        reply: tokio::sync::oneshot::Sender<bool>,
+        reply: tokio::sync::oneshot::Sender<crate::http::websocket::UpgradeAnswer>,
     },
     /// A room or presence operation (see [`chatwire_cluster::ClusterMsg`]).
     Cluster(ClusterMsg),

@@ -337,8 +337,49 @@ async fn lists_groups_and_hiding(store: &AnyStore) {
     assert!(store.history(g.id, me, q(1)).await.unwrap().messages[0].is_read);
 }
 
+/// `?q=` search folds case in every script, and takes the text literally.
+async fn search_folds_unicode_case(store: &AnyStore) {
+    let (a, b) = (brand(900), infl(900));
+    let cid = store.create_direct(a, b).await.unwrap().0.id;
+    for text in [
+        "kein ärger heute",
+        "ÄRGER im Büro",
+        "Ärger",
+        "arger ohne Umlaut",
+        "a+b (c) 100%_",
+    ] {
+        send(store, msg(cid, a, text, None)).await;
+    }
+    let search = |text: &'static str| async move {
+        let page = store
+            .history(
+                cid,
+                b,
+                HistoryQuery {
+                    before: None,
+                    limit: 50,
+                    search: Some(text),
+                },
+            )
+            .await
+            .unwrap();
+        page.messages
+            .into_iter()
+            .map(|m| m.content)
+            .collect::<Vec<_>>()
+    };
+    let all = ["Ärger", "ÄRGER im Büro", "kein ärger heute"];
+    assert_eq!(search("Ärger").await, all);
+    assert_eq!(search("ärger").await, all);
+    assert_eq!(search("BÜRO").await, ["ÄRGER im Büro"]);
+    assert_eq!(search("A+B (C) 100%_").await, ["a+b (c) 100%_"]);
+    assert!(search("100%x").await.is_empty());
+    assert!(search(".*").await.is_empty());
+}
+
 async fn suite(store: AnyStore) {
     identity(&store).await;
+    search_folds_unicode_case(&store).await;
     conversations_and_messages(&store).await;
     lists_groups_and_hiding(&store).await;
     store.ping().await.unwrap();
@@ -361,6 +402,14 @@ async fn sqlite_store() {
 async fn postgres_store() {
     let db = pg::TestDb::create().await;
     suite(AnyStore::connect(&db.url, true).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_search_folds_unicode_case_in_a_c_locale_database() {
+    // Under LC_CTYPE 'C', PostgreSQL's lower() folds ASCII only.
+    let db = pg::TestDb::create_with("TEMPLATE template0 LC_CTYPE 'C' LC_COLLATE 'C'").await;
+    let store = AnyStore::connect(&db.url, true).await.unwrap();
+    search_folds_unicode_case(&store).await;
 }
 
 #[tokio::test]

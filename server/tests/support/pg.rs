@@ -158,16 +158,24 @@ fn start_cluster() -> String {
 impl TestDb {
     /// Creates a fresh, empty database (no schema: the store's migrations create it).
     pub async fn create() -> TestDb {
+        Self::create_with("").await
+    }
+
+    /// Creates a fresh, empty database with `options` after `CREATE DATABASE <name>`
+    /// (`TEMPLATE template0 LC_CTYPE 'C' LC_COLLATE 'C'`).
+    pub async fn create_with(options: &str) -> TestDb {
         let addr = server_addr().to_string();
         let name = format!("chatwire_test_{}", random_suffix());
         let admin = format!("postgres://postgres@{addr}/postgres");
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
             .await
             .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} {options}"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
         let url = format!("postgres://postgres@{addr}/{name}");
         TestDb { url, name, addr }
     }

@@ -295,9 +295,10 @@ pub(super) async fn history(
                 attachment_name, {} AS created_ms
          FROM messages
          WHERE conversation_id = $1 AND id < $2
-           AND ($3::text IS NULL OR strpos(lower(content), lower($3)) > 0)
+           AND ($3::text IS NULL OR strpos(lower(content{fold}), lower($3{fold})) > 0)
          ORDER BY id DESC LIMIT $4",
-        ms("created_at")
+        ms("created_at"),
+        fold = store.search_collation,
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(conversation_id)
@@ -381,4 +382,27 @@ pub(super) async fn hide(
     } else {
         Err(StoreError::NotFound)
     }
+}
+
+/// The collation clause for case-insensitive search. `lower()` follows the database's
+/// `LC_CTYPE`, which folds ASCII only under `C` / `POSIX`; there, the ICU root collation folds
+/// every script (`Ärger` finds `ärger`). Empty when the database folds by itself, or when it
+/// cannot and has no ICU (a warning is logged).
+pub(super) async fn search_collation(pool: &sqlx::PgPool) -> Result<&'static str, StoreError> {
+    let (folds, icu): (bool, bool) = sqlx::query_as(
+        "SELECT lower('ÄÖÜ') = 'äöü', EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(match (folds, icu) {
+        (true, _) => "",
+        (false, true) => r#" COLLATE "und-x-icu""#,
+        (false, false) => {
+            tracing::warn!(
+                "the database's LC_CTYPE folds ASCII only and PostgreSQL has no ICU: \
+                 message search is case-insensitive for ASCII letters only"
+            );
+            ""
+        }
+    })
 }

@@ -54,6 +54,8 @@ pub struct PgStore {
     profiles: Arc<ProfileCache>,
     /// How batches are written ([`WritePath`] as u8; benches compare them).
     write_path: Arc<AtomicU8>,
+    /// The collation `?q=` search folds case with (see `conversations::search_collation`).
+    search_collation: &'static str,
 }
 
 impl PgStore {
@@ -79,11 +81,13 @@ impl PgStore {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
+        let search_collation = conversations::search_collation(&pool).await?;
         Ok(PgStore {
             pool,
             write_pool,
             profiles: Arc::new(ProfileCache::new(100_000)),
             write_path: Arc::new(AtomicU8::new(WritePath::default() as u8)),
+            search_collation,
         })
     }
 

@@ -16,19 +16,28 @@ async fn ensure_users(
     users: &[UserKey],
 ) -> Result<(), StoreError> {
     let now = store.now_ms();
-    for u in users {
-        sqlx::query(
-            "INSERT INTO users (user_type, id, username, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (user_type, id) DO NOTHING",
-        )
-        .bind(u.user_type.code())
-        .bind(u.id)
-        .bind(Profile::default_for(*u).username)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let rows: Vec<(i16, i64, String)> = users
+        .iter()
+        .map(|u| (u.user_type.code(), u.id, Profile::default_for(*u).username))
+        .collect();
+    // One statement for every user (a 1000-member group is one round trip, not 1000).
+    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
+    sqlx::query(
+        "INSERT INTO users (user_type, id, username, created_at)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), ?
+         FROM json_each(?) WHERE true
+         ON CONFLICT (user_type, id) DO NOTHING",
+    )
+    .bind(now)
+    .bind(json_rows(&rows)?)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Rows as a JSON array of arrays, for `json_each` (SQLite has no array parameters).
+fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Internal(format!("rows to JSON: {e}")))
 }
 
 async fn insert_conversation(
@@ -52,16 +61,15 @@ async fn insert_conversation(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(id) = id {
-        for u in users {
-            sqlx::query(
-                "INSERT INTO participants (conversation_id, user_type, user_id) VALUES (?, ?, ?)",
-            )
-            .bind(id)
-            .bind(u.user_type.code())
-            .bind(u.id)
-            .execute(&mut *conn)
-            .await?;
-        }
+        let rows: Vec<(i16, i64)> = users.iter().map(|u| (u.user_type.code(), u.id)).collect();
+        sqlx::query(
+            "INSERT INTO participants (conversation_id, user_type, user_id)
+             SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+        )
+        .bind(id)
+        .bind(json_rows(&rows)?)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(id)
 }
@@ -254,14 +262,17 @@ pub(super) async fn history(
     let limit = i64::from(query.limit.max(1));
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND id < ? AND (? IS NULL OR instr(lower(content), lower(?)) > 0)
+         WHERE conversation_id = ? AND id < ? AND (? IS NULL OR content REGEXP ?)
          ORDER BY id DESC LIMIT ?"
     );
+    // Case-insensitive for every script (`Ärger` finds `ärger`): the search text as a literal
+    // in a Unicode case-folding regular expression.
+    let pattern = query.search.map(search_pattern);
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(conversation_id)
         .bind(query.before.unwrap_or(i64::MAX))
-        .bind(query.search)
-        .bind(query.search)
+        .bind(pattern.as_deref())
+        .bind(pattern.as_deref())
         .bind(limit + 1)
         .fetch_all(&mut *conn)
         .await?;
@@ -399,4 +410,43 @@ pub(super) async fn mark_read(
     .await?;
     tx.commit().await?;
     Ok(target)
+}
+
+/// The `REGEXP` pattern for a `?q=` search: the text taken literally, Unicode case folded.
+pub(crate) fn search_pattern(text: &str) -> String {
+    format!("(?i){}", regex::escape(text))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::UserType;
+
+    #[tokio::test]
+    async fn a_group_inserts_its_participants_in_one_statement() {
+        let dir = std::env::temp_dir().join(format!("chatwire-group-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("chat.db"), true).await.unwrap();
+        let caller = UserKey::new(UserType::Brand, 1);
+        let members: Vec<UserKey> = (1..1000)
+            .map(|i| UserKey::new(UserType::Influencer, i))
+            .collect();
+        let g = create_group(&store, caller, &members, Some("all".into()), 1000)
+            .await
+            .unwrap();
+        assert_eq!(g.participants.len(), 1000);
+        // changes(): rows changed by the write connection's last INSERT (the participants).
+        let changed: i64 = sqlx::query_scalar("SELECT changes()")
+            .fetch_one(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(changed, 1000, "every participant in one INSERT");
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(users, 1000);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
