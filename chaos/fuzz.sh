@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Scenario 2 of `make chaos`: every protocol fuzz target for FUZZ_RUNS (default 2,000,000)
+# executions, from the committed seeds (on a scratch copy); PASS when every target completes its
+# runs without a crash. Installs cargo-fuzz into tools/cargo on first use (as scripts/fuzz.sh).
+#   chaos/fuzz.sh RESULTS
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RESULTS="$1"
+RUNS="${FUZZ_RUNS:-2000000}"
+TOOLS="$ROOT/tools/cargo"
+export PATH="$TOOLS/bin:$PATH"
+export RUSTC_BOOTSTRAP=1
+t0=$SECONDS
+record() { CHAOS_STEP_SECS=$((SECONDS - t0)) python3 "$ROOT/chaos/main.py" record fuzz "$1" "$2" "$RESULTS"; }
+
+echo
+echo "== 2. Fuzzing ($RUNS runs per target)"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "installing cargo-fuzz into $TOOLS"
+  cargo install cargo-fuzz --locked --root "$TOOLS" || { record FAIL "cargo-fuzz could not be installed"; exit 1; }
+fi
+cd "$ROOT/fuzz"
+# The fuzz crate has its own workspace and target dir (fuzz/target), not the suite's.
+unset CARGO_TARGET_DIR
+targets=$(cargo fuzz list) || { record FAIL "cargo fuzz list failed"; exit 1; }
+mkdir -p target/logs
+status=PASS
+figure=""
+for target in $targets; do
+  work="target/corpus/$target"
+  mkdir -p "$work"
+  cp -n "corpus/$target"/* "$work"/ 2>/dev/null || true
+  log="target/logs/chaos-$target.log"
+  s=$SECONDS
+  if cargo fuzz run "$target" "$work" -- -runs="$RUNS" -rss_limit_mb=2048 >"$log" 2>&1; then
+    runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
+    echo "   $target: $runs runs in $((SECONDS - s)) s, no crash"
+    if [ "${runs:-0}" -lt "$RUNS" ]; then status=FAIL; fi
+    figure="$figure$target ${runs} runs ok; "
+  else
+    status=FAIL
+    echo "   $target: CRASH or build failure, see fuzz/$log and fuzz/artifacts/$target/"
+    tail -20 "$log"
+    figure="$figure$target CRASH; "
+  fi
+done
+record "$status" "${figure%; }"
