@@ -8,8 +8,8 @@ attempts, outcomes by class, the achieved rate.
     python3 chaos/flood.py search PORT SECS RATE TOKEN CONVERSATION_ID
         REST history searches (`?q=`) on 50 keep-alive connections (a closed one is reopened).
     python3 chaos/flood.py namespace PORT SECS RATE TOKEN CONVERSATION_ID
-        One WebSocket connection: `message:send`, `41/chat`, `40/chat` (waiting for its answer),
-        again and again.
+        One WebSocket connection, also on `/` (so it stays open): `message:send`, `41/chat`,
+        `40/chat`, again and again (at most 32 CONNECTs unanswered).
 
 Targets 127.0.0.1 only; stops by itself after SECS (+ 10 s for answers in flight).
 """
@@ -154,7 +154,9 @@ async def namespace(port, secs, rate, token, cid):
     c = cw.Sio(port, token)
     await c.open()
     stats = {}
-    waiter = [None]
+
+    answers = [0]
+    wake = asyncio.Event()
 
     def raw(m):
         if m.startswith("40/chat,"):
@@ -168,22 +170,32 @@ async def namespace(port, secs, rate, token, cid):
         else:
             return
         stats[cls] = stats.get(cls, 0) + 1
-        if cls.startswith("connect") and waiter[0] and not waiter[0].done():
-            waiter[0].set_result(cls)
+        if cls.startswith("connect"):
+            answers[0] += 1
+            wake.set()
 
+    # The main namespace stays connected, so the connection outlives each `/chat` DISCONNECT.
+    main_ns = asyncio.get_running_loop().create_future()
+    c.on_raw = lambda m: m.startswith("40{") and not main_ns.done() and main_ns.set_result(m)
+    c.ws.send("40")
+    await asyncio.wait_for(main_ns, 5)
     c.on_raw = raw
     t0 = time.monotonic()
     n = 0
+    # Cycles are pipelined (the server handles a connection's packets in order), at most 32
+    # CONNECTs waiting for their answer.
     while time.monotonic() - t0 < secs and not c.closed.is_set():
+        if n - answers[0] >= 32:
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), 5)
+            except asyncio.TimeoutError:
+                stats["connect_timeout"] = stats.get("connect_timeout", 0) + 1
+                break
+            continue
         c.emit("message:send", {"conversationId": cid, "content": f"nsp {n}", "tempId": f"n{n}"})
         c.ws.send("41/chat")
-        waiter[0] = asyncio.get_running_loop().create_future()
         c.ws.send("40/chat," + json.dumps({"token": token}))
-        try:
-            await asyncio.wait_for(waiter[0], 5)
-        except asyncio.TimeoutError:
-            stats["connect_timeout"] = stats.get("connect_timeout", 0) + 1
-            break
         n += 1
         due = t0 + n / rate
         if due > time.monotonic():

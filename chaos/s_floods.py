@@ -3,7 +3,8 @@ address) exchanges a message every 20 ms and measures `message:sent` and deliver
 from 127.0.0.1 come, one after the other (each flood its own process, 3 s):
 - 10,000 Engine.IO handshakes/s, a new connection each: at most the connection limit's burst
   plus its rate x time (RATE_LIMIT_CONN_PER_IP 100/s, burst 200) may open a session;
-- 1,000 namespace reconnects/s on one connection (`41/chat`, `40/chat`, a send in each): the
+- 1,000 namespace reconnects/s on one connection (also connected to `/`, so that it stays open;
+  `41/chat`, `40/chat`, a send in each): the
   sends stored may not exceed the per-socket limit's burst plus rate x time (20/s, burst 40);
 - a REST search flood (2,000 `?q=` requests/s, one user, keep-alive): at most the per-user
   search limit's burst plus rate x time get an answer, the rest `429` with `Retry-After`.

@@ -93,7 +93,7 @@ def loadgen_p99(path):
                 return value / 1000
         return buckets[-1][0] / 1000
 
-    return p99("delivery"), p99("sent"), r
+    return p99("delivery"), p99("sent"), p99("connect"), r
 
 
 async def main():
@@ -123,7 +123,7 @@ async def main():
             server_alive = server.proc.poll() is None
         finally:
             server.stop()
-    p99, sent99, r = loadgen_p99(os.path.join(out, "slowloris.results.json"))
+    p99, sent99, connect99, r = loadgen_p99(os.path.join(out, "slowloris.results.json"))
     closed = len(stats.lifetimes)
     worst = max(stats.lifetimes, default=0.0)
     late = sum(1 for t in stats.lifetimes if t > LIMIT_S)
@@ -133,7 +133,8 @@ async def main():
           f"{late} over {LIMIT_S:.1f} s")
     print(f"loadgen (exit {lg.returncode}): {r['connected']}/{r['users']} connected, "
           f"{r['sent_acks']}/{r['sends']} acked, {r['deliveries']}/{r['expected_deliveries']} "
-          f"delivered, errors {r['errors']}, delivery p99 {p99} ms, message:sent p99 {sent99} ms")
+          f"delivered, errors {r['errors']}, delivery p99 {p99} ms, message:sent p99 {sent99} ms, "
+          f"connect p99 {connect99} ms")
     ok = (
         closed >= SLOW and stats.peak >= SLOW * 0.95 and stats.never_closed == 0 and late == 0
         and stats.connect_failures == 0 and lg.returncode == 0 and p99 is not None and p99 < 100
@@ -142,6 +143,6 @@ async def main():
     figure = (
         f"{closed} slow conns (peak {stats.peak} open) closed after max {worst:.2f} s "
         f"(limit {LIMIT_S:.1f}), {stats.never_closed} never; {USERS} users delivery p99 "
-        f"{p99} ms, sent p99 {sent99} ms"
+        f"{p99} ms, sent p99 {sent99} ms, connect p99 {connect99} ms"
     )
     return ok, figure
