@@ -29,7 +29,7 @@ SCENARIOS = {
     "sigterm": (8, "s_sigterm", "SIGTERM under load"),
     "floods": (9, "s_floods", "Floods"),
 }
-OTHER = {"autobahn": (1, "Autobahn conformance"), "fuzz": (2, "Fuzzing")}
+OTHER = {"autobahn": (1, "WebSocket conformance"), "fuzz": (2, "Fuzzing")}
 
 
 def append(path, row):
