@@ -26,7 +26,8 @@ targets=$(cargo fuzz list) || { record FAIL "cargo fuzz list failed"; exit 1; }
 mkdir -p target/logs
 status=PASS
 figure=""
-# Two targets at a time (one per core of a 2-core machine), each on its own scratch corpus.
+# Two targets at a time (one per core of a 2-core machine; the next starts when one ends), each
+# on its own scratch corpus.
 run_one() {
   local target="$1" work="target/corpus/$1" log="target/logs/chaos-$1.log" s=$SECONDS
   mkdir -p "$work"
@@ -37,16 +38,15 @@ run_one() {
     echo "crash $((SECONDS - s))" >"target/logs/chaos-$target.status"
   fi
 }
+rm -f target/logs/chaos-*.status
 cargo fuzz build >/dev/null 2>&1 || { record FAIL "cargo fuzz build failed"; exit 1; }
-set -- $targets
-while [ $# -gt 0 ]; do
-  run_one "$1" &
-  a=$!
-  b=""
-  if [ $# -gt 1 ]; then run_one "$2" & b=$!; fi
-  wait "$a"; [ -n "$b" ] && wait "$b"
-  shift; [ $# -gt 0 ] && shift
+running=0
+for target in $targets; do
+  if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
+  run_one "$target" &
+  running=$((running + 1))
 done
+wait
 for target in $targets; do
   log="target/logs/chaos-$target.log"
   read -r outcome secs <"target/logs/chaos-$target.status"

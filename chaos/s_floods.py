@@ -140,7 +140,7 @@ async def main():
     print("\n".join(lines))
     ok = all(verdicts.values()) and alive
     figure = "; ".join(
-        f"{p}: {'limited' if v else 'NOT OK'} p99 {by.p99(p)[0]:.0f} ms" for p, v in verdicts.items()
+        f"{p}: {'ok' if v else 'NOT OK'} p99 {by.p99(p)[0]:.0f} ms" for p, v in verdicts.items()
     ) + f"; handshakes {h_ok}/{h['attempts']} ok, nsp sends {nsp_stored}/{n['attempts']} stored, " \
         f"searches {s_ok}/{s['attempts']} ok"
     return ok, figure
