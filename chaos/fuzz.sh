@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scenario 2 of `make chaos`: every protocol fuzz target for FUZZ_RUNS (default 2,000,000)
-# executions, from the committed seeds (on a scratch copy); PASS when every target completes its
+# executions, from the committed seeds (a fresh scratch copy); PASS when every target completes its
 # runs without a crash. Installs cargo-fuzz into tools/cargo on first use (as scripts/fuzz.sh).
 #   chaos/fuzz.sh RESULTS
 set -uo pipefail
@@ -27,11 +27,13 @@ mkdir -p target/logs
 status=PASS
 figure=""
 # Two targets at a time (one per core of a 2-core machine; the next starts when one ends), each
-# on its own scratch corpus.
+# from the committed seeds (a fresh scratch copy every run, so a run's length does not depend on
+# what earlier runs added).
 run_one() {
-  local target="$1" work="target/corpus/$1" log="target/logs/chaos-$1.log" s=$SECONDS
+  local target="$1" work="target/chaos-corpus/$1" log="target/logs/chaos-$1.log" s=$SECONDS
+  rm -rf "$work"
   mkdir -p "$work"
-  cp -n "corpus/$target"/* "$work"/ 2>/dev/null || true
+  cp "corpus/$target"/* "$work"/ 2>/dev/null || true
   if cargo fuzz run "$target" "$work" -- -runs="$RUNS" -rss_limit_mb=2048 >"$log" 2>&1; then
     echo "ok $((SECONDS - s))" >"target/logs/chaos-$target.status"
   else
