@@ -8,49 +8,19 @@ pub mod effects;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
-use chatwire_chat::{Chat, ChatConfig, ChatSocket};
+use chatwire_chat::{Chat, ChatSocket};
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::Packet;
-use chatwire_store::{AnyStore, UserKey};
+use chatwire_store::UserKey;
 
-use crate::auth::Authenticator;
 use crate::engine::conn::Conn;
 use crate::ratelimit::MessageLimiter;
 use crate::shard::Shard;
-use commit::Committer;
-
-/// Process-wide chat dependencies (read-only, shared by every shard).
-pub struct ChatShared {
-    /// Token verification.
-    pub auth: Authenticator,
-    /// The store.
-    pub store: Arc<AnyStore>,
-    /// Where messages go to be stored.
-    pub committer: Committer,
-    /// Settings of the chat rules.
-    pub config: ChatConfig,
-    /// Per-socket event rate (per second, burst); 0 = unlimited.
-    pub rate: (u32, u32),
-}
-
-impl std::fmt::Debug for ChatShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatShared").finish_non_exhaustive()
-    }
-}
-
-/// A chat socket's state as its connection keeps it.
-#[derive(Debug)]
-pub struct SocketChat {
-    /// The chat rules' state of the socket (shared with its typing timers).
-    pub state: Rc<RefCell<ChatSocket>>,
-    /// Rate limiter for every client event (None = unlimited).
-    pub limiter: Option<MessageLimiter>,
-}
+pub use crate::shared::ChatShared;
+pub use crate::sio::slot::SocketChat;
 
 /// Authenticates a `/chat` CONNECT: `auth.token`, else the handshake `Authorization` header.
 /// Creates the user on first sight. Err = the CONNECT_ERROR message.
@@ -147,7 +117,7 @@ pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Pa
         return;
     };
     let null = Value::Static(simd_json::StaticNode::Null);
-    let args = crate::sio::event_args(&packet);
+    let args = crate::sio::slot::event_args(&packet);
     let payload = args.first().unwrap_or(&null);
     let fx = chat
         .on_event(&state, name, packet.id, payload, allowed, Instant::now())

@@ -63,9 +63,7 @@ pub(super) async fn send(
         participants,
         reply: ReplyTo::Http(tx),
     };
-    if ctx
-        .writer
-        .submit_wait(msg, route, ctx.limits.submit_wait)
+    if crate::app::commit::submit_wait(&ctx.writer, msg, route, ctx.limits.submit_wait)
         .await
         .is_err()
     {

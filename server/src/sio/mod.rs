@@ -5,69 +5,23 @@
 pub mod acks;
 pub mod conformance;
 pub mod emit;
+pub mod slot;
+
+pub use slot::{Nsp, SocketSlot, event_args};
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::{Packet, PacketType};
 
-use crate::app::SocketChat;
 use crate::engine::conn::Conn;
-use crate::server::Mode;
 use crate::shard::Shard;
-
-/// The namespaces chatwire serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nsp {
-    /// `/`: exists and accepts connections (no token needed).
-    Root,
-    /// `/chat`: the chat application.
-    Chat,
-    /// `/custom`: conformance mode only.
-    Custom,
-}
-
-impl Nsp {
-    /// The namespace for a name in this mode, None if it is not served.
-    pub fn parse(mode: Mode, name: &str) -> Option<Nsp> {
-        match (mode, name) {
-            (_, "/" | "") => Some(Nsp::Root),
-            (Mode::Chat, "/chat") => Some(Nsp::Chat),
-            (Mode::Conformance, "/custom") => Some(Nsp::Custom),
-            _ => None,
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Nsp::Root => "/",
-            Nsp::Chat => "/chat",
-            Nsp::Custom => "/custom",
-        }
-    }
-}
-
-/// A namespace socket on a connection.
-#[derive(Debug)]
-pub struct SocketSlot {
-    /// Its namespace.
-    pub nsp: Nsp,
-    /// Shard-local socket number (`SocketKey.local`).
-    pub local: u64,
-    /// The `socket.id` the client sees.
-    pub id: Box<str>,
-    /// Chat state (`/chat` sockets only).
-    pub chat: Option<Box<SocketChat>>,
-    /// Server acks waiting for the client (allocated only while one is pending).
-    pub acks: Option<Box<acks::PendingAcks>>,
-}
+use crate::shared::Mode;
 
 /// The client-visible id of a socket: shard, local number and some randomness, 16 chars max.
 fn socket_id(shard: u16, local: u64) -> Box<str> {
-    let r = crate::server::random_12();
+    let r = crate::ids::random_12();
     let mut s = format!("{shard:x}{local:x}-");
     for b in r.iter().take(4) {
         s.push_str(&format!("{b:02x}"));
@@ -164,12 +118,10 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
                     let pos = st.sockets.iter().position(|s| s.nsp == nsp);
                     pos.map(|p| st.sockets.remove(p))
                 };
+                // Like the reference server (Engine.IO v4): the connection stays open, its
+                // heartbeat goes on and a new CONNECT may join again.
                 if let Some(slot) = slot {
                     cleanup_socket(shard, conn, slot, "client namespace disconnect");
-                    // Like the reference server: no namespace left, nothing to keep open.
-                    if conn.state.borrow().sockets.is_empty() {
-                        conn.terminate(shard, "client namespace disconnect");
-                    }
                 }
             }
             true
@@ -261,13 +213,5 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
     metrics::gauge!(crate::telemetry::SOCKETS).decrement(1.0);
     if let Some(chat) = slot.chat {
         crate::app::on_disconnected(shard, slot.local, *chat);
-    }
-}
-
-/// The event arguments after the name (`["name", a, b]` -> `[a, b]`).
-pub fn event_args(packet: &Packet) -> &[Value] {
-    match &packet.data {
-        Some(Value::Array(items)) => items.get(1..).unwrap_or(&[]),
-        _ => &[],
     }
 }
