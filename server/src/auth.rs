@@ -309,12 +309,9 @@ fn strip_bearer(token: &str) -> &str {
     }
 }
 
-/// A positive decimal id that fits `i64` (digits only: no sign, no spaces).
+/// A token's subject id, by the one id rule ([`chatwire_chat::id`]).
 fn parse_positive_id(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<i64>().ok().filter(|id| *id > 0)
+    chatwire_chat::id::parse(s)
 }
 
 /// The JWT claims chatwire reads; others are ignored.

@@ -15,6 +15,7 @@
 
 pub mod conversation;
 pub mod error;
+pub mod id;
 pub mod message;
 pub mod payload;
 pub mod presence;

@@ -81,12 +81,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<chatwire_protocol::json::Value, 
 
 /// Parses a conversation id from a path segment.
 fn path_id(segment: &str) -> Result<i64, StoreError> {
-    match segment.parse::<i64>() {
-        Ok(id) if id > 0 && segment.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
-        _ => Err(StoreError::BadRequest(
-            "conversation id must be a positive integer".into(),
-        )),
-    }
+    chatwire_chat::id::parse(segment)
+        .ok_or_else(|| StoreError::BadRequest("conversation id must be a positive integer".into()))
 }
 
 /// Serves one REST request from an authenticated `user`.
