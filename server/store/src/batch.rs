@@ -174,6 +174,7 @@ impl<R> WriterHandle<R> {
     /// `stopping`, then waits for no attempt in flight) never lets a message into the queue after
     /// the writer's last drain: every accepted message is committed or failed, never dropped.
     /// Err carries the pending message back and whether the writer has stopped.
+    #[allow(clippy::result_large_err)]
     fn enqueue(&self, pending: Pending<R>) -> Result<(), (Pending<R>, bool)> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let result = if self.stopping.load(Ordering::SeqCst) {
