@@ -133,6 +133,7 @@ impl Server {
                         max_json_depth: protocol.socket.max_json_depth,
                     },
                     rate: (config.rate_limit_per_socket, config.rate_limit_burst),
+                    user_rate: config.rate_limit_per_user,
                 };
                 (Some(chat), Some(writer))
             }

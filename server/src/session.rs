@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::engine::conn::{Conn, ConnState, Handshake};
 use crate::engine::outbox::{Frame, Outbox};
+use crate::ratelimit::MessageLimiter;
 use crate::shard::Shard;
 use crate::sio::slot::SocketSlot;
 
@@ -177,6 +178,11 @@ pub fn open(
             session,
             decoder: Decoder::new(&shared.protocol.socket),
             sockets: SmallVec::new(),
+            limiter: shared
+                .chat
+                .as_ref()
+                .filter(|c| c.rate.0 > 0)
+                .map(|c| MessageLimiter::new(c.rate.0, c.rate.1.max(1))),
             connect_deadline: (!engine_only).then(|| now + shared.protocol.socket.connect_timeout),
         }),
     });

@@ -98,8 +98,11 @@ pub struct ChatShared {
     pub committer: Committer,
     /// Settings of the chat rules.
     pub config: ChatConfig,
-    /// Per-socket event rate (per second, burst); 0 = unlimited.
+    /// Client events (and namespace CONNECTs) per connection: per second, burst; 0 = unlimited.
     pub rate: (u32, u32),
+    /// Client events per user, over all the user's connections on a shard: per second (bursts
+    /// of twice that); 0 = unlimited.
+    pub user_rate: u32,
 }
 
 impl std::fmt::Debug for ChatShared {

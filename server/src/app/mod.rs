@@ -17,7 +17,6 @@ use chatwire_protocol::socket::packet::Packet;
 use chatwire_store::UserKey;
 
 use crate::engine::conn::Conn;
-use crate::ratelimit::MessageLimiter;
 use crate::shard::Shard;
 pub use crate::shared::ChatShared;
 pub use crate::sio::slot::SocketChat;
@@ -47,11 +46,8 @@ pub async fn authenticate(
         .connect(identity.user, identity.profile)
         .await
         .map_err(str::to_owned)?;
-    let limiter =
-        (shared.rate.0 > 0).then(|| MessageLimiter::new(shared.rate.0, shared.rate.1.max(1)));
     Ok(SocketChat {
         state: Rc::new(RefCell::new(socket)),
-        limiter,
     })
 }
 
@@ -99,13 +95,21 @@ pub fn on_disconnected(shard: &Rc<Shard>, local: u64, chat: SocketChat) {
     shard.adapter().presence_down(&**shard, user);
 }
 
-/// The chat state of socket `local` of `conn`, and whether its limiter lets one more event by.
-fn socket_and_rate(conn: &Conn, local: u64) -> Option<(Rc<RefCell<ChatSocket>>, bool)> {
+/// The chat state of socket `local` of `conn`, and whether the rate limits let one more event
+/// by: the connection's (whatever its namespaces and reconnections) and then the user's (over
+/// all the user's connections on this shard).
+fn socket_and_rate(
+    shard: &Shard,
+    conn: &Conn,
+    local: u64,
+) -> Option<(Rc<RefCell<ChatSocket>>, bool)> {
     let st = conn.state.borrow();
     let slot = st.sockets.iter().find(|s| s.local == local)?;
-    let chat = slot.chat.as_ref()?;
-    let allowed = chat.limiter.as_ref().is_none_or(|l| l.check());
-    Some((chat.state.clone(), allowed))
+    let state = slot.chat.as_ref()?.state.clone();
+    let user = state.borrow().user;
+    let allowed =
+        st.limiter.as_ref().is_none_or(|l| l.check()) && shard.user_events.check(&user).is_ok();
+    Some((state, allowed))
 }
 
 /// A `/chat` event decoded by the full decoder (binary events).
@@ -113,7 +117,7 @@ pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Pa
     let (Some(chat), Some(name)) = (shard.chat.as_ref(), packet.event_name()) else {
         return;
     };
-    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+    let Some((state, allowed)) = socket_and_rate(shard, conn, local) else {
         return;
     };
     let null = Value::Static(simd_json::StaticNode::Null);
@@ -130,7 +134,7 @@ pub async fn on_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, event:
     let Some(chat) = shard.chat.as_ref() else {
         return;
     };
-    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+    let Some((state, allowed)) = socket_and_rate(shard, conn, local) else {
         return;
     };
     let fx = chat

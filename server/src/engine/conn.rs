@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::outbox::PushError;
 use super::outbox::{Frame, Outbox};
+use crate::ratelimit::MessageLimiter;
 use crate::sio::slot::SocketSlot;
 
 /// What the handshake request told us, kept for namespace CONNECTs.
@@ -34,6 +35,9 @@ pub struct ConnState {
     pub decoder: Decoder,
     /// Sockets connected on this connection, one per namespace.
     pub sockets: SmallVec<[SocketSlot; 1]>,
+    /// Rate limit of every client event and namespace CONNECT on this connection, whatever the
+    /// namespace (None = unlimited): reconnecting a namespace gives no fresh burst.
+    pub limiter: Option<MessageLimiter>,
     /// When the connection must have joined a namespace (connectTimeout); None once joined.
     pub connect_deadline: Option<Instant>,
 }

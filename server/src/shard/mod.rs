@@ -23,6 +23,7 @@ use chatwire_store::UserKey;
 
 use crate::engine::conn::Conn;
 use crate::engine::outbox::Frame;
+use crate::ratelimit::KeyedRate;
 use crate::shared::Shared;
 use msg::{ShardMsg, ShardSet};
 
@@ -57,6 +58,8 @@ pub struct Shard {
     pub sockets: RefCell<HashMap<u64, Rc<Conn>>>,
     /// Local chat sockets by user (for notifications and presence fan-out).
     pub users: RefCell<HashMap<UserKey, SmallVec<[u64; 2]>>>,
+    /// Client events per user over the user's connections on this shard (keyed GCRA; swept).
+    pub user_events: KeyedRate<UserKey>,
     /// Rooms and presence counts owned by this shard.
     pub cluster: ClusterShard,
     /// The chat rules with this shard's caches (None in conformance mode).
@@ -86,6 +89,8 @@ impl Shard {
     pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet, hooks: Hooks) -> Self {
         let overflow = Rc::new(overflow::Overflow::new(set.len(), overflow::OVERFLOW_CAP));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKE_PERMITS));
+        let user_rate = shared.chat.as_ref().map_or(0, |c| c.user_rate);
+        let user_events = KeyedRate::new(user_rate, user_rate.saturating_mul(2));
         Self {
             overflow,
             hooks,
@@ -101,6 +106,7 @@ impl Shard {
             sockets: RefCell::default(),
             users: RefCell::default(),
             cluster: ClusterShard::default(),
+            user_events,
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),
         }

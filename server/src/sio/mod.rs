@@ -164,6 +164,20 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     if find_socket(conn, nsp).is_some() {
         return;
     }
+    // A CONNECT spends the connection's event budget like any event: leaving and joining a
+    // namespace again gives no fresh burst.
+    let allowed = conn
+        .state
+        .borrow()
+        .limiter
+        .as_ref()
+        .is_none_or(|l| l.check());
+    if !allowed {
+        metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "rate_limited")
+            .increment(1);
+        conn.push(emit::connect_error(nsp.as_str(), "rate_limited"));
+        return;
+    }
     let auth = packet.data;
     let chat = if nsp == Nsp::Chat {
         match crate::app::authenticate(shard, conn, auth.as_ref()).await {

@@ -10,7 +10,6 @@ use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::packet::Packet;
 use tokio::sync::oneshot;
 
-use crate::ratelimit::MessageLimiter;
 use crate::shared::Mode;
 
 /// The namespaces chatwire serves.
@@ -65,8 +64,6 @@ pub struct SocketSlot {
 pub struct SocketChat {
     /// The chat rules' state of the socket (shared with its typing timers).
     pub state: Rc<RefCell<ChatSocket>>,
-    /// Rate limiter for every client event (None = unlimited).
-    pub limiter: Option<MessageLimiter>,
 }
 
 /// Pending server acks of one socket.
