@@ -48,6 +48,7 @@ pub async fn authenticate(
         .map_err(str::to_owned)?;
     Ok(SocketChat {
         state: Rc::new(RefCell::new(socket)),
+        expires_at: identity.expires_at,
     })
 }
 

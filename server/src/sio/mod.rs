@@ -197,6 +197,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     let id = socket_id(shard.index, local);
     conn.push(emit::connect(nsp.as_str(), &id));
     let user = chat.as_ref().map(|c| c.state.borrow().user);
+    let expires_at = chat.as_ref().and_then(|c| c.expires_at);
     {
         let mut st = conn.state.borrow_mut();
         st.connect_deadline = None;
@@ -213,11 +214,39 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     conn.rearm.notify_one();
     match (mode, nsp, user) {
         (Mode::Chat, Nsp::Chat, Some(user)) => {
-            crate::app::on_connected(shard, conn, local, user, &id)
+            crate::app::on_connected(shard, conn, local, user, &id);
+            if let Some(at) = expires_at {
+                disconnect_at_expiry(shard.clone(), conn.clone(), local, at);
+            }
         }
         (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
         _ => {}
     }
+}
+
+/// A token's expiry: the socket, if still connected then, gets `error {event: "connection",
+/// error: "unauthorized", message: "token expired"}` (what a client needs to fetch a new token
+/// and connect again) and a server DISCONNECT of its namespace; the connection stays open.
+fn disconnect_at_expiry(shard: Rc<Shard>, conn: Rc<Conn>, local: u64, expires_at: u64) {
+    let now = crate::app::unix_now();
+    let wait = std::time::Duration::from_secs(expires_at.saturating_sub(now));
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(wait).await;
+        let slot = {
+            let mut st = conn.state.borrow_mut();
+            let pos = st.sockets.iter().position(|s| s.local == local);
+            pos.map(|p| st.sockets.remove(p))
+        };
+        let Some(slot) = slot else { return };
+        if conn.closed.get() {
+            return;
+        }
+        let nsp = slot.nsp.as_str();
+        let body = br#"{"event":"connection","error":"unauthorized","message":"token expired"}"#;
+        conn.push(emit::event(nsp, "error", body));
+        conn.push(emit::disconnect(nsp));
+        cleanup_socket(&shard, &conn, slot, "token expired");
+    });
 }
 
 /// Removes a socket from the shard: chat cleanup (rooms, typing, presence), then forget it.

@@ -64,6 +64,8 @@ pub struct SocketSlot {
 pub struct SocketChat {
     /// The chat rules' state of the socket (shared with its typing timers).
     pub state: Rc<RefCell<ChatSocket>>,
+    /// When the token it connected with expires (Unix seconds); None for tokens without one.
+    pub expires_at: Option<u64>,
 }
 
 /// Pending server acks of one socket.
