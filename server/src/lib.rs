@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod ids;
+pub mod liveness;
 pub mod origin;
 pub mod ratelimit;
 pub mod rest;

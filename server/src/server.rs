@@ -184,6 +184,7 @@ impl Server {
             chat,
             adapter,
             rest,
+            liveness: Arc::default(),
             stop_accepting,
             shutdown,
         });

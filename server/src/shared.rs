@@ -61,6 +61,8 @@ pub struct Shared {
     pub rest: Option<crate::rest::context::RestContext>,
     /// Demo chat page and socket.io-client bundle (None in conformance mode).
     pub demo: Option<crate::http::demo::Demo>,
+    /// Which shard threads are running.
+    pub liveness: Arc<crate::liveness::Liveness>,
     /// Fires when shards must stop accepting.
     pub stop_accepting: Shutdown,
     /// Fires when shards must close every client and exit.
@@ -76,6 +78,18 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Threads that stopped while the server should be running: shards, and the batch writer.
+    pub fn dead_threads(&self) -> Vec<String> {
+        let mut dead = self.liveness.dead();
+        if let Some(chat) = &self.chat
+            && let crate::route::Committer::Writer(writer) = &chat.committer
+            && !writer.is_alive()
+        {
+            dead.push("chatwire-writer".to_owned());
+        }
+        dead
+    }
+
     /// `/readyz`: the store answers within 2 s (always ready in conformance mode).
     pub async fn ready(&self) -> bool {
         match &self.chat {

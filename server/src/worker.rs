@@ -65,6 +65,7 @@ pub fn run_shard(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    let _alive = shared.liveness.register(format!("chatwire-shard-{index}"));
     local.block_on(&rt, async move {
         let shard = Rc::new(Shard::new(index, shared.clone(), set, HOOKS));
         crate::shard::set_current(Some(shard.clone()));

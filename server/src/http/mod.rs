@@ -155,6 +155,10 @@ pub async fn route(
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {
             engineio::handle(shard, req, info, true).await
         }
+        (_, "/healthz" | "/readyz") if !shard.shared.dead_threads().is_empty() => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("dead threads: {}", shard.shared.dead_threads().join(", ")),
+        ),
         (_, "/healthz") => plain(StatusCode::OK, "ok"),
         (_, "/readyz") => {
             if shard.shared.ready().await {

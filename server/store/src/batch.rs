@@ -147,6 +147,17 @@ pub struct WriterHandle<R> {
     stopping: Arc<AtomicBool>,
     /// Enqueue attempts between their `stopping` check and the end of their send.
     inflight: Arc<AtomicUsize>,
+    /// True while the writer thread runs (cleared when it ends, by a panic included).
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears the writer's `alive` flag when its thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl<R> Clone for WriterHandle<R> {
@@ -156,6 +167,7 @@ impl<R> Clone for WriterHandle<R> {
             stop: self.stop.clone(),
             stopping: self.stopping.clone(),
             inflight: self.inflight.clone(),
+            alive: self.alive.clone(),
         }
     }
 }
@@ -240,6 +252,12 @@ impl<R> WriterHandle<R> {
         }
     }
 
+    /// False once the writer thread has ended: stopped, or died (a panic); a health check reports
+    /// it, since nothing can be committed any more.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
     /// Messages waiting in the queue.
     pub fn queued(&self) -> usize {
         self.tx.len()
@@ -275,9 +293,12 @@ impl BatchWriter {
     ) -> WriterHandle<S::Reply> {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
         let (stop, stop_rx) = flume::bounded(4);
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
         let spawned = std::thread::Builder::new()
             .name("chatwire-writer".into())
             .spawn(move || {
+                let _guard = guard;
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -307,6 +328,7 @@ impl BatchWriter {
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
             inflight: Arc::new(AtomicUsize::new(0)),
+            alive,
         }
     }
 }

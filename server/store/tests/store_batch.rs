@@ -380,3 +380,39 @@ async fn every_accepted_send_is_answered_when_a_stop_races_submits() {
         );
     }
 }
+
+/// Panics in `committed` (a bug in the sink's code, here on purpose).
+struct PanickingSink;
+
+impl CommitSink for PanickingSink {
+    type Reply = ReplyTo;
+
+    fn committed(&self, _: Vec<(Stored, ReplyTo)>) {
+        panic!("sink bug");
+    }
+    fn failed(&self, _: Vec<(NewMessage, ReplyTo)>, _: StoreError) {}
+}
+
+/// A writer thread that dies says so (health checks report it) and refuses further sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_thread_is_reported_and_refuses_sends() {
+    let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let writer = BatchWriter::spawn(store, BatchConfig::default(), PanickingSink);
+    assert!(writer.is_alive());
+    writer
+        .try_submit(msg(conv.id, a(), None), ReplyTo::None)
+        .unwrap();
+    for _ in 0..200 {
+        if !writer.is_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!writer.is_alive(), "the writer thread died and says so");
+    let refused = writer.try_submit(msg(conv.id, a(), None), ReplyTo::None);
+    assert!(
+        matches!(refused, Err(r) if r.stopped),
+        "a dead writer refuses sends"
+    );
+}
