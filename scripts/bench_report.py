@@ -14,8 +14,9 @@ The summary (docs/bench.md describes the format) is also the baseline: --save-ba
 
 The gate (--check) compares chatwire's figures (memory store and PostgreSQL) with the baseline's
 and fails when one is worse by more than max(10%, 2 x (spread now + spread then)), latencies
-also by more than 0.5 ms; the peers' figures are reported, never gated. Exit status: 0 pass,
-1 regression, 2 no usable baseline.
+also by more than 0.5 ms; the peers' figures are reported, never gated. A figure whose margin is
+50% or more is listed as too noisy to judge. Exit status: 0 pass, 1 regression, 2 no usable
+baseline.
 """
 import json
 import os
@@ -26,6 +27,7 @@ import sys
 NOISY = 0.10
 MIN_MARGIN = 0.10
 LATENCY_FLOOR_MS = 0.5
+TOO_NOISY = 0.5
 GATED = ("chatwire", "chatwire-pg")
 UNIT = {"direct": "msgs/s", "group": "deliveries/s"}
 WHAT = {"direct": "1:1", "group": "rooms of 50"}
@@ -140,6 +142,8 @@ def gate(figs, base_figs):
         worse = (b["median"] - f["median"]) if f["higher_is_better"] else (f["median"] - b["median"])
         floor = LATENCY_FLOOR_MS if f["unit"] == "ms" else 0
         f["margin"] = round(margin, 3)
+        # So wide a margin hides real regressions of that size: say so rather than pass quietly.
+        f["too_noisy_to_judge"] = margin >= TOO_NOISY
         if worse > max(margin * b["median"], floor):
             f["regressed"] = True
             regressed.append(f)
@@ -192,6 +196,11 @@ def main():
                 status = 2
             else:
                 print(f"bench-check: pass ({compared} chatwire figures within their margins)")
+            vague = [f for f in figs if f.get("too_noisy_to_judge") and not f.get("regressed")]
+            if vague:
+                print(f"   {len(vague)} of them too noisy to judge (margin >= {TOO_NOISY * 100:.0f}%: a "
+                      "regression smaller than the margin would pass): "
+                      + ", ".join(f"{f['id']} ({f['margin'] * 100:.0f}%)" for f in vague))
     elif check:
         print(f"bench-check: no baseline in the current format at {baseline_path}; "
               "save one with scripts/bench.sh --save-baseline")
@@ -200,7 +209,8 @@ def main():
                "figures": figs}
     if check:
         summary["gate"] = {"status": ["pass", "regressed", "no baseline"][status],
-                           "regressed": [f["id"] for f in figs if f.get("regressed")]}
+                           "regressed": [f["id"] for f in figs if f.get("regressed")],
+                           "too_noisy_to_judge": [f["id"] for f in figs if f.get("too_noisy_to_judge")]}
     json.dump(summary, open(summary_path, "w"), indent=1)
     print(f"summary: {summary_path}")
     if save:
