@@ -133,7 +133,9 @@ def start(name, port, setup):
         cmd = [f"{BIN}/chatwire", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--database-url", db, "--dev-tokens", "true", "--rate-limit-conn-per-ip", "0",
                # one load generator address opens every session and seeds every conversation
-               "--rate-limit-rest-ip-factor", "0", "--max-sessions-per-ip", "0"]
+               "--rate-limit-rest-ip-factor", "0", "--max-sessions-per-ip", "0",
+               # capacity, not policy: the peers have no event rate limits either
+               "--rate-limit-per-socket", "0", "--rate-limit-per-user", "0"]
     else:
         cmd = shlex.split(sh(f"{ROOT}/scripts/peers.sh bin {name} {port}"))
     if setup == "pinned":
