@@ -396,4 +396,4 @@ impl ConformanceArgs {
 }
 
 #[cfg(test)]
-mod tests;
+mod config_tests;

@@ -479,4 +479,4 @@ fn rate_limited(name: &str, payload: &Value, ack: Option<u64>) -> Effects {
 }
 
 #[cfg(test)]
-mod tests;
+mod chat_tests;
