@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Extra arguments for `make run`, e.g. `make run ARGS="--port 4000"`.
 ARGS ?=
 
-.PHONY: run test interop-deps bench bench-check loadtest fuzz fmt lint peers help
+.PHONY: run test interop-deps bench bench-check loadtest fuzz chaos fmt lint peers help
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -43,6 +43,12 @@ loadtest:
 ## fuzz      each fuzz target for FUZZ_SECONDS (default 60) seconds
 fuzz:
 	bash scripts/fuzz.sh
+
+## chaos     reliability suite (not part of `make test`, ~15 min): slowloris, slow consumers, churn,
+##           PostgreSQL outage, kill -9, SIGTERM, floods, fuzzing, WebSocket conformance; release
+##           builds on PostgreSQL (its own databases), a PASS/FAIL table, exit 1 on any FAIL
+chaos:
+	bash scripts/chaos.sh
 
 ## peers     build the socketioxide and Node socket.io peer servers used by `make bench`
 peers:

@@ -1,0 +1,142 @@
+"""Scenario 4, slow consumer: a busy group room (4 senders, 200 messages/s of ~2 KB, 10 members
+that read) gains 100 members that join and then stop reading (a small receive buffer, nothing
+read). Each of the 100 must be disconnected by the server (counted in
+`chatwire_slow_client_disconnects_total`; the socket reaches EOF once drained), the readers must
+get every message and stay connected. The storm is repeated (3 rounds, the same 100 users);
+the server's RSS after the last round must be within 5% of its level after the first (each
+read idle, 3 s after the round). The first round's rise over the idle level before any storm is
+printed too: it is heap the allocator keeps for reuse, not a leak, if later rounds add nothing.
+"""
+
+import asyncio
+import os
+import time
+
+import cw
+
+STALLED = int(os.environ.get("CHAOS_SLOW_CLIENTS", "100"))
+READERS = 10
+SENDERS = 4
+RATE = 200  # messages/s over all senders
+CONTENT = "x" * 2000
+WARM_SECS = 8.0
+MAX_STORM_SECS = 40.0
+# The first round raises the heap to its working size (glibc keeps freed heap): the level
+# "before" a storm is taken after round 1, and the last round must return within 5% of it.
+ROUNDS = int(os.environ.get("CHAOS_SLOW_ROUNDS", "3"))
+
+
+async def traffic(senders, cid, secs, counter):
+    """`RATE` messages/s spread over `senders` for `secs` seconds."""
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < secs:
+        for s in senders:
+            s.emit("message:send", {"conversationId": cid, "content": CONTENT})
+            n += 1
+        counter[0] += len(senders)
+        await asyncio.gather(*(s.ws.drain() for s in senders))
+        due = t0 + n / RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
+async def storm(server, cid, senders, stalled_users, sent):
+    """One round: the stalled members join and stop reading while the room is busy; returns
+    (seconds until all were disconnected or None, disconnects counted, EOFs seen, RSS peak,
+    RSS after, idle)."""
+    slow0 = server.metric("chatwire_slow_client_disconnects_total")
+    stalled = []
+    for i in stalled_users:
+        c = cw.Sio(server.port, cw.token(i))
+        await c.open(rcvbuf=4096, read=False)
+        c.emit("conversation:join", {"conversationId": cid})
+        stalled.append(c)
+    t_stall = time.monotonic()
+    rss_peak = server.rss_kb()
+    task = asyncio.ensure_future(traffic(senders, cid, MAX_STORM_SECS, sent))
+    took = None
+    while time.monotonic() - t_stall < MAX_STORM_SECS:
+        await asyncio.sleep(0.5)
+        rss_peak = max(rss_peak, server.rss_kb())
+        if server.metric("chatwire_slow_client_disconnects_total") - slow0 >= len(stalled):
+            took = time.monotonic() - t_stall
+            break
+    task.cancel()
+    await asyncio.sleep(2)  # in-flight deliveries reach the readers
+    disconnects = server.metric("chatwire_slow_client_disconnects_total") - slow0
+
+    async def drained(c):
+        """The stalled client now reads what it was sent: its connection must end (EOF)."""
+        while True:
+            try:
+                m = await asyncio.wait_for(c.ws.recv(), 10)
+            except asyncio.TimeoutError:
+                return False
+            if m is None:
+                return True
+
+    eof = sum(await asyncio.gather(*(drained(c) for c in stalled)))
+    for c in stalled:
+        c.close()
+    await asyncio.sleep(3)
+    return took, disconnects, eof, rss_peak, server.rss_kb()
+
+
+async def main():
+    members = list(range(1, 1 + SENDERS + READERS + STALLED))
+    with cw.Database("slow_consumer") as db:
+        # No per-socket rate limit for the senders (this is about the readers).
+        server = cw.Server("slow_consumer", db.url, {"RATE_LIMIT_PER_SOCKET": "0"})
+        server.start()
+        try:
+            cid = await cw.group(server.port, cw.token(1), [cw.user(i) for i in members[1:]])
+            sent = [0]
+            got = {}
+
+            def counter(i):
+                def on(name, data):
+                    if name == "message:new":
+                        got[i] = got.get(i, 0) + 1
+                return on
+
+            senders = [await cw.Sio(server.port, cw.token(i)).open() for i in members[:SENDERS]]
+            readers = []
+            for i in members[SENDERS:SENDERS + READERS]:
+                c = await cw.Sio(server.port, cw.token(i), counter(i)).open()
+                await c.join(cid)
+                readers.append(c)
+            # Warm-up: the same traffic without stalled members, then idle: the level "before".
+            await traffic(senders, cid, WARM_SECS, sent)
+            await asyncio.sleep(3)
+            rss_before = server.rss_kb()
+            rounds = []
+            for r in range(ROUNDS):
+                rounds.append(await storm(server, cid, senders, members[SENDERS + READERS:], sent))
+            readers_up = sum(1 for c in readers if not c.closed.is_set())
+            # Every send is broadcast once stored: each reader must have every stored message.
+            stored = db.count()
+            complete = sum(1 for i in members[SENDERS:SENDERS + READERS] if got.get(i) == stored)
+            for c in senders + readers:
+                c.close()
+        finally:
+            server.stop()
+    took = [r[0] for r in rounds]
+    disconnects = min(r[1] for r in rounds)
+    eof = min(r[2] for r in rounds)
+    rss_peak = max(r[3] for r in rounds)
+    after = [r[4] for r in rounds]
+    cold = (after[0] - rss_before) / rss_before * 100
+    drift = (after[-1] - after[0]) / after[0] * 100
+    took_s = ", ".join("-" if t is None else f"{t:.1f}" for t in took)
+    print(f"room of {len(members)}: {sent[0]} sends, {stored} stored; {ROUNDS} rounds of "
+          f"{STALLED} stalled: all disconnected after {took_s} s, at least {disconnects:.0f} "
+          f"slow-client disconnects and {eof} EOFs per round; readers connected "
+          f"{readers_up}/{READERS}, complete {complete}/{READERS}; RSS before {rss_before} kB, "
+          f"peak {rss_peak} kB, after each round {after} kB: first round {cold:+.1f}% (heap "
+          f"the allocator keeps), last vs first {drift:+.1f}%")
+    ok = (None not in took and eof == STALLED and disconnects >= STALLED
+          and readers_up == READERS and complete == READERS and abs(drift) <= 5.0)
+    figure = (f"{ROUNDS}x {STALLED} stalled clients: all disconnected in {took_s} s, {eof} EOF; "
+              f"readers {complete}/{READERS} complete; RSS {rss_before}->{after} kB, round "
+              f"{ROUNDS} vs 1 {drift:+.1f}% (round 1 vs idle {cold:+.1f}%)")
+    return ok, figure
