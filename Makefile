@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Extra arguments for `make run`, e.g. `make run ARGS="--port 4000"`.
 ARGS ?=
 
-.PHONY: run test interop-deps bench loadtest fuzz chaos fmt lint peers help
+.PHONY: run test interop-deps bench bench-check loadtest fuzz chaos fmt lint peers help
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -24,9 +24,17 @@ test: interop-deps
 interop-deps:
 	bash scripts/interop-deps.sh
 
-## bench     criterion benches and a short load run against chatwire and both peers, with ratios
+## bench     criterion benches, then chatwire (memory, PostgreSQL) beside both peers, pinned and
+##           shared cores: knee msgs/s at p99<=50ms, CPU/msg and p50/p99 at fixed loads, medians
+##           of 3 interleaved runs with spread, ratios to peers and baseline (under 10 min;
+##           BENCH_QUICK=1 smoke form, BENCH_FULL=1 longer; --save-baseline via scripts/bench.sh)
 bench:
 	bash scripts/bench.sh
+
+## bench-check  the same load run as a gate: fails when a chatwire figure is worse than
+##           bench/baseline/bench.json beyond its noise margin (under 12 min; docs/bench.md)
+bench-check:
+	bash scripts/bench.sh --check
 
 ## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
 loadtest:

@@ -19,7 +19,11 @@ pub async fn report(ctx: Arc<Ctx>, every: Duration) -> Vec<TimelinePoint> {
     let live = &ctx.live;
     let users = ctx.settings.users;
     loop {
-        tokio::time::sleep(every).await;
+        // Wake early when the run ends, so a long interval never holds the run open.
+        let tick = Instant::now();
+        while tick.elapsed() < every && !ctx.done.load(Ordering::Acquire) {
+            tokio::time::sleep(every.min(Duration::from_millis(50))).await;
+        }
         let done = ctx.done.load(Ordering::Acquire);
         let dt = last.elapsed().as_secs_f64().max(1e-3);
         last = Instant::now();

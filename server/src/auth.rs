@@ -33,6 +33,9 @@ pub struct Identity {
     /// Profile claims from a JWT; `None` for dev tokens and JWTs without profile claims (the store
     /// then keeps the known profile or creates `<userType>_<userId>`).
     pub profile: Option<Profile>,
+    /// When the token stops being valid (its `exp` plus the leeway, Unix seconds): a socket
+    /// authenticated with it is disconnected then. `None` for dev tokens.
+    pub expires_at: Option<u64>,
 }
 
 /// Why a token was refused. Every variant means "refuse the connection or request" (Socket.IO
@@ -208,6 +211,7 @@ impl Authenticator {
             return Ok(Identity {
                 user: UserKey::new(user_type, id),
                 profile: None,
+                expires_at: None,
             });
         }
         let Some((key, validation)) = &self.jwt else {
@@ -233,7 +237,9 @@ impl Authenticator {
         {
             return Err(AuthError::NotYetValid);
         }
-        claims.into_identity()
+        let mut identity = claims.into_identity()?;
+        identity.expires_at = Some(exp.saturating_add(self.leeway));
+        Ok(identity)
     }
 }
 
@@ -309,12 +315,9 @@ fn strip_bearer(token: &str) -> &str {
     }
 }
 
-/// A positive decimal id that fits `i64` (digits only: no sign, no spaces).
+/// A token's subject id, by the one id rule ([`chatwire_chat::id`]).
 fn parse_positive_id(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<i64>().ok().filter(|id| *id > 0)
+    chatwire_chat::id::parse(s)
 }
 
 /// The JWT claims chatwire reads; others are ignored.
@@ -371,7 +374,11 @@ impl Claims {
             last_name,
             profile_image,
         });
-        Ok(Identity { user, profile })
+        Ok(Identity {
+            user,
+            profile,
+            expires_at: None,
+        })
     }
 }
 

@@ -55,8 +55,13 @@ fn hs256_bearer_and_bare_tokens_with_numeric_or_string_sub() {
         id,
         Identity {
             user: brand(42),
-            profile: None
+            profile: None,
+            expires_at: Some(NOW + 3600 + 30),
         }
+    );
+    assert_eq!(
+        auth.authenticate("42:brand", NOW).map(|i| i.expires_at),
+        Err(AuthError::NotAccepted)
     );
     assert_eq!(auth.authenticate(&token, NOW).unwrap().user, brand(42));
     let token = sign_hs(&claims(json!("7"), "influencer"));

@@ -166,10 +166,15 @@ pub struct Config {
     /// Time a client has to send its HTTP request headers, in milliseconds.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
-    /// Sustained messages per second one socket may send (`message:send`); 0 = no limit.
+    /// Sustained client events (and namespace CONNECTs) per second on one connection, whatever
+    /// its namespaces; 0 = no limit.
     #[arg(long, env = "RATE_LIMIT_PER_SOCKET", default_value_t = 20)]
     pub rate_limit_per_socket: u32,
-    /// Burst of messages one socket may send above the sustained rate.
+    /// Sustained client events per second of one user over its connections on a shard (bursts
+    /// of twice that); 0 = no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_USER", default_value_t = 40)]
+    pub rate_limit_per_user: u32,
+    /// Burst of events one connection may send above the sustained rate.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
     /// Sustained new connections per second from one IP address; 0 = no limit.
@@ -391,4 +396,4 @@ impl ConformanceArgs {
 }
 
 #[cfg(test)]
-mod tests;
+mod config_tests;

@@ -3,8 +3,6 @@
 //! with the bound address and a graceful [`RunningServer::shutdown`]. The binary and the tests
 //! both go through here.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,111 +16,13 @@ use crate::config::Config;
 use crate::origin::OriginPolicy;
 use crate::ratelimit::ConnectionLimiter;
 use crate::shard::msg::ShardSet;
-use crate::shutdown::{Shutdown, ShutdownTrigger};
+pub use crate::shared::{Mode, Shared};
+use crate::shutdown::ShutdownTrigger;
 use chatwire_chat::ChatConfig;
 use chatwire_chat::validate::MessageLimits;
 use chatwire_cluster::{Adapter, LocalAdapter};
+use chatwire_store::AnyStore;
 use chatwire_store::batch::{BatchConfig, BatchWriter};
-use chatwire_store::{AnyStore, Store};
-
-/// What the server serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The chat application (`/chat`, `/`, REST).
-    Chat,
-    /// The protocol test-suite setup (`/engine.io/` echo, `/socket.io/` with `/` and `/custom`).
-    Conformance,
-}
-
-/// Process-wide, read-only state shared by every shard.
-pub struct Shared {
-    /// Chat or conformance.
-    pub mode: Mode,
-    /// Engine.IO and Socket.IO limits and timers.
-    pub protocol: ProtocolConfig,
-    /// Most frames queued to one client before it is dropped.
-    pub outbound_frames: usize,
-    /// Most bytes queued to one client before it is dropped.
-    pub outbound_bytes: usize,
-    /// tungstenite read buffer per WebSocket.
-    pub ws_read_buffer: usize,
-    /// HTTP header read timeout.
-    pub header_read_timeout: Duration,
-    /// CORS / Origin allowlist.
-    pub origin: OriginPolicy,
-    /// Per-IP new-connection limiter (None = unlimited).
-    pub conn_limiter: Option<ConnectionLimiter>,
-    /// Open Engine.IO sessions per address and in total.
-    pub session_caps: Arc<crate::http::sessions::SessionCaps>,
-    /// Most new sessions one keep-alive HTTP connection may open.
-    pub max_handshakes_per_connection: u32,
-    /// Time a client has to send a whole request body.
-    pub body_read_timeout: Duration,
-    /// REST rate limits per user and per address.
-    pub rest_limits: crate::rest::limits::RestRateLimits,
-    /// Chat dependencies (None in conformance mode).
-    pub chat: Option<ChatShared>,
-    /// The cluster adapter every room operation goes through.
-    pub adapter: Arc<dyn Adapter>,
-    /// REST handler context (None in conformance mode).
-    pub rest: Option<crate::rest::RestContext>,
-    /// Demo chat page and socket.io-client bundle (None in conformance mode).
-    pub demo: Option<crate::http::demo::Demo>,
-    /// Fires when shards must stop accepting.
-    pub stop_accepting: Shutdown,
-    /// Fires when shards must close every client and exit.
-    pub shutdown: Shutdown,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// `/readyz`: the store answers within 2 s (always ready in conformance mode).
-    pub async fn ready(&self) -> bool {
-        match &self.chat {
-            Some(chat) => matches!(
-                tokio::time::timeout(Duration::from_secs(2), chat.store.ping()).await,
-                Ok(Ok(()))
-            ),
-            None => true,
-        }
-    }
-}
-
-thread_local! {
-    /// Per-thread counter mixed into session and socket ids.
-    static RNG_COUNTER: Cell<u64> = const { Cell::new(0) };
-    /// Per-thread randomly keyed SipHash (keys from the OS via `RandomState`).
-    static RNG_KEYS: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
-}
-
-/// 12 unpredictable bytes for a session id (keyed SipHash of a counter; keys from the OS).
-pub fn random_12() -> [u8; 12] {
-    let n = RNG_COUNTER.with(|c| {
-        let v = c.get().wrapping_add(1);
-        c.set(v);
-        v
-    });
-    let (a, b) = RNG_KEYS.with(|keys| {
-        let mut h1 = keys.build_hasher();
-        h1.write_u64(n);
-        h1.write_u8(1);
-        let mut h2 = keys.build_hasher();
-        h2.write_u64(n);
-        h2.write_u8(2);
-        (h1.finish(), h2.finish())
-    });
-    let mut out = [0u8; 12];
-    out[..8].copy_from_slice(&a.to_le_bytes());
-    out[8..].copy_from_slice(&b.to_le_bytes()[..4]);
-    out
-}
 
 /// A running server.
 #[derive(Debug)]
@@ -233,6 +133,7 @@ impl Server {
                         max_json_depth: protocol.socket.max_json_depth,
                     },
                     rate: (config.rate_limit_per_socket, config.rate_limit_burst),
+                    user_rate: config.rate_limit_per_user,
                 };
                 (Some(chat), Some(writer))
             }
@@ -283,6 +184,7 @@ impl Server {
             chat,
             adapter,
             rest,
+            liveness: Arc::default(),
             stop_accepting,
             shutdown,
         });
@@ -295,7 +197,7 @@ impl Server {
             let handle = std::thread::Builder::new()
                 .name(format!("chatwire-shard-{i}"))
                 .spawn(move || {
-                    if let Err(e) = crate::shard::run(index, listener, rx, shared, set) {
+                    if let Err(e) = crate::worker::run_shard(index, listener, rx, shared, set) {
                         tracing::error!(shard = i, error = %e, "shard stopped with an error");
                     }
                 })?;

@@ -59,6 +59,11 @@ pub const LABEL_REASON: &str = "reason";
 /// Label key: kind of shard message.
 pub const LABEL_KIND: &str = "kind";
 
+/// Counts one message crossing to another thread ([`THREAD_HOPS`]).
+pub fn count_hop(to: &'static str) {
+    metrics::counter!(THREAD_HOPS, LABEL_TO => to).increment(1);
+}
+
 /// Telemetry setup failures.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

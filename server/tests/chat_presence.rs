@@ -71,6 +71,19 @@ async fn online_offline_to_partners_and_check_online() {
         (e["event"].as_str(), e["error"].as_str()),
         (Some("user:check:online"), Some("bad_request"))
     );
+    // ... and cannot probe presence: a is online, but not to a stranger.
+    cs.emit(
+        "user:check:online",
+        json!({"userId": 1, "userType": "brand"}),
+    )
+    .await;
+    assert_eq!(cs.event("user:online:status").await["isOnline"], false);
+    ca.emit(
+        "user:check:online",
+        json!({"userId": 1, "userType": "brand"}),
+    )
+    .await;
+    assert_eq!(ca.event("user:online:status").await["isOnline"], true);
     s.stop().await;
 }
 

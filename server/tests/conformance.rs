@@ -302,9 +302,22 @@ async fn socketio_connect_and_namespaces() {
         next_text(&mut ws).await,
         r#"42["message-back","message to main namespace"]"#
     );
-    // Disconnect from the main namespace: nothing left, the connection closes.
+    // Disconnect from the main namespace: like the reference server (Engine.IO v4), the
+    // connection stays open: the heartbeat goes on and a new CONNECT joins again.
     ws.send(Message::Text("41".into())).await.unwrap();
-    assert!(closes(&mut ws).await);
+    let ping = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+    match ping {
+        Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), "2", "pings go on after 41"),
+        other => panic!("expected a ping after 41, got {other:?}"),
+    }
+    ws.send(Message::Text("3".into())).await.unwrap();
+    ws.send(Message::Text("40".into())).await.unwrap();
+    assert!(next_text(&mut ws).await.starts_with("40{\"sid\":"));
+    assert_eq!(next_text(&mut ws).await, r#"42["auth",{}]"#);
+    ws.send(Message::Text(r#"42["message","again"]"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, r#"42["message-back","again"]"#);
     // connectTimeout: no CONNECT within 1 s closes the connection.
     let mut idle = eio_ws(s.addr, SIO).await;
     let t = std::time::Instant::now();

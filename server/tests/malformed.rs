@@ -92,10 +92,14 @@ async fn a_client_that_never_reads_is_disconnected() {
     let s = TestServer::with(|c| {
         c.outbound_queue = 16;
         c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
     })
     .await;
     let (a, slow, watcher) = (brand(1), influencer(2), brand(3));
     let conv = s.direct(a, slow).await;
+    // The watcher shares a conversation with both, so it may see their presence.
+    s.direct(watcher, slow).await;
+    s.direct(watcher, a).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cs, _) = Client::chat(s.addr, slow).await;
     cs.emit("conversation:join", json!({"conversationId": conv}))
@@ -160,6 +164,7 @@ async fn a_blocked_write_in_a_quiet_room_is_bounded_by_the_ping_timeout() {
     use tokio_tungstenite::tungstenite::Message;
     let s = TestServer::with(|c| {
         c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
         c.max_message_chars = 200_000;
         c.max_payload = 4_000_000;
         c.ping_interval_ms = 500;

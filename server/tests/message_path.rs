@@ -98,7 +98,11 @@ async fn concurrent_senders_see_id_order(s: TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn id_order_with_concurrent_senders_memory() {
-    let s = TestServer::with(|c| c.rate_limit_per_socket = 0).await;
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
+    })
+    .await;
     concurrent_senders_see_id_order(s).await;
 }
 
@@ -109,6 +113,7 @@ async fn id_order_with_concurrent_senders_sqlite() {
     let url = format!("sqlite://{}", dir.join("chat.db").display());
     let s = TestServer::with(|c| {
         c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
         c.database_url = url;
     })
     .await;

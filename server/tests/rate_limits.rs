@@ -55,6 +55,63 @@ async fn every_event_counts_against_the_rate_limit() {
     s.stop().await;
 }
 
+/// Leaving and joining `/chat` again on the same connection gives no fresh burst (the CONNECTs
+/// count too), and a user's connections share one per-user budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_the_namespace_or_opening_connections_gives_no_fresh_burst() {
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 1;
+        c.rate_limit_burst = 4;
+        c.rate_limit_per_user = 0;
+        c.shards = 1;
+    })
+    .await;
+    let (a, b) = (brand(1), influencer(2));
+    let conv = s.direct(a, b).await;
+    // Burst 4: the CONNECT took one, three events take the rest.
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    for _ in 0..3 {
+        ca.emit("typing:start", json!({"conversationId": conv}))
+            .await;
+    }
+    // Leave and join the namespace again: refused, the burst is spent.
+    ca.send("41/chat,").await;
+    ca.send(&format!(r#"40/chat,{{"token":"{}"}}"#, "1:brand"))
+        .await;
+    let refused = ca.next_raw().await.unwrap();
+    assert_eq!(refused, r#"44/chat,{"message":"rate_limited"}"#);
+    s.stop().await;
+
+    // Per user: two connections of one user share 2 events/s (bursts of 4).
+    let s = TestServer::with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 2;
+        c.shards = 1;
+    })
+    .await;
+    let conv = s.direct(a, b).await;
+    let (mut c1, _) = Client::chat(s.addr, a).await;
+    let (mut c2, _) = Client::chat(s.addr, a).await;
+    for i in 0..4u64 {
+        let c = if i % 2 == 0 { &mut c1 } else { &mut c2 };
+        c.emit_ack("conversation:join", json!({"conversationId": conv}), i)
+            .await;
+        let r = c.ack(i).await;
+        assert!(
+            r.get("error").is_none(),
+            "event {i} within the user's burst: {r}"
+        );
+    }
+    c2.emit_ack("conversation:join", json!({"conversationId": conv}), 9)
+        .await;
+    assert_eq!(
+        c2.ack(9).await["error"],
+        "rate_limited",
+        "the fifth event of the user"
+    );
+    s.stop().await;
+}
+
 /// A REST request with a dev token (fresh connection).
 async fn rest(
     addr: std::net::SocketAddr,

@@ -15,6 +15,7 @@
 
 pub mod conversation;
 pub mod error;
+pub mod id;
 pub mod message;
 pub mod payload;
 pub mod presence;
@@ -289,7 +290,7 @@ impl Chat {
             "message:read" => read::read(&ev, payload).await,
             "typing:start" => typing::on_typing(&ev, payload, true),
             "typing:stop" => typing::on_typing(&ev, payload, false),
-            "user:check:online" => presence::check_online(&ev, payload),
+            "user:check:online" => presence::check_online(&ev, payload).await,
             other => {
                 let err = ChatError::bad_request(format!("unknown event {other:?}"));
                 error_reply(other, &err, ack)
@@ -335,6 +336,21 @@ impl Chat {
         now: Instant,
     ) -> TypingDue {
         typing::due(socket, conversation_id, now)
+    }
+
+    /// True when `a` and `b` are participants of one conversation (a store error reads as no).
+    pub async fn shares_conversation(&self, a: UserKey, b: UserKey) -> bool {
+        let Ok(conversations) = self.store.conversations_of(a).await else {
+            return false;
+        };
+        for conv in conversations {
+            if let Ok(p) = self.participants(conv).await
+                && p.contains(&b)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Online users who share a conversation with `user` (for `user:online` / `user:offline`).
@@ -463,4 +479,4 @@ fn rate_limited(name: &str, payload: &Value, ack: Option<u64>) -> Effects {
 }
 
 #[cfg(test)]
-mod tests;
+mod chat_tests;

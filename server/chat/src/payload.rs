@@ -15,29 +15,13 @@ pub fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
     }
 }
 
-/// A positive id given as a JSON integer or a numeric string (`123` or `"123"`).
+/// A required id field, read by the one id rule ([`crate::id`]).
 pub fn positive_id(value: Option<&Value>, name: &str) -> Result<i64, ChatError> {
-    let bad = || ChatError::bad_request(format!("{name} must be a positive integer"));
-    let id = match value {
-        Some(Value::Static(StaticNode::I64(n))) => *n,
-        Some(Value::Static(StaticNode::U64(n))) => i64::try_from(*n).map_err(|_| bad())?,
-        Some(Value::Static(StaticNode::F64(f))) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            *f as i64
-        }
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            s.parse::<i64>().map_err(|_| bad())?
-        }
-        Some(_) => return Err(bad()),
-        None => return Err(ChatError::bad_request(format!("{name} is required"))),
-    };
-    if id <= 0 {
-        return Err(bad());
+    match value {
+        Some(v) => crate::id::from_value(v)
+            .ok_or_else(|| ChatError::bad_request(format!("{name} must be a positive integer"))),
+        None => Err(ChatError::bad_request(format!("{name} is required"))),
     }
-    Ok(id)
 }
 
 /// `{conversationId}` (join, leave, typing).

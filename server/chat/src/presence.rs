@@ -10,12 +10,17 @@ use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-/// `user:check:online {userId, userType}`: parsed here, answered once the cluster knows.
-pub(crate) fn check_online(ev: &Event<'_>, payload: &Value) -> Effects {
+/// `user:check:online {userId, userType}`: parsed here, answered once the cluster knows. Only
+/// users who share a conversation with the asker (and the asker) are looked up; anyone else
+/// reads as offline, so presence cannot be probed by strangers.
+pub(crate) async fn check_online(ev: &Event<'_>, payload: &Value) -> Effects {
     let req = match UserRef::parse(payload) {
         Ok(r) => r,
         Err(e) => return error_reply("user:check:online", &e, ev.ack),
     };
+    if req.user != ev.user && !ev.chat.shares_conversation(ev.user, req.user).await {
+        return status(req.user, false, ev.ack);
+    }
     let mut fx = Effects::new();
     fx.push(Effect::CheckOnline {
         user: req.user,

@@ -60,21 +60,7 @@ fn bad(msg: &str) -> StoreError {
 /// Reads a `conversationId`: a positive integer given as a JSON number or a decimal string.
 pub fn conversation_id(v: Option<&Value>) -> Result<i64, StoreError> {
     let v = v.ok_or_else(|| bad("conversationId is required"))?;
-    let id = if let Some(s) = v.as_str() {
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("conversationId must be a positive integer"));
-        }
-        s.parse::<i64>()
-            .map_err(|_| bad("conversationId must be a positive integer"))?
-    } else if let Some(n) = v.as_i64() {
-        n
-    } else {
-        return Err(bad("conversationId must be a positive integer"));
-    };
-    if id <= 0 {
-        return Err(bad("conversationId must be a positive integer"));
-    }
-    Ok(id)
+    crate::id::from_value(v).ok_or_else(|| bad("conversationId must be a positive integer"))
 }
 
 /// Reads an optional `tempId`: any JSON number, or a string of at most `max_chars` chars.

@@ -13,106 +13,64 @@
 //! checked before the send, frames are built from the committed row.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use chatwire_chat::message::{CommittedFrames, busy, committed, failed};
 use chatwire_chat::room_name;
 use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
 use chatwire_protocol::socket::TextFrame;
-use chatwire_store::batch::{CommitSink, WriterHandle};
-use chatwire_store::{AnyStore, NewMessage, StoreError, Stored, UserKey};
+use chatwire_store::batch::CommitSink;
+use chatwire_store::{AnyStore, NewMessage, StoreError, Stored};
+
+pub use crate::route::{Committer, ReplyTo, Route};
 
 use crate::shard::Shard;
 use crate::shard::msg::{ShardMsg, ShardSet};
 
-/// Who waits for the outcome of a send.
-#[derive(Debug)]
-pub enum ReplyTo {
-    /// A Socket.IO sender: `message:sent` / `message:error` (and the ack) go to this socket.
-    Socket {
-        /// The sending socket.
-        socket: SocketKey,
-        /// The client's ack id, if it passed a callback.
-        ack: Option<u64>,
-    },
-    /// A REST sender waiting for the stored message.
-    Http(tokio::sync::oneshot::Sender<Result<Stored, StoreError>>),
-    /// Nobody waits (imports, tests, benches).
-    None,
-}
-
-/// What travels with a message through the store: who waits, and whom to notify after.
-#[derive(Debug)]
-pub struct Route {
-    /// The conversation's participants, checked before the send.
-    pub participants: Arc<[UserKey]>,
-    /// Who waits for the outcome.
-    pub reply: ReplyTo,
-}
-
-/// How messages are stored.
-#[derive(Debug, Clone)]
-pub enum Committer {
-    /// In the room owner's shard, at once (memory store).
-    Inline(Arc<AnyStore>),
-    /// Through the batch writer thread (databases).
-    Writer(WriterHandle<Route>),
-}
-
-impl Committer {
-    /// Hands `message` over for storage; false when the writer's queue is full or stopped (the
-    /// caller answers `unavailable`, with [`refused`]).
-    // The error hands the message and its route back by value (no allocation on refusal).
-    #[allow(clippy::result_large_err)]
-    pub fn submit(
-        &self,
-        shard: &Rc<Shard>,
-        message: NewMessage,
-        route: Route,
-    ) -> Result<(), (NewMessage, Route)> {
-        match self {
-            Committer::Inline(_) => {
-                let owner = room_owner(&room_name(message.conversation_id), shard.shard_count());
-                shard.send_to(owner, ShardMsg::Store(Box::new((message, route))));
-                Ok(())
-            }
-            Committer::Writer(writer) => {
-                crate::shard::overflow::count_hop("writer");
-                writer
-                    .try_submit(message, route)
-                    .map_err(|r| (r.message, r.reply))
-            }
+/// Hands `message` over for storage; false when the writer's queue is full or stopped (the
+/// caller answers `unavailable`, with [`refused`]).
+// The error hands the message and its route back by value (no allocation on refusal).
+#[allow(clippy::result_large_err)]
+pub fn submit(
+    committer: &Committer,
+    shard: &Rc<Shard>,
+    message: NewMessage,
+    route: Route,
+) -> Result<(), (NewMessage, Route)> {
+    match committer {
+        Committer::Inline(_) => {
+            let owner = room_owner(&room_name(message.conversation_id), shard.shard_count());
+            shard.send_to(owner, ShardMsg::Store(Box::new((message, route))));
+            Ok(())
+        }
+        Committer::Writer(writer) => {
+            crate::telemetry::count_hop("writer");
+            writer
+                .try_submit(message, route)
+                .map_err(|r| (r.message, r.reply))
         }
     }
+}
 
-    /// Hands `message` over from a request that may wait up to `wait` for room in the writer's
-    /// queue (REST). Inline commits need the calling thread to be a shard.
-    #[allow(clippy::result_large_err)]
-    pub async fn submit_wait(
-        &self,
-        message: NewMessage,
-        route: Route,
-        wait: std::time::Duration,
-    ) -> Result<(), (NewMessage, Route)> {
-        match self {
-            Committer::Inline(_) => match crate::shard::current() {
-                Some(shard) => self.submit(&shard, message, route),
-                None => Err((message, route)),
-            },
-            Committer::Writer(writer) => {
-                crate::shard::overflow::count_hop("writer");
-                writer
-                    .submit(message, route, wait)
-                    .await
-                    .map_err(|r| (r.message, r.reply))
-            }
-        }
-    }
-
-    /// Graceful shutdown: commit what the writer holds (nothing to do inline).
-    pub async fn flush_and_stop(self) {
-        if let Committer::Writer(writer) = self {
-            writer.flush_and_stop().await;
+/// Hands `message` over from a request that may wait up to `wait` for room in the writer's
+/// queue (REST). Inline commits need the calling thread to be a shard.
+#[allow(clippy::result_large_err)]
+pub async fn submit_wait(
+    committer: &Committer,
+    message: NewMessage,
+    route: Route,
+    wait: std::time::Duration,
+) -> Result<(), (NewMessage, Route)> {
+    match committer {
+        Committer::Inline(_) => match crate::shard::current() {
+            Some(shard) => submit(committer, &shard, message, route),
+            None => Err((message, route)),
+        },
+        Committer::Writer(writer) => {
+            crate::telemetry::count_hop("writer");
+            writer
+                .submit(message, route, wait)
+                .await
+                .map_err(|r| (r.message, r.reply))
         }
     }
 }

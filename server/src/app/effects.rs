@@ -103,7 +103,7 @@ fn store(
         participants,
         reply: ReplyTo::Socket { socket: key, ack },
     };
-    if let Err((message, route)) = shared.committer.submit(shard, message, route) {
+    if let Err((message, route)) = super::commit::submit(&shared.committer, shard, message, route) {
         deliver(shard, refused(&message, route));
     }
 }

@@ -8,49 +8,18 @@ pub mod effects;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
-use chatwire_chat::{Chat, ChatConfig, ChatSocket};
+use chatwire_chat::{Chat, ChatSocket};
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::Packet;
-use chatwire_store::{AnyStore, UserKey};
+use chatwire_store::UserKey;
 
-use crate::auth::Authenticator;
 use crate::engine::conn::Conn;
-use crate::ratelimit::MessageLimiter;
 use crate::shard::Shard;
-use commit::Committer;
-
-/// Process-wide chat dependencies (read-only, shared by every shard).
-pub struct ChatShared {
-    /// Token verification.
-    pub auth: Authenticator,
-    /// The store.
-    pub store: Arc<AnyStore>,
-    /// Where messages go to be stored.
-    pub committer: Committer,
-    /// Settings of the chat rules.
-    pub config: ChatConfig,
-    /// Per-socket event rate (per second, burst); 0 = unlimited.
-    pub rate: (u32, u32),
-}
-
-impl std::fmt::Debug for ChatShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatShared").finish_non_exhaustive()
-    }
-}
-
-/// A chat socket's state as its connection keeps it.
-#[derive(Debug)]
-pub struct SocketChat {
-    /// The chat rules' state of the socket (shared with its typing timers).
-    pub state: Rc<RefCell<ChatSocket>>,
-    /// Rate limiter for every client event (None = unlimited).
-    pub limiter: Option<MessageLimiter>,
-}
+pub use crate::shared::ChatShared;
+pub use crate::sio::slot::SocketChat;
 
 /// Authenticates a `/chat` CONNECT: `auth.token`, else the handshake `Authorization` header.
 /// Creates the user on first sight. Err = the CONNECT_ERROR message.
@@ -77,11 +46,9 @@ pub async fn authenticate(
         .connect(identity.user, identity.profile)
         .await
         .map_err(str::to_owned)?;
-    let limiter =
-        (shared.rate.0 > 0).then(|| MessageLimiter::new(shared.rate.0, shared.rate.1.max(1)));
     Ok(SocketChat {
         state: Rc::new(RefCell::new(socket)),
-        limiter,
+        expires_at: identity.expires_at,
     })
 }
 
@@ -129,13 +96,21 @@ pub fn on_disconnected(shard: &Rc<Shard>, local: u64, chat: SocketChat) {
     shard.adapter().presence_down(&**shard, user);
 }
 
-/// The chat state of socket `local` of `conn`, and whether its limiter lets one more event by.
-fn socket_and_rate(conn: &Conn, local: u64) -> Option<(Rc<RefCell<ChatSocket>>, bool)> {
+/// The chat state of socket `local` of `conn`, and whether the rate limits let one more event
+/// by: the connection's (whatever its namespaces and reconnections) and then the user's (over
+/// all the user's connections on this shard).
+fn socket_and_rate(
+    shard: &Shard,
+    conn: &Conn,
+    local: u64,
+) -> Option<(Rc<RefCell<ChatSocket>>, bool)> {
     let st = conn.state.borrow();
     let slot = st.sockets.iter().find(|s| s.local == local)?;
-    let chat = slot.chat.as_ref()?;
-    let allowed = chat.limiter.as_ref().is_none_or(|l| l.check());
-    Some((chat.state.clone(), allowed))
+    let state = slot.chat.as_ref()?.state.clone();
+    let user = state.borrow().user;
+    let allowed =
+        st.limiter.as_ref().is_none_or(|l| l.check()) && shard.user_events.check(&user).is_ok();
+    Some((state, allowed))
 }
 
 /// A `/chat` event decoded by the full decoder (binary events).
@@ -143,11 +118,11 @@ pub async fn on_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, packet: Pa
     let (Some(chat), Some(name)) = (shard.chat.as_ref(), packet.event_name()) else {
         return;
     };
-    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+    let Some((state, allowed)) = socket_and_rate(shard, conn, local) else {
         return;
     };
     let null = Value::Static(simd_json::StaticNode::Null);
-    let args = crate::sio::event_args(&packet);
+    let args = crate::sio::slot::event_args(&packet);
     let payload = args.first().unwrap_or(&null);
     let fx = chat
         .on_event(&state, name, packet.id, payload, allowed, Instant::now())
@@ -160,7 +135,7 @@ pub async fn on_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, event:
     let Some(chat) = shard.chat.as_ref() else {
         return;
     };
-    let Some((state, allowed)) = socket_and_rate(conn, local) else {
+    let Some((state, allowed)) = socket_and_rate(shard, conn, local) else {
         return;
     };
     let fx = chat

@@ -12,19 +12,12 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::ConnInfo;
+use super::response::handshake_error;
 use super::response::{empty, json, plain};
 use super::sessions::{SessionPermit, SessionRefusal};
 use crate::engine::conn::Handshake;
 use crate::shard::Shard;
 use crate::shard::msg::{PollForward, ShardMsg};
-
-/// `{"code":N,"message":"..."}` with the reference status.
-pub fn handshake_error(e: HandshakeError) -> Response<Full<Bytes>> {
-    json(
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
-        e.to_json(),
-    )
-}
 
 /// Counts a new session against this connection and the session caps.
 fn new_session(shard: &Shard, info: &ConnInfo) -> Result<SessionPermit, SessionRefusal> {

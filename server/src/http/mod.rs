@@ -24,8 +24,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::server::Mode;
 use crate::shard::Shard;
+use crate::shared::Mode;
 use response::plain;
 
 /// Largest HTTP header block hyper buffers per connection.
@@ -33,7 +33,7 @@ const MAX_HTTP_BUF: usize = 16 * 1024;
 
 /// Connections per shard allowed in their HTTP handshake at once (measured: 16 gave the
 /// smallest and steadiest idle memory per connection, see ARCHITECTURE.md).
-pub const HANDSHAKE_PERMITS: usize = 16;
+pub use crate::shard::HANDSHAKE_PERMITS;
 
 /// Longest a new connection waits for a handshake permit before it proceeds without one.
 pub const HANDSHAKE_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
@@ -155,6 +155,10 @@ pub async fn route(
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {
             engineio::handle(shard, req, info, true).await
         }
+        (_, "/healthz" | "/readyz") if !shard.shared.dead_threads().is_empty() => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("dead threads: {}", shard.shared.dead_threads().join(", ")),
+        ),
         (_, "/healthz") => plain(StatusCode::OK, "ok"),
         (_, "/readyz") => {
             if shard.shared.ready().await {

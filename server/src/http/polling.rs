@@ -16,7 +16,7 @@ use hyper::body::{Body, Incoming};
 use hyper::{Response, StatusCode};
 
 use super::response::plain;
-use crate::engine::conn::{self, Conn, Handshake, engine_frame};
+use crate::engine::conn::{Conn, Handshake, engine_frame};
 use crate::engine::outbox::Frame;
 use crate::shard::Shard;
 use crate::shard::msg::PollForward;
@@ -30,9 +30,9 @@ pub fn handshake(
     handshake: Handshake,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
-    let conn = conn::open(shard, Transport::Polling, handshake, engine_only);
+    let conn = crate::session::open(shard, Transport::Polling, handshake, engine_only);
     let open = engine_frame(&conn.state.borrow().session.open_packet());
-    conn::spawn_timer(shard.clone(), conn.clone());
+    crate::session::spawn_timer(shard.clone(), conn.clone());
     match open {
         Frame::Text(t) => plain(StatusCode::OK, Bytes::from(t)),
         Frame::Binary(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, ""),
@@ -73,7 +73,7 @@ async fn read_body_unbounded(mut body: Incoming, max: usize) -> Result<Bytes, St
 pub fn close_session(shard: &Rc<Shard>, sid: Sid) {
     let conn = shard.conns.borrow().get(&sid).cloned();
     if let Some(conn) = conn {
-        conn.terminate(shard, "payload too large");
+        crate::session::terminate(&conn, shard, "payload too large");
     }
 }
 
@@ -111,19 +111,19 @@ async fn post(shard: &Rc<Shard>, conn: &Rc<Conn>, body: Bytes) -> (u16, Bytes) {
     let begun = conn.state.borrow_mut().session.begin_post();
     if begun.is_err() {
         conn.flush_transmits();
-        conn.terminate(shard, "duplicate post");
+        crate::session::terminate(conn, shard, "duplicate post");
         return error(HandshakeError::BadRequest);
     }
     for packet in payload::decode_bytes(body) {
         let ok = match packet {
             Ok(EnginePacket::Close) => {
                 // The client closes the session: a clean end, answered `ok`.
-                conn.on_packet(shard, EnginePacket::Close).await;
+                crate::session::on_packet(conn, shard, EnginePacket::Close).await;
                 return (200, Bytes::from_static(b"ok"));
             }
-            Ok(p) => conn.on_packet(shard, p).await,
+            Ok(p) => crate::session::on_packet(conn, shard, p).await,
             Err(_) => {
-                conn.terminate(shard, "parse error");
+                crate::session::terminate(conn, shard, "parse error");
                 false
             }
         };
@@ -142,7 +142,7 @@ async fn get(shard: &Rc<Shard>, conn: &Rc<Conn>) -> (u16, Bytes) {
     if begun.is_err() {
         // Duplicate poll: the session is closed; the first poll gets the close packet.
         conn.flush_transmits();
-        conn.terminate(shard, "duplicate poll");
+        crate::session::terminate(conn, shard, "duplicate poll");
         return error(HandshakeError::BadRequest);
     }
     conn.outbox.ready().await;

@@ -1,6 +1,7 @@
 //! Small response builders shared by the HTTP modules.
 
 use bytes::Bytes;
+use chatwire_protocol::engine::handshake::HandshakeError;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -33,4 +34,12 @@ pub fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = status;
     resp
+}
+
+/// `{"code":N,"message":"..."}` with the reference status.
+pub fn handshake_error(e: HandshakeError) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+        e.to_json(),
+    )
 }

@@ -26,11 +26,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes, handshake::derive_accept_key};
 
-use super::engineio::handshake_error;
-use crate::engine::conn::{self, Conn, Handshake, engine_frame};
+use super::response::handshake_error;
+use crate::engine::conn::{Conn, Handshake, engine_frame};
 use crate::engine::outbox::Frame;
 use crate::shard::Shard;
-use crate::shard::msg::{ShardMsg, UpgradeForward};
+use crate::shard::msg::{ShardMsg, UpgradeAnswer, UpgradeForward};
 
 /// The WebSocket stream type of every connection.
 type Ws = WebSocketStream<TcpStream>;
@@ -105,7 +105,7 @@ pub async fn upgrade(
         };
         match sid {
             None => {
-                let conn = conn::open(
+                let conn = crate::session::open(
                     &shard,
                     Transport::Websocket,
                     Handshake {
@@ -178,17 +178,6 @@ fn accept_and_close(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
     });
     switching_protocols(accept)
-}
-
-/// Whether a WebSocket may join a session to upgrade it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpgradeAnswer {
-    /// Yes: the probe may start.
-    Allowed,
-    /// The session exists but has upgraded already (or is upgrading): accept, then close.
-    NotUpgradable,
-    /// No such session: 400.
-    Unknown,
 }
 
 /// On the owner: may a WebSocket join this session to upgrade it?
@@ -322,7 +311,7 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
         tokio::select! {
             biased;
             () = &mut timer => {
-                conn.on_timer(shard);
+                crate::session::on_timer(conn, shard);
                 armed = far();
                 timer.as_mut().reset(armed);
             }
@@ -348,7 +337,7 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     }
                 };
                 if !written {
-                    conn.terminate(shard, "transport error");
+                    crate::session::terminate(conn, shard, "transport error");
                     return;
                 }
                 if conn.outbox.is_closed() {
@@ -362,20 +351,20 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => {
                         conn.state.borrow_mut().session.transport_closed();
-                        conn.terminate(shard, "transport close");
+                        crate::session::terminate(conn, shard, "transport close");
                         return;
                     }
                     Some(Err(e)) => {
                         tracing::debug!(sid = %conn.sid, error = %e, "websocket read error");
-                        conn.terminate(shard, "transport error");
+                        crate::session::terminate(conn, shard, "transport error");
                         return;
                     }
                 };
                 match packet {
                     Ok(p) => {
-                        conn.on_packet(shard, p).await;
+                        crate::session::on_packet(conn, shard, p).await;
                     }
-                    Err(_) => conn.terminate(shard, "parse error"),
+                    Err(_) => crate::session::terminate(conn, shard, "parse error"),
                 }
             }
         }

@@ -16,16 +16,8 @@ fn bad(msg: &str) -> StoreError {
 
 /// A positive integer id given as a JSON number or a decimal string.
 fn positive_id(v: Option<&Value>, name: &str) -> Result<i64, StoreError> {
-    let err = || StoreError::BadRequest(format!("{name} must be a positive integer"));
-    let v = v.ok_or_else(err)?;
-    let id = match v.as_str() {
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse::<i64>().map_err(|_| err())?
-        }
-        Some(_) => return Err(err()),
-        None => v.as_i64().ok_or_else(err)?,
-    };
-    if id > 0 { Ok(id) } else { Err(err()) }
+    v.and_then(chatwire_chat::id::from_value)
+        .ok_or_else(|| StoreError::BadRequest(format!("{name} must be a positive integer")))
 }
 
 fn user_type(v: Option<&Value>, name: &str) -> Result<UserType, StoreError> {

@@ -19,9 +19,7 @@ pub(super) async fn history(
     let before = match query.get("before") {
         None | Some("") => None,
         Some(b) => Some(
-            b.parse::<i64>()
-                .ok()
-                .filter(|b| *b > 0)
+            chatwire_chat::id::parse(b)
                 .ok_or_else(|| StoreError::BadRequest("before must be a message id".into()))?,
         ),
     };
@@ -63,9 +61,7 @@ pub(super) async fn send(
         participants,
         reply: ReplyTo::Http(tx),
     };
-    if ctx
-        .writer
-        .submit_wait(msg, route, ctx.limits.submit_wait)
+    if crate::app::commit::submit_wait(&ctx.writer, msg, route, ctx.limits.submit_wait)
         .await
         .is_err()
     {
@@ -102,14 +98,8 @@ pub(super) async fn read(
             None => None,
             Some(m) if m.is_null() => None,
             Some(m) => {
-                let n = match m.as_str() {
-                    Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                        s.parse::<i64>().ok()
-                    }
-                    Some(_) => None,
-                    None => m.as_i64(),
-                };
-                Some(n.filter(|n| *n > 0).ok_or_else(|| {
+                let n = chatwire_chat::id::from_value(m);
+                Some(n.ok_or_else(|| {
                     StoreError::BadRequest("messageId must be a positive integer".into())
                 })?)
             }

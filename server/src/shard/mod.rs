@@ -22,9 +22,24 @@ use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
 use crate::engine::conn::Conn;
-use crate::engine::outbox::{Frame, PushError};
-use crate::server::Shared;
+use crate::engine::outbox::Frame;
+use crate::ratelimit::KeyedRate;
+use crate::shared::Shared;
 use msg::{ShardMsg, ShardSet};
+
+/// Connections per shard in their HTTP handshake at once (see `http::serve_connection`).
+pub const HANDSHAKE_PERMITS: usize = 16;
+
+/// What the layers above a shard do with what reaches it: set once, when the shard is built, by
+/// the thread that runs it (so the shard itself knows no transport, session or application).
+#[derive(Debug, Clone, Copy)]
+pub struct Hooks {
+    /// Applies a message this shard does not handle itself (polling and upgrade forwards,
+    /// session closes, inline stores, disconnections).
+    pub dispatch: fn(&Rc<Shard>, ShardMsg),
+    /// A user whose presence this shard owns came online or went offline.
+    pub presence_changed: fn(UserKey, bool),
+}
 
 /// Capacity of each shard's inbound channel.
 pub const SHARD_CHANNEL: usize = 65_536;
@@ -43,6 +58,8 @@ pub struct Shard {
     pub sockets: RefCell<HashMap<u64, Rc<Conn>>>,
     /// Local chat sockets by user (for notifications and presence fan-out).
     pub users: RefCell<HashMap<UserKey, SmallVec<[u64; 2]>>>,
+    /// Client events per user over the user's connections on this shard (keyed GCRA; swept).
+    pub user_events: KeyedRate<UserKey>,
     /// Rooms and presence counts owned by this shard.
     pub cluster: ClusterShard,
     /// The chat rules with this shard's caches (None in conformance mode).
@@ -53,6 +70,8 @@ pub struct Shard {
     pub ws_tasks: Cell<usize>,
     /// Bounded FIFOs for sends that found another shard's channel full.
     overflow: Rc<overflow::Overflow>,
+    /// What the layers above do with messages and presence changes.
+    hooks: Hooks,
     /// Permits for connections in their HTTP handshake (see `http::serve_connection`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
 }
@@ -67,11 +86,14 @@ impl std::fmt::Debug for Shard {
 
 impl Shard {
     /// A new, empty shard.
-    pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet) -> Self {
+    pub fn new(index: u16, shared: Arc<Shared>, set: ShardSet, hooks: Hooks) -> Self {
         let overflow = Rc::new(overflow::Overflow::new(set.len(), overflow::OVERFLOW_CAP));
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(crate::http::HANDSHAKE_PERMITS));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKE_PERMITS));
+        let user_rate = shared.chat.as_ref().map_or(0, |c| c.user_rate);
+        let user_events = KeyedRate::new(user_rate, user_rate.saturating_mul(2));
         Self {
             overflow,
+            hooks,
             handshakes,
             index,
             chat: shared
@@ -84,6 +106,7 @@ impl Shard {
             sockets: RefCell::default(),
             users: RefCell::default(),
             cluster: ClusterShard::default(),
+            user_events,
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),
         }
@@ -132,7 +155,7 @@ impl Shard {
     pub fn deliver(&self, socket: u64, frame: Frame) {
         let conn = self.sockets.borrow().get(&socket).cloned();
         if let Some(conn) = conn {
-            push_or_drop(&conn, frame);
+            conn.push(frame);
         }
     }
 
@@ -147,40 +170,13 @@ impl Shard {
         }
     }
 
-    /// Applies one message addressed to this shard.
+    /// Applies one message addressed to this shard: room and presence operations and published
+    /// messages here, the rest (transports, sessions, storage) through [`Hooks::dispatch`].
     pub fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Poll(p) => crate::http::polling::handle_forwarded(self.clone(), *p),
-            ShardMsg::Upgrade(u) => crate::http::websocket::adopt_forwarded(self.clone(), *u),
-            ShardMsg::CloseSession(sid) => crate::http::polling::close_session(self, sid),
-            ShardMsg::UpgradeCheck { sid, reply } => {
-                let _ = reply.send(crate::http::websocket::begin_upgrade(self, sid));
-            }
             ShardMsg::Cluster(msg) => self.cluster.handle(&**self, msg),
             ShardMsg::Publish(p) => self.adapter().publish(&**self, *p),
-            ShardMsg::Store(s) => {
-                let (message, route) = *s;
-                if let Some(chat) = self.shared.chat.as_ref() {
-                    crate::app::commit::store_inline(self, &chat.store, message, route);
-                }
-            }
-            ShardMsg::Disconnect(sockets) => {
-                for s in sockets {
-                    let conn = self.sockets.borrow().get(&s).cloned();
-                    if let Some(conn) = conn {
-                        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
-                        conn.terminate(self, "missed a message (shard overloaded)");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends a frame to every local connection and closes them (graceful shutdown).
-    pub fn close_all(self: &Rc<Self>) {
-        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
-        for conn in conns {
-            conn.close_gracefully(self);
+            other => (self.hooks.dispatch)(self, other),
         }
     }
 }
@@ -221,13 +217,18 @@ impl Mesh for Shard {
     }
 
     fn presence_changed(&self, user: UserKey, online: bool) {
-        crate::app::presence_changed(user, online);
+        (self.hooks.presence_changed)(user, online);
     }
 }
 
 thread_local! {
-    /// The shard running on this thread (set by [`run`]).
+    /// The shard running on this thread (set by [`set_current`]).
     static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// Makes `shard` the shard of this thread (None when it stops).
+pub fn set_current(shard: Option<Rc<Shard>>) {
+    CURRENT.with(|c| *c.borrow_mut() = shard);
 }
 
 /// The shard of the current thread, if this is a shard thread.
@@ -235,77 +236,9 @@ pub fn current() -> Option<Rc<Shard>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// Pushes a frame; on overflow the connection is closed (the client stopped reading): its
-/// sockets are cleaned up at once and its transport abandons any pending write.
-pub fn push_or_drop(conn: &Conn, frame: Frame) {
-    if let Err(PushError::Full) = conn.outbox.push(frame) {
-        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
-        tracing::debug!(sid = %conn.sid, "outbound queue full: disconnecting slow client");
-        if let Some(shard) = current() {
-            let found = shard.conns.borrow().get(&conn.sid).cloned();
-            if let Some(rc) = found {
-                // Terminate from a task: the caller may hold borrows of shard state.
-                tokio::task::spawn_local(async move { rc.terminate(&shard, "slow client") });
-            }
-        }
-    }
-}
-
 impl ShardSet {
     /// The sender of shard `i`.
     pub fn sender(&self, i: usize) -> Option<&flume::Sender<ShardMsg>> {
         self.senders_slice().get(i)
     }
-}
-
-/// Runs one shard on the current thread until shutdown: accept loop + message loop.
-pub fn run(
-    index: u16,
-    listener: std::net::TcpListener,
-    rx: flume::Receiver<ShardMsg>,
-    shared: Arc<Shared>,
-    set: ShardSet,
-) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let shard = Rc::new(Shard::new(index, shared.clone(), set));
-        CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let accept = tokio::task::spawn_local(crate::http::accept_loop(shard.clone(), listener));
-        let stop_accepting = shared.stop_accepting.clone();
-        let shutdown = shared.shutdown.clone();
-        let mut accepting = true;
-        loop {
-            tokio::select! {
-                msg = rx.recv_async() => match msg {
-                    Ok(msg) => shard.handle(msg),
-                    Err(_) => break,
-                },
-                () = stop_accepting.wait(), if accepting => {
-                    accepting = false;
-                    accept.abort();
-                }
-                () = shutdown.wait() => break,
-            }
-        }
-        accept.abort();
-        // Tell every client to reconnect elsewhere, then give the transports a moment to write.
-        shard.close_all();
-        let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
-        let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
-        while busy(&shard) && tokio::time::Instant::now() < drain_until {
-            // Keep serving forwarded messages (e.g. commit replies) while draining.
-            while let Ok(msg) = rx.try_recv() {
-                shard.handle(msg);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        // Pending polling GETs were woken by the close; give hyper a moment to write them.
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        CURRENT.with(|c| *c.borrow_mut() = None);
-        Ok(())
-    })
 }

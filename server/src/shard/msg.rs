@@ -11,7 +11,7 @@ use chatwire_protocol::engine::sid::Sid;
 use chatwire_cluster::{ClusterMsg, Published};
 use chatwire_store::NewMessage;
 
-use crate::app::commit::Route;
+use crate::route::Route;
 
 /// A polling request forwarded to the shard that owns its session.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub enum ShardMsg {
         /// The session.
         sid: Sid,
         /// Answer.
-        reply: tokio::sync::oneshot::Sender<crate::http::websocket::UpgradeAnswer>,
+        reply: tokio::sync::oneshot::Sender<UpgradeAnswer>,
     },
     /// A room or presence operation (see [`chatwire_cluster::ClusterMsg`]).
     Cluster(ClusterMsg),
@@ -97,7 +97,7 @@ impl ShardSet {
     /// Sends from a non-async context (the commit sink's writer thread): blocks while the target
     /// channel is full, which back-pressures the writer rather than dropping a committed message.
     pub fn send_blocking(&self, shard: usize, msg: ShardMsg) {
-        super::overflow::count_hop("shard");
+        crate::telemetry::count_hop("shard");
         if let Some(tx) = self.senders.get(shard)
             && tx.send(msg).is_err()
         {
@@ -120,4 +120,15 @@ impl ShardSet {
             .get(shard)
             .is_some_and(|tx| tx.try_send(msg).is_ok())
     }
+}
+
+/// Whether a WebSocket may join a session to upgrade it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeAnswer {
+    /// Yes: the probe may start.
+    Allowed,
+    /// The session exists but has upgraded already (or is upgrading): accept, then close.
+    NotUpgradable,
+    /// No such session: 400.
+    Unknown,
 }

@@ -20,11 +20,6 @@ use chatwire_cluster::ClusterMsg;
 
 use super::msg::ShardMsg;
 
-/// Counts one message crossing to another thread ([`crate::telemetry::THREAD_HOPS`]).
-pub fn count_hop(to: &'static str) {
-    metrics::counter!(crate::telemetry::THREAD_HOPS, crate::telemetry::LABEL_TO => to).increment(1);
-}
-
 /// Room membership and presence changes: never dropped (see the module doc).
 fn must_not_drop(msg: &ShardMsg) -> bool {
     matches!(msg, ShardMsg::Cluster(m) if m.must_not_drop())
@@ -98,7 +93,7 @@ impl Overflow {
         let Some(target) = self.targets.get(to) else {
             return;
         };
-        count_hop("shard");
+        crate::telemetry::count_hop("shard");
         let msg = if target.is_idle() {
             match tx.try_send(msg) {
                 Ok(()) => return,

@@ -2,8 +2,6 @@
 //! client's ACK arguments back through a oneshot. At most [`MAX_PENDING`] per socket; the map is
 //! allocated only while an ack is pending.
 
-use std::collections::HashMap;
-
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::packet::Packet;
 use tokio::sync::oneshot;
@@ -13,15 +11,6 @@ use crate::engine::conn::Conn;
 
 /// Most unanswered server acks per socket; more are refused.
 pub const MAX_PENDING: usize = 64;
-
-/// Pending server acks of one socket.
-#[derive(Debug, Default)]
-pub struct PendingAcks {
-    /// Next ack id.
-    next_id: u64,
-    /// Ack id -> who waits for the client's answer.
-    waiting: HashMap<u64, oneshot::Sender<Vec<Value>>>,
-}
 
 /// Emits `event` with a JSON `payload` to socket `local` of `conn`, asking for an ack. None when
 /// the socket is gone or has too many acks pending. The receiver yields the ACK arguments (it

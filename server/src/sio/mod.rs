@@ -5,69 +5,23 @@
 pub mod acks;
 pub mod conformance;
 pub mod emit;
+pub mod slot;
+
+pub use slot::{Nsp, SocketSlot, event_args};
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::RawEvent;
 use chatwire_protocol::socket::packet::{Packet, PacketType};
 
-use crate::app::SocketChat;
 use crate::engine::conn::Conn;
-use crate::server::Mode;
 use crate::shard::Shard;
-
-/// The namespaces chatwire serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nsp {
-    /// `/`: exists and accepts connections (no token needed).
-    Root,
-    /// `/chat`: the chat application.
-    Chat,
-    /// `/custom`: conformance mode only.
-    Custom,
-}
-
-impl Nsp {
-    /// The namespace for a name in this mode, None if it is not served.
-    pub fn parse(mode: Mode, name: &str) -> Option<Nsp> {
-        match (mode, name) {
-            (_, "/" | "") => Some(Nsp::Root),
-            (Mode::Chat, "/chat") => Some(Nsp::Chat),
-            (Mode::Conformance, "/custom") => Some(Nsp::Custom),
-            _ => None,
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Nsp::Root => "/",
-            Nsp::Chat => "/chat",
-            Nsp::Custom => "/custom",
-        }
-    }
-}
-
-/// A namespace socket on a connection.
-#[derive(Debug)]
-pub struct SocketSlot {
-    /// Its namespace.
-    pub nsp: Nsp,
-    /// Shard-local socket number (`SocketKey.local`).
-    pub local: u64,
-    /// The `socket.id` the client sees.
-    pub id: Box<str>,
-    /// Chat state (`/chat` sockets only).
-    pub chat: Option<Box<SocketChat>>,
-    /// Server acks waiting for the client (allocated only while one is pending).
-    pub acks: Option<Box<acks::PendingAcks>>,
-}
+use crate::shared::Mode;
 
 /// The client-visible id of a socket: shard, local number and some randomness, 16 chars max.
 fn socket_id(shard: u16, local: u64) -> Box<str> {
-    let r = crate::server::random_12();
+    let r = crate::ids::random_12();
     let mut s = format!("{shard:x}{local:x}-");
     for b in r.iter().take(4) {
         s.push_str(&format!("{b:02x}"));
@@ -164,12 +118,10 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
                     let pos = st.sockets.iter().position(|s| s.nsp == nsp);
                     pos.map(|p| st.sockets.remove(p))
                 };
+                // Like the reference server (Engine.IO v4): the connection stays open, its
+                // heartbeat goes on and a new CONNECT may join again.
                 if let Some(slot) = slot {
                     cleanup_socket(shard, conn, slot, "client namespace disconnect");
-                    // Like the reference server: no namespace left, nothing to keep open.
-                    if conn.state.borrow().sockets.is_empty() {
-                        conn.terminate(shard, "client namespace disconnect");
-                    }
                 }
             }
             true
@@ -212,6 +164,20 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     if find_socket(conn, nsp).is_some() {
         return;
     }
+    // A CONNECT spends the connection's event budget like any event: leaving and joining a
+    // namespace again gives no fresh burst.
+    let allowed = conn
+        .state
+        .borrow()
+        .limiter
+        .as_ref()
+        .is_none_or(|l| l.check());
+    if !allowed {
+        metrics::counter!(crate::telemetry::ERRORS, crate::telemetry::LABEL_CODE => "rate_limited")
+            .increment(1);
+        conn.push(emit::connect_error(nsp.as_str(), "rate_limited"));
+        return;
+    }
     let auth = packet.data;
     let chat = if nsp == Nsp::Chat {
         match crate::app::authenticate(shard, conn, auth.as_ref()).await {
@@ -231,6 +197,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     let id = socket_id(shard.index, local);
     conn.push(emit::connect(nsp.as_str(), &id));
     let user = chat.as_ref().map(|c| c.state.borrow().user);
+    let expires_at = chat.as_ref().and_then(|c| c.expires_at);
     {
         let mut st = conn.state.borrow_mut();
         st.connect_deadline = None;
@@ -247,11 +214,39 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     conn.rearm.notify_one();
     match (mode, nsp, user) {
         (Mode::Chat, Nsp::Chat, Some(user)) => {
-            crate::app::on_connected(shard, conn, local, user, &id)
+            crate::app::on_connected(shard, conn, local, user, &id);
+            if let Some(at) = expires_at {
+                disconnect_at_expiry(shard.clone(), conn.clone(), local, at);
+            }
         }
         (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
         _ => {}
     }
+}
+
+/// A token's expiry: the socket, if still connected then, gets `error {event: "connection",
+/// error: "unauthorized", message: "token expired"}` (what a client needs to fetch a new token
+/// and connect again) and a server DISCONNECT of its namespace; the connection stays open.
+fn disconnect_at_expiry(shard: Rc<Shard>, conn: Rc<Conn>, local: u64, expires_at: u64) {
+    let now = crate::app::unix_now();
+    let wait = std::time::Duration::from_secs(expires_at.saturating_sub(now));
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(wait).await;
+        let slot = {
+            let mut st = conn.state.borrow_mut();
+            let pos = st.sockets.iter().position(|s| s.local == local);
+            pos.map(|p| st.sockets.remove(p))
+        };
+        let Some(slot) = slot else { return };
+        if conn.closed.get() {
+            return;
+        }
+        let nsp = slot.nsp.as_str();
+        let body = br#"{"event":"connection","error":"unauthorized","message":"token expired"}"#;
+        conn.push(emit::event(nsp, "error", body));
+        conn.push(emit::disconnect(nsp));
+        cleanup_socket(&shard, &conn, slot, "token expired");
+    });
 }
 
 /// Removes a socket from the shard: chat cleanup (rooms, typing, presence), then forget it.
@@ -261,13 +256,5 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
     metrics::gauge!(crate::telemetry::SOCKETS).decrement(1.0);
     if let Some(chat) = slot.chat {
         crate::app::on_disconnected(shard, slot.local, *chat);
-    }
-}
-
-/// The event arguments after the name (`["name", a, b]` -> `[a, b]`).
-pub fn event_args(packet: &Packet) -> &[Value] {
-    match &packet.data {
-        Some(Value::Array(items)) => items.get(1..).unwrap_or(&[]),
-        _ => &[],
     }
 }

@@ -21,7 +21,7 @@
 //!   the client's retry with the same tempId resolves without a duplicate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{AnyStore, NewMessage, Outcome, Store, StoreError, Stored};
@@ -145,6 +145,19 @@ pub struct WriterHandle<R> {
     stop: flume::Sender<tokio::sync::oneshot::Sender<()>>,
     /// Set by `flush_and_stop`: later submits are refused at once instead of racing the drain.
     stopping: Arc<AtomicBool>,
+    /// Enqueue attempts between their `stopping` check and the end of their send.
+    inflight: Arc<AtomicUsize>,
+    /// True while the writer thread runs (cleared when it ends, by a panic included).
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears the writer's `alive` flag when its thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl<R> Clone for WriterHandle<R> {
@@ -153,6 +166,8 @@ impl<R> Clone for WriterHandle<R> {
             tx: self.tx.clone(),
             stop: self.stop.clone(),
             stopping: self.stopping.clone(),
+            inflight: self.inflight.clone(),
+            alive: self.alive.clone(),
         }
     }
 }
@@ -166,30 +181,39 @@ impl<R> std::fmt::Debug for WriterHandle<R> {
 }
 
 impl<R> WriterHandle<R> {
+    /// One attempt to queue: refused at once while stopping. The attempt counts as in flight from
+    /// before its check of `stopping` until its send is done, so `flush_and_stop` (which sets
+    /// `stopping`, then waits for no attempt in flight) never lets a message into the queue after
+    /// the writer's last drain: every accepted message is committed or failed, never dropped.
+    /// Err carries the pending message back and whether the writer has stopped.
+    #[allow(clippy::result_large_err)]
+    fn enqueue(&self, pending: Pending<R>) -> Result<(), (Pending<R>, bool)> {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let result = if self.stopping.load(Ordering::SeqCst) {
+            Err((pending, true))
+        } else {
+            self.tx.try_send(pending).map_err(|e| {
+                let stopped = matches!(e, flume::TrySendError::Disconnected(_));
+                (e.into_inner(), stopped)
+            })
+        };
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
     /// Queues a message without waiting; a full queue or a stopped writer hands it back.
     // The error hands the message and its reply route back by value (no allocation on refusal).
     #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, message: NewMessage, reply: R) -> Result<(), Rejected<R>> {
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(Rejected {
-                message,
-                reply,
-                stopped: true,
-            });
-        }
         let pending = Pending {
             message,
             reply,
             enqueued: Instant::now(),
         };
-        self.tx.try_send(pending).map_err(|e| {
-            let stopped = matches!(e, flume::TrySendError::Disconnected(_));
-            let p = e.into_inner();
-            Rejected {
-                message: p.message,
-                reply: p.reply,
-                stopped,
-            }
+        self.enqueue(pending).map_err(|(p, stopped)| Rejected {
+            message: p.message,
+            reply: p.reply,
+            stopped,
         })
     }
 
@@ -201,13 +225,6 @@ impl<R> WriterHandle<R> {
         reply: R,
         deadline: Duration,
     ) -> Result<(), Rejected<R>> {
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(Rejected {
-                message,
-                reply,
-                stopped: true,
-            });
-        }
         let until = Instant::now() + deadline;
         let mut pause = Duration::from_micros(200);
         let mut pending = Pending {
@@ -216,11 +233,10 @@ impl<R> WriterHandle<R> {
             enqueued: Instant::now(),
         };
         loop {
-            match self.tx.try_send(pending) {
+            match self.enqueue(pending) {
                 Ok(()) => return Ok(()),
-                Err(e) => {
-                    let stopped = matches!(e, flume::TrySendError::Disconnected(_));
-                    pending = e.into_inner();
+                Err((back, stopped)) => {
+                    pending = back;
                     let now = Instant::now();
                     if stopped || now >= until {
                         return Err(Rejected {
@@ -236,6 +252,12 @@ impl<R> WriterHandle<R> {
         }
     }
 
+    /// False once the writer thread has ended: stopped, or died (a panic); a health check reports
+    /// it, since nothing can be committed any more.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
     /// Messages waiting in the queue.
     pub fn queued(&self) -> usize {
         self.tx.len()
@@ -244,7 +266,12 @@ impl<R> WriterHandle<R> {
     /// Commits everything queued before this call, then stops the writer thread (graceful
     /// shutdown). Other handles' later submits are rejected with `stopped`.
     pub async fn flush_and_stop(self) {
-        self.stopping.store(true, Ordering::Release);
+        self.stopping.store(true, Ordering::SeqCst);
+        // An attempt that passed its check before `stopping` was set finishes its send (a few
+        // instructions) before the writer is told to drain.
+        while self.inflight.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         if self.stop.send_async(done_tx).await.is_ok() {
             let _ = done_rx.await;
@@ -266,9 +293,12 @@ impl BatchWriter {
     ) -> WriterHandle<S::Reply> {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
         let (stop, stop_rx) = flume::bounded(4);
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
         let spawned = std::thread::Builder::new()
             .name("chatwire-writer".into())
             .spawn(move || {
+                let _guard = guard;
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -297,6 +327,8 @@ impl BatchWriter {
             tx,
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            alive,
         }
     }
 }

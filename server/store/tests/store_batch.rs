@@ -337,3 +337,82 @@ async fn idempotency_and_restart_memory() {
     assert_eq!(rows.iter().filter(|s| !s.duplicate).count(), 1);
     writer.flush_and_stop().await;
 }
+
+/// Submits racing a graceful stop: every send the queue took is committed (or failed) and
+/// reported, none is dropped silently between the writer's last drain and its exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_send_is_answered_when_a_stop_races_submits() {
+    for round in 0..40 {
+        let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+        let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+        let (writer, rx) = spawn(store.clone(), 0);
+        let submitters: Vec<_> = (0..2)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    let mut accepted = 0usize;
+                    for i in 0..20_000i64 {
+                        let temp = Some(TempId::Int(t * 1_000_000 + i));
+                        match writer.try_submit(msg(conv.id, a(), temp), ReplyTo::None) {
+                            Ok(()) => accepted += 1,
+                            Err(r) if r.stopped => break,
+                            Err(_) => std::thread::yield_now(),
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_micros(200 + 50 * round)).await;
+        writer.clone().flush_and_stop().await;
+        let accepted: usize = submitters.into_iter().map(|h| h.join().unwrap()).sum();
+        drop(writer);
+        let mut answered = 0usize;
+        while let Ok(event) = rx.recv_async().await {
+            answered += match event {
+                Event::Committed(rows) => rows.len(),
+                Event::Failed(msgs, _) => msgs.len(),
+            };
+        }
+        assert_eq!(
+            answered, accepted,
+            "round {round}: every accepted send answered"
+        );
+    }
+}
+
+/// Panics in `committed` (a bug in the sink's code, here on purpose).
+struct PanickingSink;
+
+impl CommitSink for PanickingSink {
+    type Reply = ReplyTo;
+
+    fn committed(&self, _: Vec<(Stored, ReplyTo)>) {
+        panic!("sink bug");
+    }
+    fn failed(&self, _: Vec<(NewMessage, ReplyTo)>, _: StoreError) {}
+}
+
+/// A writer thread that dies says so (health checks report it) and refuses further sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_thread_is_reported_and_refuses_sends() {
+    let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let writer = BatchWriter::spawn(store, BatchConfig::default(), PanickingSink);
+    assert!(writer.is_alive());
+    writer
+        .try_submit(msg(conv.id, a(), None), ReplyTo::None)
+        .unwrap();
+    for _ in 0..200 {
+        if !writer.is_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!writer.is_alive(), "the writer thread died and says so");
+    let refused = writer.try_submit(msg(conv.id, a(), None), ReplyTo::None);
+    assert!(
+        matches!(refused, Err(r) if r.stopped),
+        "a dead writer refuses sends"
+    );
+}

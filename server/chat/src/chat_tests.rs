@@ -260,6 +260,39 @@ fn read_answers_and_broadcasts_the_receipt() {
 }
 
 #[test]
+fn check_online_answers_strangers_offline_without_asking() {
+    let (chat, _) = setup();
+    let stranger = RefCell::new(ChatSocket::new(brand(7)));
+    let fx = event(
+        &chat,
+        &stranger,
+        "user:check:online",
+        Some(2),
+        r#"{"userId":2,"userType":"influencer"}"#,
+    );
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::CheckOnline { .. })),
+        "{fx:?}"
+    );
+    assert_eq!(
+        emitted(&fx),
+        vec![
+            r#"42/chat,["user:online:status",{"userId":2,"userType":"influencer","isOnline":false}]"#.to_owned(),
+            r#"43/chat,2[{"userId":2,"userType":"influencer","isOnline":false}]"#.to_owned(),
+        ]
+    );
+    // Asking about yourself is fine.
+    let fx = event(
+        &chat,
+        &stranger,
+        "user:check:online",
+        None,
+        r#"{"userId":7,"userType":"brand"}"#,
+    );
+    assert!(matches!(fx[0], Effect::CheckOnline { .. }));
+}
+
+#[test]
 fn check_online_asks_the_cluster_and_unknown_events_get_an_error() {
     let (chat, _) = setup();
     let socket = RefCell::new(ChatSocket::new(brand(1)));

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""The load part of `make bench`: every server, in two setups, at fixed loads and by knee search.
+
+Setups: "pinned" (each server on CPU 0 with `taskset -c 0`, the load generator on CPU 1) and
+"shared" (no pinning: server and load generator share both cores). Servers: chatwire on the
+memory store ("chatwire"), chatwire on PostgreSQL ("chatwire-pg", a database this script
+recreates), and the peers in bench/peers/ ("socketioxide", "node").
+
+Per setup and workload ("direct": 1:1, "group": rooms of 50) it runs rounds; a round gives every
+server that still needs one its next load point, and runs the round REPEATS times with the
+servers interleaved (A B C A B C A B C). A load point passes when the majority of its runs had
+delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
+the CPU and latency figures); then a knee search: from the saved baseline's knee when there is
+one (else from the fixed loads) up in steps of STEP_UP (<= 25%) until a point fails, down the
+same way until one passes, then bisection until first fail / last pass <= 1 + KNEE_TOL.
+
+Writes <out>/runs.json: the meta (commit, cores, load average before the run, config), every
+run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
+probes. scripts/bench_report.py turns it into figures, the table and the gate.
+
+Environment (scripts/bench.sh sets the presets): SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
+DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
+MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
+both chatwire servers in a cgroup with that CPU quota, to show what the gate catches).
+"""
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "release")
+OUT = os.environ.get("BENCH_OUT", os.path.join(TARGET, "loadtest", "bench"))
+ENV = os.environ.get
+
+
+def floats(name, default):
+    return [float(x) for x in ENV(name, default).split()]
+
+
+SERVERS = ENV("SERVERS", "chatwire chatwire-pg socketioxide node").split()
+SETUPS = ENV("SETUPS", "pinned shared").split()
+REPEATS = int(ENV("REPEATS", "3"))
+STEP_SECS = float(ENV("STEP_SECS", "1.5"))
+DRAIN_SECS = float(ENV("DRAIN_SECS", "0.5"))
+USERS = {"direct": int(ENV("DIRECT_USERS", "4000")), "group": int(ENV("GROUP_USERS", "2000"))}
+ROOM = {"direct": 2, "group": 50}
+FIXED = {"direct": floats("DIRECT_FIXED", "5000 10000 15000"),
+         "group": floats("GROUP_FIXED", "49000 98000")}
+FIXED_SETUPS = ENV("FIXED_SETUPS", "pinned").split()
+KNEE_TOL = float(ENV("KNEE_TOL", "0.05"))
+STEP_UP = float(ENV("STEP_UP", "1.25"))
+MAX_PROBES = int(ENV("MAX_PROBES", "2"))
+P99_MS = float(ENV("P99_MS", "50"))
+IDLE_USERS = int(ENV("IDLE_USERS", "4000"))
+BASELINE = ENV("BASELINE", os.path.join(ROOT, "bench", "baseline", "bench.json"))
+DATABASE_URL = ENV("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatwire_bench")
+QUOTA = ENV("BENCH_CHATWIRE_QUOTA", "")
+WORKLOADS = ENV("WORKLOADS", "direct group").split()
+
+procs = {}  # server name -> Popen
+cgroups = []
+# Each workload keeps its own users from run to run: a 1:1 conversation is then found, not
+# created, when a run seeds it again (creating 2,000 in PostgreSQL takes seconds per run).
+FIRST_USER = {"direct": 1, "group": 100_001, "idle": 200_001}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+
+def cpu_cgroup(cores):
+    """A cgroup (v1 `cpu` or v2 `cpu.max`) holding `cores` of CPU time; its directory or None."""
+    quota = int(float(cores) * 100000)
+    name = f"chatwire-bench-{os.getpid()}"
+    try:
+        if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+            d = f"/sys/fs/cgroup/cpu/{name}"
+            os.makedirs(d, exist_ok=True)
+            open(f"{d}/cpu.cfs_period_us", "w").write("100000")
+            open(f"{d}/cpu.cfs_quota_us", "w").write(str(quota))
+        else:
+            d = f"/sys/fs/cgroup/{name}"
+            os.makedirs(d, exist_ok=True)
+            open(f"{d}/cpu.max", "w").write(f"{quota} 100000")
+    except OSError as e:
+        sys.exit(f"BENCH_CHATWIRE_QUOTA needs a writable cgroup CPU controller: {e}")
+    cgroups.append(d)
+    return d
+
+
+def reset_database():
+    admin = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+    db = DATABASE_URL.rsplit("/", 1)[1].split("?")[0]
+    for sql in (f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'CREATE DATABASE "{db}"'):
+        r = subprocess.run(["psql", admin, "-qc", sql], capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"chatwire-pg needs PostgreSQL at {admin}: {r.stderr.strip()}")
+
+
+def wait_ready(name, port, proc, secs=60):
+    """Until chatwire answers /healthz, or a peer accepts TCP connections."""
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited at start (see {OUT}/server-{name}.log)")
+        try:
+            if name.startswith("chatwire"):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{name} did not answer on port {port}")
+
+
+def start(name, port, setup):
+    if name == "chatwire-pg":
+        reset_database()
+    if name.startswith("chatwire"):
+        db = DATABASE_URL if name == "chatwire-pg" else "memory"
+        cmd = [f"{BIN}/chatwire", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--database-url", db, "--dev-tokens", "true", "--rate-limit-conn-per-ip", "0",
+               # one load generator address opens every session and seeds every conversation
+               "--rate-limit-rest-ip-factor", "0", "--max-sessions-per-ip", "0",
+               # capacity, not policy: the peers have no event rate limits either
+               "--rate-limit-per-socket", "0", "--rate-limit-per-user", "0"]
+    else:
+        cmd = shlex.split(sh(f"{ROOT}/scripts/peers.sh bin {name} {port}"))
+    if setup == "pinned":
+        cmd = ["taskset", "-c", "0"] + cmd
+    logf = open(f"{OUT}/server-{name}.log", "a")
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+    if QUOTA and name.startswith("chatwire"):
+        d = cgroups[0] if cgroups else cpu_cgroup(QUOTA)
+        # cgroup.procs moves the whole process, threads included (v1 and v2).
+        open(f"{d}/cgroup.procs", "w").write(str(proc.pid))
+    procs[name] = (proc, port)
+    wait_ready(name, port, proc)
+
+
+def stop_all():
+    for name, (proc, _) in list(procs.items()):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        del procs[name]
+
+
+def percentile(buckets, q):
+    total = sum(c for _, c in buckets)
+    seen = 0
+    for v, c in buckets:
+        seen += c
+        if seen >= q * total:
+            return v / 1000
+    return None
+
+
+def loadgen(name, server, setup, workload, load, repeat, idle=False):
+    """One load generator run; returns its record for runs.json."""
+    proc, port = procs[server]
+    users = IDLE_USERS if idle else USERS[workload]
+    room = 10 if idle else ROOM[workload]
+    first = FIRST_USER["idle" if idle else workload]
+    rate = 0 if idle else load / (users * (room - 1))
+    cmd = [f"{BIN}/chatwire-loadgen", "run", "-H", f"http://127.0.0.1:{port}",
+           "--seed", "rest" if server.startswith("chatwire") else "none",
+           "--server-pid", str(proc.pid), "--out-dir", OUT, "--name", name,
+           "--no-goose-reports", "--progress-secs", "1", "--first-user", str(first),
+           "-u", str(users), "-r", str(users), "--room-size", str(room),
+           "--no-typing", "--no-read", "--drain", str(DRAIN_SECS)]
+    cmd += ["--idle", "--duration", "1"] if idle else [
+        "--rate", f"{rate:.6f}", "--duration", str(STEP_SECS)]
+    if setup == "pinned":
+        cmd = ["taskset", "-c", "1"] + cmd
+    path = f"{OUT}/{name}.results.json"
+    if os.path.exists(path):
+        os.remove(path)
+    began = time.time()
+    with open(f"{OUT}/{name}.log", "w") as logf:
+        subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=STEP_SECS + 180)
+    rec = {"name": name, "server": server, "setup": setup, "workload": workload,
+           "load": load, "repeat": repeat, "kind": "idle" if idle else "load",
+           "wall_secs": round(time.time() - began, 2), "pass": False}
+    if not os.path.exists(path):
+        rec["error"] = "no results (see log)"
+        return rec
+    r = json.load(open(path))
+    sv = r.get("server") or {}
+    if idle:
+        if r["connected"]:
+            rec["rss_kib_per_conn"] = (sv.get("rss_connected_kb", 0) - sv.get("rss_before_kb", 0)) / r["connected"]
+            rec["connect_cpu_us_per_user"] = sv.get("connect_cpu_secs", 0) * 1e6 / r["connected"]
+        rec["pass"] = r["connected"] == users
+        return rec
+    errors = sum(r["errors"].values()) if isinstance(r["errors"], dict) else len(r["errors"])
+    buckets = r["histograms"].get("delivery", [])
+    p99 = percentile(buckets, 0.99)
+    rec.update(p50_ms=percentile(buckets, 0.50), p99_ms=p99, errors=errors,
+               deliveries=r["deliveries"], expected=r["expected_deliveries"],
+               per_sec=r["deliveries"] / r["send_secs"] if r["send_secs"] else 0)
+    if sv.get("window_secs") and r["deliveries"]:
+        rec["cpu_us"] = sv["cpu_secs"] * 1e6 / r["deliveries"]
+        rec["server_cores"] = sv["cpu_secs"] / sv["window_secs"]
+        rec["loadgen_share"] = sv["loadgen_send_cpu_secs"] / sv["window_secs"] / max(sv.get("loadgen_cores") or 1, 1)
+    rec["pass"] = (p99 is not None and p99 <= P99_MS and not errors
+                   and r["deliveries"] >= r["expected_deliveries"] > 0)
+    return rec
+
+
+def baseline_knees():
+    """Knee medians from the saved baseline, by (setup, server, workload): the search's start."""
+    try:
+        base = json.load(open(BASELINE))
+    except (OSError, ValueError):
+        return {}
+    return {(f["setup"], f["server"], f["workload"]): f["median"]
+            for f in base.get("figures", []) if f.get("metric") == "knee" and f.get("median")}
+
+
+class Knee:
+    """Knee search state of one server in one setup and workload."""
+
+    def __init__(self, seed, fixed, start):
+        self.seed, self.fixed, self.start = seed, list(fixed), start
+        self.verdict = {}  # load -> majority pass
+        self.probes = 0
+
+    def lo(self):
+        ok = [x for x, v in self.verdict.items() if v and all(
+            self.verdict[y] for y in self.verdict if y < x)]
+        return max(ok, default=None)
+
+    def hi(self):
+        return min((x for x, v in self.verdict.items() if not v), default=None)
+
+    def next(self):
+        if self.fixed:
+            return self.fixed.pop(0)
+        lo, hi = self.lo(), self.hi()
+        if self.probes >= MAX_PROBES or (hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL)):
+            return None
+        if hi is not None and lo is not None:
+            cand = (lo + hi) / 2
+        elif lo is not None:
+            cand = self.seed if self.seed and self.seed > lo and self.seed not in self.verdict else \
+                lo * (1 + KNEE_TOL) if lo == self.seed else lo * STEP_UP
+        elif hi is not None:
+            floor = min(FIXED_ALL) / 8
+            if hi <= floor:
+                return None
+            cand = self.seed if self.seed and self.seed < hi and self.seed not in self.verdict else \
+                hi / (1 + KNEE_TOL) if hi == self.seed else hi / STEP_UP
+        else:
+            cand = self.seed or self.start
+        self.probes += 1
+        return round(cand)
+
+
+FIXED_ALL = [x for v in FIXED.values() for x in v]
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for f in os.listdir(OUT):
+        if f.endswith((".results.json", ".svg", ".log")):
+            os.remove(os.path.join(OUT, f))
+    meta = {
+        "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
+        "dirty": bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no")),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cores": os.cpu_count(),
+        "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+        "loadavg_before": [float(x) for x in open("/proc/loadavg").read().split()[:3]],
+        "config": {"servers": SERVERS, "setups": SETUPS, "repeats": REPEATS,
+                   "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
+                   "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
+                   "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
+                   "chatwire_cpu_quota": float(QUOTA) if QUOTA else None},
+    }
+    log(f"== load: {' '.join(SERVERS)}; setups {' '.join(SETUPS)}; {REPEATS} runs per point "
+        f"(interleaved), {STEP_SECS:g} s each; load average before: {meta['loadavg_before']}")
+    if QUOTA:
+        log(f"   chatwire servers held to {QUOTA} core (cgroup quota)")
+    seeds = baseline_knees()
+    runs, searches, found = [], [], {}
+    began = time.time()
+    port = 3600
+    try:
+        for setup in SETUPS:
+            for workload in WORKLOADS:
+                for s in SERVERS:
+                    port += 1
+                    start(s, port, setup)
+                if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
+                    for s in SERVERS:
+                        rec = loadgen(f"{setup}-{s}-idle", s, setup, "idle", 0, 0, idle=True)
+                        runs.append(rec)
+                        log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
+                            f"connect+join {rec.get('connect_cpu_us_per_user', 0):.0f} us CPU/user")
+                fixed = FIXED[workload] if setup in FIXED_SETUPS else []
+                # The search starts at the baseline's knee, else at this run's knee in the other setup.
+                state = {s: Knee(seeds.get((setup, s, workload)) or found.get((s, workload)), fixed,
+                                 max(FIXED[workload]))
+                         for s in SERVERS}
+                pending = {s: state[s].next() for s in SERVERS}
+                while any(v is not None for v in pending.values()):
+                    todo = [(s, x) for s, x in pending.items() if x is not None]
+                    results = {s: [] for s, _ in todo}
+                    for rep in range(REPEATS):
+                        for s, x in todo:
+                            rec = loadgen(f"{setup}-{s}-{workload}-{x:.0f}-{rep}", s, setup, workload,
+                                          x, rep)
+                            rec["fixed"] = x in fixed
+                            runs.append(rec)
+                            results[s].append(rec)
+                    for s, x in todo:
+                        rs = results[s]
+                        ok = sum(r["pass"] for r in rs) * 2 > len(rs)
+                        state[s].verdict[x] = ok
+                        p99 = sorted(r.get("p99_ms") or float("inf") for r in rs)
+                        log(f"   {setup:<6} {workload:<6} {s:<12} {x:>9,.0f}/s: "
+                            f"{'pass' if ok else 'FAIL'} ({sum(r['pass'] for r in rs)}/{len(rs)}), "
+                            f"p99 {' '.join(f'{v:.1f}' for v in p99)} ms")
+                        pending[s] = state[s].next()
+                for s in SERVERS:
+                    k = state[s]
+                    if k.lo():
+                        found[(s, workload)] = k.lo()
+                    searches.append({"setup": setup, "workload": workload, "server": s,
+                                     "seed": k.seed, "verdict": {str(x): v for x, v in k.verdict.items()},
+                                     "last_pass": k.lo(), "first_fail": k.hi()})
+                stop_all()
+                log(f"   ({time.time() - began:.0f} s)")
+    finally:
+        stop_all()
+        for d in cgroups:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    meta["load_secs"] = round(time.time() - began)
+    json.dump({"meta": meta, "runs": runs, "searches": searches},
+              open(f"{OUT}/runs.json", "w"), indent=1)
+    log(f"runs: {OUT}/runs.json ({len(runs)} runs, {meta['load_secs']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Figures, table, summary JSON and the regression gate of `make bench` (from bench_load.py's runs).
+
+    bench_report.py RUNS_JSON SUMMARY_JSON BASELINE_JSON [--check] [--save-baseline]
+
+A figure is one number per server, setup and workload, from >= REPEATS interleaved runs: its
+median, min and max, and "noisy" when (max - min) / median > NOISY (10%). Figures:
+  knee      msgs/s (1:1) or deliveries/s (rooms of 50) at delivery p99 <= 50 ms, from the knee
+            search; run i's value is the highest load its i-th run passed;
+  cpu@L     server CPU (utime + stime) per message or delivery at fixed load L;
+  p50@L, p99@L  delivery latency at fixed load L;
+  rss, connect  RSS KiB per idle connection and server CPU us per connect + join (one run).
+The summary (docs/bench.md describes the format) is also the baseline: --save-baseline copies it.
+
+The gate (--check) compares chatwire's figures (memory store and PostgreSQL) with the baseline's
+and fails when one is worse by more than max(10%, 2 x (spread now + spread then)), latencies
+also by more than 0.5 ms; the peers' figures are reported, never gated. A figure whose margin is
+50% or more is listed as too noisy to judge. Exit status: 0 pass, 1 regression, 2 no usable
+baseline.
+"""
+import json
+import os
+import shutil
+import statistics
+import sys
+
+NOISY = 0.10
+MIN_MARGIN = 0.10
+LATENCY_FLOOR_MS = 0.5
+TOO_NOISY = 0.5
+GATED = ("chatwire", "chatwire-pg")
+UNIT = {"direct": "msgs/s", "group": "deliveries/s"}
+WHAT = {"direct": "1:1", "group": "rooms of 50"}
+
+
+def figure(fid, setup, server, workload, metric, load, unit, higher, values, title):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    spread = (hi - lo) / med if med else (0.0 if hi == lo else 1.0)
+    return {"id": fid, "setup": setup, "server": server, "workload": workload, "metric": metric,
+            "load": load, "title": title, "unit": unit, "higher_is_better": higher,
+            "median": med, "min": lo, "max": hi, "runs": len(values), "values": values,
+            "spread": round(spread, 4), "noisy": spread > NOISY, "gated": server in GATED}
+
+
+def figures(data):
+    runs, out = data["runs"], []
+    for r in runs:
+        if r["kind"] == "idle":
+            base = f"{r['setup']}/{r['server']}/idle"
+            out.append(figure(f"{base}/rss", r["setup"], r["server"], "idle", "rss", None,
+                              "KiB/conn", False, [r.get("rss_kib_per_conn")],
+                              "RSS per idle connection"))
+            out.append(figure(f"{base}/connect", r["setup"], r["server"], "idle", "connect",
+                              None, "us/user", False, [r.get("connect_cpu_us_per_user")],
+                              "server CPU per connect + join"))
+    keys = sorted({(r["setup"], r["workload"], r["server"]) for r in runs if r["kind"] == "load"})
+    for setup, workload, server in keys:
+        mine = [r for r in runs if (r["setup"], r["workload"], r["server"], r["kind"])
+                == (setup, workload, server, "load")]
+        base = f"{setup}/{server}/{workload}"
+        reps = sorted({r["repeat"] for r in mine})
+        knees = [max((r["load"] for r in mine if r["repeat"] == i and r["pass"]), default=0.0)
+                 for i in reps]
+        out.append(figure(f"{base}/knee", setup, server, workload, "knee", None, UNIT[workload],
+                          True, knees, f"{WHAT[workload]}: {UNIT[workload]} at p99 <= 50 ms"))
+        per = "message" if workload == "direct" else "delivery"
+        for load in sorted({r["load"] for r in mine if r.get("fixed")}):
+            at = [r for r in mine if r["load"] == load and r.get("fixed")]
+            k = f"{load / 1000:g}k"
+            out.append(figure(f"{base}/cpu@{k}", setup, server, workload, "cpu", load,
+                              f"us/{per}", False, [r.get("cpu_us") for r in at],
+                              f"{WHAT[workload]}: server CPU per {per} at {k}/s"))
+            for q in ("p50", "p99"):
+                out.append(figure(f"{base}/{q}@{k}", setup, server, workload, q, load, "ms",
+                                  False, [r.get(f"{q}_ms") for r in at],
+                                  f"{WHAT[workload]}: delivery {q} at {k}/s"))
+            fig = out[-3]
+            if fig:
+                fig["passed_runs"] = sum(r["pass"] for r in at)
+                shares = [r["loadgen_share"] for r in at if r.get("loadgen_share") is not None]
+                fig["loadgen_busy"] = round(statistics.median(shares), 3) if shares else None
+    out = [f for f in out if f]
+    by_id = {f["id"]: f for f in out}
+    for f in out:
+        if f["server"] in GATED:
+            f["ratio_to_peers"] = {}
+            for peer in ("socketioxide", "node"):
+                p = by_id.get(f["id"].replace(f"/{f['server']}/", f"/{peer}/", 1))
+                if p and p["median"]:
+                    f["ratio_to_peers"][peer] = round(f["median"] / p["median"], 3)
+    return out
+
+
+def fmt(v):
+    return "-" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def cell(f):
+    if not f:
+        return "-"
+    s = fmt(f["median"])
+    if f["runs"] > 1:
+        s += f" ±{f['spread'] * 50:.0f}%" + ("~" if f["noisy"] else "")
+    return s
+
+
+def table(figs, servers):
+    rows = {}
+    for f in figs:
+        rows.setdefault((f["setup"], f["workload"], f["metric"], f["load"] or 0), {})[f["server"]] = f
+    order = {"idle": 0, "direct": 1, "group": 2}
+    metric_order = {"knee": 0, "cpu": 1, "p50": 2, "p99": 3, "rss": 4, "connect": 5}
+    print(f"{'figure (median ±half spread; ~ noisy)':<58}" + "".join(f"{s:>15}" for s in servers))
+    last = None
+    for key in sorted(rows, key=lambda k: (k[0] != "pinned", order.get(k[1], 9), k[3], metric_order[k[2]])):
+        if key[:2] != last:
+            print(f"-- {key[0]} setup, {key[1]}")
+            last = key[:2]
+        one = next(iter(rows[key].values()))
+        title = f"{one['title']} ({one['unit']})"
+        print(f"{title[:58]:<58}" + "".join(f"{cell(rows[key].get(s)):>15}" for s in servers))
+
+
+def gate(figs, base_figs):
+    """Regressions: chatwire figures worse than the baseline's beyond the noise-aware margin."""
+    base = {f["id"]: f for f in base_figs}
+    regressed, compared = [], 0
+    for f in figs:
+        b = base.get(f["id"])
+        if not b or not b.get("median"):
+            continue
+        f["baseline"] = {k: b[k] for k in ("median", "min", "max", "runs", "spread")}
+        f["ratio_to_baseline"] = round(f["median"] / b["median"], 3)
+        if not f["gated"]:
+            continue
+        compared += 1
+        margin = max(MIN_MARGIN, 2 * (f["spread"] + b.get("spread", 0)))
+        worse = (b["median"] - f["median"]) if f["higher_is_better"] else (f["median"] - b["median"])
+        floor = LATENCY_FLOOR_MS if f["unit"] == "ms" else 0
+        f["margin"] = round(margin, 3)
+        # So wide a margin hides real regressions of that size: say so rather than pass quietly.
+        f["too_noisy_to_judge"] = margin >= TOO_NOISY
+        if worse > max(margin * b["median"], floor):
+            f["regressed"] = True
+            regressed.append(f)
+    return regressed, compared
+
+
+def main():
+    runs_path, summary_path, baseline_path = sys.argv[1:4]
+    check, save = "--check" in sys.argv, "--save-baseline" in sys.argv
+    data = json.load(open(runs_path))
+    figs = figures(data)
+    servers = list(dict.fromkeys(data["meta"]["config"]["servers"]))
+    table(figs, servers)
+    print("-- chatwire / peer (medians; above 1 is better for knees, below 1 for CPU and latency)")
+    for f in figs:
+        if f["server"] == "chatwire" and f["metric"] in ("knee", "cpu") and f.get("ratio_to_peers"):
+            r = "  ".join(f"{p} {v:.2f}x" for p, v in f["ratio_to_peers"].items())
+            print(f"   {f['setup']:<6} {f['title']:<48} {r}")
+    base = None
+    if os.path.exists(baseline_path):
+        try:
+            base = json.load(open(baseline_path))
+        except ValueError:
+            base = None
+    status = 0
+    if base and "figures" in base:
+        regressed, compared = gate(figs, base["figures"])
+        bm = base.get("meta", {})
+        print(f"-- compared with baseline {baseline_path} (commit {bm.get('commit')}, "
+              f"{bm.get('date')}, load average before {bm.get('loadavg_before')})")
+        if bm.get("config", {}).get("step_secs") != data["meta"]["config"]["step_secs"] or \
+                bm.get("config", {}).get("users") != data["meta"]["config"]["users"]:
+            print("   note: the baseline was taken with other users or step length; ratios are approximate")
+        for f in figs:
+            if f["server"] in GATED and "ratio_to_baseline" in f:
+                mark = "REGRESSED" if f.get("regressed") else ""
+                print(f"   {f['id']:<40} {fmt(f['median']):>9} vs {fmt(f['baseline']['median']):>9} "
+                      f"{f['ratio_to_baseline']:5.2f}x (margin {f['margin'] * 100:.0f}%) {mark}")
+        if check:
+            if regressed:
+                print(f"bench-check: FAIL, {len(regressed)} of {compared} chatwire figures regressed:")
+                for f in regressed:
+                    print(f"   {f['id']} ({f['title']}): {fmt(f['median'])} {f['unit']} "
+                          f"[{fmt(f['min'])}-{fmt(f['max'])}] vs baseline {fmt(f['baseline']['median'])} "
+                          f"[{fmt(f['baseline']['min'])}-{fmt(f['baseline']['max'])}], "
+                          f"margin {f['margin'] * 100:.0f}%")
+                status = 1
+            elif not compared:
+                print("bench-check: no chatwire figure in common with the baseline")
+                status = 2
+            else:
+                print(f"bench-check: pass ({compared} chatwire figures within their margins)")
+            vague = [f for f in figs if f.get("too_noisy_to_judge") and not f.get("regressed")]
+            if vague:
+                print(f"   {len(vague)} of them too noisy to judge (margin >= {TOO_NOISY * 100:.0f}%: a "
+                      "regression smaller than the margin would pass): "
+                      + ", ".join(f"{f['id']} ({f['margin'] * 100:.0f}%)" for f in vague))
+    elif check:
+        print(f"bench-check: no baseline in the current format at {baseline_path}; "
+              "save one with scripts/bench.sh --save-baseline")
+        status = 2
+    summary = {"format": 2, "meta": data["meta"], "searches": data.get("searches", []),
+               "figures": figs}
+    if check:
+        summary["gate"] = {"status": ["pass", "regressed", "no baseline"][status],
+                           "regressed": [f["id"] for f in figs if f.get("regressed")],
+                           "too_noisy_to_judge": [f["id"] for f in figs if f.get("too_noisy_to_judge")]}
+    json.dump(summary, open(summary_path, "w"), indent=1)
+    print(f"summary: {summary_path}")
+    if save:
+        os.makedirs(os.path.dirname(baseline_path), exist_ok=True)
+        shutil.copyfile(summary_path, baseline_path)
+        print(f"saved baseline {baseline_path}")
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+//! A shard thread's main ([`run_shard`]): its runtime, accept loop and message loop, the
+//! [`Hooks`] that hand each shard message to the layer it is for (transports, sessions, the chat
+//! application), and the graceful close at shutdown. The top of the server: it knows every
+//! layer, none knows it.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::shard::msg::{ShardMsg, ShardSet};
+use crate::shard::{Hooks, Shard};
+use crate::shared::Shared;
+
+/// What a shard does with messages it does not handle itself, and with presence changes.
+const HOOKS: Hooks = Hooks {
+    dispatch,
+    presence_changed: crate::app::presence_changed,
+};
+
+/// Applies a shard message that belongs to a transport, a session or the application.
+fn dispatch(shard: &Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Poll(p) => crate::http::polling::handle_forwarded(shard.clone(), *p),
+        ShardMsg::Upgrade(u) => crate::http::websocket::adopt_forwarded(shard.clone(), *u),
+        ShardMsg::CloseSession(sid) => crate::http::polling::close_session(shard, sid),
+        ShardMsg::UpgradeCheck { sid, reply } => {
+            let _ = reply.send(crate::http::websocket::begin_upgrade(shard, sid));
+        }
+        ShardMsg::Store(s) => {
+            let (message, route) = *s;
+            if let Some(chat) = shard.shared.chat.as_ref() {
+                crate::app::commit::store_inline(shard, &chat.store, message, route);
+            }
+        }
+        ShardMsg::Disconnect(sockets) => {
+            for s in sockets {
+                let conn = shard.sockets.borrow().get(&s).cloned();
+                if let Some(conn) = conn {
+                    metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+                    crate::session::terminate(&conn, shard, "missed a message (shard overloaded)");
+                }
+            }
+        }
+        // Handled by the shard itself.
+        ShardMsg::Cluster(_) | ShardMsg::Publish(_) => shard.handle(msg),
+    }
+}
+
+/// Sends a close to every local connection and ends them (graceful shutdown).
+fn close_all(shard: &Rc<Shard>) {
+    let conns: Vec<_> = shard.conns.borrow().values().cloned().collect();
+    for conn in conns {
+        crate::session::close_gracefully(&conn, shard);
+    }
+}
+
+/// Runs one shard on the current thread until shutdown: accept loop + message loop.
+pub fn run_shard(
+    index: u16,
+    listener: std::net::TcpListener,
+    rx: flume::Receiver<ShardMsg>,
+    shared: Arc<Shared>,
+    set: ShardSet,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let _alive = shared.liveness.register(format!("chatwire-shard-{index}"));
+    local.block_on(&rt, async move {
+        let shard = Rc::new(Shard::new(index, shared.clone(), set, HOOKS));
+        crate::shard::set_current(Some(shard.clone()));
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let accept = tokio::task::spawn_local(crate::http::accept_loop(shard.clone(), listener));
+        let stop_accepting = shared.stop_accepting.clone();
+        let shutdown = shared.shutdown.clone();
+        let mut accepting = true;
+        loop {
+            tokio::select! {
+                msg = rx.recv_async() => match msg {
+                    Ok(msg) => shard.handle(msg),
+                    Err(_) => break,
+                },
+                () = stop_accepting.wait(), if accepting => {
+                    accepting = false;
+                    accept.abort();
+                }
+                () = shutdown.wait() => break,
+            }
+        }
+        accept.abort();
+        // Tell every client to reconnect elsewhere, then give the transports a moment to write.
+        close_all(&shard);
+        let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
+        while busy(&shard) && tokio::time::Instant::now() < drain_until {
+            // Keep serving forwarded messages (e.g. commit replies) while draining.
+            while let Ok(msg) = rx.try_recv() {
+                shard.handle(msg);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Pending polling GETs were woken by the close; give hyper a moment to write them.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        crate::shard::set_current(None);
+        Ok(())
+    })
+}
