@@ -4,8 +4,8 @@ from 127.0.0.1 come, one after the other (each flood its own process, 3 s):
 - 10,000 Engine.IO handshakes/s, a new connection each: at most the connection limit's burst
   plus its rate x time (RATE_LIMIT_CONN_PER_IP 100/s, burst 200) may open a session;
 - 1,000 namespace reconnects/s on one connection (also connected to `/`, so that it stays open;
-  `41/chat`, `40/chat`, a send in each): the
-  sends stored may not exceed the per-socket limit's burst plus rate x time (20/s, burst 40);
+  `41/chat`, `40/chat`, a send in each): the sends stored may not exceed the per-connection
+  limit's burst plus rate x time (20/s, burst 40; the per-user limit, 40/s, is on too);
 - a REST search flood (2,000 `?q=` requests/s, one user, keep-alive): at most the per-user
   search limit's burst plus rate x time get an answer, the rest `429` with `Retry-After`.
 The bystander's p99 must stay under 100 ms in every phase (and in a quiet phase first).
@@ -75,7 +75,8 @@ async def main():
     env = {
         "RATE_LIMIT_CONN_PER_IP": "100", "RATE_LIMIT_CONN_BURST": "200",
         "RATE_LIMIT_REST_IP_FACTOR": "10", "MAX_SESSIONS_PER_IP": "1000",
-        "RATE_LIMIT_PER_SOCKET": "20", "RATE_LIMIT_BURST": "40", "RATE_LIMIT_REST_SEARCHES": "2",
+        "RATE_LIMIT_PER_SOCKET": "20", "RATE_LIMIT_BURST": "40", "RATE_LIMIT_PER_USER": "40",
+        "RATE_LIMIT_REST_SEARCHES": "2",
     }
     results = {}
     with cw.Database("floods") as db:
