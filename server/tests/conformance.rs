@@ -433,3 +433,30 @@ async fn server_to_client_acks() {
     );
     s.stop().await;
 }
+
+/// A client's Close frame is answered with a Close frame (RFC 6455 5.5.1), not a dropped TCP
+/// connection: the closing handshake completes cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_frame_gets_a_close_frame_back() {
+    let s = TestServer::conformance().await;
+    for root in [EIO, SIO] {
+        let mut ws = eio_ws(s.addr, root).await;
+        ws.send(Message::Close(None)).await.unwrap();
+        let mut answered = false;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+                Ok(Some(Ok(Message::Close(_)))) => {
+                    answered = true;
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                other => {
+                    eprintln!("{root}: ended with {other:?}");
+                    break;
+                }
+            }
+        }
+        assert!(answered, "{root}: the server answered the Close frame");
+    }
+    s.stop().await;
+}

@@ -297,6 +297,9 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, ws: Ws) {
 }
 
 /// The body of [`run_active`].
+/// How long the reply to a client's Close frame may take to write.
+const CLOSE_REPLY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
     let mut armed = conn.deadline().map_or_else(far, Into::into);
@@ -349,7 +352,15 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     Some(Ok(Message::Text(t))) => EnginePacket::decode_text_bytes(Bytes::from(t)),
                     Some(Ok(Message::Binary(b))) => Ok(EnginePacket::decode_binary(b)),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => {
+                    Some(Ok(Message::Close(_))) => {
+                        // Answer the client's Close (RFC 6455 5.5.1): tungstenite queued the
+                        // reply; write it, briefly, before the transport goes.
+                        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, ws.flush()).await;
+                        conn.state.borrow_mut().session.transport_closed();
+                        crate::session::terminate(conn, shard, "transport close");
+                        return;
+                    }
+                    None => {
                         conn.state.borrow_mut().session.transport_closed();
                         crate::session::terminate(conn, shard, "transport close");
                         return;
