@@ -51,9 +51,7 @@ async fn every_room_operation_goes_through_the_adapter() {
     .await;
 
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     wait_for(&calls, "joins", |c| *c == Call::Join(room.clone(), Some(a))).await;
     wait_for(&calls, "joins", |c| *c == Call::Join(room.clone(), Some(b))).await;
@@ -162,9 +160,7 @@ async fn without_the_adapter_no_event_reaches_another_socket() {
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
         // Direct replies need no adapter.
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     ca.emit("typing:start", json!({"conversationId": conv}))
         .await;

@@ -252,9 +252,7 @@ async fn messages_arrive_in_id_order_across_many_senders() {
     let mut clients = Vec::new();
     for u in &users {
         let (mut c, _) = Client::chat(s.addr, *u).await;
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
         clients.push(c);
     }
     let per_sender = 10;

@@ -98,9 +98,7 @@ async fn typing_broadcast_and_stops() {
     ca.emit("typing:start", json!({"conversationId": conv}))
         .await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     cb.no_event("typing:start", Duration::from_millis(100))
         .await;
@@ -142,9 +140,7 @@ async fn typing_stops_by_itself_after_six_seconds() {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     let started = std::time::Instant::now();
     ca.emit("typing:start", json!({"conversationId": conv}))
@@ -176,9 +172,7 @@ async fn read_receipts() {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     ca.emit(
         "message:send",

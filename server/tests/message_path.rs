@@ -59,9 +59,7 @@ async fn concurrent_senders_see_id_order(s: TestServer) {
     }
     let mut cb = cb.expect("a connection on the other shard");
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     for i in 0..EACH {
         ca.emit(
@@ -137,9 +135,7 @@ async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
     let (mut ca, _) = Client::chat(s.addr, a).await;
     let (mut cb, _) = Client::chat(s.addr, b).await;
     for c in [&mut ca, &mut cb] {
-        c.emit("conversation:join", json!({"conversationId": conv}))
-            .await;
-        c.event("conversation:joined").await;
+        c.join(conv).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = hops();

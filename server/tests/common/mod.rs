@@ -219,6 +219,16 @@ impl Client {
         }
     }
 
+    /// Joins a conversation's room and waits for `conversation:joined`.
+    pub(crate) async fn join(&mut self, conversation_id: i64) {
+        self.emit(
+            "conversation:join",
+            serde_json::json!({"conversationId": conversation_id}),
+        )
+        .await;
+        self.event("conversation:joined").await;
+    }
+
     /// Waits for the ack `43/chat,<id>[payload]`.
     pub(crate) async fn ack(&mut self, id: u64) -> Value {
         let prefix = format!("43/chat,{id}[");
