@@ -121,7 +121,7 @@ impl Server {
                     _ => Committer::Writer(BatchWriter::spawn(
                         store.clone(),
                         batch,
-                        ShardSink { set: set.clone() },
+                        ShardSink::new(set.clone()),
                     )),
                 };
                 let chat = ChatShared {

@@ -18,7 +18,7 @@ use chatwire_chat::message::{CommittedFrames, busy, committed, failed};
 use chatwire_chat::room_name;
 use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
 use chatwire_protocol::socket::TextFrame;
-use chatwire_store::batch::CommitSink;
+use chatwire_store::batch::{Backlog, CommitSink};
 use chatwire_store::{AnyStore, NewMessage, StoreError, Stored};
 
 pub use crate::route::{Committer, ReplyTo, Route};
@@ -159,29 +159,38 @@ pub fn on_failed(message: &NewMessage, route: Route, error: StoreError) -> Deliv
 
 /// The writer's sink: on the writer thread after each commit, hands every outcome to the
 /// shard that must act on it (the room's owner for a new message, the sender's shard for a
-/// reply). Each conversation's messages reach its owner in commit order.
-#[derive(Debug, Clone)]
+/// reply). Each conversation's messages reach its owner in commit order. It never waits on a
+/// shard: an outcome for a shard whose channel is full waits in the [`Backlog`], in order,
+/// until the writer pumps it over.
+#[derive(Debug)]
 pub struct ShardSink {
     /// Channels to every shard.
-    pub set: ShardSet,
+    set: ShardSet,
+    /// What did not fit yet, per shard.
+    backlog: Backlog<ShardMsg>,
 }
 
 impl ShardSink {
+    /// A sink delivering to these shards.
+    pub fn new(set: ShardSet) -> Self {
+        let backlog = Backlog::new(set.len());
+        ShardSink { set, backlog }
+    }
+
     fn send(&self, delivery: Delivery) {
+        let offer = |to, msg| self.set.offer(to, msg);
         match delivery {
             Delivery::Publish(p) => {
                 let owner = room_owner(&p.room, self.set.len());
-                self.set.send_blocking(owner, ShardMsg::Publish(p));
+                self.backlog.send(owner, ShardMsg::Publish(p), offer);
             }
             Delivery::Reply { socket, frames } => {
                 for frame in frames {
-                    self.set.send_blocking(
-                        usize::from(socket.shard),
-                        ShardMsg::Cluster(ClusterMsg::Deliver {
-                            frame,
-                            sockets: vec![socket.local],
-                        }),
-                    );
+                    let msg = ShardMsg::Cluster(ClusterMsg::Deliver {
+                        frame,
+                        sockets: vec![socket.local],
+                    });
+                    self.backlog.send(usize::from(socket.shard), msg, offer);
                 }
             }
             Delivery::Nothing => {}
@@ -202,6 +211,14 @@ impl CommitSink for ShardSink {
         for (message, route) in batch {
             self.send(on_failed(&message, route, error.clone()));
         }
+    }
+
+    fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    fn pump(&self) {
+        self.backlog.pump(|to, msg| self.set.offer(to, msg));
     }
 }
 

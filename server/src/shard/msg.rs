@@ -94,23 +94,31 @@ impl ShardSet {
         self.senders.is_empty()
     }
 
-    /// Sends from a non-async context (the commit sink's writer thread): blocks while the target
-    /// channel is full, which back-pressures the writer rather than dropping a committed message.
-    pub fn send_blocking(&self, shard: usize, msg: ShardMsg) {
-        crate::telemetry::count_hop("shard");
-        if let Some(tx) = self.senders.get(shard)
-            && tx.send(msg).is_err()
-        {
-            tracing::debug!(shard, "shard gone; message dropped during shutdown");
-        }
-    }
-
     /// Sends from a shard: waits while the target channel is full.
     pub async fn send(&self, shard: usize, msg: ShardMsg) {
         if let Some(tx) = self.senders.get(shard)
             && tx.send_async(msg).await.is_err()
         {
             tracing::debug!(shard, "shard gone; message dropped during shutdown");
+        }
+    }
+
+    /// Offers a message to a shard without waiting (the batch writer's hand-over).
+    pub fn offer(&self, shard: usize, msg: ShardMsg) -> chatwire_store::batch::Offer<ShardMsg> {
+        use chatwire_store::batch::Offer;
+        let Some(tx) = self.senders.get(shard) else {
+            return Offer::Gone;
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {
+                crate::telemetry::count_hop("shard");
+                Offer::Taken
+            }
+            Err(flume::TrySendError::Full(msg)) => Offer::Full(msg),
+            Err(flume::TrySendError::Disconnected(_)) => {
+                tracing::debug!(shard, "shard gone; message dropped during shutdown");
+                Offer::Gone
+            }
         }
     }
 

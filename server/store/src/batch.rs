@@ -18,7 +18,11 @@
 //!   message fails alone. Messages already past their deadline when dequeued fail at once,
 //!   so a stuck database drains the queue quickly instead of stacking deadlines. Nothing reported as
 //!   committed is ever lost; a failed one may still have been stored (a timed-out commit), which
-//!   the client's retry with the same tempId resolves without a duplicate.
+//!   the client's retry with the same tempId resolves without a duplicate: the writer remembers
+//!   such sends, so that retry reports the row as new and it is fanned out then.
+//! - The sink never blocks the writer: what its receivers cannot take yet waits in its
+//!   [`Backlog`], which the writer pumps; past [`BatchConfig::max_backlog`] the writer takes no
+//!   new messages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +36,8 @@ pub const METRIC_BATCH_SIZE: &str = "chatwire_write_batch_size";
 pub const METRIC_COMMIT_SECONDS: &str = "chatwire_write_commit_seconds";
 /// Gauge: messages waiting in the writer queue.
 pub const METRIC_QUEUE_DEPTH: &str = "chatwire_write_queue_depth";
+/// Gauge: committed outcomes waiting for room in their receivers' queues ([`CommitSink::backlog`]).
+pub const METRIC_SINK_BACKLOG: &str = "chatwire_write_sink_backlog";
 /// Counter: failed commit attempts (label `outcome` = `retry` or `gave_up`).
 pub const METRIC_FAILURES: &str = "chatwire_write_failures_total";
 
@@ -57,6 +63,10 @@ pub struct BatchConfig {
     /// order), while ids of different conversations interleave across lanes. 1 = ids in commit
     /// order globally (about half the throughput on PostgreSQL here).
     pub lanes: usize,
+    /// Outcomes the sink may hold undelivered ([`CommitSink::backlog`]) before the writer stops
+    /// taking new messages from its queue (default 65,536): then the queue fills and submitters
+    /// get `unavailable`, and the writer itself never waits on a receiver.
+    pub max_backlog: usize,
 }
 
 impl Default for BatchConfig {
@@ -68,6 +78,7 @@ impl Default for BatchConfig {
             commit_deadline: Duration::from_secs(5),
             retry_backoff: Duration::from_millis(20),
             lanes: 2,
+            max_backlog: 65_536,
         }
     }
 }
@@ -98,6 +109,11 @@ impl BatchConfig {
         self.retry_backoff = d;
         self
     }
+    /// Sets [`BatchConfig::max_backlog`] (at least 1).
+    pub fn with_max_backlog(mut self, n: usize) -> Self {
+        self.max_backlog = n.max(1);
+        self
+    }
     /// Sets [`BatchConfig::lanes`] (at least 1).
     pub fn with_lanes(mut self, n: usize) -> Self {
         self.lanes = n.max(1);
@@ -115,6 +131,96 @@ pub trait CommitSink: Send + 'static {
     /// Called when a batch could not be committed within the deadline: every sender gets `unavailable`.
     /// Also used for single messages the store refused (`Forbidden` / `NotFound`).
     fn failed(&self, batch: Vec<(NewMessage, Self::Reply)>, error: StoreError);
+    /// Outcomes the sink accepted but could not hand over yet (its receivers' queues were full).
+    /// A sink never blocks the writer: what does not fit waits in its [`Backlog`], and the writer
+    /// stops taking new messages while this reaches [`BatchConfig::max_backlog`].
+    fn backlog(&self) -> usize {
+        0
+    }
+    /// Tries again to hand over the backlog; the writer calls it every millisecond while
+    /// [`CommitSink::backlog`] is not zero.
+    fn pump(&self) {}
+}
+
+/// Per-receiver FIFO queues for a [`CommitSink`] whose receivers have bounded queues: a send
+/// goes straight to its receiver when nothing is waiting for it and its queue has room, else it
+/// waits here, in order, until [`Backlog::pump`] hands it over. The writer thread is the only
+/// user, so the lock is never contended.
+#[derive(Debug)]
+pub struct Backlog<T> {
+    queues: std::sync::Mutex<Vec<std::collections::VecDeque<T>>>,
+    len: AtomicUsize,
+}
+
+/// What a receiver did with a message offered to it.
+#[derive(Debug)]
+pub enum Offer<T> {
+    /// Taken.
+    Taken,
+    /// Its queue is full: the message comes back, to wait.
+    Full(T),
+    /// The receiver is gone (shutdown): the message is dropped.
+    Gone,
+}
+
+impl<T> Backlog<T> {
+    /// A backlog for `receivers` receivers, numbered from 0.
+    pub fn new(receivers: usize) -> Self {
+        Backlog {
+            queues: std::sync::Mutex::new(
+                (0..receivers)
+                    .map(|_| std::collections::VecDeque::new())
+                    .collect(),
+            ),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends `msg` to receiver `to` through `offer`, or queues it behind what already waits for
+    /// that receiver (order per receiver is kept).
+    pub fn send(&self, to: usize, msg: T, offer: impl FnOnce(usize, T) -> Offer<T>) {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = queues.get_mut(to) else {
+            return;
+        };
+        if !queue.is_empty() {
+            queue.push_back(msg);
+            self.len.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Offer::Full(msg) = offer(to, msg) {
+            queue.push_back(msg);
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands over what waits, oldest first, until each receiver is full again.
+    pub fn pump(&self, mut offer: impl FnMut(usize, T) -> Offer<T>) {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        for (to, queue) in queues.iter_mut().enumerate() {
+            while let Some(msg) = queue.pop_front() {
+                match offer(to, msg) {
+                    Offer::Taken | Offer::Gone => {
+                        self.len.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Offer::Full(msg) => {
+                        queue.push_front(msg);
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A send the queue did not take; the caller answers `unavailable` through `reply`.
@@ -316,6 +422,9 @@ impl BatchWriter {
                         sink,
                         rx,
                         stop_rx,
+                        backlog_ready: tokio::sync::Notify::new(),
+                        lanes_done: std::cell::Cell::new(false),
+                        uncertain: std::cell::RefCell::new(Uncertain::default()),
                     }
                     .run(),
                 );
@@ -339,6 +448,57 @@ struct Writer<S: CommitSink> {
     sink: S,
     rx: flume::Receiver<Pending<S::Reply>>,
     stop_rx: flume::Receiver<tokio::sync::oneshot::Sender<()>>,
+    /// Wakes [`Writer::hand_over`] when the sink has a backlog or the lanes are done.
+    backlog_ready: tokio::sync::Notify,
+    /// Set once every lane has ended.
+    lanes_done: std::cell::Cell<bool>,
+    /// Sends whose commit failed in a way that may have stored them.
+    uncertain: std::cell::RefCell<Uncertain>,
+}
+
+/// Idempotency keys of sends reported `unavailable` although their rows may have been stored
+/// (a commit that timed out or lost its connection). When a retry finds such a row already
+/// stored, it was never published: the writer reports it as new, so it is fanned out once.
+/// Bounded: at most [`Uncertain::CAP`] keys, each kept [`Uncertain::TTL`].
+#[derive(Debug, Default)]
+struct Uncertain {
+    keys: std::collections::HashMap<(super::UserKey, i64, String), Instant>,
+}
+
+impl Uncertain {
+    const CAP: usize = 65_536;
+    const TTL: Duration = Duration::from_secs(600);
+
+    fn insert(&mut self, messages: &[NewMessage]) {
+        let now = Instant::now();
+        if self.keys.len() + messages.len() > Self::CAP {
+            self.keys
+                .retain(|_, at| now.duration_since(*at) < Self::TTL);
+        }
+        for m in messages {
+            if self.keys.len() >= Self::CAP {
+                tracing::warn!(
+                    "batch writer: too many uncertain sends; a retry of the rest will not be published"
+                );
+                return;
+            }
+            if let Some(t) = &m.temp_id {
+                self.keys
+                    .insert((m.sender, m.conversation_id, t.key()), now);
+            }
+        }
+    }
+
+    /// True (once) when `m`'s key was uncertain and is still within its time.
+    fn resolve(&mut self, m: &NewMessage) -> bool {
+        let Some(t) = &m.temp_id else { return false };
+        if self.keys.is_empty() {
+            return false;
+        }
+        self.keys
+            .remove(&(m.sender, m.conversation_id, t.key()))
+            .is_some_and(|at| at.elapsed() < Self::TTL)
+    }
 }
 
 impl<S: CommitSink> Writer<S> {
@@ -356,9 +516,13 @@ impl<S: CommitSink> Writer<S> {
             lane_tx.push(tx);
             lane_rx.push(rx);
         }
-        let lanes_done =
-            futures_util::future::join_all(lane_rx.into_iter().map(|rx| self.lane(rx)));
-        let (stop, _) = futures_util::future::join(self.dispatch(lane_tx), lanes_done).await;
+        let lanes_done = async {
+            futures_util::future::join_all(lane_rx.into_iter().map(|rx| self.lane(rx))).await;
+            self.lanes_done.set(true);
+            self.backlog_ready.notify_one();
+        };
+        let (stop, (), ()) =
+            futures_util::future::join3(self.dispatch(lane_tx), lanes_done, self.hand_over()).await;
         drop(self.rx);
         if let Some(done) = stop {
             let _ = done.send(());
@@ -384,6 +548,11 @@ impl<S: CommitSink> Writer<S> {
         };
         let mut stop = None;
         loop {
+            // The sink holds more than it may: take nothing new until it hands some over (the
+            // queue fills meanwhile and submitters get `unavailable`), never wait on a receiver.
+            while self.sink.backlog() >= self.cfg.max_backlog && self.stop_rx.is_empty() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let next = tokio::select! {
                 biased;
                 done = self.stop_rx.recv_async() => {
@@ -408,6 +577,37 @@ impl<S: CommitSink> Writer<S> {
             }
         }
         stop
+    }
+
+    /// Hands the sink's backlog over every millisecond while there is one; after the lanes end,
+    /// until it is empty or a commit deadline has passed (receivers gone at shutdown).
+    async fn hand_over(&self) {
+        let mut ended_at: Option<Instant> = None;
+        loop {
+            if self.sink.backlog() > 0 {
+                self.sink.pump();
+            }
+            let waiting = self.sink.backlog();
+            metrics::gauge!(METRIC_SINK_BACKLOG).set(waiting as f64);
+            if self.lanes_done.get() {
+                if waiting == 0 {
+                    return;
+                }
+                let since = *ended_at.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.cfg.commit_deadline {
+                    tracing::error!(
+                        waiting,
+                        "batch writer: receivers took no outcome before the deadline; dropping them"
+                    );
+                    return;
+                }
+            }
+            if waiting > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                self.backlog_ready.notified().await;
+            }
+        }
     }
 
     /// One lane: takes a batch from its queue, commits it, repeats until the queue closes.
@@ -531,8 +731,16 @@ impl<S: CommitSink> Writer<S> {
                 StoreError::Internal(m) => StoreError::Unavailable(m),
                 other => other,
             };
+            if matches!(error, StoreError::Unavailable(_)) {
+                // Timed out or lost its connection: the rows may have landed anyway. Their
+                // senders retry with the same tempId; that retry must publish them then.
+                self.uncertain.borrow_mut().insert(&messages);
+            }
             self.sink
                 .failed(messages.into_iter().zip(replies).collect(), error);
+            if self.sink.backlog() > 0 {
+                self.backlog_ready.notify_one();
+            }
         })
     }
 
@@ -543,7 +751,11 @@ impl<S: CommitSink> Writer<S> {
         let mut outcomes = outcomes.into_iter();
         for (message, reply) in messages.into_iter().zip(replies) {
             let error = match outcomes.next() {
-                Some(Ok(stored)) => {
+                Some(Ok(mut stored)) => {
+                    if stored.duplicate && self.uncertain.borrow_mut().resolve(&message) {
+                        // Stored by an attempt that reported failure: nobody has seen it yet.
+                        stored.duplicate = false;
+                    }
                     committed.push((stored, reply));
                     continue;
                 }
@@ -561,6 +773,9 @@ impl<S: CommitSink> Writer<S> {
         committed.sort_by_key(|(s, _)| s.message.id);
         if !committed.is_empty() {
             self.sink.committed(committed);
+        }
+        if self.sink.backlog() > 0 {
+            self.backlog_ready.notify_one();
         }
     }
 }

@@ -416,3 +416,180 @@ async fn a_dead_writer_thread_is_reported_and_refuses_sends() {
         "a dead writer refuses sends"
     );
 }
+
+/// A sink whose receiver holds one outcome at a time, through the writer's `Backlog`.
+struct NarrowSink {
+    tx: flume::Sender<Stored>,
+    backlog: chatwire_store::batch::Backlog<Stored>,
+}
+
+impl NarrowSink {
+    fn offer(&self, msg: Stored) -> chatwire_store::batch::Offer<Stored> {
+        use chatwire_store::batch::Offer;
+        match self.tx.try_send(msg) {
+            Ok(()) => Offer::Taken,
+            Err(flume::TrySendError::Full(m)) => Offer::Full(m),
+            Err(flume::TrySendError::Disconnected(_)) => Offer::Gone,
+        }
+    }
+}
+
+impl CommitSink for NarrowSink {
+    type Reply = ReplyTo;
+
+    fn committed(&self, batch: Vec<(Stored, ReplyTo)>) {
+        for (stored, _) in batch {
+            self.backlog.send(0, stored, |_, m| self.offer(m));
+        }
+    }
+    fn failed(&self, _: Vec<(NewMessage, ReplyTo)>, _: StoreError) {}
+    fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+    fn pump(&self) {
+        self.backlog.pump(|_, m| self.offer(m));
+    }
+}
+
+/// A receiver that stops taking outcomes never stops the writer: it keeps committing (one
+/// message per batch here, so each commit is its own hand-over), the outcomes wait in order, and
+/// past `max_backlog` the writer stops taking new sends (submitters are refused) instead of
+/// waiting. Once the receiver reads again, every committed message arrives, in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_receiver_never_stops_the_writer() {
+    let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let (tx, rx) = flume::bounded(1);
+    let sink = NarrowSink {
+        tx,
+        backlog: chatwire_store::batch::Backlog::new(1),
+    };
+    let cfg = BatchConfig::default()
+        .with_max_batch(1)
+        .with_lanes(1)
+        .with_queue_capacity(4)
+        .with_max_backlog(20);
+    let writer = BatchWriter::spawn(store.clone(), cfg, sink);
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 0..200 {
+        match writer.try_submit(msg(conv.id, a(), Some(TempId::Int(i))), ReplyTo::None) {
+            Ok(()) => accepted += 1,
+            Err(r) => {
+                assert!(!r.stopped);
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+    // Nobody has read: everything accepted is committed anyway (the writer did not wait on
+    // the receiver after its first outcome), and the backlog bound turned the rest away.
+    let mut stored = 0;
+    for _ in 0..500 {
+        let page = store
+            .history(
+                conv.id,
+                a(),
+                chatwire_store::HistoryQuery {
+                    before: None,
+                    limit: 100,
+                    search: None,
+                },
+            )
+            .await
+            .unwrap();
+        stored = page.messages.len();
+        if stored >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stored >= 20, "the writer kept committing: {stored} stored");
+    assert!(
+        refused > 0,
+        "past max_backlog the writer takes no new sends"
+    );
+    let mut ids = Vec::new();
+    while ids.len() < accepted {
+        let s = tokio::time::timeout(Duration::from_secs(10), rx.recv_async())
+            .await
+            .expect("every committed outcome is handed over")
+            .unwrap();
+        ids.push(s.message.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    writer.flush_and_stop().await;
+}
+
+/// A commit that timed out but landed: its sender got `unavailable`; the retry with the same
+/// tempId finds the row and must publish it as new (nobody has seen it), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
+    let db = pg::TestDb::create().await;
+    let store = Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let AnyStore::Postgres(pgs) = &*store else {
+        panic!("a PostgreSQL store");
+    };
+    let (tx, rx) = flume::unbounded();
+    let cfg = BatchConfig::default()
+        .with_lanes(1)
+        .with_commit_deadline(Duration::from_millis(300));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
+    // Another transaction holds an uncommitted row with the same idempotency key: the writer's
+    // INSERT, already sent whole, waits on it inside the database past its deadline. When that
+    // transaction rolls back, the database finishes the abandoned INSERT and commits it.
+    let mut locker = pgs.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, sender_type, sender_id, message_type, content, temp_id_key) \
+         VALUES ($1, 1, 1, 'text', 'held', 's:t-1')", // a() is brand 1
+    )
+    .bind(conv.id)
+    .execute(&mut *locker)
+    .await
+    .unwrap();
+    let send = || msg(conv.id, a(), Some(TempId::Str("t-1".into())));
+    writer.try_submit(send(), ReplyTo::None).unwrap();
+    let (_, failed) = collect(&rx, 1).await;
+    assert!(matches!(failed[0].1, StoreError::Unavailable(_)));
+    locker.rollback().await.unwrap();
+    // The abandoned statement goes on once the other row is gone, and lands.
+    let mut landed = false;
+    for _ in 0..200 {
+        let page = store
+            .history(
+                conv.id,
+                a(),
+                chatwire_store::HistoryQuery {
+                    before: None,
+                    limit: 100,
+                    search: None,
+                },
+            )
+            .await
+            .unwrap();
+        if page.messages.len() == 1 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        landed,
+        "the timed-out insert committed after the other transaction ended"
+    );
+    writer.try_submit(send(), ReplyTo::None).unwrap();
+    let (batches, _) = collect(&rx, 1).await;
+    assert!(
+        !batches[0][0].duplicate,
+        "the retry publishes the row nobody was told about"
+    );
+    writer.try_submit(send(), ReplyTo::None).unwrap();
+    let (batches, failed) = collect(&rx, 1).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        batches[0][0].duplicate,
+        "a second retry is a plain duplicate"
+    );
+    writer.flush_and_stop().await;
+}
