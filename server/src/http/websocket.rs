@@ -325,18 +325,27 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
                     }
                     ws.flush().await
                 };
-                // A client that stops reading blocks the write; an overflowing queue abandons
-                // it, and so does the ping timeout: the heartbeat cannot run meanwhile, and a
-                // quiet room never overflows the queue.
-                let overflow = std::future::poll_fn(|cx| conn.outbox.poll_overflow(cx));
-                let stalled = tokio::time::sleep(shard.shared.protocol.engine.ping_timeout);
-                let written = tokio::select! {
-                    r = write => r.is_ok(),
-                    () = overflow => false,
-                    () = stalled => {
-                        metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
-                        tracing::debug!(sid = %conn.sid, "websocket write outlived the ping timeout");
-                        false
+                let mut write = std::pin::pin!(write);
+                // Almost every write completes at once (the socket buffer has room): only a
+                // write that must wait arms the stall timer below.
+                let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+                let written = match first {
+                    std::task::Poll::Ready(r) => r.is_ok(),
+                    // A client that stops reading blocks the write; an overflowing queue abandons
+                    // it, and so does the ping timeout: the heartbeat cannot run meanwhile, and a
+                    // quiet room never overflows the queue.
+                    std::task::Poll::Pending => {
+                        let overflow = std::future::poll_fn(|cx| conn.outbox.poll_overflow(cx));
+                        let stalled = tokio::time::sleep(shard.shared.protocol.engine.ping_timeout);
+                        tokio::select! {
+                            r = write => r.is_ok(),
+                            () = overflow => false,
+                            () = stalled => {
+                                metrics::counter!(crate::telemetry::SLOW_CLIENTS).increment(1);
+                                tracing::debug!(sid = %conn.sid, "websocket write outlived the ping timeout");
+                                false
+                            }
+                        }
                     }
                 };
                 if !written {
