@@ -44,6 +44,8 @@ pub async fn on_packet(conn: &Rc<Conn>, shard: &Rc<Shard>, packet: EnginePacket)
     if conn.closed.get() {
         return false;
     }
+    // What this packet delivers to other local WebSockets is written once each, at the end.
+    let _batch = shard.batch();
     let result = conn
         .state
         .borrow_mut()
@@ -174,6 +176,8 @@ pub fn open(
         closed: Cell::new(false),
         rearm: Notify::new(),
         on_overflow: slow_client,
+        wire: RefCell::new(None),
+        dirty: Cell::new(false),
         state: RefCell::new(ConnState {
             session,
             decoder: Decoder::new(&shared.protocol.socket),

@@ -45,6 +45,9 @@ pub const EVENTS_IN: &str = "chatwire_events_in_total";
 pub const THREAD_HOPS: &str = "chatwire_thread_hops_total";
 /// Label key: which kind of thread a hop went to.
 pub const LABEL_TO: &str = "to";
+/// Counter: WebSocket writes made straight from a shard at the end of a batch (one per
+/// connection per batch, however many frames), instead of waking the connection's task.
+pub const DIRECT_WRITES: &str = "chatwire_ws_direct_writes_total";
 /// Counter: clients disconnected because their outbound queue was full.
 pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
 /// Counter: shard-to-shard messages dropped because the target channel and the sender's bounded

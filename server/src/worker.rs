@@ -11,6 +11,9 @@ use crate::shard::{Hooks, Shard};
 use crate::shared::Shared;
 
 /// What a shard does with messages it does not handle itself, and with presence changes.
+/// Most shard messages applied as one batch before the queued WebSocket writes go out.
+const BATCH_MAX: usize = 256;
+
 const HOOKS: Hooks = Hooks {
     dispatch,
     presence_changed: crate::app::presence_changed,
@@ -77,7 +80,19 @@ pub fn run_shard(
         loop {
             tokio::select! {
                 msg = rx.recv_async() => match msg {
-                    Ok(msg) => shard.handle(msg),
+                    Ok(msg) => {
+                        // Apply what is queued as one batch, then write each WebSocket that
+                        // got frames once (bounded, so accepts and timers still get turns).
+                        shard.begin_batch();
+                        shard.handle(msg);
+                        for _ in 1..BATCH_MAX {
+                            match rx.try_recv() {
+                                Ok(msg) => shard.handle(msg),
+                                Err(_) => break,
+                            }
+                        }
+                        shard.end_batch();
+                    }
                     Err(_) => break,
                 },
                 () = stop_accepting.wait(), if accepting => {

@@ -128,8 +128,18 @@ fn hops() -> f64 {
         .sum()
 }
 
-/// Sends `n` messages from a to b on a one-shard server and returns the hops they took.
-async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
+/// Total `chatwire_ws_direct_writes_total` so far.
+fn direct_writes() -> f64 {
+    chatwire::telemetry::render_metrics()
+        .lines()
+        .filter(|l| l.starts_with("chatwire_ws_direct_writes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Sends `n` messages from a to b on a one-shard server and returns the hops they took and
+/// the WebSocket writes made straight from the shard.
+async fn hops_per_message(s: &TestServer, n: usize) -> (f64, f64) {
     let (a, b) = (brand(5), influencer(6));
     let conv = s.direct(a, b).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
@@ -139,6 +149,7 @@ async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = hops();
+    let direct_before = direct_writes();
     for i in 0..n {
         ca.emit(
             "message:send",
@@ -148,7 +159,10 @@ async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
         ca.event("message:sent").await;
         cb.event("message:new").await;
     }
-    (hops() - before) / n as f64
+    (
+        (hops() - before) / n as f64,
+        direct_writes() - direct_before,
+    )
 }
 
 /// One test (one process-wide metrics registry): memory first, then SQLite.
@@ -156,11 +170,15 @@ async fn hops_per_message(s: &TestServer, n: usize) -> f64 {
 async fn thread_hops_per_message_on_one_shard() {
     chatwire::telemetry::install_metrics();
     let s = TestServer::with(|c| c.shards = 1).await;
-    let memory = hops_per_message(&s, 20).await;
+    let (memory, direct) = hops_per_message(&s, 20).await;
     s.stop().await;
     assert_eq!(
         memory, 0.0,
         "memory store, one shard: a message crosses no thread"
+    );
+    assert!(
+        direct >= 20.0,
+        "each message:new is written to the recipient's WebSocket straight from the shard: {direct} direct writes for 20"
     );
 
     let dir = std::env::temp_dir().join(format!("chatwire-hops-{}", pg::random_suffix()));
@@ -171,8 +189,12 @@ async fn thread_hops_per_message_on_one_shard() {
         c.database_url = url;
     })
     .await;
-    let sqlite = hops_per_message(&s, 20).await;
+    let (sqlite, direct) = hops_per_message(&s, 20).await;
     s.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(sqlite, 2.0, "database: shard -> writer -> shard");
+    assert!(
+        direct >= 40.0,
+        "the committed message reaches both WebSockets (message:new, message:sent) straight from the shard: {direct} direct writes for 20 messages"
+    );
 }

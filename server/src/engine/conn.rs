@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::outbox::PushError;
 use super::outbox::{Frame, Outbox};
+use super::wire::Wire;
 use crate::ratelimit::MessageLimiter;
 use crate::sio::slot::SocketSlot;
 
@@ -62,6 +63,11 @@ pub struct Conn {
     pub state: RefCell<ConnState>,
     /// Called when the outbound queue overflows (set by whoever opened the connection).
     pub on_overflow: fn(&Conn),
+    /// The WebSocket's stream while the active loop runs: the shard writes deliveries straight
+    /// into it ([`Conn::write_direct`]).
+    pub wire: RefCell<Option<Wire>>,
+    /// Queued by the shard's message loop and not yet written (in the shard's dirty list).
+    pub dirty: Cell<bool>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -88,6 +94,53 @@ impl Conn {
     pub fn push(&self, frame: Frame) {
         if let Err(PushError::Full) = self.outbox.push(frame) {
             (self.on_overflow)(self);
+        }
+    }
+
+    /// Queues a frame without waking the transport, for [`Conn::write_direct`] at the end of the
+    /// shard's batch. False when the frame went the usual way (no WebSocket stream to write to,
+    /// or already marked): the caller adds the connection to its dirty list only on true.
+    pub fn push_deferred(&self, frame: Frame) -> bool {
+        if self.wire.borrow().is_none() {
+            self.push(frame);
+            return false;
+        }
+        match self.outbox.push_quiet(frame) {
+            Ok(()) => !self.dirty.replace(true),
+            Err(PushError::Full) => {
+                (self.on_overflow)(self);
+                false
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
+
+    /// Writes every queued frame straight to the WebSocket (one `writev`), from the shard, without
+    /// waking the connection's task; the task is woken only when the socket did not take it all
+    /// (it flushes the rest when writable) or failed (it ends the connection).
+    pub fn write_direct(&self) {
+        self.dirty.set(false);
+        let wire = self.wire.borrow().clone();
+        let Some(wire) = wire else {
+            self.outbox.wake();
+            return;
+        };
+        let mut frames: SmallVec<[Frame; 4]> = SmallVec::new();
+        while let Some(frame) = self.outbox.pop() {
+            frames.push(frame);
+        }
+        if frames.is_empty() {
+            return;
+        }
+        match wire.write_frames(&frames) {
+            Ok(true) => {}
+            Ok(false) => self.outbox.wake_to_flush(),
+            Err(e) if e.kind() == std::io::ErrorKind::WriteZero => {
+                // More bytes wait than the outbound bound allows: the client is not reading.
+                self.outbox.overflow();
+                (self.on_overflow)(self);
+            }
+            Err(_) => self.outbox.wake_to_flush(),
         }
     }
 

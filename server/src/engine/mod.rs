@@ -4,3 +4,4 @@
 
 pub mod conn;
 pub mod outbox;
+pub mod wire;

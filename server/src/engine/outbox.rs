@@ -68,6 +68,8 @@ struct Inner {
     closed: bool,
     /// Set when the queue overflowed (the client is too slow).
     overflowed: bool,
+    /// Bytes wait in the WebSocket stream after a direct write: the transport must flush.
+    flush: bool,
 }
 
 /// Bounded single-consumer outbound queue of one connection (shard-local).
@@ -94,26 +96,52 @@ impl Outbox {
     /// Queues a frame. On overflow the outbox closes itself and wakes the transport, which then
     /// disconnects the client.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+        self.push_quiet(frame)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the transport.
+    pub fn wake(&self) {
+        if let Some(w) = self.inner.borrow_mut().waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Wakes the transport to flush what a direct write left in the stream.
+    pub fn wake_to_flush(&self) {
+        self.inner.borrow_mut().flush = true;
+        self.wake();
+    }
+
+    /// Marks the outbox overflowed (a direct write found the client not reading) and wakes the
+    /// transport, which abandons its write and ends the connection.
+    pub fn overflow(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.closed = true;
+        inner.overflowed = true;
+        inner.queue.clear();
+        inner.queued_bytes = 0;
+        if let Some(w) = inner.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a frame without waking the transport (the shard writes it directly at the end of
+    /// its batch, see `Conn::write_direct`). Overflow closes the outbox as [`Outbox::push`] does.
+    pub fn push_quiet(&self, frame: Frame) -> Result<(), PushError> {
         let mut inner = self.inner.borrow_mut();
         if inner.closed {
             return Err(PushError::Closed);
         }
         if inner.queue.len() >= self.max_frames || inner.queued_bytes + frame.len() > self.max_bytes
         {
-            inner.closed = true;
-            inner.overflowed = true;
-            inner.queue.clear();
-            inner.queued_bytes = 0;
-            if let Some(w) = inner.waker.take() {
-                w.wake();
-            }
+            drop(inner);
+            self.overflow();
             return Err(PushError::Full);
         }
         inner.queued_bytes += frame.len();
         inner.queue.push_back(frame);
-        if let Some(w) = inner.waker.take() {
-            w.wake();
-        }
         Ok(())
     }
 
@@ -161,10 +189,12 @@ impl Outbox {
         self.inner.borrow().overflowed
     }
 
-    /// Ready when a frame is queued or the outbox is closed.
+    /// Ready when a frame is queued, a flush is due or the outbox is closed (clears the flush
+    /// request: the transport flushes now).
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.inner.borrow_mut();
-        if !inner.queue.is_empty() || inner.closed {
+        if !inner.queue.is_empty() || inner.closed || inner.flush {
+            inner.flush = false;
             Poll::Ready(())
         } else {
             inner.waker = Some(cx.waker().clone());

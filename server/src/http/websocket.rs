@@ -29,11 +29,18 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes, handshake::derive_accep
 use super::response::handshake_error;
 use crate::engine::conn::{Conn, Handshake, engine_frame};
 use crate::engine::outbox::Frame;
+use crate::engine::wire::Wire;
 use crate::shard::Shard;
 use crate::shard::msg::{ShardMsg, UpgradeAnswer, UpgradeForward};
 
-/// The WebSocket stream type of every connection.
-type Ws = WebSocketStream<TcpStream>;
+/// The WebSocket stream type of every connection: tungstenite over a [`Wire`], which the shard
+/// also writes deliveries into directly.
+type Ws = WebSocketStream<Wire>;
+
+/// The shared stream of a new WebSocket, bounded like the connection's outbound queue.
+fn wire(shard: &Shard, stream: TcpStream) -> Wire {
+    Wire::new(stream, shard.shared.outbound_bytes)
+}
 
 /// tungstenite limits: small read buffer (idle connections stay small), bounded messages.
 fn ws_config(shard: &Shard) -> WebSocketConfig {
@@ -115,7 +122,7 @@ pub async fn upgrade(
                     engine_only,
                 );
                 let ws = WebSocketStream::from_partially_read(
-                    stream,
+                    wire(&shard, stream),
                     read_buf.to_vec(),
                     Role::Server,
                     Some(ws_config(&shard)),
@@ -212,7 +219,7 @@ async fn run_probe(shard: Rc<Shard>, sid: Sid, stream: TcpStream, read_buf: Byte
     let conn = shard.conns.borrow().get(&sid).cloned();
     let Some(conn) = conn else { return };
     let mut ws = WebSocketStream::from_partially_read(
-        stream,
+        wire(&shard, stream),
         read_buf.to_vec(),
         Role::Server,
         Some(ws_config(&shard)),
@@ -292,7 +299,10 @@ fn to_message(frame: Frame) -> Message {
 /// The active loop: frames in -> session, outbox -> frames out (coalesced, one flush).
 async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, ws: Ws) {
     shard.ws_tasks.set(shard.ws_tasks.get() + 1);
+    // From here the shard may write deliveries straight into the stream.
+    *conn.wire.borrow_mut() = Some(ws.get_ref().clone());
     drive(&shard, &conn, ws).await;
+    *conn.wire.borrow_mut() = None;
     shard.ws_tasks.set(shard.ws_tasks.get().saturating_sub(1));
 }
 

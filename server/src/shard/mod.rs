@@ -74,6 +74,11 @@ pub struct Shard {
     hooks: Hooks,
     /// Permits for connections in their HTTP handshake (see `http::serve_connection`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
+    /// True while the message loop applies a batch of messages: deliveries are queued, and
+    /// written once per connection when the batch ends ([`Shard::end_batch`]).
+    batching: Cell<bool>,
+    /// WebSocket connections with frames queued during this batch.
+    dirty: RefCell<Vec<Rc<Conn>>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -109,6 +114,41 @@ impl Shard {
             user_events,
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),
+            batching: Cell::new(false),
+            dirty: RefCell::default(),
+        }
+    }
+
+    /// The message loop starts applying a batch of messages.
+    pub fn begin_batch(&self) {
+        self.batching.set(true);
+    }
+
+    /// A batch that ends when the guard drops (a connection's packet being processed). Batches
+    /// may overlap across an `.await`; any end writes everything queued so far, which is always
+    /// safe, and every queued frame is written by the next end.
+    pub fn batch(&self) -> BatchGuard<'_> {
+        self.begin_batch();
+        BatchGuard(self)
+    }
+
+    /// The batch is applied: every WebSocket that got frames during it is written once, straight
+    /// from here (no task woken unless its socket was full).
+    pub fn end_batch(&self) {
+        self.batching.set(false);
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        if !dirty.is_empty() {
+            metrics::counter!(crate::telemetry::DIRECT_WRITES).increment(dirty.len() as u64);
+        }
+        for conn in &dirty {
+            conn.write_direct();
+        }
+        // Keep the list's allocation for the next batch.
+        let mut list = self.dirty.borrow_mut();
+        if list.is_empty() {
+            let mut dirty = dirty;
+            dirty.clear();
+            *list = dirty;
         }
     }
 
@@ -155,7 +195,11 @@ impl Shard {
     pub fn deliver(&self, socket: u64, frame: Frame) {
         let conn = self.sockets.borrow().get(&socket).cloned();
         if let Some(conn) = conn {
-            conn.push(frame);
+            if !self.batching.get() {
+                conn.push(frame);
+            } else if conn.push_deferred(frame) {
+                self.dirty.borrow_mut().push(conn);
+            }
         }
     }
 
@@ -178,6 +222,16 @@ impl Shard {
             ShardMsg::Publish(p) => self.adapter().publish(&**self, *p),
             other => (self.hooks.dispatch)(self, other),
         }
+    }
+}
+
+/// Ends a [`Shard::batch`] when dropped.
+#[derive(Debug)]
+pub struct BatchGuard<'a>(&'a Shard);
+
+impl Drop for BatchGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end_batch();
     }
 }
 

@@ -1,0 +1,265 @@
+//! The byte stream under one WebSocket, shared by its connection task and its shard.
+//!
+//! tungstenite reads and writes through a [`Wire`] (it implements `AsyncRead`/`AsyncWrite`), and
+//! the shard writes delivery frames straight into it ([`Wire::write_frames`]) from its message
+//! loop, without waking the connection's task: one `writev` per connection per batch of shard
+//! messages. Both writers share one FIFO of bytes the socket did not take yet, so frames never
+//! interleave: a write goes to the socket only when nothing is waiting, the rest waits whole,
+//! and `poll_flush` drains it when the socket is writable again. A write from tungstenite is
+//! always taken whole (never left half in its buffer), which is what lets the shard write between
+//! two of its writes. The FIFO is bounded: past `max_pending` bytes the client is not reading and
+//! the write fails, which ends the connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use super::outbox::Frame;
+
+/// Most slices handed to one `writev` (a header and a payload per frame).
+const MAX_SLICES: usize = 64;
+
+struct Inner {
+    stream: TcpStream,
+    /// Bytes accepted but not yet written, oldest first.
+    pending: RefCell<VecDeque<Bytes>>,
+    /// Sum of `pending`'s lengths.
+    pending_len: Cell<usize>,
+    /// Bound of `pending_len`.
+    max_pending: usize,
+}
+
+/// A WebSocket's TCP stream, shared by its task (through tungstenite) and its shard.
+#[derive(Clone)]
+pub struct Wire(Rc<Inner>);
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("pending", &self.0.pending_len.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client is not reading: more bytes wait than the bound allows.
+fn overflow() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WriteZero,
+        "client not reading: write backlog full",
+    )
+}
+
+impl Wire {
+    /// Wraps a stream; at most `max_pending` bytes may wait for it.
+    pub fn new(stream: TcpStream, max_pending: usize) -> Self {
+        Wire(Rc::new(Inner {
+            stream,
+            pending: RefCell::new(VecDeque::new()),
+            pending_len: Cell::new(0),
+            max_pending,
+        }))
+    }
+
+    /// The socket (for shutting down its write side).
+    pub fn stream(&self) -> &TcpStream {
+        &self.0.stream
+    }
+
+    /// True while bytes wait for the socket.
+    pub fn has_pending(&self) -> bool {
+        self.0.pending_len.get() > 0
+    }
+
+    fn push_pending(&self, bytes: Bytes) -> io::Result<()> {
+        let len = self.0.pending_len.get() + bytes.len();
+        if len > self.0.max_pending {
+            return Err(overflow());
+        }
+        self.0.pending_len.set(len);
+        self.0.pending.borrow_mut().push_back(bytes);
+        Ok(())
+    }
+
+    /// Writes what waits, as far as the socket takes it without blocking. True once nothing
+    /// waits.
+    fn drain(&self) -> io::Result<bool> {
+        loop {
+            let mut pending = self.0.pending.borrow_mut();
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let slices: Vec<IoSlice<'_>> = pending
+                .iter()
+                .take(MAX_SLICES)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let written = match self.0.stream.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            drop(slices);
+            self.0.pending_len.set(self.0.pending_len.get() - written);
+            consume(&mut pending, written);
+        }
+    }
+
+    /// Writes frames as WebSocket messages (server frames: unmasked, final), straight to the
+    /// socket when nothing waits, in one `writev` per [`MAX_SLICES`]; what the socket does not
+    /// take waits in order. `Ok(true)`: all written; `Ok(false)`: some bytes wait, the task must
+    /// flush when the socket is writable; `Err`: the socket failed or the client is not
+    /// reading (the connection must end).
+    pub fn write_frames(&self, frames: &[Frame]) -> io::Result<bool> {
+        let mut headers: Vec<u8> = Vec::with_capacity(frames.len() * 4);
+        let mut spans = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let (opcode, len) = match frame {
+                Frame::Text(t) => (OpCode::Data(Data::Text), t.len()),
+                Frame::Binary(b) => (OpCode::Data(Data::Binary), b.len()),
+            };
+            let start = headers.len();
+            let header = FrameHeader {
+                opcode,
+                ..FrameHeader::default()
+            };
+            header
+                .format(len as u64, &mut headers)
+                .map_err(io::Error::other)?;
+            spans.push(start..headers.len());
+        }
+        let headers = Bytes::from(headers);
+        let mut parts: Vec<Bytes> = Vec::with_capacity(frames.len() * 2);
+        for (frame, span) in frames.iter().zip(spans) {
+            parts.push(headers.slice(span));
+            parts.push(match frame {
+                Frame::Text(t) => Bytes::from(t.clone()),
+                Frame::Binary(b) => b.clone(),
+            });
+        }
+        let mut parts: VecDeque<Bytes> = parts.into();
+        while !self.has_pending() && !parts.is_empty() {
+            let slices: Vec<IoSlice<'_>> = parts
+                .iter()
+                .take(MAX_SLICES)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let want: usize = slices.iter().map(|s| s.len()).sum();
+            let written = match self.0.stream.try_write_vectored(&slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            drop(slices);
+            consume(&mut parts, written);
+            if written < want {
+                break;
+            }
+        }
+        for part in parts {
+            self.push_pending(part)?;
+        }
+        Ok(!self.has_pending())
+    }
+}
+
+/// Drops `n` bytes from the front of `parts`.
+fn consume(parts: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = parts.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            parts.pop_front();
+        } else {
+            let _ = front.split_to(n);
+            n = 0;
+        }
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.stream.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match self.0.stream.try_read(unfilled) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    /// Takes `buf` whole: straight to the socket when nothing waits, the rest behind what waits.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut written = 0;
+        if !self.has_pending() {
+            written = match self.0.stream.try_write(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+        }
+        if let Some(rest) = buf.get(written..)
+            && !rest.is_empty()
+        {
+            self.push_pending(Bytes::copy_from_slice(rest))?;
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.drain()? {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.0.stream.poll_write_ready(cx))?;
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        let _ = socket2::SockRef::from(&self.0.stream).shutdown(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_splits_and_drops() {
+        let mut parts: VecDeque<Bytes> =
+            vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")].into();
+        consume(&mut parts, 3);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(&parts[0][..], b"de");
+        consume(&mut parts, 5);
+        assert!(parts.is_empty());
+    }
+}
