@@ -21,7 +21,9 @@ probes. scripts/bench_report.py turns it into figures, the table and the gate.
 Environment (scripts/bench.sh sets the presets): SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
-both chatwire servers in a cgroup with that CPU quota, to show what the gate catches).
+both chatwire servers in a cgroup with that CPU quota, to show what the gate catches),
+BENCH_BASE_BIN (another chatwire binary, e.g. a build of an earlier commit: add the server
+"chatwire-base" to SERVERS to run it on the memory store beside the others, an A/B in one run).
 """
 import json
 import os
@@ -62,6 +64,7 @@ IDLE_USERS = int(ENV("IDLE_USERS", "4000"))
 BASELINE = ENV("BASELINE", os.path.join(ROOT, "bench", "baseline", "bench.json"))
 DATABASE_URL = ENV("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatwire_bench")
 QUOTA = ENV("BENCH_CHATWIRE_QUOTA", "")
+BASE_BIN = ENV("BENCH_BASE_BIN", "")
 WORKLOADS = ENV("WORKLOADS", "direct group").split()
 
 procs = {}  # server name -> Popen
@@ -130,7 +133,12 @@ def start(name, port, setup):
         reset_database()
     if name.startswith("chatwire"):
         db = DATABASE_URL if name == "chatwire-pg" else "memory"
-        cmd = [f"{BIN}/chatwire", "serve", "--host", "127.0.0.1", "--port", str(port),
+        binary = f"{BIN}/chatwire"
+        if name == "chatwire-base":
+            if not BASE_BIN:
+                sys.exit("chatwire-base needs BENCH_BASE_BIN (the other chatwire binary)")
+            binary = BASE_BIN
+        cmd = [binary, "serve", "--host", "127.0.0.1", "--port", str(port),
                "--database-url", db, "--dev-tokens", "true", "--rate-limit-conn-per-ip", "0",
                # one load generator address opens every session and seeds every conversation
                "--rate-limit-rest-ip-factor", "0", "--max-sessions-per-ip", "0",
