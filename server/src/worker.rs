@@ -14,6 +14,8 @@ use crate::shared::Shared;
 const HOOKS: Hooks = Hooks {
     dispatch,
     presence_changed: crate::app::presence_changed,
+    presence_announce: crate::app::presence_announce,
+    disconnect: crate::sio::disconnect_sockets,
 };
 
 /// Applies a shard message that belongs to a transport, a session or the application.

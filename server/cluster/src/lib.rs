@@ -20,13 +20,15 @@ pub mod mesh;
 pub mod msg;
 pub mod presence;
 pub mod recording;
+pub mod redis;
 pub mod rooms;
 pub mod shard;
 
 pub use adapter::{Adapter, LocalAdapter, Online};
-pub use mesh::Mesh;
-pub use msg::{ClusterMsg, Published};
+pub use mesh::{Injector, Mesh};
+pub use msg::{ClusterMsg, LocalSocket, Published, ShardView};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
 pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
+pub use redis::{RedisAdapter, RedisConfig};
 pub use shard::ClusterShard;

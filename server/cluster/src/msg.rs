@@ -9,6 +9,7 @@ use chatwire_store::UserKey;
 
 use crate::rooms::{Member, RoomName, SocketKey};
 
+
 /// A committed message on its way to its room's owner (see [`crate::Adapter::publish`]).
 #[derive(Debug)]
 pub struct Published {
@@ -27,6 +28,28 @@ pub struct Published {
     /// The sender's `message:sent` (+ ack) frames, delivered after `message:new` from the same
     /// owner, so the sender sees the conversation in id order too. Empty for REST sends.
     pub reply: Vec<TextFrame>,
+}
+
+/// A `/chat` socket of a shard, as other nodes see it.
+#[derive(Debug, Clone)]
+pub struct LocalSocket {
+    /// Shard-local socket number.
+    pub local: u64,
+    /// The `socket.id` its client sees.
+    pub id: String,
+    /// Its authenticated user.
+    pub user: Option<UserKey>,
+}
+
+/// One shard's answer to [`ClusterMsg::Inspect`].
+#[derive(Debug, Default)]
+pub struct ShardView {
+    /// The answering shard.
+    pub shard: u16,
+    /// Its `/chat` sockets.
+    pub sockets: Vec<LocalSocket>,
+    /// The rooms it owns and their members.
+    pub rooms: Vec<(RoomName, Vec<Member>)>,
 }
 
 /// Messages between shards about rooms and presence.
@@ -75,6 +98,33 @@ pub enum ClusterMsg {
     PresenceUp(UserKey),
     /// One socket less of a user whose presence is owned here.
     PresenceDown(UserKey),
+    /// Another node's view of a user whose presence is owned here changed the cluster-wide
+    /// state: announce it to the user's partners with sockets here.
+    PresenceAnnounce {
+        /// The user.
+        user: UserKey,
+        /// Online anywhere now.
+        online: bool,
+    },
+    /// Another node committed a message in a room owned here: `message:notification` to these
+    /// users unless they have a socket in the room on this node.
+    NotifyAbsent {
+        /// The conversation's room.
+        room: RoomName,
+        /// Participants other than the sender.
+        users: Arc<[UserKey]>,
+        /// The encoded notification.
+        frame: TextFrame,
+    },
+    /// Describe this shard's sockets and the rooms it owns (requests from other nodes).
+    Inspect(flume::Sender<ShardView>),
+    /// Disconnect these local `/chat` sockets (a request from another node).
+    DisconnectLocal {
+        /// Shard-local socket numbers.
+        sockets: Vec<u64>,
+        /// Close the whole connection rather than the namespace socket.
+        close: bool,
+    },
     /// Is this user (owned here) online?
     PresenceQuery {
         /// The user.

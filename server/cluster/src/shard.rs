@@ -8,7 +8,7 @@ use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
 use crate::mesh::Mesh;
-use crate::msg::{ClusterMsg, Published};
+use crate::msg::{ClusterMsg, Published, ShardView};
 use crate::presence::Presence;
 use crate::rooms::{Rooms, SocketKey};
 
@@ -52,6 +52,18 @@ impl ClusterShard {
                     mesh.presence_changed(user, false);
                 }
             }
+            ClusterMsg::PresenceAnnounce { user, online } => mesh.presence_announce(user, online),
+            ClusterMsg::NotifyAbsent { room, users, frame } => {
+                self.notify_absent(mesh, &room, &users, None, &frame);
+            }
+            ClusterMsg::Inspect(reply) => {
+                let _ = reply.send(ShardView {
+                    shard: mesh.index(),
+                    sockets: mesh.local_sockets(),
+                    rooms: self.rooms.borrow().snapshot(),
+                });
+            }
+            ClusterMsg::DisconnectLocal { sockets, close } => mesh.disconnect(&sockets, close),
             ClusterMsg::PresenceQuery { user, reply } => {
                 let _ = reply.send(self.is_online(user));
             }
@@ -82,25 +94,13 @@ impl ClusterShard {
     /// does too.
     fn publish(&self, mesh: &dyn Mesh, p: Published) {
         self.broadcast(mesh, &p.room, &p.new_frame, p.sender_socket);
-        let absent: Arc<[UserKey]> = {
-            let rooms = self.rooms.borrow();
-            p.participants
-                .iter()
-                .copied()
-                .filter(|u| *u != p.sender && !rooms.has_user(&p.room, *u))
-                .collect()
-        };
-        if !absent.is_empty() {
-            for shard in 0..mesh.shard_count() {
-                mesh.send(
-                    shard,
-                    ClusterMsg::DeliverToUsers {
-                        frame: p.notification_frame.clone(),
-                        users: absent.clone(),
-                    },
-                );
-            }
-        }
+        self.notify_absent(
+            mesh,
+            &p.room,
+            &p.participants,
+            Some(p.sender),
+            &p.notification_frame,
+        );
         if let Some(socket) = p.sender_socket {
             for frame in p.reply {
                 mesh.send(
@@ -108,6 +108,36 @@ impl ClusterShard {
                     ClusterMsg::Deliver {
                         frame,
                         sockets: vec![socket.local],
+                    },
+                );
+            }
+        }
+    }
+
+    /// `frame` to every user of `users` (but `sender`) with no socket in `room` (owned here).
+    fn notify_absent(
+        &self,
+        mesh: &dyn Mesh,
+        room: &str,
+        users: &[UserKey],
+        sender: Option<UserKey>,
+        frame: &TextFrame,
+    ) {
+        let absent: Arc<[UserKey]> = {
+            let rooms = self.rooms.borrow();
+            users
+                .iter()
+                .copied()
+                .filter(|u| Some(*u) != sender && !rooms.has_user(room, *u))
+                .collect()
+        };
+        if !absent.is_empty() {
+            for shard in 0..mesh.shard_count() {
+                mesh.send(
+                    shard,
+                    ClusterMsg::DeliverToUsers {
+                        frame: frame.clone(),
+                        users: absent.clone(),
                     },
                 );
             }
