@@ -446,7 +446,7 @@ mod tests {
         assert_eq!(
             decode_broadcast(&[0x93, 0xa1, b'a', 0x81, 0xa4, b't', b'y', b'p', b'e', 0x05, 0x80])
                 .err(),
-            Some(Drop::Malformed)
+            Some(Drop::Unsupported)
         );
         // Deep nesting stops at the limit.
         let deep = vec![0x91u8; 10_000];
