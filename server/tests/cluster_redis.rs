@@ -55,9 +55,15 @@ async fn three_nodes_share_the_chat_contract() {
     ca.no_event("user:online", Duration::from_millis(500)).await;
 
     // user:check:online answers for users on other nodes.
-    ca.emit("user:check:online", json!({"userId": 3, "userType": "influencer"}))
-        .await;
-    assert_eq!(ca.event("user:online:status").await["isOnline"], json!(true));
+    ca.emit(
+        "user:check:online",
+        json!({"userId": 3, "userType": "influencer"}),
+    )
+    .await;
+    assert_eq!(
+        ca.event("user:online:status").await["isOnline"],
+        json!(true)
+    );
 
     ca.join(cid).await;
     cb.join(cid).await;
@@ -88,10 +94,14 @@ async fn three_nodes_share_the_chat_contract() {
     let note = cc.event("message:notification").await;
     assert_eq!(note["conversationId"], json!(cid));
     assert_eq!(note["message"]["content"], json!("you there?"));
-    assert_eq!(ca.event("message:new").await["content"], json!("you there?"));
+    assert_eq!(
+        ca.event("message:new").await["content"],
+        json!("you there?")
+    );
 
     // Typing crosses nodes, and stops by itself 6 s after the last typing:start.
-    cb.emit("typing:start", json!({"conversationId": cid})).await;
+    cb.emit("typing:start", json!({"conversationId": cid}))
+        .await;
     let t = ca.event("typing:start").await;
     assert_eq!(t["user"], json!({"userId": 2, "userType": "influencer"}));
     let started = std::time::Instant::now();
@@ -99,7 +109,10 @@ async fn three_nodes_share_the_chat_contract() {
     ca.no_event("typing:stop", Duration::from_secs(4)).await;
     let stop = ca.event("typing:stop").await;
     assert_eq!(stop["conversationId"], json!(cid));
-    assert!(started.elapsed() >= Duration::from_secs(5), "auto-stop after ~6 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "auto-stop after ~6 s"
+    );
 
     // Read receipts cross nodes.
     let last = new_b["id"].as_i64().unwrap();
@@ -109,18 +122,25 @@ async fn three_nodes_share_the_chat_contract() {
     )
     .await;
     let read = ca.event("message:read").await;
-    assert_eq!(read["readBy"], json!({"userId": 2, "userType": "influencer"}));
+    assert_eq!(
+        read["readBy"],
+        json!({"userId": 2, "userType": "influencer"})
+    );
 
     // Offline only after b's last socket anywhere.
     drop(cb);
-    ca.no_event("user:offline", Duration::from_millis(800)).await;
+    ca.no_event("user:offline", Duration::from_millis(800))
+        .await;
     drop(cb2);
     assert_eq!(
         ca.event("user:offline").await,
         json!({"userId": 2, "userType": "influencer"})
     );
-    ca.emit("user:check:online", json!({"userId": 2, "userType": "influencer"}))
-        .await;
+    ca.emit(
+        "user:check:online",
+        json!({"userId": 2, "userType": "influencer"}),
+    )
+    .await;
     assert_eq!(
         ca.event("user:online:status").await["isOnline"],
         json!(false)
@@ -139,6 +159,7 @@ async fn three_nodes_share_the_chat_contract() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let published = redis.publish_calls() - before;
+    eprintln!("PUBLISH calls for 5 messages (3 nodes): {published}");
     // 5 message:new + 5 notifications (c left the room) + heartbeats of 3 nodes (one per 2 s).
     assert!(
         (10..=10 + 6).contains(&published),
@@ -148,4 +169,54 @@ async fn three_nodes_share_the_chat_contract() {
     n0.stop().await;
     n1.stop().await;
     n2.stop().await;
+}
+
+/// Redis killed and restarted on its port: local delivery never stops, cross-node delivery comes
+/// back by itself (reconnect, resubscribe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_local_goes_on_and_cross_node_resumes() {
+    let mut redis = redis_support::TestRedis::start();
+    let port = redis.port;
+    let db = pg::TestDb::create().await;
+    let n0 = node(&db.url, &redis.url()).await;
+    let n1 = node(&db.url, &redis.url()).await;
+    let (a, b, c) = (brand(11), influencer(12), influencer(13));
+    let cid = n0.group(a, &[b, c]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ca, _) = Client::chat(n0.addr, a).await;
+    let (mut cb, _) = Client::chat(n1.addr, b).await;
+    let (mut cc, _) = Client::chat(n0.addr, c).await;
+    for cl in [&mut ca, &mut cb, &mut cc] {
+        cl.join(cid).await;
+    }
+    ca.emit("typing:start", json!({"conversationId": cid}))
+        .await;
+    cb.event("typing:start").await;
+    cc.event("typing:start").await;
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ca.emit("typing:stop", json!({"conversationId": cid})).await;
+    cc.event("typing:stop").await;
+
+    let _redis = redis_support::TestRedis::start_on(port);
+    // Reconnect backoff is at most 2 s; cross-node delivery resumes without any client action.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        ca.emit("typing:start", json!({"conversationId": cid}))
+            .await;
+        if tokio::time::timeout(Duration::from_millis(500), cb.event("typing:start"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cross-node delivery did not resume within 10 s of Redis coming back"
+        );
+    }
+    drop((ca, cb, cc));
+    n0.stop().await;
+    n1.stop().await;
 }

@@ -29,6 +29,6 @@ pub use mesh::{Injector, Mesh};
 pub use msg::{ClusterMsg, LocalSocket, Published, ShardView};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
-pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
 pub use redis::{RedisAdapter, RedisConfig};
+pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
 pub use shard::ClusterShard;

@@ -9,7 +9,6 @@ use chatwire_store::UserKey;
 
 use crate::rooms::{Member, RoomName, SocketKey};
 
-
 /// A committed message on its way to its room's owner (see [`crate::Adapter::publish`]).
 #[derive(Debug)]
 pub struct Published {

@@ -14,8 +14,7 @@ use serde_json::{Value as Json, json};
 
 use super::wire::{self, Drop, NodeMsg, WireUser, request};
 use super::{
-    Out, REDIS_CONNECTED, REDIS_DROPPED, REDIS_PUBLISHED, REDIS_RECEIVED, State,
-    presence::Change,
+    Out, REDIS_CONNECTED, REDIS_DROPPED, REDIS_PUBLISHED, REDIS_RECEIVED, State, presence::Change,
 };
 use crate::mesh::Injector;
 use crate::msg::{ClusterMsg, ShardView};
@@ -254,7 +253,10 @@ fn on_broadcast(
             },
         );
         // Socket ids are rooms too (`io.to(socketId)`).
-        if b.rooms.first().is_some_and(|r| !r.starts_with("conversation:")) {
+        if b.rooms
+            .first()
+            .is_some_and(|r| !r.starts_with("conversation:"))
+        {
             let rooms = b.rooms.clone();
             tokio::spawn(async move {
                 let view = NodeView::gather(&*shards).await;
@@ -334,11 +336,7 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
             inject(
                 shards,
                 owner,
-                ClusterMsg::NotifyAbsent {
-                    room,
-                    users,
-                    frame,
-                },
+                ClusterMsg::NotifyAbsent { room, users, frame },
             );
         }
     }
@@ -444,9 +442,7 @@ impl NodeView {
         for s in sockets {
             map.entry(s.shard).or_default().push(s.local);
         }
-        map.into_iter()
-            .map(|(k, v)| (usize::from(k), v))
-            .collect()
+        map.into_iter().map(|(k, v)| (usize::from(k), v)).collect()
     }
 
     /// The rooms of a socket, its own id first (Socket.IO's `socket.rooms`).
@@ -572,9 +568,14 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
         request::REMOTE_JOIN | request::REMOTE_LEAVE => {
             let join = kind == request::REMOTE_JOIN;
             let (targets, names) = if req.get("opts").is_some() {
-                (view.select(&rooms, &except), wire::room_list(req.get("rooms")))
+                (
+                    view.select(&rooms, &except),
+                    wire::room_list(req.get("rooms")),
+                )
             } else {
-                let Some(sid) = str_field(req, "sid") else { return };
+                let Some(sid) = str_field(req, "sid") else {
+                    return;
+                };
                 let Some(socket) = view.find(sid) else { return };
                 let room = str_field(req, "room").unwrap_or_default().to_owned();
                 respond(state, json!({"requestId": request_id}));
@@ -587,13 +588,19 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
             let targets = if req.get("opts").is_some() {
                 view.select(&rooms, &except)
             } else {
-                let Some(sid) = str_field(req, "sid") else { return };
+                let Some(sid) = str_field(req, "sid") else {
+                    return;
+                };
                 let Some(socket) = view.find(sid) else { return };
                 respond(state, json!({"requestId": request_id}));
                 vec![socket]
             };
             for (shard, sockets) in view.by_shard(targets) {
-                inject(shards, shard, ClusterMsg::DisconnectLocal { sockets, close });
+                inject(
+                    shards,
+                    shard,
+                    ClusterMsg::DisconnectLocal { sockets, close },
+                );
             }
         }
         request::REMOTE_FETCH => {
@@ -607,7 +614,9 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
         request::BROADCAST => {
             // Delivered without an ack id: this node reports no client that will acknowledge,
             // so the requester never waits for chatwire sockets.
-            let Some(packet) = req.get("packet") else { return };
+            let Some(packet) = req.get("packet") else {
+                return;
+            };
             let Ok(frame) = wire::event_frame_with_id(&state.cfg.nsp, packet, None) else {
                 return;
             };

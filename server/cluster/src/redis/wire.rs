@@ -191,8 +191,8 @@ pub fn room_list(v: Option<&Json>) -> Vec<String> {
 /// (null). Binary data (bin, ext type 0) has no JSON form here: [`Drop::Unsupported`].
 pub fn msgpack_to_json(bytes: &[u8]) -> Result<Json, Drop> {
     let mut rd = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
-        .map_err(|_| Drop::Malformed)?;
+    let value =
+        rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).map_err(|_| Drop::Malformed)?;
     to_json(value)
 }
 
@@ -408,7 +408,10 @@ mod tests {
         let b = b.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b.uid, "abc123");
         assert_eq!(b.rooms, vec!["conversation:4".to_owned()]);
-        assert_eq!(text(&b.frame), r#"42/chat,["typing:start",{"conversationId":4}]"#);
+        assert_eq!(
+            text(&b.frame),
+            r#"42/chat,["typing:start",{"conversationId":4}]"#
+        );
     }
 
     #[test]
@@ -440,12 +443,20 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped_not_panicked() {
-        for bad in [&b""[..], b"\xc1", b"\x93\xa1a", b"\xdd\xff\xff\xff\xff", b"[1,2]"] {
+        for bad in [
+            &b""[..],
+            b"\xc1",
+            b"\x93\xa1a",
+            b"\xdd\xff\xff\xff\xff",
+            b"[1,2]",
+        ] {
             assert!(decode_broadcast(bad).is_err());
         }
         assert_eq!(
-            decode_broadcast(&[0x93, 0xa1, b'a', 0x81, 0xa4, b't', b'y', b'p', b'e', 0x05, 0x80])
-                .err(),
+            decode_broadcast(&[
+                0x93, 0xa1, b'a', 0x81, 0xa4, b't', b'y', b'p', b'e', 0x05, 0x80
+            ])
+            .err(),
             Some(Drop::Unsupported)
         );
         // Deep nesting stops at the limit.
