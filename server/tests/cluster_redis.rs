@@ -51,7 +51,7 @@ async fn three_nodes_share_the_chat_contract() {
         json!({"userId": 3, "userType": "influencer"})
     );
     // A second socket of b on yet another node announces nothing.
-    let (mut cb2, _) = Client::chat(n2.addr, b).await;
+    let (cb2, _) = Client::chat(n2.addr, b).await;
     ca.no_event("user:online", Duration::from_millis(500)).await;
 
     // user:check:online answers for users on other nodes.

@@ -130,7 +130,7 @@ struct State {
     /// presence messages, never per message).
     presence: Mutex<ClusterPresence>,
     /// Rooms other nodes made sockets join, left when the socket goes.
-    joined: Mutex<HashMap<SocketKey, Vec<(RoomName, Option<UserKey>)>>>,
+    joined: Mutex<HashMap<SocketKey, Vec<RoomName>>>,
     /// Redis reachable.
     connected: AtomicBool,
 }
@@ -308,7 +308,7 @@ impl Adapter for RedisAdapter {
             .lock()
             .ok()
             .and_then(|mut j| j.remove(&socket));
-        for (room, _) in rooms.unwrap_or_default() {
+        for room in rooms.unwrap_or_default() {
             let owner = room_owner(&room, mesh.shard_count());
             mesh.send(owner, ClusterMsg::Leave { room, socket });
         }

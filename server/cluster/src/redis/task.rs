@@ -659,8 +659,8 @@ fn apply_membership(
             let owner = room_owner(&room, shards.shard_count());
             if join {
                 let entry = joined.entry(*socket).or_default();
-                if !entry.iter().any(|(r, _)| *r == room) {
-                    entry.push((room.clone(), user));
+                if !entry.contains(&room) {
+                    entry.push(room.clone());
                 }
                 inject(
                     shards,
@@ -675,7 +675,7 @@ fn apply_membership(
                 );
             } else {
                 if let Some(entry) = joined.get_mut(socket) {
-                    entry.retain(|(r, _)| *r != room);
+                    entry.retain(|r| *r != room);
                 }
                 inject(
                     shards,
