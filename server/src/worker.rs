@@ -16,6 +16,7 @@ const HOOKS: Hooks = Hooks {
     presence_changed: crate::app::presence_changed,
     presence_announce: crate::app::presence_announce,
     disconnect: crate::sio::disconnect_sockets,
+    emit_with_ack: crate::sio::acks::emit_for_node,
 };
 
 /// Applies a shard message that belongs to a transport, a session or the application.

@@ -279,6 +279,8 @@ async fn mixed_fleet_with_a_node_socketio_node() {
         "serverSideEmitWithAck resolves",
         "timeout().emitWithAck answered in",
         "Node client's ack arrives",
+        "chatwire client's ack arrives",
+        "one ack per client",
         "disconnectSockets disconnects a chatwire socket",
     ]);
     server.shutdown().await;

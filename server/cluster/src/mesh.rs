@@ -4,7 +4,7 @@
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-use crate::msg::{ClusterMsg, LocalSocket};
+use crate::msg::{AckEmit, ClusterMsg, LocalSocket};
 
 /// What the cluster layer needs of the shard it runs on (implemented by the server's shard).
 pub trait Mesh {
@@ -28,6 +28,8 @@ pub trait Mesh {
     fn local_sockets(&self) -> Vec<LocalSocket>;
     /// Disconnects these local `/chat` sockets (`close`: their whole connections).
     fn disconnect(&self, sockets: &[u64], close: bool);
+    /// Emits an event with an ack id to each of these local sockets (see [`AckEmit`]).
+    fn emit_with_ack(&self, emit: AckEmit);
 }
 
 /// A handle to every shard's channel that threads other than shards hold (the Redis task), to

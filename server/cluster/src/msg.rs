@@ -51,6 +51,21 @@ pub struct ShardView {
     pub rooms: Vec<(RoomName, Vec<Member>)>,
 }
 
+/// What [`ClusterMsg::EmitWithAck`] carries.
+#[derive(Debug)]
+pub struct AckEmit {
+    /// Shard-local socket numbers.
+    pub sockets: Vec<u64>,
+    /// The event name.
+    pub event: String,
+    /// The arguments as JSON, comma-separated (what follows the name in the array).
+    pub args: String,
+    /// How long to wait for the acks.
+    pub timeout: std::time::Duration,
+    /// Where each client's first ack argument goes (JSON text).
+    pub reply: flume::Sender<String>,
+}
+
 /// Messages between shards about rooms and presence.
 #[derive(Debug)]
 pub enum ClusterMsg {
@@ -124,6 +139,9 @@ pub enum ClusterMsg {
         /// Close the whole connection rather than the namespace socket.
         close: bool,
     },
+    /// Emit an event asking each of these local sockets for an ack (a Node node's
+    /// `timeout().emitWithAck()`); each client's first ack argument goes to `reply` as JSON.
+    EmitWithAck(Box<AckEmit>),
     /// Is this user (owned here) online?
     PresenceQuery {
         /// The user.

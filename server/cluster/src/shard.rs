@@ -64,6 +64,7 @@ impl ClusterShard {
                 });
             }
             ClusterMsg::DisconnectLocal { sockets, close } => mesh.disconnect(&sockets, close),
+            ClusterMsg::EmitWithAck(emit) => mesh.emit_with_ack(*emit),
             ClusterMsg::PresenceQuery { user, reply } => {
                 let _ = reply.send(self.is_online(user));
             }

@@ -17,7 +17,7 @@ use chatwire_protocol::engine::sid::Sid;
 use smallvec::SmallVec;
 
 use chatwire_chat::Chat;
-use chatwire_cluster::{Adapter, ClusterMsg, ClusterShard, LocalSocket, Mesh, SocketKey};
+use chatwire_cluster::{AckEmit, Adapter, ClusterMsg, ClusterShard, LocalSocket, Mesh, SocketKey};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
@@ -43,6 +43,8 @@ pub struct Hooks {
     pub presence_announce: fn(UserKey, bool),
     /// Disconnects local `/chat` sockets (`true`: their connections) at another node's request.
     pub disconnect: fn(&Rc<Shard>, &[u64], bool),
+    /// Emits an event with acks to local sockets at another node's request.
+    pub emit_with_ack: fn(&Rc<Shard>, AckEmit),
 }
 
 /// Capacity of each shard's inbound channel.
@@ -249,6 +251,12 @@ impl Mesh for Shard {
     fn disconnect(&self, sockets: &[u64], close: bool) {
         if let Some(me) = current() {
             (self.hooks.disconnect)(&me, sockets, close);
+        }
+    }
+
+    fn emit_with_ack(&self, emit: AckEmit) {
+        if let Some(me) = current() {
+            (self.hooks.emit_with_ack)(&me, emit);
         }
     }
 }

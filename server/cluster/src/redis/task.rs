@@ -529,7 +529,7 @@ fn on_request(state: &Arc<State>, shards: Arc<dyn Injector>, payload: &[u8]) -> 
     if kind == request::BROADCAST {
         // Validate before any work.
         let packet = req.get("packet").ok_or(Drop::Malformed)?;
-        wire::event_frame_with_id(&state.cfg.nsp, packet, None)?;
+        wire::event_frame_with_id(&state.cfg.nsp, packet, Some(0))?;
     }
     let state = state.clone();
     tokio::spawn(async move {
@@ -611,32 +611,95 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
                 .collect();
             respond(state, json!({"requestId": request_id, "sockets": sockets}));
         }
-        request::BROADCAST => {
-            // Delivered without an ack id: this node reports no client that will acknowledge,
-            // so the requester never waits for chatwire sockets.
-            let Some(packet) = req.get("packet") else {
-                return;
-            };
-            let Ok(frame) = wire::event_frame_with_id(&state.cfg.nsp, packet, None) else {
-                return;
-            };
-            respond(
-                state,
-                json!({"type": request::BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": 0}),
-            );
-            for (shard, sockets) in view.by_shard(view.select(&rooms, &except)) {
-                inject(
-                    shards,
-                    shard,
-                    ClusterMsg::Deliver {
-                        frame: frame.clone(),
-                        sockets,
-                    },
-                );
-            }
-        }
+        request::BROADCAST => broadcast_with_ack(state, shards, view, req, &rooms, &except),
         _ => {}
     }
+}
+
+/// A Node node's `timeout(t).emitWithAck(...)`: the event goes to the matching sockets with an
+/// ack id each; the count is answered first (BROADCAST_CLIENT_COUNT, JSON), then each client's
+/// first ack argument (BROADCAST_ACK, msgpack), as `@socket.io/redis-adapter` does.
+fn broadcast_with_ack(
+    state: &State,
+    shards: &dyn Injector,
+    view: &NodeView,
+    req: &Json,
+    rooms: &[String],
+    except: &[String],
+) {
+    let Some(request_id) = str_field(req, "requestId").map(str::to_owned) else {
+        return;
+    };
+    let Some(Json::Array(data)) = req.get("packet").and_then(|p| p.get("data")) else {
+        return;
+    };
+    let Some((Json::String(event), args)) = data.split_first() else {
+        return;
+    };
+    let args: Vec<String> = args.iter().map(Json::to_string).collect();
+    // An event without arguments still needs one for the encoder's `["name",args]` form.
+    let args = if args.is_empty() {
+        "null".to_owned()
+    } else {
+        args.join(",")
+    };
+    let timeout = req
+        .get("opts")
+        .and_then(|o| o.get("flags"))
+        .and_then(|f| f.get("timeout"))
+        .and_then(Json::as_u64)
+        .map_or(Duration::from_secs(5), Duration::from_millis)
+        .min(Duration::from_secs(60));
+    let targets = view.select(rooms, except);
+    let count = targets.len();
+    respond(
+        state,
+        json!({"type": request::BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": count}),
+    );
+    if count == 0 {
+        return;
+    }
+    let (tx, rx) = flume::bounded::<String>(count);
+    for (shard, sockets) in view.by_shard(targets) {
+        inject(
+            shards,
+            shard,
+            ClusterMsg::EmitWithAck(Box::new(crate::msg::AckEmit {
+                sockets,
+                event: event.clone(),
+                args: args.clone(),
+                timeout,
+                reply: tx.clone(),
+            })),
+        );
+    }
+    drop(tx);
+    let out = state.out.clone();
+    let channel = state.cfg.response_channel();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for _ in 0..count {
+            let Ok(Ok(arg)) = tokio::time::timeout_at(deadline, rx.recv_async()).await else {
+                return;
+            };
+            let packet: Json = serde_json::from_str(&arg).unwrap_or(Json::Null);
+            let ack = wire::BroadcastAck {
+                kind: request::BROADCAST_ACK,
+                request_id: &request_id,
+                packet,
+            };
+            if let Some(payload) = wire::to_msgpack(&ack)
+                && out
+                    .try_send(Out::Raw {
+                        channel: channel.clone(),
+                        payload,
+                    })
+                    .is_err()
+            {
+                metrics::counter!(REDIS_DROPPED, "reason" => "queue_full").increment(1);
+            }
+        }
+    });
 }
 
 /// Joins or leaves `names` for `targets` (only rooms the request names, only `/chat` sockets).
