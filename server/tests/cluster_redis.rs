@@ -175,6 +175,7 @@ async fn three_nodes_share_the_chat_contract() {
 /// back by itself (reconnect, resubscribe).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_local_goes_on_and_cross_node_resumes() {
+    chatwire::telemetry::install_metrics();
     let mut redis = redis_support::TestRedis::start();
     let port = redis.port;
     let db = pg::TestDb::create().await;
@@ -194,10 +195,59 @@ async fn redis_restart_local_goes_on_and_cross_node_resumes() {
     cb.event("typing:start").await;
     cc.event("typing:start").await;
 
+    // Anything may arrive on the channels: malformed, unknown or oversize messages are dropped
+    // and counted; the nodes go on.
+    let before = metrics(n0.addr).await;
+    redis.publish_raw("socket.io-request#/chat#", b"not json");
+    redis.publish_raw(
+        "socket.io-request#/chat#",
+        br#"{"type":99,"requestId":"x"}"#,
+    );
+    redis.publish_raw("socket.io#/chat#", b"{garbage");
+    redis.publish_raw("socket.io#/chat#conversation:1#", &[0x93, 0xa1, b'a', 0xc1]);
+    redis.publish_raw("socket.io-chatwire#/chat#", b"\x00\x01");
+    redis.publish_raw("socket.io#/chat#", &vec![b'x'; 2 << 20]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = metrics(n0.addr).await;
+    let grew = |reason: &str, by: f64| {
+        let key = format!("chatwire_redis_dropped_total{{reason=\"{reason}\"}}");
+        let d = counter(&after, &key) - counter(&before, &key);
+        assert!(d >= by, "{key} grew by {d}, expected {by} (2 nodes)");
+    };
+    grew("malformed", 2.0 * 4.0);
+    grew("unsupported", 2.0);
+    grew("oversize", 2.0);
+    ca.emit("typing:stop", json!({"conversationId": cid})).await;
+    cb.event("typing:stop").await;
+
+    let ready = common::http(n0.addr, "GET", "/readyz", "", b"").await;
+    assert!(
+        ready.text().contains("ready; redis connected"),
+        "{}",
+        ready.text()
+    );
+
     redis.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    ca.emit("typing:start", json!({"conversationId": cid}))
+        .await;
+    cc.event("typing:start").await;
     ca.emit("typing:stop", json!({"conversationId": cid})).await;
     cc.event("typing:stop").await;
+    // Reported, not fatal: the node still serves its own clients.
+    let ready = common::http(n0.addr, "GET", "/readyz", "", b"").await;
+    assert!(
+        ready.status == 200
+            && ready
+                .text()
+                .contains("redis disconnected: cross-node delivery paused"),
+        "{}",
+        ready.text()
+    );
+    assert_eq!(
+        counter(&metrics(n0.addr).await, "chatwire_redis_connected"),
+        0.0
+    );
 
     let _redis = redis_support::TestRedis::start_on(port);
     // Reconnect backoff is at most 2 s; cross-node delivery resumes without any client action.
@@ -216,6 +266,10 @@ async fn redis_restart_local_goes_on_and_cross_node_resumes() {
             "cross-node delivery did not resume within 10 s of Redis coming back"
         );
     }
+    assert_eq!(
+        counter(&metrics(n0.addr).await, "chatwire_redis_connected"),
+        1.0
+    );
     drop((ca, cb, cc));
     n0.stop().await;
     n1.stop().await;
@@ -375,4 +429,15 @@ async fn kill_9_of_a_node_under_a_message_flow() {
         json!({"userId": 22, "userType": "influencer"})
     );
     n0.stop().await;
+}
+
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    common::http(addr, "GET", "/metrics", "", b"").await.text()
+}
+
+/// The value of a metric line `name value` (0 when absent).
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

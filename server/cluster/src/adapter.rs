@@ -73,6 +73,10 @@ pub trait Adapter: Send + Sync {
     /// A socket is gone (after it left its conversation rooms): forget rooms other nodes made
     /// it join.
     fn socket_gone(&self, _mesh: &dyn Mesh, _socket: SocketKey) {}
+    /// Whether the link to other nodes is up (None: a single node, no link).
+    fn cluster_connected(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Single-process adapter: each operation is a [`ClusterMsg`] to the owner shard of its room or

@@ -70,6 +70,19 @@ impl TestRedis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `PUBLISH channel <payload>` with the payload from stdin (any bytes, any size).
+    pub fn publish_raw(&self, channel: &str, payload: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "-x", "PUBLISH", channel])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-cli on PATH");
+        child.stdin.take().unwrap().write_all(payload).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     /// PUBLISH calls so far (`INFO commandstats`).
     pub fn publish_calls(&self) -> u64 {
         let stats = self.cli(&["info", "commandstats"]);

@@ -287,6 +287,10 @@ impl Adapter for RedisAdapter {
         self.local.check_online(mesh, user)
     }
 
+    fn cluster_connected(&self) -> Option<bool> {
+        Some(self.connected())
+    }
+
     fn attach(&self, shards: Arc<dyn Injector>) {
         let _ = self.state.shards.set(shards);
     }

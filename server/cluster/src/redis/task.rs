@@ -50,6 +50,10 @@ pub(super) fn run(state: Arc<State>, client: redis::Client, rx: flume::Receiver<
                 }
             }
             // Away: what the shards queue now would be stale when Redis is back.
+            if rx.is_disconnected() {
+                // The server is gone (every adapter handle dropped): so is this task.
+                return;
+            }
             let until = Instant::now() + backoff;
             while Instant::now() < until {
                 while rx.try_recv().is_ok() {
