@@ -77,8 +77,12 @@ pub fn run_shard(
         let stop_accepting = shared.stop_accepting.clone();
         let shutdown = shared.shutdown.clone();
         let mut accepting = true;
+        // Releases messages held for id order (conversations written from several nodes).
+        let mut order_tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        order_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = order_tick.tick(), if shard.cluster.has_held() => shard.cluster.tick(&*shard),
                 msg = rx.recv_async() => match msg {
                     Ok(msg) => shard.handle(msg),
                     Err(_) => break,

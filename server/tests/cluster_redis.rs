@@ -441,3 +441,81 @@ fn counter(text: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The ids of `message:new` and `message:sent` frames, in arrival order, until `count` are in
+/// (or the client stays silent for 5 s).
+async fn message_ids(client: &mut Client, count: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let Some(f) = client.next_raw().await else {
+            break;
+        };
+        if f.starts_with("42/chat,[\"message:new\",") {
+            ids.push(common::args(&f)[1]["id"].as_i64().unwrap());
+        } else if f.starts_with("42/chat,[\"message:sent\",") {
+            ids.push(common::args(&f)[1]["message"]["id"].as_i64().unwrap());
+        }
+    }
+    ids
+}
+
+/// Two senders on two nodes write to one conversation at once: every client, on either
+/// sending node or a third, sees the conversation in id order (PostgreSQL commits it in id
+/// order; each room owner holds messages of a conversation written from several nodes briefly
+/// and releases them in id order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_on_two_nodes_are_seen_in_id_order() {
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let tweak = |c: &mut Config| {
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let mut config = Config::for_tests();
+        config.database_url = db.url.clone();
+        config.redis_url = Some(redis.url());
+        tweak(&mut config);
+        let server = Server::start(&config, Mode::Chat).await.unwrap();
+        nodes.push(TestServer {
+            addr: server.addr,
+            server,
+        });
+    }
+    let (a, b, c) = (brand(31), influencer(32), influencer(33));
+    let cid = nodes[0].group(a, &[b, c]).await;
+    let (mut ca, _) = Client::chat(nodes[0].addr, a).await;
+    let (mut cb, _) = Client::chat(nodes[1].addr, b).await;
+    let (mut cc, _) = Client::chat(nodes[2].addr, c).await;
+    for cl in [&mut ca, &mut cb, &mut cc] {
+        cl.join(cid).await;
+    }
+    let n = 40;
+    for i in 0..n {
+        for (cl, tag) in [(&mut ca, "a"), (&mut cb, "b")] {
+            cl.emit(
+                "message:send",
+                json!({"conversationId": cid, "content": "x", "tempId": format!("{tag}{i}")}),
+            )
+            .await;
+        }
+    }
+    let (sa, sb, sc) = tokio::join!(
+        message_ids(&mut ca, 2 * n),
+        message_ids(&mut cb, 2 * n),
+        message_ids(&mut cc, 2 * n)
+    );
+    for (who, ids) in [
+        ("a (node 0)", &sa),
+        ("b (node 1)", &sb),
+        ("c (node 2)", &sc),
+    ] {
+        assert_eq!(ids.len(), 2 * n, "{who} got every message");
+        let inversions = ids.windows(2).filter(|w| w[0] >= w[1]).count();
+        assert_eq!(inversions, 0, "{who} sees id order: {ids:?}");
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -18,6 +18,7 @@
 pub mod adapter;
 pub mod mesh;
 pub mod msg;
+pub mod order;
 pub mod presence;
 pub mod recording;
 pub mod redis;

@@ -12,6 +12,8 @@ use crate::rooms::{Member, RoomName, SocketKey};
 /// A committed message on its way to its room's owner (see [`crate::Adapter::publish`]).
 #[derive(Debug)]
 pub struct Published {
+    /// The message's id.
+    pub id: i64,
     /// The conversation's room.
     pub room: RoomName,
     /// `message:new`, encoded once.
@@ -138,6 +140,18 @@ pub enum ClusterMsg {
         sockets: Vec<u64>,
         /// Close the whole connection rather than the namespace socket.
         close: bool,
+    },
+    /// Another node's `message:new` for a conversation room owned here (delivered in id order
+    /// with this node's own, see [`crate::order`]).
+    RemoteMessage {
+        /// The conversation's room.
+        room: RoomName,
+        /// The message's id.
+        id: i64,
+        /// The committing node.
+        node: Arc<str>,
+        /// The encoded `message:new`.
+        frame: TextFrame,
     },
     /// Emit an event asking each of these local sockets for an ack (a Node node's
     /// `timeout().emitWithAck()`); each client's first ack argument goes to `reply` as JSON.

@@ -247,15 +247,20 @@ fn on_broadcast(
     if let ([room], []) = (b.rooms.as_slice(), b.except.as_slice()) {
         let room: RoomName = room.as_str().into();
         let owner = room_owner(&room, shards.shard_count());
-        inject(
-            &*shards,
-            owner,
-            ClusterMsg::Broadcast {
+        let msg = match b.message_id {
+            Some(id) if room.starts_with("conversation:") => ClusterMsg::RemoteMessage {
+                room,
+                id,
+                node: b.uid.as_str().into(),
+                frame: b.frame.clone(),
+            },
+            _ => ClusterMsg::Broadcast {
                 room,
                 frame: b.frame.clone(),
                 except: None,
             },
-        );
+        };
+        inject(&*shards, owner, msg);
         // Socket ids are rooms too (`io.to(socketId)`).
         if b.rooms
             .first()

@@ -105,6 +105,8 @@ pub struct Broadcast {
     pub except: Vec<String>,
     /// The EVENT frame, encoded by the protocol crate.
     pub frame: TextFrame,
+    /// For a `message:new`: the message's id (ordered on receipt).
+    pub message_id: Option<i64>,
 }
 
 /// Decodes `[uid, packet, opts]` (msgpack, any notepack.io version).
@@ -132,7 +134,14 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, Drop> {
         .unwrap_or("/")
         .to_owned();
     let frame = event_frame(&nsp, &packet)?;
+    let message_id = match packet.get("data") {
+        Some(Json::Array(d)) if d.first().and_then(Json::as_str) == Some("message:new") => {
+            d.get(1).and_then(|m| m.get("id")).and_then(Json::as_i64)
+        }
+        _ => None,
+    };
     Ok(Broadcast {
+        message_id,
         uid,
         nsp,
         rooms: room_list(opts.get("rooms")),
