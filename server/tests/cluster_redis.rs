@@ -421,6 +421,11 @@ async fn kill_9_of_a_node_under_a_message_flow() {
         }
     }
     assert!(killed.elapsed() < Duration::from_secs(15));
+    eprintln!(
+        "kill -9: {} acked, {live} of them live on the other node, user:offline after {:?}",
+        acked.len(),
+        killed.elapsed()
+    );
 
     // b reconnects to the surviving node.
     let (_cb, _) = Client::chat(n0.addr, b).await;
