@@ -1,7 +1,7 @@
 //! The cluster seam: every room operation, broadcast, user notification and presence change goes
 //! through an [`Adapter`]. [`LocalAdapter`] routes each one to the shard that owns the room or the
-//! user in this process; a Redis adapter (interoperable with `@socket.io/redis-adapter`) will also
-//! publish them to other nodes and apply theirs here, behind the same trait.
+//! user in this process; [`crate::RedisAdapter`] (interoperable with `@socket.io/redis-adapter`) also
+//! publishes them to other nodes and applies theirs here, behind the same trait.
 //!
 //! An adapter is shared by every shard (`Send + Sync`); the shard calling it passes itself as a
 //! [`Mesh`].

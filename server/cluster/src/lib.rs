@@ -7,6 +7,9 @@
 //!   notify users, presence) and [`LocalAdapter`], which routes each operation to its owner shard.
 //! - [`mesh`]: the [`Mesh`], what a shard offers the cluster layer.
 //! - [`msg`]: the [`ClusterMsg`]s shards exchange; [`shard`]: how an owner applies them.
+//! - [`redis`]: [`RedisAdapter`], several nodes through Redis (wire-compatible with
+//!   `@socket.io/redis-adapter` 8.3); [`order`]: id order of conversations written from
+//!   several nodes.
 //! - [`recording`]: an adapter that records every call, for tests that prove nothing bypasses
 //!   the seam.
 //!
