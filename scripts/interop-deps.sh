@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real Socket.IO clients the interop tests drive:
-#   tools/node/node_modules  <- tools/node/package-lock.json   (socket.io-client v4, `npm ci`)
+#   tools/node/node_modules  <- tools/node/package-lock.json   (socket.io-client v4, and socket.io +
+#                               @socket.io/redis-adapter 8.3 + @socket.io/redis-emitter for the
+#                               mixed-fleet test, `npm ci`)
 #   tools/python/.venv       <- tools/python/requirements.txt  (python-socketio, websocket-client)
 #   chromium                 <- Debian package, for the browser test (only as root with apt-get;
 #                               elsewhere that test is skipped with a note, except under CI=true)

@@ -237,9 +237,14 @@ pub struct Config {
     /// Frames queued to one client; a client that stops reading is disconnected when it is full.
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
-    /// Reserved for multi-node rooms and presence through Redis; no effect yet (single node).
+    /// Several nodes through Redis (`redis://host:port/`): rooms, broadcasts and presence shared
+    /// with every node on the same Redis and key prefix, chatwire or Node socket.io with
+    /// `@socket.io/redis-adapter`. Unset: one node.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Channel prefix on Redis (`@socket.io/redis-adapter`'s `key`).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "socket.io")]
+    pub redis_key_prefix: String,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

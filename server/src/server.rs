@@ -20,7 +20,7 @@ pub use crate::shared::{Mode, Shared};
 use crate::shutdown::ShutdownTrigger;
 use chatwire_chat::ChatConfig;
 use chatwire_chat::validate::MessageLimits;
-use chatwire_cluster::{Adapter, LocalAdapter};
+use chatwire_cluster::{Adapter, LocalAdapter, RedisAdapter, RedisConfig};
 use chatwire_store::AnyStore;
 use chatwire_store::batch::{BatchConfig, BatchWriter};
 
@@ -75,7 +75,13 @@ impl Server {
     /// Starts a server for `config` in `mode`, listening on `config.listen_addr()`; refuses a
     /// configuration that fails [`Config::check`].
     pub async fn start(config: &Config, mode: Mode) -> anyhow::Result<RunningServer> {
-        Self::start_with_adapter(config, mode, Arc::new(LocalAdapter)).await
+        let adapter: Arc<dyn Adapter> = match config.redis_url.as_deref() {
+            Some(url) if !url.is_empty() => Arc::new(RedisAdapter::start(
+                RedisConfig::new(url).with_prefix(config.redis_key_prefix.clone()),
+            )?),
+            _ => Arc::new(LocalAdapter),
+        };
+        Self::start_with_adapter(config, mode, adapter).await
     }
 
     /// [`Server::start`] with the cluster adapter given (tests wrap the local one to record
@@ -104,6 +110,7 @@ impl Server {
             receivers.push(rx);
         }
         let set = ShardSet::new(senders);
+        adapter.attach(Arc::new(set.clone()));
         let (chat, writer) = match mode {
             Mode::Chat => {
                 let store =

@@ -17,6 +17,9 @@ const BATCH_MAX: usize = 256;
 const HOOKS: Hooks = Hooks {
     dispatch,
     presence_changed: crate::app::presence_changed,
+    presence_announce: crate::app::presence_announce,
+    disconnect: crate::sio::disconnect_sockets,
+    emit_with_ack: crate::sio::acks::emit_for_node,
 };
 
 /// Applies a shard message that belongs to a transport, a session or the application.
@@ -77,8 +80,12 @@ pub fn run_shard(
         let stop_accepting = shared.stop_accepting.clone();
         let shutdown = shared.shutdown.clone();
         let mut accepting = true;
+        // Releases messages held for id order (conversations written from several nodes).
+        let mut order_tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        order_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = order_tick.tick(), if shard.cluster.has_held() => shard.cluster.tick(&*shard),
                 msg = rx.recv_async() => match msg {
                     Ok(msg) => {
                         // Apply what is queued as one batch, then write each WebSocket that

@@ -6,6 +6,8 @@
 
 #[path = "interop/harness.rs"]
 mod harness;
+#[path = "support/redis.rs"]
+mod redis_support;
 
 use harness::*;
 
@@ -238,4 +240,48 @@ async fn restart_with_retry_stores_each_message_once() {
         "messages acknowledged before the restart keep their ids on retry",
         "history holds each of the 20 messages exactly once",
     ]);
+}
+
+/// A mixed fleet: a Node socket.io node with `@socket.io/redis-adapter` 8.3 and
+/// `@socket.io/redis-emitter` beside a chatwire node on a throwaway redis-server: broadcasts both
+/// ways and each request type from the Node side cover chatwire's socket, none waits out the
+/// adapter's 5 s request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_fleet_with_a_node_socketio_node() {
+    ensure_clients();
+    let redis = redis_support::TestRedis::start();
+    let url = redis.url();
+    let server = start_server_with(|c| c.redis_url = Some(url)).await;
+    let id = create_direct(server.addr, (1, "brand"), (2, "influencer")).await;
+    let envs = [
+        ("REDIS_PORT", redis.port.to_string()),
+        ("CID", id.to_string()),
+    ];
+    let report = run_script(
+        &node(),
+        "cluster_node.js",
+        &[],
+        &base_url(server.addr),
+        &envs,
+    )
+    .await;
+    report.assert_passed(&[
+        "serverCount counts chatwire nodes",
+        "node broadcast payload intact",
+        "chatwire broadcast reaches Node clients",
+        "emitter broadcast reaches chatwire clients",
+        "fetchSockets includes the chatwire socket",
+        "fetched chatwire socket is in its conversation room",
+        "fetchSockets in the room: node + chatwire socket",
+        "allRooms includes chatwire's rooms",
+        "socketsJoin joins a chatwire socket",
+        "socketsLeave removes a chatwire socket",
+        "serverSideEmitWithAck resolves",
+        "timeout().emitWithAck answered in",
+        "Node client's ack arrives",
+        "chatwire client's ack arrives",
+        "one ack per client",
+        "disconnectSockets disconnects a chatwire socket",
+    ]);
+    server.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! The cluster seam: every room operation, broadcast, user notification and presence change goes
 //! through an [`Adapter`]. [`LocalAdapter`] routes each one to the shard that owns the room or the
-//! user in this process; a Redis adapter (interoperable with `@socket.io/redis-adapter`) will also
-//! publish them to other nodes and apply theirs here, behind the same trait.
+//! user in this process; [`crate::RedisAdapter`] (interoperable with `@socket.io/redis-adapter`) also
+//! publishes them to other nodes and applies theirs here, behind the same trait.
 //!
 //! An adapter is shared by every shard (`Send + Sync`); the shard calling it passes itself as a
 //! [`Mesh`].
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-use crate::mesh::Mesh;
+use crate::mesh::{Injector, Mesh};
 use crate::msg::{ClusterMsg, Published};
 use crate::presence::presence_owner;
 use crate::rooms::{Member, RoomName, SocketKey, room_owner};
@@ -62,6 +62,21 @@ pub trait Adapter: Send + Sync {
     fn presence_down(&self, mesh: &dyn Mesh, user: UserKey);
     /// Whether `user` has a socket anywhere.
     fn check_online(&self, mesh: &dyn Mesh, user: UserKey) -> Online;
+    /// Gives the adapter a handle to every shard, once they exist (the Redis adapter injects
+    /// what other nodes send through it).
+    fn attach(&self, _shards: Arc<dyn Injector>) {}
+    /// `user`'s first socket (`online`) or last socket on this node changed, seen on the user's
+    /// presence owner shard. True when the change is cluster-wide, i.e. must be announced.
+    fn local_presence(&self, _user: UserKey, _online: bool) -> bool {
+        true
+    }
+    /// A socket is gone (after it left its conversation rooms): forget rooms other nodes made
+    /// it join.
+    fn socket_gone(&self, _mesh: &dyn Mesh, _socket: SocketKey) {}
+    /// Whether the link to other nodes is up (None: a single node, no link).
+    fn cluster_connected(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Single-process adapter: each operation is a [`ClusterMsg`] to the owner shard of its room or

@@ -7,6 +7,9 @@
 //!   notify users, presence) and [`LocalAdapter`], which routes each operation to its owner shard.
 //! - [`mesh`]: the [`Mesh`], what a shard offers the cluster layer.
 //! - [`msg`]: the [`ClusterMsg`]s shards exchange; [`shard`]: how an owner applies them.
+//! - [`redis`]: [`RedisAdapter`], several nodes through Redis (wire-compatible with
+//!   `@socket.io/redis-adapter` 8.3); [`order`]: id order of conversations written from
+//!   several nodes.
 //! - [`recording`]: an adapter that records every call, for tests that prove nothing bypasses
 //!   the seam.
 //!
@@ -18,15 +21,18 @@
 pub mod adapter;
 pub mod mesh;
 pub mod msg;
+pub mod order;
 pub mod presence;
 pub mod recording;
+pub mod redis;
 pub mod rooms;
 pub mod shard;
 
 pub use adapter::{Adapter, LocalAdapter, Online};
-pub use mesh::Mesh;
-pub use msg::{ClusterMsg, Published};
+pub use mesh::{Injector, Mesh};
+pub use msg::{AckEmit, ClusterMsg, LocalSocket, Published, ShardView};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
+pub use redis::{RedisAdapter, RedisConfig};
 pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
 pub use shard::ClusterShard;

@@ -4,7 +4,7 @@
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
-use crate::msg::ClusterMsg;
+use crate::msg::{AckEmit, ClusterMsg, LocalSocket};
 
 /// What the cluster layer needs of the shard it runs on (implemented by the server's shard).
 pub trait Mesh {
@@ -22,4 +22,22 @@ pub trait Mesh {
     fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]);
     /// A user whose presence this shard owns came online (first socket) or went offline (last).
     fn presence_changed(&self, user: UserKey, online: bool);
+    /// The cluster-wide presence of a user owned here changed on another node: announce it.
+    fn presence_announce(&self, user: UserKey, online: bool);
+    /// This shard's `/chat` sockets.
+    fn local_sockets(&self) -> Vec<LocalSocket>;
+    /// Disconnects these local `/chat` sockets (`close`: their whole connections).
+    fn disconnect(&self, sockets: &[u64], close: bool);
+    /// Emits an event with an ack id to each of these local sockets (see [`AckEmit`]).
+    fn emit_with_ack(&self, emit: AckEmit);
+}
+
+/// A handle to every shard's channel that threads other than shards hold (the Redis task), to
+/// inject what other nodes ask for.
+pub trait Injector: Send + Sync {
+    /// Number of shards.
+    fn shard_count(&self) -> usize;
+    /// Sends `msg` to shard `to`; false when it was dropped (channel full or gone). Messages
+    /// that must not be dropped ([`ClusterMsg::must_not_drop`]) wait for room.
+    fn inject(&self, to: usize, msg: ClusterMsg) -> bool;
 }

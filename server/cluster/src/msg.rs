@@ -12,6 +12,8 @@ use crate::rooms::{Member, RoomName, SocketKey};
 /// A committed message on its way to its room's owner (see [`crate::Adapter::publish`]).
 #[derive(Debug)]
 pub struct Published {
+    /// The message's id.
+    pub id: i64,
     /// The conversation's room.
     pub room: RoomName,
     /// `message:new`, encoded once.
@@ -27,6 +29,43 @@ pub struct Published {
     /// The sender's `message:sent` (+ ack) frames, delivered after `message:new` from the same
     /// owner, so the sender sees the conversation in id order too. Empty for REST sends.
     pub reply: Vec<TextFrame>,
+}
+
+/// A `/chat` socket of a shard, as other nodes see it.
+#[derive(Debug, Clone)]
+pub struct LocalSocket {
+    /// Shard-local socket number.
+    pub local: u64,
+    /// The `socket.id` its client sees.
+    pub id: String,
+    /// Its authenticated user.
+    pub user: Option<UserKey>,
+}
+
+/// One shard's answer to [`ClusterMsg::Inspect`].
+#[derive(Debug, Default)]
+pub struct ShardView {
+    /// The answering shard.
+    pub shard: u16,
+    /// Its `/chat` sockets.
+    pub sockets: Vec<LocalSocket>,
+    /// The rooms it owns and their members.
+    pub rooms: Vec<(RoomName, Vec<Member>)>,
+}
+
+/// What [`ClusterMsg::EmitWithAck`] carries.
+#[derive(Debug)]
+pub struct AckEmit {
+    /// Shard-local socket numbers.
+    pub sockets: Vec<u64>,
+    /// The event name.
+    pub event: String,
+    /// The arguments as JSON, comma-separated (what follows the name in the array).
+    pub args: String,
+    /// How long to wait for the acks.
+    pub timeout: std::time::Duration,
+    /// Where each client's first ack argument goes (JSON text).
+    pub reply: flume::Sender<String>,
 }
 
 /// Messages between shards about rooms and presence.
@@ -75,6 +114,48 @@ pub enum ClusterMsg {
     PresenceUp(UserKey),
     /// One socket less of a user whose presence is owned here.
     PresenceDown(UserKey),
+    /// Another node's view of a user whose presence is owned here changed the cluster-wide
+    /// state: announce it to the user's partners with sockets here.
+    PresenceAnnounce {
+        /// The user.
+        user: UserKey,
+        /// Online anywhere now.
+        online: bool,
+    },
+    /// Another node committed a message in a room owned here: `message:notification` to these
+    /// users unless they have a socket in the room on this node.
+    NotifyAbsent {
+        /// The conversation's room.
+        room: RoomName,
+        /// Participants other than the sender.
+        users: Arc<[UserKey]>,
+        /// The encoded notification.
+        frame: TextFrame,
+    },
+    /// Describe this shard's sockets and the rooms it owns (requests from other nodes).
+    Inspect(flume::Sender<ShardView>),
+    /// Disconnect these local `/chat` sockets (a request from another node).
+    DisconnectLocal {
+        /// Shard-local socket numbers.
+        sockets: Vec<u64>,
+        /// Close the whole connection rather than the namespace socket.
+        close: bool,
+    },
+    /// Another node's `message:new` for a conversation room owned here (delivered in id order
+    /// with this node's own, see [`crate::order`]).
+    RemoteMessage {
+        /// The conversation's room.
+        room: RoomName,
+        /// The message's id.
+        id: i64,
+        /// The committing node.
+        node: Arc<str>,
+        /// The encoded `message:new`.
+        frame: TextFrame,
+    },
+    /// Emit an event asking each of these local sockets for an ack (a Node node's
+    /// `timeout().emitWithAck()`); each client's first ack argument goes to `reply` as JSON.
+    EmitWithAck(Box<AckEmit>),
     /// Is this user (owned here) online?
     PresenceQuery {
         /// The user.

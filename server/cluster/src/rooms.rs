@@ -116,6 +116,14 @@ impl Rooms {
         true
     }
 
+    /// Every room owned here with its member sockets (for requests from other nodes).
+    pub fn snapshot(&self) -> Vec<(RoomName, Vec<Member>)> {
+        self.rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.members.clone()))
+            .collect()
+    }
+
     /// Member sockets grouped by shard, without `except`.
     pub fn targets(&self, room: &str, except: Option<SocketKey>) -> ShardTargets {
         let mut out = ShardTargets::new();

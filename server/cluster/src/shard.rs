@@ -3,14 +3,16 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
 use crate::mesh::Mesh;
-use crate::msg::{ClusterMsg, Published};
+use crate::msg::{ClusterMsg, Published, ShardView};
+use crate::order::{Held, Order};
 use crate::presence::Presence;
-use crate::rooms::{Rooms, SocketKey};
+use crate::rooms::{RoomName, Rooms, SocketKey};
 
 /// Histogram: sockets a room broadcast reached.
 pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
@@ -22,6 +24,8 @@ pub struct ClusterShard {
     rooms: RefCell<Rooms>,
     /// Presence counts of users who hash to this shard.
     presence: RefCell<Presence>,
+    /// Id order of conversations written from several nodes.
+    order: RefCell<Order>,
 }
 
 impl ClusterShard {
@@ -39,7 +43,17 @@ impl ClusterShard {
                 frame,
                 except,
             } => self.broadcast(mesh, &room, &frame, except),
-            ClusterMsg::Publish(p) => self.publish(mesh, *p),
+            ClusterMsg::Publish(p) => {
+                let room = p.room.clone();
+                let id = p.id;
+                self.admit(mesh, &room, id, None, Held::Local(p));
+            }
+            ClusterMsg::RemoteMessage {
+                room,
+                id,
+                node,
+                frame,
+            } => self.admit(mesh, &room, id, Some(node), Held::Remote(frame)),
             ClusterMsg::Deliver { frame, sockets } => mesh.deliver(&frame, &sockets),
             ClusterMsg::DeliverToUsers { frame, users } => mesh.deliver_to_users(&frame, &users),
             ClusterMsg::PresenceUp(user) => {
@@ -52,6 +66,19 @@ impl ClusterShard {
                     mesh.presence_changed(user, false);
                 }
             }
+            ClusterMsg::PresenceAnnounce { user, online } => mesh.presence_announce(user, online),
+            ClusterMsg::NotifyAbsent { room, users, frame } => {
+                self.notify_absent(mesh, &room, &users, None, &frame);
+            }
+            ClusterMsg::Inspect(reply) => {
+                let _ = reply.send(ShardView {
+                    shard: mesh.index(),
+                    sockets: mesh.local_sockets(),
+                    rooms: self.rooms.borrow().snapshot(),
+                });
+            }
+            ClusterMsg::DisconnectLocal { sockets, close } => mesh.disconnect(&sockets, close),
+            ClusterMsg::EmitWithAck(emit) => mesh.emit_with_ack(*emit),
             ClusterMsg::PresenceQuery { user, reply } => {
                 let _ = reply.send(self.is_online(user));
             }
@@ -82,25 +109,13 @@ impl ClusterShard {
     /// does too.
     fn publish(&self, mesh: &dyn Mesh, p: Published) {
         self.broadcast(mesh, &p.room, &p.new_frame, p.sender_socket);
-        let absent: Arc<[UserKey]> = {
-            let rooms = self.rooms.borrow();
-            p.participants
-                .iter()
-                .copied()
-                .filter(|u| *u != p.sender && !rooms.has_user(&p.room, *u))
-                .collect()
-        };
-        if !absent.is_empty() {
-            for shard in 0..mesh.shard_count() {
-                mesh.send(
-                    shard,
-                    ClusterMsg::DeliverToUsers {
-                        frame: p.notification_frame.clone(),
-                        users: absent.clone(),
-                    },
-                );
-            }
-        }
+        self.notify_absent(
+            mesh,
+            &p.room,
+            &p.participants,
+            Some(p.sender),
+            &p.notification_frame,
+        );
         if let Some(socket) = p.sender_socket {
             for frame in p.reply {
                 mesh.send(
@@ -108,6 +123,76 @@ impl ClusterShard {
                     ClusterMsg::Deliver {
                         frame,
                         sockets: vec![socket.local],
+                    },
+                );
+            }
+        }
+    }
+
+    /// A committed message of a room owned here, from this node (`source` None) or another:
+    /// delivered now, or held for id order (see [`crate::order`]).
+    pub fn admit(
+        &self,
+        mesh: &dyn Mesh,
+        room: &RoomName,
+        id: i64,
+        source: Option<Arc<str>>,
+        item: Held,
+    ) {
+        let ready = self
+            .order
+            .borrow_mut()
+            .admit(room, id, source, item, Instant::now());
+        for item in ready {
+            self.release(mesh, room, item);
+        }
+    }
+
+    /// Releases the held messages whose time has come (the shard calls this while
+    /// [`ClusterShard::has_held`]).
+    pub fn tick(&self, mesh: &dyn Mesh) {
+        let due = self.order.borrow_mut().due(Instant::now());
+        for (room, item) in due {
+            self.release(mesh, &room, item);
+        }
+    }
+
+    /// True when messages wait for their turn.
+    pub fn has_held(&self) -> bool {
+        self.order.borrow().has_pending()
+    }
+
+    fn release(&self, mesh: &dyn Mesh, room: &RoomName, item: Held) {
+        match item {
+            Held::Local(p) => self.publish(mesh, *p),
+            Held::Remote(frame) => self.broadcast(mesh, room, &frame, None),
+        }
+    }
+
+    /// `frame` to every user of `users` (but `sender`) with no socket in `room` (owned here).
+    fn notify_absent(
+        &self,
+        mesh: &dyn Mesh,
+        room: &str,
+        users: &[UserKey],
+        sender: Option<UserKey>,
+        frame: &TextFrame,
+    ) {
+        let absent: Arc<[UserKey]> = {
+            let rooms = self.rooms.borrow();
+            users
+                .iter()
+                .copied()
+                .filter(|u| Some(*u) != sender && !rooms.has_user(room, *u))
+                .collect()
+        };
+        if !absent.is_empty() {
+            for shard in 0..mesh.shard_count() {
+                mesh.send(
+                    shard,
+                    ClusterMsg::DeliverToUsers {
+                        frame: frame.clone(),
+                        users: absent.clone(),
                     },
                 );
             }

@@ -132,6 +132,7 @@ pub fn on_committed(stored: Stored, route: Route) -> Delivery {
         };
     }
     Delivery::Publish(Box::new(Published {
+        id: stored.message.id,
         room: room_name(stored.message.conversation_id),
         new_frame,
         notification_frame,

@@ -144,9 +144,20 @@ pub async fn on_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, event:
     effects::run(shard, Some(conn), shard.socket_key(local), &state, fx);
 }
 
-/// The cluster reports `user`'s first socket or last: `user:online` / `user:offline` to the
-/// user's partners, if that is still the truth once they are known.
+/// The cluster reports `user`'s first socket or last on this node: `user:online` /
+/// `user:offline` to the user's partners when that changes the state over every node.
 pub fn presence_changed(user: UserKey, online: bool) {
+    let Some(shard) = crate::shard::current() else {
+        return;
+    };
+    if shard.adapter().local_presence(user, online) {
+        presence_announce(user, online);
+    }
+}
+
+/// `user:online` / `user:offline` to the user's partners with sockets on this node, if that is
+/// still the truth (over every node) once they are known.
+pub fn presence_announce(user: UserKey, online: bool) {
     let Some(shard) = crate::shard::current() else {
         return;
     };
@@ -163,7 +174,7 @@ pub fn presence_changed(user: UserKey, online: bool) {
             }
         };
         // The state may have flipped while the store answered; announce only the current truth.
-        if shard.cluster.is_online(user) != online {
+        if shard.adapter().check_online(&*shard, user).get().await != online {
             return;
         }
         let frame = chatwire_chat::presence::changed(user, online);

@@ -161,10 +161,20 @@ pub async fn route(
         ),
         (_, "/healthz") => plain(StatusCode::OK, "ok"),
         (_, "/readyz") => {
+            // Redis away does not make a node unready: it still serves its own clients (local
+            // delivery goes on); the body says cross-node delivery is paused.
+            let redis = match shard.adapter().cluster_connected() {
+                None => "",
+                Some(true) => "; redis connected",
+                Some(false) => "; redis disconnected: cross-node delivery paused",
+            };
             if shard.shared.ready().await {
-                plain(StatusCode::OK, "ready")
+                plain(StatusCode::OK, format!("ready{redis}"))
             } else {
-                plain(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("storage unavailable{redis}"),
+                )
             }
         }
         (_, "/metrics") if req.method() == Method::GET => {

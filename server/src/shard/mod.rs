@@ -17,7 +17,7 @@ use chatwire_protocol::engine::sid::Sid;
 use smallvec::SmallVec;
 
 use chatwire_chat::Chat;
-use chatwire_cluster::{Adapter, ClusterMsg, ClusterShard, Mesh, SocketKey};
+use chatwire_cluster::{AckEmit, Adapter, ClusterMsg, ClusterShard, LocalSocket, Mesh, SocketKey};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::UserKey;
 
@@ -39,6 +39,12 @@ pub struct Hooks {
     pub dispatch: fn(&Rc<Shard>, ShardMsg),
     /// A user whose presence this shard owns came online or went offline.
     pub presence_changed: fn(UserKey, bool),
+    /// The cluster-wide presence of a user owned here changed on another node.
+    pub presence_announce: fn(UserKey, bool),
+    /// Disconnects local `/chat` sockets (`true`: their connections) at another node's request.
+    pub disconnect: fn(&Rc<Shard>, &[u64], bool),
+    /// Emits an event with acks to local sockets at another node's request.
+    pub emit_with_ack: fn(&Rc<Shard>, AckEmit),
 }
 
 /// Capacity of each shard's inbound channel.
@@ -272,6 +278,40 @@ impl Mesh for Shard {
 
     fn presence_changed(&self, user: UserKey, online: bool) {
         (self.hooks.presence_changed)(user, online);
+    }
+
+    fn presence_announce(&self, user: UserKey, online: bool) {
+        (self.hooks.presence_announce)(user, online);
+    }
+
+    fn local_sockets(&self) -> Vec<LocalSocket> {
+        let sockets = self.sockets.borrow();
+        let mut out = Vec::with_capacity(sockets.len());
+        for (local, conn) in sockets.iter() {
+            let st = conn.state.borrow();
+            for slot in st.sockets.iter().filter(|s| s.local == *local) {
+                if let Some(chat) = slot.chat.as_ref() {
+                    out.push(LocalSocket {
+                        local: *local,
+                        id: slot.id.to_string(),
+                        user: Some(chat.state.borrow().user),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn disconnect(&self, sockets: &[u64], close: bool) {
+        if let Some(me) = current() {
+            (self.hooks.disconnect)(&me, sockets, close);
+        }
+    }
+
+    fn emit_with_ack(&self, emit: AckEmit) {
+        if let Some(me) = current() {
+            (self.hooks.emit_with_ack)(&me, emit);
+        }
     }
 }
 

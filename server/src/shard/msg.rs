@@ -140,3 +140,23 @@ pub enum UpgradeAnswer {
     /// No such session: 400.
     Unknown,
 }
+
+impl chatwire_cluster::Injector for ShardSet {
+    fn shard_count(&self) -> usize {
+        self.len()
+    }
+
+    /// From the Redis thread: membership and presence wait for room (they must not be lost),
+    /// frames are dropped when the shard is full.
+    fn inject(&self, to: usize, msg: ClusterMsg) -> bool {
+        crate::telemetry::count_hop("shard");
+        let Some(tx) = self.senders.get(to) else {
+            return false;
+        };
+        if msg.must_not_drop() {
+            tx.send(ShardMsg::Cluster(msg)).is_ok()
+        } else {
+            tx.try_send(ShardMsg::Cluster(msg)).is_ok()
+        }
+    }
+}

@@ -7,7 +7,10 @@ use chatwire_protocol::socket::packet::Packet;
 use tokio::sync::oneshot;
 
 use super::{Nsp, emit};
+use std::rc::Rc;
+
 use crate::engine::conn::Conn;
+use crate::shard::Shard;
 
 /// Most unanswered server acks per socket; more are refused.
 pub const MAX_PENDING: usize = 64;
@@ -38,6 +41,31 @@ pub fn emit_with_ack(
         chatwire_protocol::socket::emit::event_with_ack(nsp.as_str(), id, event, payload),
     ));
     Some(rx)
+}
+
+/// Another node's `timeout().emitWithAck()`: the event to each local socket with an ack id; each
+/// client's first ack argument (JSON) goes back on `emit.reply`, until `emit.timeout`.
+pub fn emit_for_node(shard: &Rc<Shard>, emit: chatwire_cluster::AckEmit) {
+    for local in &emit.sockets {
+        let Some(conn) = shard.sockets.borrow().get(local).cloned() else {
+            continue;
+        };
+        let Some(rx) = emit_with_ack(&conn, *local, &emit.event, emit.args.as_bytes()) else {
+            continue;
+        };
+        let reply = emit.reply.clone();
+        let timeout = emit.timeout;
+        tokio::task::spawn_local(async move {
+            if let Ok(Ok(args)) = tokio::time::timeout(timeout, rx).await {
+                let mut out = Vec::new();
+                match args.first() {
+                    Some(v) => chatwire_protocol::json::write(v, &mut out),
+                    None => out.extend_from_slice(b"null"),
+                }
+                let _ = reply.try_send(String::from_utf8_lossy(&out).into_owned());
+            }
+        });
+    }
 }
 
 /// A client ACK for namespace `nsp`: hands its arguments to the waiting emitter.

@@ -16,6 +16,14 @@ const INPUT: &str = "FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[],
 const SENDER_IS_MEMBER: &str = "SELECT 1 FROM participants p WHERE p.conversation_id = \
      u.conversation_id AND p.user_type = u.sender_type AND p.user_id = u.sender_id";
 
+/// Locks the batch's conversations (in id order, so two batches never deadlock) before any id
+/// is drawn: two nodes committing to one conversation then take their ids and commit one after
+/// the other, so a conversation's commit order is its id order on every node. Used as an
+/// uncorrelated scalar subquery in the drawing query's WHERE, so it runs (once) before the first
+/// `nextval`.
+pub(super) const LOCK_CONVERSATIONS: &str = "(SELECT count(*) FROM (SELECT c.id FROM conversations c \
+     WHERE c.id = ANY($1::int8[]) ORDER BY c.id FOR UPDATE) locked) >= 0";
+
 /// The columns both statements insert.
 const COLUMNS: &str = "id, conversation_id, sender_type, sender_id, message_type, content, \
      attachment_url, attachment_name, temp_id_key";
@@ -27,6 +35,7 @@ pub(super) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
             SELECT nextval('messages_id_seq') AS id, u.*, EXISTS (
                 {SENDER_IS_MEMBER}) AS allowed
             {INPUT}
+            WHERE {LOCK_CONVERSATIONS}
         ),
         ins AS (
             INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM checked WHERE allowed
@@ -96,6 +105,7 @@ pub(super) static FAST_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                 {SENDER_IS_MEMBER})
                 THEN nextval('messages_id_seq') END AS id
             {INPUT}
+            WHERE {LOCK_CONVERSATIONS}
         ),
         ins AS (
             INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM drawn WHERE id IS NOT NULL

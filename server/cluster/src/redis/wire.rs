@@ -1,0 +1,479 @@
+//! The formats on the Redis channels, as `@socket.io/redis-adapter` 8.3 writes them (msgpack
+//! through `rmp-serde`/`rmpv`, JSON through `serde_json`), plus chatwire's own node-to-node
+//! messages (presence, notifications) on a channel no Socket.IO adapter listens to.
+//!
+//! Nothing here encodes a Socket.IO packet: incoming events become [`Packet`]s that the protocol
+//! crate encodes, and outgoing frames are read back with its [`RawEvent`] decoder.
+
+use bytes::Bytes;
+use chatwire_protocol::socket::TextFrame;
+use chatwire_protocol::socket::emit;
+use chatwire_protocol::socket::packet::Packet;
+use chatwire_protocol::socket::raw::RawEvent;
+use chatwire_store::{UserKey, UserType};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// Nesting accepted in anything decoded from Redis (msgpack or JSON).
+pub const MAX_DEPTH: usize = 32;
+
+/// Why an incoming message was dropped (the `reason` label of `chatwire_redis_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Larger than the configured limit.
+    Oversize,
+    /// Not msgpack/JSON, or not the expected shape.
+    Malformed,
+    /// A type or packet this node does not handle (binary payloads, unknown request types).
+    Unsupported,
+}
+
+impl Drop {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Drop::Oversize => "oversize",
+            Drop::Malformed => "malformed",
+            Drop::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// Broadcast options as the adapter publishes them.
+#[derive(Debug, Default, Serialize)]
+pub struct Opts<'a> {
+    /// Target rooms (empty = every socket of the namespace).
+    pub rooms: &'a [&'a str],
+    /// Rooms whose sockets are left out.
+    pub except: &'a [&'a str],
+    /// Flags (`volatile`, `compress`, `timeout`); chatwire sets none.
+    pub flags: Flags,
+}
+
+/// Broadcast flags (empty map on the wire when none is set).
+#[derive(Debug, Default, Serialize)]
+pub struct Flags {}
+
+/// The packet part of a published broadcast.
+#[derive(Debug, Serialize)]
+struct OutPacket<'a> {
+    /// Always 2 (EVENT).
+    #[serde(rename = "type")]
+    kind: u8,
+    /// `[event, ...args]`.
+    data: Vec<Json>,
+    /// The namespace.
+    nsp: &'a str,
+}
+
+/// `[event, ...args]` of an encoded EVENT frame (`42/nsp,[...]`), and its namespace; None for
+/// anything else (acks, frames with an ack id: those never leave the node).
+pub fn frame_event(frame: &TextFrame) -> Option<(String, Vec<Json>)> {
+    let bytes = Bytes::copy_from_slice(frame.as_bytes().get(1..)?);
+    let event = RawEvent::decode(bytes, MAX_DEPTH).ok()??;
+    if event.id().is_some() {
+        return None;
+    }
+    let mut data = Vec::with_capacity(1 + event.arg_count());
+    data.push(Json::String(event.name()?.to_owned()));
+    for i in 0..event.arg_count() {
+        data.push(serde_json::from_slice(event.arg_bytes(i)?).ok()?);
+    }
+    Some((event.nsp().to_owned(), data))
+}
+
+/// `[uid, {type: 2, data, nsp}, {rooms, except, flags}]` in msgpack (maps with named keys).
+pub fn encode_broadcast(uid: &str, nsp: &str, data: Vec<Json>, rooms: &[&str]) -> Option<Vec<u8>> {
+    let packet = OutPacket { kind: 2, data, nsp };
+    let opts = Opts {
+        rooms,
+        ..Opts::default()
+    };
+    rmp_serde::to_vec_named(&(uid, packet, opts)).ok()
+}
+
+/// An incoming broadcast, decoded.
+#[derive(Debug)]
+pub struct Broadcast {
+    /// The publishing node (`emitter` for `@socket.io/redis-emitter`).
+    pub uid: String,
+    /// The packet's namespace (`/` when absent).
+    pub nsp: String,
+    /// Target rooms.
+    pub rooms: Vec<String>,
+    /// Excluded rooms.
+    pub except: Vec<String>,
+    /// The EVENT frame, encoded by the protocol crate.
+    pub frame: TextFrame,
+    /// For a `message:new`: the message's id (ordered on receipt).
+    pub message_id: Option<i64>,
+}
+
+/// Decodes `[uid, packet, opts]` (msgpack, any notepack.io version).
+pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, Drop> {
+    let value = msgpack_to_json(bytes)?;
+    let Json::Array(mut parts) = value else {
+        return Err(Drop::Malformed);
+    };
+    if parts.len() < 2 {
+        return Err(Drop::Malformed);
+    }
+    let opts = if parts.len() > 2 {
+        parts.swap_remove(2)
+    } else {
+        Json::Null
+    };
+    let packet = parts.swap_remove(1);
+    let uid = match parts.swap_remove(0) {
+        Json::String(s) => s,
+        _ => return Err(Drop::Malformed),
+    };
+    let nsp = packet
+        .get("nsp")
+        .and_then(Json::as_str)
+        .unwrap_or("/")
+        .to_owned();
+    let frame = event_frame(&nsp, &packet)?;
+    let message_id = match packet.get("data") {
+        Some(Json::Array(d)) if d.first().and_then(Json::as_str) == Some("message:new") => {
+            d.get(1).and_then(|m| m.get("id")).and_then(Json::as_i64)
+        }
+        _ => None,
+    };
+    Ok(Broadcast {
+        message_id,
+        uid,
+        nsp,
+        rooms: room_list(opts.get("rooms")),
+        except: room_list(opts.get("except")),
+        frame,
+    })
+}
+
+/// A packet `{type: 2, data: [event, ...args]}` as an EVENT frame (`with_ack`: with that id).
+pub fn event_frame_with_id(nsp: &str, packet: &Json, id: Option<u64>) -> Result<TextFrame, Drop> {
+    match packet.get("type").and_then(Json::as_u64) {
+        Some(2) => {}
+        Some(_) => return Err(Drop::Unsupported),
+        None => return Err(Drop::Malformed),
+    }
+    let Some(Json::Array(data)) = packet.get("data") else {
+        return Err(Drop::Malformed);
+    };
+    let (name, args) = data.split_first().ok_or(Drop::Malformed)?;
+    let name = name.as_str().ok_or(Drop::Malformed)?;
+    let args = args
+        .iter()
+        .map(|a| simd_value(a).ok_or(Drop::Malformed))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut p = Packet::event(nsp, name, args);
+    p.id = id;
+    Ok(emit::packet(&p))
+}
+
+fn event_frame(nsp: &str, packet: &Json) -> Result<TextFrame, Drop> {
+    event_frame_with_id(nsp, packet, None)
+}
+
+fn simd_value(v: &Json) -> Option<chatwire_protocol::json::Value> {
+    let text = serde_json::to_vec(v).ok()?;
+    chatwire_protocol::json::parse_copy(&text, MAX_DEPTH + 2).ok()
+}
+
+/// Room names from a msgpack/JSON list (numbers, as numeric room names, become strings).
+pub fn room_list(v: Option<&Json>) -> Vec<String> {
+    match v {
+        Some(Json::Array(items)) => items
+            .iter()
+            .filter_map(|r| match r {
+                Json::String(s) => Some(s.clone()),
+                Json::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// msgpack to JSON, accepting what every notepack.io version wrote: float64 for every number
+/// (integral ones become integers, as JavaScript prints them), fixext1 type 0 = `undefined`
+/// (null). Binary data (bin, ext type 0) has no JSON form here: [`Drop::Unsupported`].
+pub fn msgpack_to_json(bytes: &[u8]) -> Result<Json, Drop> {
+    let mut rd = bytes;
+    let value =
+        rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).map_err(|_| Drop::Malformed)?;
+    to_json(value)
+}
+
+fn to_json(v: rmpv::Value) -> Result<Json, Drop> {
+    use rmpv::Value as M;
+    Ok(match v {
+        M::Nil => Json::Null,
+        M::Boolean(b) => Json::Bool(b),
+        M::Integer(i) => {
+            if let Some(n) = i.as_i64() {
+                Json::from(n)
+            } else if let Some(n) = i.as_u64() {
+                Json::from(n)
+            } else {
+                return Err(Drop::Malformed);
+            }
+        }
+        M::F32(f) => float(f64::from(f)),
+        M::F64(f) => float(f),
+        M::String(s) => Json::String(s.into_str().ok_or(Drop::Malformed)?),
+        M::Binary(_) => return Err(Drop::Unsupported),
+        M::Array(items) => Json::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        M::Map(entries) => {
+            let mut map = serde_json::Map::with_capacity(entries.len());
+            for (k, v) in entries {
+                let key = match k {
+                    M::String(s) => s.into_str().ok_or(Drop::Malformed)?,
+                    M::Integer(i) => i.to_string(),
+                    _ => return Err(Drop::Malformed),
+                };
+                map.insert(key, to_json(v)?);
+            }
+            Json::Object(map)
+        }
+        // notepack.io < 3: `undefined` as fixext1 type 0.
+        M::Ext(0, data) if data.len() == 1 => Json::Null,
+        M::Ext(..) => return Err(Drop::Unsupported),
+    })
+}
+
+fn float(f: f64) -> Json {
+    // notepack.io writes every non-integer and some integers as float64; JavaScript prints an
+    // integral number without a fraction.
+    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        #[allow(clippy::cast_possible_truncation)]
+        return Json::from(f as i64);
+    }
+    serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
+}
+
+/// A request or response: JSON when the first byte is `{`, msgpack otherwise.
+pub fn decode_json_or_msgpack(bytes: &[u8]) -> Result<Json, Drop> {
+    if bytes.first() == Some(&b'{') {
+        let v: Json = serde_json::from_slice(bytes).map_err(|_| Drop::Malformed)?;
+        if depth(&v) > MAX_DEPTH {
+            return Err(Drop::Malformed);
+        }
+        Ok(v)
+    } else {
+        msgpack_to_json(bytes)
+    }
+}
+
+fn depth(v: &Json) -> usize {
+    match v {
+        Json::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Json::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Request types of `@socket.io/redis-adapter` (`RequestType` in lib/index.ts).
+pub mod request {
+    /// Legacy: socket ids in rooms.
+    pub const SOCKETS: u64 = 0;
+    /// Every room name.
+    pub const ALL_ROOMS: u64 = 1;
+    /// Make matching sockets join rooms.
+    pub const REMOTE_JOIN: u64 = 2;
+    /// Make matching sockets leave rooms.
+    pub const REMOTE_LEAVE: u64 = 3;
+    /// Disconnect matching sockets.
+    pub const REMOTE_DISCONNECT: u64 = 4;
+    /// Describe matching sockets.
+    pub const REMOTE_FETCH: u64 = 5;
+    /// A server-side event (acknowledged when it has a requestId).
+    pub const SERVER_SIDE_EMIT: u64 = 6;
+    /// A broadcast whose clients acknowledge.
+    pub const BROADCAST: u64 = 7;
+    /// Response: how many clients a BROADCAST reached here.
+    pub const BROADCAST_CLIENT_COUNT: u64 = 8;
+    /// Response: one client's acknowledgement.
+    pub const BROADCAST_ACK: u64 = 9;
+}
+
+/// A BROADCAST_ACK response (msgpack, like the adapter's own).
+#[derive(Debug, Serialize)]
+pub struct BroadcastAck<'a> {
+    /// [`request::BROADCAST_ACK`].
+    #[serde(rename = "type")]
+    pub kind: u64,
+    /// The request's id.
+    #[serde(rename = "requestId")]
+    pub request_id: &'a str,
+    /// The client's first ack argument.
+    pub packet: Json,
+}
+
+/// msgpack with named map keys, the form notepack.io reads.
+pub fn to_msgpack<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    rmp_serde::to_vec_named(value).ok()
+}
+
+/// A user on the node-to-node channel: `[type, id]` (0 brand, 1 influencer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireUser(pub u8, pub i64);
+
+impl From<UserKey> for WireUser {
+    fn from(u: UserKey) -> Self {
+        let t = match u.user_type {
+            UserType::Brand => 0,
+            UserType::Influencer => 1,
+        };
+        WireUser(t, u.id)
+    }
+}
+
+impl WireUser {
+    /// The user, None for an unknown type.
+    pub fn key(self) -> Option<UserKey> {
+        let user_type = match self.0 {
+            0 => UserType::Brand,
+            1 => UserType::Influencer,
+            _ => return None,
+        };
+        Some(UserKey {
+            user_type,
+            id: self.1,
+        })
+    }
+}
+
+/// chatwire's node-to-node messages (msgpack), on `<prefix>-chatwire#<nsp>#`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeMsg {
+    /// "I am alive" (every heartbeat interval).
+    Heartbeat {
+        /// Sender.
+        node: String,
+    },
+    /// A node (re)joined: every node answers with its [`NodeMsg::Snapshot`].
+    Hello {
+        /// Sender.
+        node: String,
+    },
+    /// Every user with a socket on the sender.
+    Snapshot {
+        /// Sender.
+        node: String,
+        /// Its online users.
+        users: Vec<WireUser>,
+    },
+    /// A user's first socket on the sender (`online`) or its last one gone.
+    Presence {
+        /// Sender.
+        node: String,
+        /// The user.
+        user: WireUser,
+        /// Online on the sender now.
+        online: bool,
+    },
+    /// `message:notification` for participants with no socket in the room.
+    Notify {
+        /// Sender.
+        node: String,
+        /// The conversation's room.
+        room: String,
+        /// Participants other than the sender.
+        users: Vec<WireUser>,
+        /// The notification's `[event, ...args]`, as JSON text.
+        data: String,
+    },
+}
+
+impl NodeMsg {
+    /// The sending node.
+    pub fn node(&self) -> &str {
+        match self {
+            NodeMsg::Heartbeat { node }
+            | NodeMsg::Hello { node }
+            | NodeMsg::Snapshot { node, .. }
+            | NodeMsg::Presence { node, .. }
+            | NodeMsg::Notify { node, .. } => node,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: &TextFrame) -> String {
+        String::from_utf8_lossy(f.as_bytes()).into_owned()
+    }
+
+    #[test]
+    fn broadcast_round_trip() {
+        let frame = emit::event("/chat", "typing:start", br#"{"conversationId":4}"#);
+        let (nsp, data) = frame_event(&frame).unwrap_or_default();
+        assert_eq!(nsp, "/chat");
+        let bytes = encode_broadcast("abc123", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let b = decode_broadcast(&bytes).map_err(|e| e.label());
+        let b = b.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.uid, "abc123");
+        assert_eq!(b.rooms, vec!["conversation:4".to_owned()]);
+        assert_eq!(
+            text(&b.frame),
+            r#"42/chat,["typing:start",{"conversationId":4}]"#
+        );
+    }
+
+    #[test]
+    fn old_notepack_encodings() {
+        // ["emitter", {type: 2.0, data: ["e", 1.0, 1.5, undefined], nsp: "/chat"}] with float64
+        // numbers and the fixext1 `undefined`.
+        let mut b = vec![0x92, 0xa7];
+        b.extend_from_slice(b"emitter");
+        b.extend_from_slice(&[0x83, 0xa4]);
+        b.extend_from_slice(b"type");
+        b.push(0xcb);
+        b.extend_from_slice(&2.0f64.to_be_bytes());
+        b.push(0xa4);
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&[0x94, 0xa1, b'e', 0xcb]);
+        b.extend_from_slice(&1.0f64.to_be_bytes());
+        b.push(0xcb);
+        b.extend_from_slice(&1.5f64.to_be_bytes());
+        b.extend_from_slice(&[0xd4, 0x00, 0x00, 0xa3]);
+        b.extend_from_slice(b"nsp");
+        b.push(0xa5);
+        b.extend_from_slice(b"/chat");
+        let got = decode_broadcast(&b).map_err(|e| e.label());
+        let got = got.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.uid, "emitter");
+        assert!(got.rooms.is_empty());
+        assert_eq!(text(&got.frame), r#"42/chat,["e",1,1.5,null]"#);
+    }
+
+    #[test]
+    fn garbage_is_dropped_not_panicked() {
+        for bad in [
+            &b""[..],
+            b"\xc1",
+            b"\x93\xa1a",
+            b"\xdd\xff\xff\xff\xff",
+            b"[1,2]",
+        ] {
+            assert!(decode_broadcast(bad).is_err());
+        }
+        assert_eq!(
+            decode_broadcast(&[
+                0x93, 0xa1, b'a', 0x81, 0xa4, b't', b'y', b'p', b'e', 0x05, 0x80
+            ])
+            .err(),
+            Some(Drop::Unsupported)
+        );
+        // Deep nesting stops at the limit.
+        let deep = vec![0x91u8; 10_000];
+        assert_eq!(msgpack_to_json(&deep).err(), Some(Drop::Malformed));
+        assert_eq!(
+            decode_json_or_msgpack(&[0xc4, 0x01, 0x00]).err(),
+            Some(Drop::Unsupported)
+        );
+    }
+}
