@@ -85,7 +85,10 @@ pub fn run_shard(
         order_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = order_tick.tick(), if shard.cluster.has_held() => shard.cluster.tick(&*shard),
+                _ = order_tick.tick(), if shard.cluster.has_held() => {
+                    let _batch = shard.batch();
+                    shard.cluster.tick(&*shard);
+                }
                 msg = rx.recv_async() => match msg {
                     Ok(msg) => {
                         // Apply what is queued as one batch, then write each WebSocket that
