@@ -54,7 +54,8 @@ stop_all() {
   fi
   echo "stopped"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 wait_http() {  # URL [seconds]
   local deadline=$((SECONDS + ${2:-60}))

@@ -69,7 +69,10 @@ async fn socket_io_client_through_a_round_robin_front() {
     let front_addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(front_addr).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the front did not listen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the front did not listen"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = render();
@@ -90,7 +93,10 @@ async fn socket_io_client_through_a_round_robin_front() {
     let ws_series = r#"chatwire_forwarded_total{kind="websocket",outcome="ok"}"#;
     let upgrades = counter(&after, ws_series) - counter(&before, ws_series);
     eprintln!("forwarded: {polls} polling requests, {upgrades} upgrades");
-    assert!(polls >= 6, "polling requests passed on to their owner: {polls}");
+    assert!(
+        polls >= 6,
+        "polling requests passed on to their owner: {polls}"
+    );
     let _ = front.kill().await;
     for n in nodes {
         n.shutdown().await;
