@@ -37,6 +37,7 @@ bench-check:
 	bash scripts/bench.sh --check
 
 ## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
+##           NODES=3: a fleet of 3 nodes, the users spread over them (scripts/loadtest.sh)
 loadtest:
 	bash scripts/loadtest.sh
 
