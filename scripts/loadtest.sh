@@ -48,6 +48,7 @@ trap 'stop_server; stop_nodes' EXIT
 # run_fleet STORE URL: NODES nodes, the users spread over them by whole rooms, results merged.
 run_fleet() {
   local store="$1" url="$2" list="" i name
+  shift 2
   for i in $(seq 1 "$NODES"); do list="${list:+$list,}$i=127.0.0.1:$((PORT + i - 1))"; done
   for i in $(seq 1 "$NODES"); do
     HOST=127.0.0.1 PORT=$((PORT + i - 1)) NODE_ID="$i" CLUSTER_NODES="$list" DATABASE_URL="$url" \
