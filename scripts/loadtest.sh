@@ -71,9 +71,10 @@ run_fleet() {
     local users=$(( my_rooms * ROOM ))
     local node=$(( p % NODES + 1 ))
     name="$store-nodes$NODES-p$p"
+    rm -f "$OUT/$name.results.json"   # never merge a result left by an earlier run
     (cd "$ROOT" && "$BIN/chatwire-loadgen" run -H "http://127.0.0.1:$((PORT + node - 1))" \
       -u "$users" --first-user "$first" --room-size "$ROOM" --rate "$RATE" \
-      --duration "$DURATION" --seed rest --out-dir "$OUT" --name "$name" --no-goose-reports \
+      --duration "$DURATION" --seed rest --out-dir "$OUT" --name "$name" \
       --source-ips "127.0.0.$((p + 2))" "$@" >"$OUT/$name.log" 2>&1) &
     pids+=($!)
     files+=("$OUT/$name.results.json")
