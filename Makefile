@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Extra arguments for `make run`, e.g. `make run ARGS="--port 4000"`.
 ARGS ?=
 
-.PHONY: run test interop-deps bench bench-check loadtest fuzz chaos fmt lint peers help
+.PHONY: run test interop-deps bench bench-check loadtest fuzz chaos cluster fmt lint peers help
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -37,8 +37,15 @@ bench-check:
 	bash scripts/bench.sh --check
 
 ## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
+##           NODES=3: a fleet of 3 nodes, the users spread over them (scripts/loadtest.sh)
 loadtest:
 	bash scripts/loadtest.sh
+
+## cluster   a local fleet: 3 nodes on ports 3001-3003 behind a round-robin front on
+##           http://localhost:3000/ (no sticky sessions), PostgreSQL (database chatwire_cluster)
+##           and Redis (started when none answers); Ctrl-C stops what it started (scripts/cluster.sh)
+cluster:
+	bash scripts/cluster.sh
 
 ## fuzz      each fuzz target for FUZZ_SECONDS (default 60) seconds
 fuzz:

@@ -99,6 +99,16 @@ pub struct Config {
     /// Number of shards (threads with their own event loop); 0 = one per CPU core.
     #[arg(long, env = "SHARDS", default_value_t = 0)]
     pub shards: usize,
+    /// This node's id in a fleet (1..=4095), written into every session id so that any node can
+    /// pass a request for the session on to its owner. Default: the `CLUSTER_NODES` entry whose
+    /// address is `HOST:PORT`.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<u16>,
+    /// Every node of the fleet as `id=host:port` (this one included), comma-separated, the same
+    /// list on every node: a polling request or WebSocket upgrade for a session of another node
+    /// is passed on to it, so the load balancer needs no sticky sessions. Unset: one node.
+    #[arg(long, env = "CLUSTER_NODES", value_delimiter = ',')]
+    pub cluster_nodes: Vec<String>,
     /// Storage: `sqlite://<path>` (created if missing), `postgres://...`, or `memory` (lost at exit).
     #[arg(
         long,

@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod ids;
 pub mod liveness;

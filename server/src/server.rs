@@ -92,6 +92,7 @@ impl Server {
         adapter: Arc<dyn Adapter>,
     ) -> anyhow::Result<RunningServer> {
         config.check()?;
+        let fleet = crate::fleet::Fleet::from_config(config)?;
         let shards = config.shard_count().clamp(1, 64);
         let protocol = ProtocolConfig::default()
             .with_engine(
@@ -171,6 +172,7 @@ impl Server {
             ws_read_buffer: 1024,
             header_read_timeout: config.header_read_timeout(),
             origin: OriginPolicy::from_config(config),
+            fleet,
             conn_limiter,
             demo: chat
                 .as_ref()

@@ -165,7 +165,11 @@ pub fn open(
 ) -> Rc<Conn> {
     let shared = &shard.shared;
     let now = Instant::now();
-    let sid = chatwire_protocol::engine::sid::Sid::new(crate::ids::random_12(), shard.index as u8);
+    let sid = chatwire_protocol::engine::sid::Sid::new_on_node(
+        crate::ids::random_12(),
+        shard.index as u8,
+        shard.shared.fleet.node,
+    );
     let session = ServerSession::new(sid, transport, &shared.protocol.engine, now);
     let conn = Rc::new(Conn {
         key: shard.next_id(),

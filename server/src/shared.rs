@@ -43,6 +43,8 @@ pub struct Shared {
     pub header_read_timeout: Duration,
     /// CORS / Origin allowlist.
     pub origin: OriginPolicy,
+    /// This node's id and the other nodes of the fleet (sessions they own are forwarded).
+    pub fleet: crate::fleet::Fleet,
     /// Per-IP new-connection limiter (None = unlimited).
     pub conn_limiter: Option<ConnectionLimiter>,
     /// Open Engine.IO sessions per address and in total.

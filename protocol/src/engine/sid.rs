@@ -2,7 +2,9 @@
 //!
 //! The crate reads no randomness itself (sans-IO): the server passes bytes from its RNG. The first
 //! character is replaced by the index of the shard that owns the session, so any thread can route
-//! a polling request to its shard by looking at one byte (90 random bits remain).
+//! a polling request to its shard by looking at one byte (90 random bits remain). In a fleet of
+//! nodes the next two characters name the node that owns the session ([`Sid::new_on_node`],
+//! node ids 1..=4095; 78 random bits remain), so any node can route a request to its owner.
 
 use std::fmt;
 
@@ -33,6 +35,15 @@ impl Sid {
         Sid(out)
     }
 
+    /// Builds a sid owned by `shard` of node `node` (`node % 4096`, in the second and third
+    /// characters); node 0 means "no fleet".
+    pub fn new_on_node(random: [u8; 12], shard: u8, node: u16) -> Sid {
+        let mut sid = Sid::new(random, shard);
+        sid.0[1] = alphabet(u32::from(node) >> 6);
+        sid.0[2] = alphabet(u32::from(node));
+        sid
+    }
+
     /// Accepts exactly 16 url-safe base64 characters; anything else is `None` (an unknown sid).
     pub fn parse(s: &str) -> Option<Sid> {
         let bytes: [u8; SID_LEN] = s.as_bytes().try_into().ok()?;
@@ -44,12 +55,13 @@ impl Sid {
 
     /// The shard index encoded in the first character (0..64).
     pub fn shard(&self) -> u8 {
-        let first = self.0[0];
-        ALPHABET
-            .iter()
-            .position(|&c| c == first)
-            .and_then(|p| u8::try_from(p).ok())
-            .unwrap_or(0)
+        position(self.0[0])
+    }
+
+    /// The node id encoded in the second and third characters (0..4096); meaningful only for
+    /// sids built by [`Sid::new_on_node`].
+    pub fn node(&self) -> u16 {
+        (u16::from(position(self.0[1])) << 6) | u16::from(position(self.0[2]))
     }
 
     /// The id as text.
@@ -61,6 +73,16 @@ impl Sid {
 
 fn alphabet(n: u32) -> u8 {
     ALPHABET[(n & 63) as usize]
+}
+
+/// The 6-bit value of an alphabet character (0 for anything else; parsed sids hold only
+/// alphabet characters).
+fn position(c: u8) -> u8 {
+    ALPHABET
+        .iter()
+        .position(|&a| a == c)
+        .and_then(|p| u8::try_from(p).ok())
+        .unwrap_or(0)
 }
 
 impl fmt::Display for Sid {
@@ -91,6 +113,16 @@ mod tests {
     }
 
     #[test]
+    fn the_node_takes_the_second_and_third_chars() {
+        let sid = Sid::new_on_node([0xff; 12], 3, 4095);
+        assert_eq!(sid.as_str(), "D_______________");
+        assert_eq!(sid.node(), 4095);
+        let sid = Sid::new_on_node([0xff; 12], 1, 65);
+        assert_eq!(sid.as_str(), "BBB_____________");
+        assert_eq!((sid.shard(), sid.node()), (1, 65));
+    }
+
+    #[test]
     fn parse_rejects_foreign_ids() {
         assert!(Sid::parse("lv_VI97HAXpY6yYWAAAC").is_none()); // 20 chars
         assert!(Sid::parse("abc").is_none());
@@ -104,6 +136,14 @@ mod tests {
             let sid = Sid::new(random, shard);
             prop_assert_eq!(Sid::parse(&sid.to_string()), Some(sid));
             prop_assert_eq!(sid.shard(), shard);
+        }
+
+        #[test]
+        fn node_and_shard_survive_a_round_trip(random in any::<[u8; 12]>(), shard in 0u8..64, node in 0u16..4096) {
+            let sid = Sid::new_on_node(random, shard, node);
+            let parsed = Sid::parse(sid.as_str()).unwrap();
+            prop_assert_eq!(parsed.node(), node);
+            prop_assert_eq!(parsed.shard(), shard);
         }
 
         #[test]

@@ -1,6 +1,7 @@
 //! The Engine.IO endpoint: Origin/CORS checks, query validation (reference error codes), then a
 //! new session (polling handshake or direct WebSocket) or a request for an existing one, which is
-//! served by the shard named in its sid (forwarded through `ShardMsg` when that is another shard).
+//! served by the shard named in its sid (forwarded through `ShardMsg` when that is another shard),
+//! or, in a fleet, by the node named in it (forwarded over HTTP, see [`forward`]).
 
 use std::rc::Rc;
 
@@ -12,10 +13,12 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::ConnInfo;
+use super::forward;
 use super::response::handshake_error;
 use super::response::{empty, json, plain};
 use super::sessions::{SessionPermit, SessionRefusal};
 use crate::engine::conn::Handshake;
+use crate::fleet::Owner;
 use crate::shard::Shard;
 use crate::shard::msg::{PollForward, ShardMsg};
 
@@ -146,6 +149,19 @@ async fn route(
                 Method::POST => true,
                 _ => return handshake_error(HandshakeError::BadRequest),
             };
+            // A session of another node: pass the request on (once: never a forwarded one).
+            let elsewhere = match shard.shared.fleet.owner(&sid) {
+                Owner::Here => None,
+                Owner::Node(_, addr) if !forward::is_forwarded(req.headers()) => Some((
+                    addr.to_owned(),
+                    req.method().clone(),
+                    req.uri().clone(),
+                    req.headers().clone(),
+                )),
+                Owner::Node(..) | Owner::Unknown => {
+                    return handshake_error(HandshakeError::SessionIdUnknown);
+                }
+            };
             let body = if is_post {
                 match super::polling::read_body(
                     req.into_body(),
@@ -159,9 +175,10 @@ async fn route(
                         return plain(StatusCode::REQUEST_TIMEOUT, "body read timeout");
                     }
                     Err(status) => {
-                        // Over maxPayload: the reference answers 413 and closes the session.
+                        // Over maxPayload: the reference answers 413 and closes the session
+                        // (another node's session ends by its ping timeout).
                         let owner = usize::from(sid.shard());
-                        if owner < shard.shard_count() {
+                        if elsewhere.is_none() && owner < shard.shard_count() {
                             shard.send_to(owner, ShardMsg::CloseSession(sid));
                         }
                         return plain(status, "payload too large");
@@ -170,6 +187,9 @@ async fn route(
             } else {
                 Bytes::new()
             };
+            if let Some((node, method, uri, headers)) = elsewhere {
+                return forward::poll(&shard, &node, method, &uri, &headers, body).await;
+            }
             let owner = usize::from(sid.shard());
             let (status, body) = if owner == usize::from(shard.index) {
                 super::polling::serve(shard, sid, is_post, body).await

@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod engineio;
+pub mod forward;
 pub mod polling;
 pub mod response;
 pub mod rest;

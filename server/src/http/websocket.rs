@@ -5,7 +5,8 @@
 //! that cannot finish within the ping timeout (a client that stopped reading) ends the
 //! connection, freeing its task and buffers. A WebSocket naming a session that has already
 //! upgraded (or is upgrading) is accepted and closed at once, as the reference server does;
-//! an unknown sid is refused with 400.
+//! an unknown sid is refused with 400. An upgrade for a session of another node of the fleet is
+//! proxied to that node (`forward::websocket`).
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -30,6 +31,7 @@ use super::response::handshake_error;
 use crate::engine::conn::{Conn, Handshake, engine_frame};
 use crate::engine::outbox::Frame;
 use crate::engine::wire::Wire;
+use crate::fleet::Owner;
 use crate::shard::Shard;
 use crate::shard::msg::{ShardMsg, UpgradeAnswer, UpgradeForward};
 
@@ -67,6 +69,16 @@ pub async fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     if let Some(sid) = sid {
+        match shard.shared.fleet.owner(&sid) {
+            Owner::Here => {}
+            Owner::Node(_, addr) if !super::forward::is_forwarded(req.headers()) => {
+                let addr = addr.to_owned();
+                return super::forward::websocket(&shard, req, &addr).await;
+            }
+            Owner::Node(..) | Owner::Unknown => {
+                return handshake_error(HandshakeError::SessionIdUnknown);
+            }
+        }
         let owner = usize::from(sid.shard());
         let answer = if owner == usize::from(shard.index) {
             begin_upgrade(&shard, sid)
