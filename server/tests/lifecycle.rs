@@ -175,13 +175,11 @@ async fn clients_still_sending_at_shutdown_see_the_close_not_a_reset() {
         let (mut tx, mut rx) = c.ws.split();
         let stop = stop.clone();
         writers.push(tokio::spawn(async move {
-            let frame = format!(
-                "42/chat,{}",
-                json!(["user:check:online", {"userId": id, "userType": "brand"}])
-            );
+            // Engine.IO noops: read and dropped by the server, so it keeps up with them (even a
+            // debug build) and the test is about the bytes in flight at the close, not a backlog.
             let mut sent = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if tx.send(Message::Text(frame.clone().into())).await.is_err() {
+                if tx.send(Message::Text("6".into())).await.is_err() {
                     break;
                 }
                 sent += 1;
