@@ -183,7 +183,7 @@ async fn clients_still_sending_at_shutdown_see_the_close_not_a_reset() {
                     break;
                 }
                 sent += 1;
-                if sent % 16 == 0 {
+                if sent.is_multiple_of(16) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
