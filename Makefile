@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Extra arguments for `make run`, e.g. `make run ARGS="--port 4000"`.
 ARGS ?=
 
-.PHONY: run test interop-deps bench bench-check loadtest fuzz chaos cluster fmt lint peers help
+.PHONY: run test interop-deps bench bench-check bench-icount loadtest fuzz chaos cluster fmt lint peers help
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -31,10 +31,17 @@ interop-deps:
 bench:
 	bash scripts/bench.sh
 
-## bench-check  the same load run as a gate: fails when a chatwire figure is worse than
+## bench-check  the instruction-count gate, then the same load run as a gate: fails when a hot
+##           path's instructions rose > 2% or a chatwire figure is worse than
 ##           bench/baseline/bench.json beyond its noise margin (under 12 min; docs/bench.md)
 bench-check:
 	bash scripts/bench.sh --check
+
+## bench-icount  instructions per iteration of the hot paths (codec, chat handler, fan-out to 50)
+##           under valgrind's callgrind, against bench/baseline/icount.json: fails on a rise > 2%
+##           (deterministic, whatever the machine's load; part of bench-check; docs/bench.md)
+bench-icount:
+	bash scripts/bench_icount.sh
 
 ## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
 ##           NODES=3: a fleet of 3 nodes, the users spread over them (scripts/loadtest.sh)

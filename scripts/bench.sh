@@ -7,16 +7,19 @@
 # (format: docs/bench.md) and compares with the saved baseline.
 #
 #   scripts/bench.sh                  criterion + load comparison (make bench, under 10 min)
-#   scripts/bench.sh --check          load comparison, then the gate: exit 1 when a chatwire figure
-#                                     is worse than bench/baseline/bench.json beyond its noise
-#                                     margin (make bench-check, no criterion)
-#   scripts/bench.sh --save-baseline  also save the summary as bench/baseline/bench.json
+#   scripts/bench.sh --check          the instruction-count gate (scripts/bench_icount.sh), the
+#                                     load comparison, then the load gate: exit 1 when a hot path's
+#                                     instructions rose > 2% or a chatwire figure is worse than
+#                                     bench/baseline/bench.json beyond its noise margin
+#                                     (make bench-check, no criterion; BENCH_ICOUNT=0 skips counts)
+#   scripts/bench.sh --save-baseline  also save the summary as bench/baseline/bench.json (and the
+#                                     instruction counts as bench/baseline/icount.json)
 #   scripts/bench.sh --no-criterion   load comparison only
 #   scripts/bench.sh --summary-only   print the summary of the last run again (with --check: gate it)
 #   BENCH_QUICK=1                     smoke form: chatwire and socketioxide, pinned, fewer points
 #   BENCH_FULL=1                      longer steps, fixed loads in both setups, full criterion
 #   BENCH_CHATWIRE_QUOTA=0.5          chatwire servers held to half a core (cgroup), to see the gate fail
-# Knobs (bench_load.py): SERVERS, SETUPS, WORKLOADS, REPEATS, STEP_SECS, DIRECT_FIXED, GROUP_FIXED,
+# Knobs (bench_load.py): SERVERS, SHARED_SERVERS, SETUPS, WORKLOADS, REPEATS, STEP_SECS, DIRECT_FIXED, GROUP_FIXED,
 # FIXED_SETUPS, MAX_PROBES, DIRECT_USERS, GROUP_USERS, IDLE_USERS, BENCH_DATABASE_URL, BASELINE.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,14 +45,24 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
   : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}"
 elif [ "${BENCH_FULL:-0}" = 1 ]; then
   : "${STEP_SECS:=5}" "${FIXED_SETUPS:=pinned shared}" "${MAX_PROBES:=10}" "${CRITERION_SECS:=300}"
+  : "${DIRECT_FIXED:=5000 10000 15000}" "${GROUP_FIXED:=49000 98000}"
+  : "${SHARED_SERVERS:=chatwire chatwire-pg socketioxide node}"
 fi
-export SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES IDLE_USERS STEP_SECS FIXED_SETUPS
+export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES IDLE_USERS STEP_SECS FIXED_SETUPS
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 export BASELINE
 BENCH_OUT="${BENCH_OUT:-$CARGO_TARGET_DIR/loadtest/bench}"
 export BENCH_OUT
 mkdir -p "$BENCH_OUT"
 started=$SECONDS
+
+# Instruction counts first: a minute, and their verdict does not depend on the machine's load.
+ICOUNT_STATUS=0
+if [ "${BENCH_ICOUNT:-1}" = 1 ] && { [ "$CHECK" = 1 ] || [ "$SAVE" = 1 ]; }; then
+  icount_flags=()
+  [ "$SAVE" = 1 ] && icount_flags+=(--save-baseline)
+  bash "$ROOT/scripts/bench_icount.sh" "${icount_flags[@]}" || ICOUNT_STATUS=$?
+fi
 
 if [ "$CRITERION" = 1 ]; then
   echo "== criterion benches (short measurement)"
@@ -77,5 +90,12 @@ echo "== summary (elapsed $((SECONDS - started)) s)"
 flags=()
 [ "$CHECK" = 1 ] && flags+=(--check)
 [ "$SAVE" = 1 ] && flags+=(--save-baseline)
+STATUS=0
 python3 "$ROOT/scripts/bench_report.py" "$BENCH_OUT/runs.json" "$BENCH_OUT/bench-summary.json" \
-  "$BASELINE" "${flags[@]}"
+  "$BASELINE" "${flags[@]}" || STATUS=$?
+echo "== elapsed $((SECONDS - started)) s"
+if [ "$ICOUNT_STATUS" != 0 ]; then
+  echo "bench: the instruction-count gate failed (exit $ICOUNT_STATUS, above)"
+  [ "$STATUS" = 1 ] || STATUS=$ICOUNT_STATUS
+fi
+exit "$STATUS"

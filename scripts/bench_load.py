@@ -12,13 +12,16 @@ servers interleaved (A B C A B C A B C). A load point passes when the majority o
 delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
 the CPU and latency figures); then a knee search: from the saved baseline's knee when there is
 one (else from the fixed loads) up in steps of STEP_UP (<= 25%) until a point fails, down the
-same way until one passes, then bisection until first fail / last pass <= 1 + KNEE_TOL.
+same way until one passes, then bisection until first fail / last pass <= 1 + KNEE_TOL. MAX_PROBES
+bounds the probes beyond the fixed loads, except while nothing has passed: then the search halves
+the load until one passes (or a floor, 1/16 of the lowest fixed load), so a knee that collapsed is
+measured rather than left at "no pass".
 
 Writes <out>/runs.json: the meta (commit, cores, load average before the run, config), every
 run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
 probes. scripts/bench_report.py turns it into figures, the table and the gate.
 
-Environment (scripts/bench.sh sets the presets): SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
+Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 both chatwire servers in a cgroup with that CPU quota, to show what the gate catches),
@@ -47,14 +50,18 @@ def floats(name, default):
 
 
 SERVERS = ENV("SERVERS", "chatwire chatwire-pg socketioxide node").split()
+# Servers of the shared setup (default: all but node, the slowest peer, reported pinned only;
+# the time bound of `make bench-check` needs it).
+SHARED_SERVERS = [s for s in ENV("SHARED_SERVERS", " ".join(s for s in SERVERS if s != "node")).split()
+                  if s in SERVERS]
 SETUPS = ENV("SETUPS", "pinned shared").split()
 REPEATS = int(ENV("REPEATS", "3"))
 STEP_SECS = float(ENV("STEP_SECS", "1.5"))
 DRAIN_SECS = float(ENV("DRAIN_SECS", "0.5"))
 USERS = {"direct": int(ENV("DIRECT_USERS", "4000")), "group": int(ENV("GROUP_USERS", "2000"))}
 ROOM = {"direct": 2, "group": 50}
-FIXED = {"direct": floats("DIRECT_FIXED", "5000 10000 15000"),
-         "group": floats("GROUP_FIXED", "49000 98000")}
+FIXED = {"direct": floats("DIRECT_FIXED", "10000 15000"),
+         "group": floats("GROUP_FIXED", "98000")}
 FIXED_SETUPS = ENV("FIXED_SETUPS", "pinned").split()
 KNEE_TOL = float(ENV("KNEE_TOL", "0.05"))
 STEP_UP = float(ENV("STEP_UP", "1.25"))
@@ -262,19 +269,25 @@ class Knee:
         if self.fixed:
             return self.fixed.pop(0)
         lo, hi = self.lo(), self.hi()
-        if self.probes >= MAX_PROBES or (hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL)):
+        if hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL):
+            return None
+        if lo is None and hi is not None:
+            # Nothing passed yet: the knee is below every load tried. Go down (5% under a
+            # failing seed, then halving) whatever MAX_PROBES says, until a load passes or the
+            # floor: a collapsed knee is then measured, not reported as "no pass".
+            if hi <= KNEE_FLOOR:
+                return None
+            cand = self.seed if self.seed and self.seed < hi and self.seed not in self.verdict else \
+                hi / (1 + KNEE_TOL) if hi == self.seed else hi / 2
+            self.probes += 1
+            return round(max(cand, KNEE_FLOOR))
+        if self.probes >= MAX_PROBES:
             return None
         if hi is not None and lo is not None:
             cand = (lo + hi) / 2
         elif lo is not None:
             cand = self.seed if self.seed and self.seed > lo and self.seed not in self.verdict else \
                 lo * (1 + KNEE_TOL) if lo == self.seed else lo * STEP_UP
-        elif hi is not None:
-            floor = min(FIXED_ALL) / 8
-            if hi <= floor:
-                return None
-            cand = self.seed if self.seed and self.seed < hi and self.seed not in self.verdict else \
-                hi / (1 + KNEE_TOL) if hi == self.seed else hi / STEP_UP
         else:
             cand = self.seed or self.start
         self.probes += 1
@@ -282,6 +295,8 @@ class Knee:
 
 
 FIXED_ALL = [x for v in FIXED.values() for x in v]
+# Lowest load a knee search tries: a knee below it is reported as "below the lowest probe".
+KNEE_FLOOR = min(FIXED_ALL) / 16
 
 
 def main():
@@ -296,7 +311,8 @@ def main():
         "cores": os.cpu_count(),
         "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
         "loadavg_before": [float(x) for x in open("/proc/loadavg").read().split()[:3]],
-        "config": {"servers": SERVERS, "setups": SETUPS, "repeats": REPEATS,
+        "config": {"servers": SERVERS, "shared_servers": SHARED_SERVERS, "setups": SETUPS,
+                   "repeats": REPEATS,
                    "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
@@ -312,12 +328,13 @@ def main():
     port = 3600
     try:
         for setup in SETUPS:
+            servers = SHARED_SERVERS if setup == "shared" else SERVERS
             for workload in WORKLOADS:
-                for s in SERVERS:
+                for s in servers:
                     port += 1
                     start(s, port, setup)
                 if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
-                    for s in SERVERS:
+                    for s in servers:
                         rec = loadgen(f"{setup}-{s}-idle", s, setup, "idle", 0, 0, idle=True)
                         runs.append(rec)
                         log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
@@ -326,8 +343,8 @@ def main():
                 # The search starts at the baseline's knee, else at this run's knee in the other setup.
                 state = {s: Knee(seeds.get((setup, s, workload)) or found.get((s, workload)), fixed,
                                  max(FIXED[workload]))
-                         for s in SERVERS}
-                pending = {s: state[s].next() for s in SERVERS}
+                         for s in servers}
+                pending = {s: state[s].next() for s in servers}
                 while any(v is not None for v in pending.values()):
                     todo = [(s, x) for s, x in pending.items() if x is not None]
                     results = {s: [] for s, _ in todo}
@@ -347,7 +364,7 @@ def main():
                             f"{'pass' if ok else 'FAIL'} ({sum(r['pass'] for r in rs)}/{len(rs)}), "
                             f"p99 {' '.join(f'{v:.1f}' for v in p99)} ms")
                         pending[s] = state[s].next()
-                for s in SERVERS:
+                for s in servers:
                     k = state[s]
                     if k.lo():
                         found[(s, workload)] = k.lo()

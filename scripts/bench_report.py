@@ -14,8 +14,11 @@ The summary (docs/bench.md describes the format) is also the baseline: --save-ba
 
 The gate (--check) compares chatwire's figures (memory store and PostgreSQL) with the baseline's
 and fails when one is worse by more than max(10%, 2 x (spread now + spread then)), latencies
-also by more than 0.5 ms; the peers' figures are reported, never gated. A figure whose margin is
-50% or more is listed as too noisy to judge. Exit status: 0 pass, 1 regression, 2 no usable
+also by more than 0.5 ms, or when every run now is worse than every baseline run by 10% (ranges
+apart, whatever the spreads); the peers' figures are reported, never gated. A knee whose runs
+mostly passed no load tried is "below the lowest probe": its median is that load (an upper
+bound), judged with the plain 10%. A figure whose margin is 50% or more, and whose ranges
+overlap, is listed as too noisy to judge. Exit status: 0 pass, 1 regression, 2 no usable
 baseline.
 """
 import json
@@ -63,10 +66,20 @@ def figures(data):
                 == (setup, workload, server, "load")]
         base = f"{setup}/{server}/{workload}"
         reps = sorted({r["repeat"] for r in mine})
-        knees = [max((r["load"] for r in mine if r["repeat"] == i and r["pass"]), default=0.0)
+        lowest = min(r["load"] for r in mine)
+        # A run that passed no load tried has its knee below the lowest probe: it counts as that
+        # load (an upper bound) and is marked; most runs so is a collapsed knee.
+        knees = [max((r["load"] for r in mine if r["repeat"] == i and r["pass"]), default=None)
                  for i in reps]
-        out.append(figure(f"{base}/knee", setup, server, workload, "knee", None, UNIT[workload],
-                          True, knees, f"{WHAT[workload]}: {UNIT[workload]} at p99 <= 50 ms"))
+        below = sum(k is None for k in knees)
+        knee = figure(f"{base}/knee", setup, server, workload, "knee", None, UNIT[workload],
+                      True, [lowest if k is None else k for k in knees],
+                      f"{WHAT[workload]}: {UNIT[workload]} at p99 <= 50 ms")
+        if knee:
+            knee["lowest_probe"] = lowest
+            knee["runs_below_lowest_probe"] = below
+            knee["below_lowest_probe"] = below * 2 > len(knees)
+        out.append(knee)
         per = "message" if workload == "direct" else "delivery"
         for load in sorted({r["load"] for r in mine if r.get("fixed")}):
             at = [r for r in mine if r["load"] == load and r.get("fixed")]
@@ -102,6 +115,8 @@ def fmt(v):
 def cell(f):
     if not f:
         return "-"
+    if f.get("below_lowest_probe"):
+        return f"<{fmt(f['median'])}"
     s = fmt(f["median"])
     if f["runs"] > 1:
         s += f" ±{f['spread'] * 50:.0f}%" + ("~" if f["noisy"] else "")
@@ -139,12 +154,22 @@ def gate(figs, base_figs):
             continue
         compared += 1
         margin = max(MIN_MARGIN, 2 * (f["spread"] + b.get("spread", 0)))
+        if f.get("below_lowest_probe"):
+            # The median is only an upper bound (most runs passed no load tried): its spread
+            # says nothing, and being worse than the baseline by the plain margin is enough.
+            margin = MIN_MARGIN
         worse = (b["median"] - f["median"]) if f["higher_is_better"] else (f["median"] - b["median"])
         floor = LATENCY_FLOOR_MS if f["unit"] == "ms" else 0
+        # Every run now worse than every baseline run by the plain margin: a regression however
+        # wide either spread is (a collapsed knee, a latency that went up by multiples).
+        if f["higher_is_better"]:
+            apart = b.get("min", b["median"]) - f["max"] > MIN_MARGIN * b["median"]
+        else:
+            apart = f["min"] - b.get("max", b["median"]) > max(MIN_MARGIN * b["median"], floor)
         f["margin"] = round(margin, 3)
         # So wide a margin hides real regressions of that size: say so rather than pass quietly.
-        f["too_noisy_to_judge"] = margin >= TOO_NOISY
-        if worse > max(margin * b["median"], floor):
+        f["too_noisy_to_judge"] = margin >= TOO_NOISY and not apart
+        if worse > max(margin * b["median"], floor) or apart:
             f["regressed"] = True
             regressed.append(f)
     return regressed, compared
@@ -186,7 +211,8 @@ def main():
             if regressed:
                 print(f"bench-check: FAIL, {len(regressed)} of {compared} chatwire figures regressed:")
                 for f in regressed:
-                    print(f"   {f['id']} ({f['title']}): {fmt(f['median'])} {f['unit']} "
+                    below = "below the lowest probe " if f.get("below_lowest_probe") else ""
+                    print(f"   {f['id']} ({f['title']}): {below}{fmt(f['median'])} {f['unit']} "
                           f"[{fmt(f['min'])}-{fmt(f['max'])}] vs baseline {fmt(f['baseline']['median'])} "
                           f"[{fmt(f['baseline']['min'])}-{fmt(f['baseline']['max'])}], "
                           f"margin {f['margin'] * 100:.0f}%")

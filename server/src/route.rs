@@ -31,6 +31,43 @@ pub struct Route {
     pub participants: Arc<[UserKey]>,
     /// Who waits for the outcome.
     pub reply: ReplyTo,
+    /// Answers the sender if this route is dropped without an answer.
+    pub unanswered: Unanswered,
+}
+
+/// The answer a send gets if its route is dropped before anyone answered it: the batch writer
+/// thread died (a panic) with the send queued or in flight. Disarmed by whoever answers.
+#[derive(Default)]
+pub struct Unanswered(Option<Box<dyn FnOnce() + Send>>);
+
+impl Unanswered {
+    /// Runs `answer` if the route is dropped unanswered.
+    pub fn new(answer: impl FnOnce() + Send + 'static) -> Self {
+        Unanswered(Some(Box::new(answer)))
+    }
+
+    /// The send is being answered: nothing to do on drop.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer();
+        }
+    }
+}
+
+impl std::fmt::Debug for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Unanswered(armed)"
+        } else {
+            "Unanswered"
+        })
+    }
 }
 
 /// How messages are stored.

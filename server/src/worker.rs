@@ -113,9 +113,13 @@ pub fn run_shard(
             }
         }
         accept.abort();
-        // Tell every client to reconnect elsewhere, then give the transports a moment to write.
+        // Tell every client to reconnect elsewhere, then give the transports a moment to write
+        // the close and let their clients answer it (a WebSocket drains its input for up to
+        // `CLOSE_DRAIN`, so a client still sending sees the close, not a reset).
         close_all(&shard);
-        let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        let drain_until = tokio::time::Instant::now()
+            + crate::http::websocket::CLOSE_DRAIN
+            + std::time::Duration::from_millis(250);
         let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
         while busy(&shard) && tokio::time::Instant::now() < drain_until {
             // Keep serving forwarded messages (e.g. commit replies) while draining.

@@ -226,3 +226,64 @@ async fn a_trickled_polling_body_times_out() {
     );
     s.stop().await;
 }
+
+/// Slow request heads (slowloris) are closed by the header read timeout counted from their
+/// accept, however long they waited for a handshake permit, and they give their permit back
+/// soon, so a new client is not made to wait [`chatwire::http::HANDSHAKE_PERMIT_WAIT`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_close_on_time_from_accept_and_do_not_delay_new_clients() {
+    use tokio::io::AsyncReadExt;
+    const HEADER_MS: u64 = 1500;
+    let s = TestServer::with(|c| {
+        c.rate_limit_conn_per_ip = 0;
+        c.shards = 1;
+        c.header_read_timeout_ms = HEADER_MS;
+    })
+    .await;
+    // Twice as many slow heads as the shard has permits: before, the second half waited the
+    // full permit wait before hyper's header timer even started.
+    let mut slow = Vec::new();
+    for _ in 0..chatwire::http::HANDSHAKE_PERMITS * 2 {
+        let connected = std::time::Instant::now();
+        let mut t = TcpStream::connect(s.addr).await.unwrap();
+        t.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                match t.read(&mut buf).await {
+                    Ok(0) | Err(_) => return connected.elapsed(),
+                    Ok(_) => {}
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (_c, ok) = tokio::time::timeout(Duration::from_secs(10), Client::chat(s.addr, brand(1)))
+        .await
+        .expect("a new client connects beside the slow heads");
+    let took = started.elapsed();
+    assert_eq!(ok["userId"], 1);
+    assert!(
+        took < Duration::from_millis(500),
+        "a new client waited {took:?} beside {} slow heads",
+        slow.len()
+    );
+    let mut lifetimes = Vec::new();
+    for t in slow {
+        lifetimes.push(
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("every slow head is closed")
+                .unwrap(),
+        );
+    }
+    let worst = lifetimes.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_millis(HEADER_MS + 400),
+        "a slow head lived {worst:?} (header timeout {HEADER_MS} ms): {lifetimes:?}"
+    );
+    s.stop().await;
+}

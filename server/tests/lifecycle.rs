@@ -141,3 +141,98 @@ async fn explicit_dev_tokens_on_a_public_address_start() {
     assert_eq!(success["userId"], 1, "{success}");
     server.shutdown().await;
 }
+
+/// How a client's WebSocket ended at a server shutdown.
+#[derive(Debug, Default)]
+struct Ending {
+    /// The Engine.IO close packet (`1`) arrived.
+    eio_close: bool,
+    /// The server's Close frame arrived.
+    close_frame: bool,
+    /// The stream ended in an error (a reset) instead of a clean end.
+    error: Option<String>,
+}
+
+/// Clients that keep sending while the server shuts down still see the Engine.IO close and the
+/// WebSocket Close frame, then a clean end, not a TCP reset: the server reads what they still
+/// send after its Close instead of dropping the socket with unread input (a reset, which makes
+/// the client's kernel discard the close packet it has not read yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_still_sending_at_shutdown_see_the_close_not_a_reset() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const CLIENTS: i64 = 24;
+    let server = common::TestServer::with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for id in 1..=CLIENTS {
+        let (c, _) = Client::chat(server.addr, common::brand(id)).await;
+        let (mut tx, mut rx) = c.ws.split();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // Engine.IO noops: read and dropped by the server, so it keeps up with them (even a
+            // debug build) and the test is about the bytes in flight at the close, not a backlog.
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if tx.send(Message::Text("6".into())).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                if sent.is_multiple_of(16) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            sent
+        }));
+        readers.push(tokio::spawn(async move {
+            let mut end = Ending::default();
+            while let Some(msg) = rx.next().await {
+                match msg {
+                    Ok(Message::Text(t)) if t.as_str() == "1" => end.eio_close = true,
+                    Ok(Message::Close(_)) => end.close_frame = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        end.error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            end
+        }));
+    }
+    // Every client is sending before the shutdown begins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("shutdown finishes");
+    let mut ends = Vec::new();
+    for r in readers {
+        ends.push(
+            tokio::time::timeout(Duration::from_secs(10), r)
+                .await
+                .expect("every connection ends")
+                .unwrap(),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for w in writers {
+        sent += w.await.unwrap();
+    }
+    assert!(sent > CLIENTS as u64 * 10, "clients were sending: {sent}");
+    let unclean: Vec<_> = ends
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.eio_close || !e.close_frame || e.error.is_some())
+        .collect();
+    assert!(
+        unclean.is_empty(),
+        "{} of {CLIENTS} clients did not see `1`, a Close frame and a clean end: {unclean:?}",
+        unclean.len()
+    );
+}

@@ -19,9 +19,9 @@ use chatwire_chat::room_name;
 use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::batch::{Backlog, CommitSink};
-use chatwire_store::{AnyStore, NewMessage, StoreError, Stored};
+use chatwire_store::{AnyStore, NewMessage, StoreError, Stored, TempId};
 
-pub use crate::route::{Committer, ReplyTo, Route};
+pub use crate::route::{Committer, ReplyTo, Route, Unanswered};
 
 use crate::shard::Shard;
 use crate::shard::msg::{ShardMsg, ShardSet};
@@ -75,8 +75,40 @@ pub async fn submit_wait(
     }
 }
 
+/// What a socket's send through the batch writer answers if its route is dropped unanswered
+/// (the writer thread died with it): `message:error` `unavailable`, from whichever thread drops
+/// it. The writer thread may wait for room in the sender's shard channel, as its sink does; a
+/// shard thread never waits (a full channel loses the answer rather than deadlock).
+pub fn answer_if_dropped(
+    set: &ShardSet,
+    socket: SocketKey,
+    ack: Option<u64>,
+    temp_id: Option<TempId>,
+) -> Unanswered {
+    let set = set.clone();
+    Unanswered::new(move || {
+        let error = StoreError::Unavailable("the batch writer stopped".into());
+        for frame in failed(&error, temp_id.as_ref(), ack) {
+            let msg = ShardMsg::Cluster(ClusterMsg::Deliver {
+                frame,
+                sockets: vec![socket.local],
+            });
+            let shard = usize::from(socket.shard);
+            if let Some(tx) = set.sender(shard) {
+                if crate::shard::current().is_some() {
+                    let _ = tx.try_send(msg);
+                } else {
+                    // The dying writer thread: nothing else depends on it any more.
+                    let _ = tx.send(msg);
+                }
+            }
+        }
+    })
+}
+
 /// The answer to a send the storage did not take.
-pub fn refused(message: &NewMessage, route: Route) -> Delivery {
+pub fn refused(message: &NewMessage, mut route: Route) -> Delivery {
+    route.unanswered.disarm();
     match route.reply {
         ReplyTo::Socket { socket, ack } => Delivery::Reply {
             socket,
@@ -107,7 +139,8 @@ pub enum Delivery {
 }
 
 /// The deliveries of a committed message (frames encoded here, once); answers a REST waiter.
-pub fn on_committed(stored: Stored, route: Route) -> Delivery {
+pub fn on_committed(stored: Stored, mut route: Route) -> Delivery {
+    route.unanswered.disarm();
     let (socket, ack) = match route.reply {
         ReplyTo::Socket { socket, ack } => (Some(socket), ack),
         ReplyTo::Http(tx) => {
@@ -144,7 +177,8 @@ pub fn on_committed(stored: Stored, route: Route) -> Delivery {
 }
 
 /// The deliveries of a send that could not be committed.
-pub fn on_failed(message: &NewMessage, route: Route, error: StoreError) -> Delivery {
+pub fn on_failed(message: &NewMessage, mut route: Route, error: StoreError) -> Delivery {
+    route.unanswered.disarm();
     match route.reply {
         ReplyTo::Socket { socket, ack } => Delivery::Reply {
             socket,
@@ -259,5 +293,102 @@ pub fn deliver(shard: &Rc<Shard>, delivery: Delivery) {
             }
         }
         Delivery::Nothing => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use chatwire_store::batch::{BatchConfig, BatchWriter};
+    use chatwire_store::{MessageType, Store, UserKey, UserType};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A sink with a bug: it panics on the first commit, killing the writer thread.
+    struct PanickingSink;
+
+    impl CommitSink for PanickingSink {
+        type Reply = Route;
+
+        fn committed(&self, _: Vec<(Stored, Route)>) {
+            panic!("sink bug");
+        }
+        fn failed(&self, _: Vec<(NewMessage, Route)>, _: StoreError) {}
+    }
+
+    /// The batch writer thread dies with sends in flight and queued: every socket sender still
+    /// gets `message:error` `unavailable` with its tempId and ack, none is left waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn socket_senders_of_a_dead_writer_get_unavailable() {
+        let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+        let (a, b) = (
+            UserKey::new(UserType::Brand, 1),
+            UserKey::new(UserType::Influencer, 1),
+        );
+        let (conv, _) = store.create_direct(a, b).await.unwrap();
+        let (tx, rx) = flume::unbounded();
+        let set = ShardSet::new(vec![tx]);
+        let cfg = BatchConfig::default().with_max_batch(1).with_lanes(1);
+        let writer = BatchWriter::spawn(store, cfg, PanickingSink);
+        const SENDS: u64 = 100;
+        let mut refused_now = 0;
+        for i in 0..SENDS {
+            let socket = SocketKey { shard: 0, local: i };
+            let message = NewMessage {
+                conversation_id: conv.id,
+                sender: a,
+                message_type: MessageType::Text,
+                content: "hi".into(),
+                attachment_url: None,
+                attachment_name: None,
+                temp_id: Some(TempId::Int(i as i64)),
+            };
+            let route = Route {
+                participants: Arc::from(vec![a, b]),
+                reply: ReplyTo::Socket {
+                    socket,
+                    ack: Some(i),
+                },
+                unanswered: answer_if_dropped(&set, socket, Some(i), message.temp_id.clone()),
+            };
+            if let Err(r) = writer.try_submit(message, route) {
+                // Refused (the writer already died): the caller answers, as the shard does.
+                refused_now += 1;
+                drop(refused(&r.message, r.reply));
+            }
+        }
+        // Per socket: its `message:error` event and its ack.
+        let mut events = std::collections::BTreeSet::new();
+        let mut acks = std::collections::BTreeSet::new();
+        while events.len() + refused_now < SENDS as usize || acks.len() < events.len() {
+            let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv_async())
+                .await
+                .expect("every queued or in-flight send is answered")
+                .unwrap();
+            let ShardMsg::Cluster(ClusterMsg::Deliver { frame, sockets }) = msg else {
+                panic!("a delivery")
+            };
+            let text = String::from_utf8(frame.as_bytes().to_vec()).unwrap();
+            let local = sockets[0];
+            assert!(
+                text.contains("\"error\":\"unavailable\"")
+                    && text.contains(&format!("\"tempId\":{local}")),
+                "{text}"
+            );
+            if text.starts_with("42/chat,[\"message:error\"") {
+                assert!(events.insert(local), "answered twice: {text}");
+            } else {
+                assert!(text.starts_with(&format!("43/chat,{local}[")), "{text}");
+                assert!(acks.insert(local), "acked twice: {text}");
+            }
+        }
+        assert_eq!(events, acks);
+        let answered = events;
+        assert!(!writer.is_alive());
+        assert!(answered.len() > 50, "answered {}", answered.len());
+        // Nothing answered twice.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.is_empty(), "{} more answers", rx.len());
     }
 }

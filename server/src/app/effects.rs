@@ -9,7 +9,7 @@ use std::time::Instant;
 use chatwire_chat::{Chat, ChatSocket, Effect, Effects, TypingDue, room_name};
 use chatwire_cluster::{Member, Online, SocketKey};
 
-use super::commit::{ReplyTo, Route, deliver, refused};
+use super::commit::{Committer, ReplyTo, Route, Unanswered, deliver, refused};
 use crate::engine::conn::Conn;
 use crate::shard::Shard;
 use crate::sio::emit::frame;
@@ -99,9 +99,18 @@ fn store(
     let Some(shared) = shard.shared.chat.as_ref() else {
         return;
     };
+    // Through the batch writer, a send dropped unanswered (the writer died) still gets its
+    // `unavailable`; inline, the owner shard always answers.
+    let unanswered = match &shared.committer {
+        Committer::Writer(_) => {
+            super::commit::answer_if_dropped(&shard.set, key, ack, message.temp_id.clone())
+        }
+        Committer::Inline(_) => Unanswered::default(),
+    };
     let route = Route {
         participants,
         reply: ReplyTo::Socket { socket: key, ack },
+        unanswered,
     };
     if let Err((message, route)) = super::commit::submit(&shared.committer, shard, message, route) {
         deliver(shard, refused(&message, route));

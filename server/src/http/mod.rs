@@ -39,6 +39,12 @@ pub use crate::shard::HANDSHAKE_PERMITS;
 /// Longest a new connection waits for a handshake permit before it proceeds without one.
 pub const HANDSHAKE_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// A connection whose first request head has not arrived this long after its accept gives its
+/// handshake permit back: an ordinary client sends its head right behind the TCP handshake, and
+/// slow heads (slowloris) must not hold every permit and delay each new connection by
+/// [`HANDSHAKE_PERMIT_WAIT`].
+pub const HANDSHAKE_PERMIT_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// One TCP connection's facts, shared by its requests.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -68,9 +74,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
             drop(stream);
             continue;
         }
+        let accepted = tokio::time::Instant::now();
         let _ = stream.set_nodelay(true);
         let shard = shard.clone();
-        tokio::task::spawn_local(serve_connection(shard, stream, peer));
+        tokio::task::spawn_local(serve_connection(shard, stream, peer, accepted));
     }
 }
 
@@ -85,26 +92,42 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: tokio::net::TcpListener) {
 /// WebSocket upgrade: a long poll, a slow body or a slow REST query must not hold it (16 of them
 /// per shard would delay every new connection by [`HANDSHAKE_PERMIT_WAIT`]). An upgrade keeps
 /// it until hyper hands the upgraded stream over and this future ends, or its answer is not a
-/// `101`.
-async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer: SocketAddr) {
-    let permit = tokio::time::timeout(
-        HANDSHAKE_PERMIT_WAIT,
+/// `101`. A connection whose head is still incomplete after [`HANDSHAKE_PERMIT_HOLD`] gives
+/// its permit back.
+///
+/// The first request head must be complete within the header read timeout counted from the
+/// accept (`accepted`): the permit wait counts against it, so a slow head is closed on time
+/// whatever it waited. hyper's own header timer (which starts only once hyper reads) bounds the
+/// heads of later requests on a kept-alive connection.
+async fn serve_connection(
+    shard: Rc<Shard>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    accepted: tokio::time::Instant,
+) {
+    let timeout = shard.shared.header_read_timeout;
+    let head_deadline = accepted + timeout;
+    let permit = tokio::time::timeout_at(
+        head_deadline.min(accepted + HANDSHAKE_PERMIT_WAIT),
         shard.handshakes.clone().acquire_owned(),
     )
     .await
     .ok()
     .and_then(Result::ok);
-    let timeout = shard.shared.header_read_timeout;
     let svc_shard = shard.clone();
     let permit = Rc::new(std::cell::Cell::new(permit));
+    let head_seen = Rc::new(Cell::new(false));
     let info = Rc::new(ConnInfo {
         peer,
         sessions_opened: Cell::new(0),
     });
+    let svc_permit = permit.clone();
+    let svc_head_seen = head_seen.clone();
     let svc = service_fn(move |req| {
         let shard = svc_shard.clone();
-        let permit = permit.clone();
+        let permit = svc_permit.clone();
         let info = info.clone();
+        svc_head_seen.set(true);
         async move {
             if !is_websocket_upgrade(&req) {
                 drop(permit.take());
@@ -122,7 +145,33 @@ async fn serve_connection(shard: Rc<Shard>, stream: tokio::net::TcpStream, peer:
         .max_buf_size(MAX_HTTP_BUF)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
-    if let Err(e) = conn.await {
+    tokio::pin!(conn);
+    let hold_until = accepted + HANDSHAKE_PERMIT_HOLD;
+    let mut holding = true;
+    let ended = loop {
+        tokio::select! {
+            r = &mut conn => break Some(r),
+            () = tokio::time::sleep_until(hold_until), if holding => {
+                holding = false;
+                if !head_seen.get() {
+                    drop(permit.take());
+                }
+            }
+            () = tokio::time::sleep_until(head_deadline) => {
+                if !head_seen.get() {
+                    // No complete head within the header timeout since the accept: close.
+                    tracing::trace!(%peer, "request head not complete in time: closing");
+                    return;
+                }
+                break None;
+            }
+        }
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => conn.await,
+    };
+    if let Err(e) = result {
         tracing::trace!(error = %e, "http connection ended with an error");
     }
 }

@@ -412,6 +412,22 @@ async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, mut ws: Ws) {
         }
     }
     if !conn.outbox.overflowed() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+        close_and_drain(&mut ws).await;
     }
+}
+
+/// How long a closing WebSocket waits for the client to answer its Close frame, reading and
+/// discarding whatever the client still sends meanwhile.
+pub const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sends the Close frame, then reads (and discards) until the client answers it, ends the
+/// stream, or [`CLOSE_DRAIN`] passes. A socket dropped with unread input makes the kernel send a
+/// reset instead of a FIN, and a reset makes the client's kernel discard what it has not read
+/// yet: a client still sending at shutdown would lose the Engine.IO close packet and the Close
+/// frame queued just before it.
+async fn close_and_drain(ws: &mut Ws) {
+    let until = tokio::time::Instant::now() + CLOSE_DRAIN;
+    let _ = tokio::time::timeout_at(until, ws.close(None)).await;
+    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+    let _ = tokio::time::timeout_at(until, drain).await;
 }

@@ -4,7 +4,7 @@
 use simd_json::prelude::*;
 
 use super::{RestContext, RestResponse, parse_body, query::Query};
-use crate::app::commit::{ReplyTo, Route};
+use crate::app::commit::{ReplyTo, Route, Unanswered};
 use chatwire_chat::validate::parse_send;
 use chatwire_store::{HistoryQuery, Store, StoreError, UserKey};
 
@@ -60,6 +60,8 @@ pub(super) async fn send(
     let route = Route {
         participants,
         reply: ReplyTo::Http(tx),
+        // Dropping the route drops `tx`: the wait below answers `unavailable`.
+        unanswered: Unanswered::default(),
     };
     if crate::app::commit::submit_wait(&ctx.writer, msg, route, ctx.limits.submit_wait)
         .await

@@ -23,6 +23,9 @@
 //! - The sink never blocks the writer: what its receivers cannot take yet waits in its
 //!   [`Backlog`], which the writer pumps; past [`BatchConfig::max_backlog`] the writer takes no
 //!   new messages.
+//! - A writer thread that dies (a panic) drops every send it held, in flight or still queued,
+//!   and refuses new ones: a reply route that answers when dropped (the server's does) tells
+//!   each of those senders `unavailable` instead of leaving them waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -257,12 +260,27 @@ pub struct WriterHandle<R> {
     alive: Arc<AtomicBool>,
 }
 
-/// Clears the writer's `alive` flag when its thread ends, however it ends.
-struct AliveGuard(Arc<AtomicBool>);
+/// Clears the writer's `alive` flag when its thread ends, however it ends (a panic included),
+/// then drops what is still queued, so each queued send's reply route learns it will not be
+/// answered (the in-flight batches went with the writer's future as it unwound).
+struct AliveGuard<R> {
+    /// The writer's `alive` flag.
+    alive: Arc<AtomicBool>,
+    /// Enqueue attempts in progress ([`WriterHandle::inflight`]).
+    inflight: Arc<AtomicUsize>,
+    /// The queue, drained when the thread ends.
+    rx: flume::Receiver<Pending<R>>,
+}
 
-impl Drop for AliveGuard {
+impl<R> Drop for AliveGuard<R> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.alive.store(false, Ordering::SeqCst);
+        // An attempt that saw `alive` before it was cleared finishes its send (a few
+        // instructions), so the drain below gets its message too; later attempts are refused.
+        while self.inflight.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
+        drop(self.rx.drain());
     }
 }
 
@@ -287,15 +305,17 @@ impl<R> std::fmt::Debug for WriterHandle<R> {
 }
 
 impl<R> WriterHandle<R> {
-    /// One attempt to queue: refused at once while stopping. The attempt counts as in flight from
-    /// before its check of `stopping` until its send is done, so `flush_and_stop` (which sets
-    /// `stopping`, then waits for no attempt in flight) never lets a message into the queue after
-    /// the writer's last drain: every accepted message is committed or failed, never dropped.
+    /// One attempt to queue: refused at once while stopping or once the writer died. The attempt
+    /// counts as in flight from before its check of `stopping` until its send is done, so
+    /// `flush_and_stop` (which sets `stopping`, then waits for no attempt in flight) never lets a
+    /// message into the queue after the writer's last drain: every accepted message is committed
+    /// or failed, never dropped. The same holds for a dying writer's last drain ([`AliveGuard`]),
+    /// after which a message is dropped (and its reply route told) rather than left queued.
     /// Err carries the pending message back and whether the writer has stopped.
     #[allow(clippy::result_large_err)]
     fn enqueue(&self, pending: Pending<R>) -> Result<(), (Pending<R>, bool)> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
-        let result = if self.stopping.load(Ordering::SeqCst) {
+        let result = if self.stopping.load(Ordering::SeqCst) || !self.alive.load(Ordering::SeqCst) {
             Err((pending, true))
         } else {
             self.tx.try_send(pending).map_err(|e| {
@@ -400,7 +420,12 @@ impl BatchWriter {
         let (tx, rx) = flume::bounded(cfg.queue_capacity.max(1));
         let (stop, stop_rx) = flume::bounded(4);
         let alive = Arc::new(AtomicBool::new(true));
-        let guard = AliveGuard(alive.clone());
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let guard = AliveGuard {
+            alive: alive.clone(),
+            inflight: inflight.clone(),
+            rx: rx.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("chatwire-writer".into())
             .spawn(move || {
@@ -436,7 +461,7 @@ impl BatchWriter {
             tx,
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
-            inflight: Arc::new(AtomicUsize::new(0)),
+            inflight,
             alive,
         }
     }

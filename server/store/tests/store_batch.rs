@@ -593,3 +593,60 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
     );
     writer.flush_and_stop().await;
 }
+
+/// A reply route that counts itself when dropped (a route that answers its sender when dropped
+/// unanswered, as the server's does, tells the sender `unavailable` at that point).
+struct CountsDrop(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CountsDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Panics in `committed`, with reply routes that count their drops.
+struct PanickingCountingSink;
+
+impl CommitSink for PanickingCountingSink {
+    type Reply = CountsDrop;
+
+    fn committed(&self, _: Vec<(Stored, CountsDrop)>) {
+        panic!("sink bug");
+    }
+    fn failed(&self, _: Vec<(NewMessage, CountsDrop)>, _: StoreError) {}
+}
+
+/// When the writer thread dies, every send it held (the batch in flight, the lanes and the
+/// queue behind them) is let go of at once, so its reply route can answer `unavailable`; none is
+/// left waiting in the queue of a writer that will never read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dying_writer_lets_go_of_every_send_it_held() {
+    let store = Arc::new(AnyStore::connect("memory", true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    // One message per batch, one lane: most sends wait in the queue when the first commit dies.
+    let cfg = BatchConfig::default().with_max_batch(1).with_lanes(1);
+    let writer = BatchWriter::spawn(store, cfg, PanickingCountingSink);
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut accepted = 0usize;
+    for _ in 0..200 {
+        if writer
+            .try_submit(msg(conv.id, a(), None), CountsDrop(dropped.clone()))
+            .is_ok()
+        {
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 10, "accepted {accepted}");
+    let t = std::time::Instant::now();
+    while dropped.load(std::sync::atomic::Ordering::SeqCst) < 200
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!writer.is_alive(), "the writer died");
+    assert_eq!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        200,
+        "every send let go of ({accepted} accepted, the rest refused)"
+    );
+}
