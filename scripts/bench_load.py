@@ -300,6 +300,14 @@ KNEE_FLOOR = min(FIXED_ALL) / 16
 
 
 def main():
+    # A missing binary would fail every run, which reads as a collapsed knee, not as a setup error.
+    needed = [f"{BIN}/chatwire-loadgen"]
+    needed += [f"{BIN}/chatwire"] if any(s.startswith("chatwire") for s in SERVERS) else []
+    needed += [BASE_BIN] if "chatwire-base" in SERVERS and BASE_BIN else []
+    missing = [b for b in needed if not os.access(b, os.X_OK)]
+    if missing:
+        sys.exit(f"bench: not built: {', '.join(missing)} (cargo build --release -p chatwire "
+                 "-p chatwire-loadgen)")
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
         if f.endswith((".results.json", ".svg", ".log")):
