@@ -10,7 +10,7 @@ use crate::payload::SendPayload;
 use crate::validate::{InvalidMessage, MessageLimits, check_send, parse_send};
 use crate::{Effect, Effects, Event, emit_ack, event_frame, json, reply, telemetry, typing};
 use chatwire_protocol::json::Value;
-use chatwire_protocol::socket::{RawEvent, TextFrame};
+use chatwire_protocol::socket::{Position, RawEvent, TextFrame};
 use chatwire_store::{Message, NewMessage, StoreError, TempId};
 
 /// `message:send` with its payload as a value.
@@ -132,15 +132,22 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     sent.extend_from_slice(b",\"message\":");
     sent.extend_from_slice(&body);
     sent.push(b'}');
+    // Each frame is the event at the message's place in its conversation: a socket that gets it
+    // moves its recovery offset there (the sender's reply too, so a recovery does not send the
+    // sender its own message again).
+    let at = Position {
+        stream: message.conversation_id,
+        seq: message.id,
+    };
     let mut sent_frames = SmallVec::new();
-    sent_frames.push(event_frame("message:sent", &sent));
+    sent_frames.push(event_frame("message:sent", &sent).at(at));
     if let Some(id) = ack {
         sent_frames.push(emit_ack(id, &sent));
     }
     metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => "message:sent").increment(1);
     CommittedFrames {
-        new_frame: event_frame("message:new", &body),
-        notification_frame: event_frame("message:notification", &note),
+        new_frame: event_frame("message:new", &body).at(at),
+        notification_frame: event_frame("message:notification", &note).at(at),
         sent: sent_frames,
     }
 }
