@@ -16,6 +16,7 @@ pub mod memory;
 pub mod postgres;
 mod profiles;
 mod read_state;
+pub mod recovery;
 pub mod sqlite;
 pub mod views;
 
@@ -28,6 +29,7 @@ pub use json::{
     write_timestamp as json_timestamp,
 };
 pub use memory::MemoryStore;
+pub use recovery::RecoverySession;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use views::{
@@ -440,6 +442,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Each conversation of `user` with its last message id (0 when it has none), by
+    /// conversation: where a recoverable session starts.
+    fn last_message_ids(
+        &self,
+        user: UserKey,
+    ) -> impl Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send;
+
+    /// Writes a recoverable session (replacing the row of the same `pid`).
+    fn recovery_save(
+        &self,
+        session: &RecoverySession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session of `pid` unless it expired by `now_ms`.
+    fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<RecoverySession>, StoreError>> + Send;
+
+    /// Moves the expiry of the session of `pid` (its socket is still connected, or just dropped).
+    fn recovery_touch(
+        &self,
+        pid: &str,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the session of `pid` (the client disconnected on purpose).
+    fn recovery_delete(&self, pid: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets every session expired by `now_ms`.
+    fn recovery_purge(&self, now_ms: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The members of a new group: `caller` plus `members`, deduplicated and sorted, checked against
