@@ -162,7 +162,10 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS, "Open Engine.IO connections");
     describe_counter!(HANDSHAKES, "Engine.IO handshakes accepted");
-    describe_counter!(RECOVERIES, "CONNECTs that asked to recover a session, by outcome");
+    describe_counter!(
+        RECOVERIES,
+        "CONNECTs that asked to recover a session, by outcome"
+    );
     describe_counter!(RECOVERY_REPLAYED, "Missed events sent by recoveries");
     describe_counter!(REFUSED, "Connections refused before a session existed");
     describe_gauge!(SOCKETS, "Socket.IO sockets connected, by namespace");

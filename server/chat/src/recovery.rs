@@ -210,8 +210,12 @@ mod tests {
     use chatwire_protocol::socket::emit;
 
     fn ev(c: i64, id: i64) -> TextFrame {
-        emit::event("/chat", "message:new", format!("{{\"id\":{id}}}").as_bytes())
-            .at(Position { stream: c, seq: id })
+        emit::event(
+            "/chat",
+            "message:new",
+            format!("{{\"id\":{id}}}").as_bytes(),
+        )
+        .at(Position { stream: c, seq: id })
     }
 
     fn text(f: &TextFrame) -> String {
@@ -223,7 +227,10 @@ mod tests {
         let mut c = Cursors::new(HashMap::from([(1, 10), (2, 20)]), false);
         assert_eq!(c.offset(), "o");
         let f = c.admit(&ev(2, 21)).map(|f| text(&f));
-        assert_eq!(f.as_deref(), Some(r#"42/chat,["message:new",{"id":21},"o.2-l"]"#));
+        assert_eq!(
+            f.as_deref(),
+            Some(r#"42/chat,["message:new",{"id":21},"o.2-l"]"#)
+        );
         // At or below the base of a fresh session: delivered, not named.
         assert!(c.admit(&ev(1, 9)).is_some());
         assert!(c.admit(&ev(40, 1_000_000)).is_some());
@@ -259,7 +266,16 @@ mod tests {
             assert!(c.admit(&ev(conv, 1)).is_some());
         }
         assert_eq!(c.offset(), OVERFLOW);
-        for bad in ["", "x", "o.", "o.1", "o.1-0", "o.-1-2", "p.1-1", "o.zzzzzzzzzzzzzzz-1"] {
+        for bad in [
+            "",
+            "x",
+            "o.",
+            "o.1",
+            "o.1-0",
+            "o.-1-2",
+            "p.1-1",
+            "o.zzzzzzzzzzzzzzz-1",
+        ] {
             assert_eq!(parse_offset(bad), None, "{bad}");
         }
         assert_eq!(parse_offset(&"o.1-1".repeat(200)), None);

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use chatwire_chat::recovery::{Cursors, parse_offset, resume_point};
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::TextFrame;
-use chatwire_store::{HistoryQuery, RecoverySession, Store, UserKey};
+use chatwire_store::{HistoryQuery, RecoverySession, Store, StoreError, UserKey};
 
 use crate::engine::conn::Conn;
 use crate::shard::Shard;
@@ -180,17 +180,15 @@ pub async fn missed(
 }
 
 /// Writes the session row of socket `local` now (before a recovered socket gets frames with
-/// offsets that name the new base).
-pub async fn write(shard: &Shard, conn: &Conn, local: u64) {
+/// offsets that name the new base). Nothing to write (the socket is gone) is Ok.
+pub async fn write(shard: &Shard, conn: &Conn, local: u64) -> Result<(), StoreError> {
     let Some(shared) = shard.shared.chat.as_ref() else {
-        return;
+        return Ok(());
     };
     let Some(row) = row_of(conn, local, now_ms().saturating_add(window_ms(shard))) else {
-        return;
+        return Ok(());
     };
-    if let Err(e) = shared.store.recovery_save(&row).await {
-        tracing::warn!(error = %e, "recovery: session not saved");
-    }
+    shared.store.recovery_save(&row).await
 }
 
 /// The session row of socket `local` as it is now; None when it is gone or not recoverable.
@@ -216,7 +214,11 @@ fn row_of(conn: &Conn, local: u64, expires_at_ms: i64) -> Option<RecoverySession
 }
 
 /// Runs `f` on the recoverable session of socket `local`, if it has one.
-fn with_session<T>(conn: &Conn, local: u64, f: impl FnOnce(&mut SessionRecovery) -> T) -> Option<T> {
+fn with_session<T>(
+    conn: &Conn,
+    local: u64,
+    f: impl FnOnce(&mut SessionRecovery) -> T,
+) -> Option<T> {
     let mut st = conn.state.borrow_mut();
     let slot = st.sockets.iter_mut().find(|s| s.local == local)?;
     slot.chat.as_mut()?.recovery.as_mut().map(|r| f(r))
@@ -236,7 +238,9 @@ pub fn save(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64) {
     let (shard, conn) = (shard.clone(), conn.clone());
     tokio::task::spawn_local(async move {
         loop {
-            write(&shard, &conn, local).await;
+            if let Err(e) = write(&shard, &conn, local).await {
+                tracing::warn!(error = %e, "recovery: session not saved");
+            }
             let again = with_session(&conn, local, |r| {
                 let again = r.saving == 2;
                 r.saving = u8::from(again);
@@ -250,28 +254,34 @@ pub fn save(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64) {
 }
 
 /// A fresh session of socket `local`: reads where `user`'s conversations stand (the socket is
-/// already subscribed), makes that its base and writes its row.
-pub fn start(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64, user: UserKey) {
+/// already subscribed), makes that its base and writes its row, before the CONNECT reply gives
+/// the client its pid (a pid a client holds always has a row). The store failing leaves the
+/// socket without a recoverable session.
+pub async fn start(shard: &Shard, conn: &Conn, local: u64, user: UserKey) {
     let Some(shared) = shard.shared.chat.as_ref() else {
         return;
     };
-    let store = shared.store.clone();
-    let (shard, conn) = (shard.clone(), conn.clone());
-    tokio::task::spawn_local(async move {
-        let base = match store.last_message_ids(user).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "recovery: session not started");
-                return;
-            }
-        };
-        let set = with_session(&conn, local, |r| {
-            r.cursors.set_base(base.into_iter().collect());
-        });
-        if set.is_some() {
-            save(&shard, &conn, local);
+    let saved = match shared.store.last_message_ids(user).await {
+        Ok(base) => {
+            with_session(conn, local, |r| {
+                r.cursors.set_base(base.into_iter().collect());
+            });
+            write(shard, conn, local).await
         }
-    });
+        Err(e) => Err(e),
+    };
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "recovery: session not started");
+        let mut st = conn.state.borrow_mut();
+        if let Some(chat) = st
+            .sockets
+            .iter_mut()
+            .find(|s| s.local == local)
+            .and_then(|s| s.chat.as_mut())
+        {
+            chat.recovery = None;
+        }
+    }
 }
 
 /// A new recoverable session for a socket (fresh: base read later by [`start`]; recovered:
@@ -369,7 +379,18 @@ pub async fn resume(
                 .join(&**shard, chatwire_chat::room_name(*room), member);
         }
     }
-    let Some(frames) = missed(shard, user, &claim.rooms, &claim.resume).await else {
+    let frames = match missed(shard, user, &claim.rooms, &claim.resume).await {
+        // Offsets naming the new base must not go out before the base is stored.
+        Some(frames) => match write(shard, conn, local).await {
+            Ok(()) => Some(frames),
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery: session not saved");
+                None
+            }
+        },
+        None => None,
+    };
+    let Some(frames) = frames else {
         // Start over as a fresh session: no room, a new pid; held frames go out as live ones.
         for room in std::mem::take(&mut state.borrow_mut().rooms) {
             shard
@@ -386,7 +407,6 @@ pub async fn resume(
         }
         return false;
     };
-    write(shard, conn, local).await;
     metrics::counter!(crate::telemetry::RECOVERY_REPLAYED).increment(frames.len() as u64);
     let count = frames.len();
     let released = with_session(conn, local, |r| {

@@ -234,6 +234,9 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
                 Some(c) => crate::app::recovery::resume(shard, conn, local, user, c).await,
                 None => false,
             };
+            if recovers && !recovered {
+                crate::app::recovery::start(shard, conn, local, user).await;
+            }
             if asked {
                 let outcome = if recovered { "recovered" } else { "refused" };
                 metrics::counter!(crate::telemetry::RECOVERIES, crate::telemetry::LABEL_OUTCOME => outcome).increment(1);
@@ -256,8 +259,6 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
             conn.push(emit::frame(success));
             if recovered {
                 crate::app::recovery::partners_online(shard, conn, user);
-            } else if pid.is_some() {
-                crate::app::recovery::start(shard, conn, local, user);
             }
             if let Some(at) = expires_at {
                 disconnect_at_expiry(shard.clone(), conn.clone(), local, at);

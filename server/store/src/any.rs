@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{
     Conversation, ConversationCursor, ConversationPage, HistoryQuery, MemoryStore, MessagePage,
-    NewMessage, Outcome, PgStore, Profile, RecoverySession, SqliteStore, Store, StoreError, UnreadCounts, UserKey,
+    NewMessage, Outcome, PgStore, Profile, RecoverySession, SqliteStore, Store, StoreError,
+    UnreadCounts, UserKey,
 };
 
 /// The store the server runs on.

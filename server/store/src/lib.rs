@@ -29,8 +29,8 @@ pub use json::{
     write_timestamp as json_timestamp,
 };
 pub use memory::MemoryStore;
-pub use recovery::RecoverySession;
 pub use postgres::PgStore;
+pub use recovery::RecoverySession;
 pub use sqlite::SqliteStore;
 pub use views::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,

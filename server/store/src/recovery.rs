@@ -116,8 +116,7 @@ pub(crate) async fn sqlite_load(
 }
 
 /// `UPDATE ... SET expires_at_ms` (`$1`, `$2` or `?`, `?`), `DELETE` one, `DELETE` expired.
-pub(crate) const PG_TOUCH: &str =
-    "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = $1";
+pub(crate) const PG_TOUCH: &str = "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = $1";
 pub(crate) const SQLITE_TOUCH: &str =
     "UPDATE recovery_sessions SET expires_at_ms = ?2 WHERE pid = ?1";
 pub(crate) const PG_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = $1";
