@@ -309,3 +309,71 @@ async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
         "replayed message:new payloads are the objects message:sent returned",
     ]);
 }
+
+/// Group of `sender` and influencers 1..=n, created over REST; its id.
+async fn group(addr: std::net::SocketAddr, sender: &str, n: usize) -> i64 {
+    let members: Vec<String> = (1..=n)
+        .map(|i| format!(r#"{{"userId":{i},"userType":"influencer"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"participants":[{}],"title":"storm"}}"#,
+        members.join(",")
+    );
+    let (status, answer) = http(addr, "POST", "/api/chat/conversations", sender, &body).await;
+    assert_eq!(status, 201, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    v["id"].as_i64().unwrap()
+}
+
+/// A recovery storm: 1,000 clients of one room recover at once after missing 50 messages each;
+/// every one gets exactly those 50, in order. The script reports the time (see the test output).
+async fn storm(database_url: Option<String>) {
+    ensure_clients();
+    let n = 1000;
+    let server = start_server_with(|c| {
+        c.max_participants = n + 1;
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
+        c.rate_limit_rest_creates = 0;
+        if let Some(url) = database_url {
+            c.database_url = url;
+        }
+    })
+    .await;
+    let sender = "5000:brand";
+    let conversation = group(server.addr, sender, n).await;
+    let report = run_script(
+        &node(),
+        "recovery_storm.js",
+        &[],
+        &base_url(server.addr),
+        &[
+            ("CONVERSATION_ID", conversation.to_string()),
+            ("N", n.to_string()),
+            ("MISSED", "50".into()),
+            ("SENDER_TOKEN", sender.into()),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+    report.assert_passed(&[
+        "1000 clients joined the room",
+        "all 1000 clients recovered",
+        "every client got the 50 missed messages exactly once, in id order",
+        "storm: 1000 clients x 50 missed messages recovered in",
+    ]);
+    if let Some(line) = report.stdout.lines().find(|l| l.starts_with("ok storm")) {
+        println!("{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_recoveries_on_the_memory_store() {
+    storm(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_recoveries_on_postgres() {
+    let db = pg::TestDb::create().await;
+    storm(Some(db.url.clone())).await;
+}

@@ -257,10 +257,11 @@ pub fn save(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64) {
 /// already subscribed), makes that its base and writes its row, before the CONNECT reply gives
 /// the client its pid (a pid a client holds always has a row). The store failing leaves the
 /// socket without a recoverable session.
-pub async fn start(shard: &Shard, conn: &Conn, local: u64, user: UserKey) {
+pub async fn start(shard: &Rc<Shard>, conn: &Conn, local: u64, user: UserKey) {
     let Some(shared) = shard.shared.chat.as_ref() else {
         return;
     };
+    keep_alive(shard);
     let saved = match shared.store.last_message_ids(user).await {
         Ok(base) => {
             with_session(conn, local, |r| {
@@ -282,6 +283,57 @@ pub async fn start(shard: &Shard, conn: &Conn, local: u64, user: UserKey) {
             chat.recovery = None;
         }
     }
+}
+
+thread_local! {
+    /// This shard thread runs its [`keep_alive`] task.
+    static KEEPING_ALIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Most pids per expiry update.
+const TOUCH_CHUNK: usize = 10_000;
+
+/// Keeps the rows of this shard's connected sessions from expiring while their sockets live
+/// (a node killed with SIGKILL never says its sockets dropped): every third of the window, one
+/// update per 10,000 sessions moves their expiry to `now + RECOVERY_WINDOW`; shard 0 also
+/// deletes expired rows. Started by the shard's first recoverable session.
+fn keep_alive(shard: &Rc<Shard>) {
+    if KEEPING_ALIVE.with(|k| k.replace(true)) {
+        return;
+    }
+    let Some(shared) = shard.shared.chat.as_ref() else {
+        return;
+    };
+    let store = shared.store.clone();
+    let period = (shared.recovery_window / 3).max(std::time::Duration::from_secs(1));
+    let shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let pids: Vec<String> = {
+                let sockets = shard.sockets.borrow();
+                sockets
+                    .iter()
+                    .filter_map(|(local, conn)| {
+                        let st = conn.state.borrow();
+                        let slot = st.sockets.iter().find(|s| s.local == *local)?;
+                        Some(slot.chat.as_ref()?.recovery.as_ref()?.pid.to_string())
+                    })
+                    .collect()
+            };
+            let expires = now_ms().saturating_add(window_ms(&shard));
+            for chunk in pids.chunks(TOUCH_CHUNK) {
+                if let Err(e) = store.recovery_touch(chunk, expires).await {
+                    tracing::warn!(error = %e, "recovery: sessions not kept alive");
+                }
+            }
+            if shard.index == 0 {
+                if let Err(e) = store.recovery_purge(now_ms()).await {
+                    tracing::warn!(error = %e, "recovery: expired sessions not purged");
+                }
+            }
+        }
+    });
 }
 
 /// A new recoverable session for a socket (fresh: base read later by [`start`]; recovered:
@@ -314,7 +366,7 @@ pub fn ended(shard: &Shard, pid: Box<str>, explicit: bool) {
         let done = if explicit {
             store.recovery_delete(&pid).await
         } else {
-            store.recovery_touch(&pid, expires).await
+            store.recovery_touch(&[pid.to_string()], expires).await
         };
         if let Err(e) = done {
             tracing::warn!(error = %e, "recovery: session end not recorded");
@@ -366,6 +418,7 @@ pub async fn resume(
     let Some(state) = chat_state(conn, local) else {
         return false;
     };
+    keep_alive(shard);
     let key = shard.socket_key(local);
     for room in &claim.rooms {
         if !state.borrow().rooms.contains(room) {

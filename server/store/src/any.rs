@@ -161,8 +161,8 @@ impl Store for AnyStore {
         dispatch!(self, s => s.recovery_load(pid, now_ms))
     }
 
-    async fn recovery_touch(&self, pid: &str, expires_at_ms: i64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.recovery_touch(pid, expires_at_ms))
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_touch(pids, expires_at_ms))
     }
 
     async fn recovery_delete(&self, pid: &str) -> Result<(), StoreError> {

@@ -463,10 +463,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<RecoverySession>, StoreError>> + Send;
 
-    /// Moves the expiry of the session of `pid` (its socket is still connected, or just dropped).
+    /// Moves the expiry of the sessions of `pids` (their sockets are still connected, or just
+    /// dropped).
     fn recovery_touch(
         &self,
-        pid: &str,
+        pids: &[String],
         expires_at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -513,9 +513,12 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn recovery_touch(&self, pid: &str, expires_at_ms: i64) -> Result<(), StoreError> {
-        if let Some(s) = self.lock().recovery.get_mut(pid) {
-            s.expires_at_ms = expires_at_ms;
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for pid in pids {
+            if let Some(s) = inner.recovery.get_mut(pid) {
+                s.expires_at_ms = expires_at_ms;
+            }
         }
         Ok(())
     }

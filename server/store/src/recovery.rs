@@ -115,10 +115,12 @@ pub(crate) async fn sqlite_load(
     row.as_ref().map(session_from).transpose()
 }
 
-/// `UPDATE ... SET expires_at_ms` (`$1`, `$2` or `?`, `?`), `DELETE` one, `DELETE` expired.
-pub(crate) const PG_TOUCH: &str = "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = $1";
-pub(crate) const SQLITE_TOUCH: &str =
-    "UPDATE recovery_sessions SET expires_at_ms = ?2 WHERE pid = ?1";
+/// `UPDATE ... SET expires_at_ms` of many pids (an array; SQLite: a JSON array), `DELETE` one,
+/// `DELETE` expired.
+pub(crate) const PG_TOUCH: &str =
+    "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = ANY($1::text[])";
+pub(crate) const SQLITE_TOUCH: &str = "UPDATE recovery_sessions SET expires_at_ms = ?2
+     WHERE pid IN (SELECT value FROM json_each(?1))";
 pub(crate) const PG_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = $1";
 pub(crate) const SQLITE_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = ?";
 pub(crate) const PG_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= $1";

@@ -18,7 +18,14 @@ use sqlx::postgres::PgPool;
 use crate::{NewMessage, StoreError};
 
 /// Checks participation, draws ids (input order), un-hides, reads the commit time in ms.
-const PREPARE_SQL: &str = "WITH unhidden AS (
+/// Takes the conversations' row locks first, like [`super::insert::LOCK_CONVERSATIONS`] (held
+/// until the COMMIT after the COPY).
+const PREPARE_SQL: &str = "WITH locked AS MATERIALIZED (
+        SELECT count(*) AS n FROM (
+            SELECT c.id FROM conversations c WHERE c.id = ANY($1::int8[])
+            ORDER BY c.id FOR NO KEY UPDATE) l
+    ),
+    unhidden AS (
         UPDATE participants p SET hidden = false
         WHERE p.hidden AND p.conversation_id = ANY($1) RETURNING 1
     ),
@@ -28,7 +35,7 @@ const PREPARE_SQL: &str = "WITH unhidden AS (
                   AND p.user_type = u.sender_type AND p.user_id = u.sender_id)
             THEN nextval('messages_id_seq') END AS id
         FROM UNNEST($1::int8[], $2::int2[], $3::int8[])
-             WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, ord)
+             WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, ord) CROSS JOIN locked
     )
     SELECT array_agg(id ORDER BY ord) AS ids,
            (extract(epoch FROM now()::timestamptz(3)) * 1000)::int8 AS created_ms

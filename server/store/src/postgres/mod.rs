@@ -612,9 +612,9 @@ impl Store for PgStore {
         super::recovery::pg_load(&self.pool, pid, now_ms).await
     }
 
-    async fn recovery_touch(&self, pid: &str, expires_at_ms: i64) -> Result<(), StoreError> {
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
         sqlx::query(super::recovery::PG_TOUCH)
-            .bind(pid)
+            .bind(pids)
             .bind(expires_at_ms)
             .execute(&self.pool)
             .await?;

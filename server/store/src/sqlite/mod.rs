@@ -544,9 +544,9 @@ impl Store for SqliteStore {
         super::recovery::sqlite_load(&self.read, pid, now_ms).await
     }
 
-    async fn recovery_touch(&self, pid: &str, expires_at_ms: i64) -> Result<(), StoreError> {
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
         sqlx::query(super::recovery::SQLITE_TOUCH)
-            .bind(pid)
+            .bind(serde_json::to_string(pids).map_err(|e| StoreError::Internal(e.to_string()))?)
             .bind(expires_at_ms)
             .execute(&self.write)
             .await?;
