@@ -1,17 +1,20 @@
-// Recovery storm with the real socket.io-client: N clients (influencers 1..N) in one group with
-// brand SENDER, all in its room; every client drops its transport, SENDER sends MISSED messages,
-// then all N reconnect at once. Each must recover with exactly the missed messages, in id order.
+// Recovery storm with the real socket.io-client: N clients (influencers 1..N), each in its own
+// 1:1 conversation with brand SENDER and in its room; every client drops its transport, SENDER
+// sends MISSED messages to each conversation, then all N reconnect at once. Each must recover
+// with exactly its missed messages, in id order.
 // Prints "ok storm: ..." with the time until the last client recovered and the p50/p99 of the
 // per-client recovery latency (from its reconnect call to its "connect" event).
 //
-// Environment: BASE_URL, CONVERSATION_ID, N, MISSED, SENDER_TOKEN.
+// Environment: BASE_URL, CONVERSATION_IDS (comma-separated, client i's is the i-th), MISSED,
+// SENDER_TOKEN.
 "use strict";
 
 const { io, env, fail, ok, check, waitFor, run } = require("./common");
 
 const URL = `${env("BASE_URL")}/chat`;
-const CONVERSATION_ID = Number(env("CONVERSATION_ID"));
-const N = Number(env("N"));
+const CONVERSATIONS = env("CONVERSATION_IDS").split(",").map(Number);
+const N = CONVERSATIONS.length;
+const IN_FLIGHT = 200;
 const MISSED = Number(env("MISSED"));
 const STEP_MS = Number(process.env.STEP_TIMEOUT_MS || 5000) * 6;
 
@@ -38,12 +41,13 @@ async function main() {
       reconnection: false,
       forceNew: true,
     });
-    const c = { s, got: [], joined: false };
+    const conversationId = CONVERSATIONS[i - 1];
+    const c = { s, got: [], joined: false, conversationId, sent: [] };
     s.on("message:new", (m) => c.got.push(m.id));
     s.on("conversation:joined", () => {
       c.joined = true;
     });
-    s.on("connection:success", () => s.emit("conversation:join", { conversationId: CONVERSATION_ID }));
+    s.on("connection:success", () => s.emit("conversation:join", { conversationId }));
     clients.push(c);
   }
   await until(() => clients.every((c) => c.joined), `${N} clients joined`);
@@ -56,14 +60,26 @@ async function main() {
     await dropped;
   }
   ok(`${N} clients dropped their transport`);
-  const sent = [];
-  for (let i = 0; i < MISSED; i++) {
-    const tempId = `m${i}`;
-    const ack = waitFor(sender, "message:sent", `message:sent ${i}`, (p) => p.tempId === tempId);
-    sender.emit("message:send", { conversationId: CONVERSATION_ID, content: `missed ${i}`, tempId });
-    const r = await ack;
-    sent.push((Array.isArray(r) ? r[0] : r).message.id);
+  // MISSED messages to every conversation, at most IN_FLIGHT unanswered at a time.
+  const byTemp = new Map();
+  let answered = 0;
+  sender.on("message:sent", (p) => {
+    const c = byTemp.get(p.tempId);
+    if (c) c.sent.push(p.message.id);
+    answered++;
+  });
+  let issued = 0;
+  for (let round = 0; round < MISSED; round++) {
+    for (const c of clients) {
+      while (issued - answered >= IN_FLIGHT) await sleep(1);
+      const tempId = `${c.conversationId}-${round}`;
+      byTemp.set(tempId, c);
+      sender.emit("message:send", { conversationId: c.conversationId, content: `missed ${round}`, tempId });
+      issued++;
+    }
   }
+  await until(() => answered === issued, `${issued} message:sent`);
+  ok(`${issued} messages sent while the clients were away`);
   for (const c of clients) c.got.length = 0;
   const start = Date.now();
   const latencies = [];
@@ -85,11 +101,12 @@ async function main() {
   const total = Date.now() - start;
   latencies.sort((a, b) => a - b);
   check(recovered === N, `all ${N} clients recovered`, { recovered });
-  const want = JSON.stringify(sent);
-  const exact = clients.filter((c) => JSON.stringify(c.got) === want).length;
+  const exact = clients.filter(
+    (c) => c.sent.length === MISSED && JSON.stringify(c.got) === JSON.stringify([...c.sent].sort((x, y) => x - y)),
+  ).length;
   check(exact === N, `every client got the ${MISSED} missed messages exactly once, in id order`, {
     exact,
-    example: clients.find((c) => JSON.stringify(c.got) !== want)?.got,
+    example: clients.find((c) => JSON.stringify(c.got) !== JSON.stringify(c.sent))?.got,
   });
   ok(
     `storm: ${N} clients x ${MISSED} missed messages recovered in ${total} ms; ` +
