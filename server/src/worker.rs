@@ -91,7 +91,11 @@ pub fn run_shard(
         // Tell every client to reconnect elsewhere, then give the transports a moment to write.
         close_all(&shard);
         let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
-        let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
+        let busy = |s: &Shard| {
+            !s.conns.borrow().is_empty()
+                || s.ws_tasks.get() > 0
+                || crate::app::recovery::writes_pending()
+        };
         while busy(&shard) && tokio::time::Instant::now() < drain_until {
             // Keep serving forwarded messages (e.g. commit replies) while draining.
             while let Ok(msg) = rx.try_recv() {

@@ -354,24 +354,72 @@ pub fn session(claim: Option<&Claim>) -> Box<SessionRecovery> {
     })
 }
 
+/// Sessions whose socket ended, waiting for their store write (one per shard thread).
+#[derive(Default)]
+struct Ended {
+    /// Transport lost: the row stays, expiring `RECOVERY_WINDOW` from now.
+    touch: Vec<String>,
+    /// The client disconnected on purpose: the row goes.
+    delete: Vec<String>,
+    /// A task is writing them.
+    flushing: bool,
+}
+
+thread_local! {
+    static ENDED: std::cell::RefCell<Ended> = std::cell::RefCell::default();
+}
+
 /// The socket is gone: an explicit disconnect forgets the session; a lost transport leaves it
-/// recoverable for `RECOVERY_WINDOW` from now.
-pub fn ended(shard: &Shard, pid: Box<str>, explicit: bool) {
+/// recoverable for `RECOVERY_WINDOW` from now. Written in batches (one statement for all the
+/// sockets that ended meanwhile: a storm of drops is a few statements, not one per socket).
+pub fn ended(shard: &Rc<Shard>, pid: Box<str>, explicit: bool) {
+    let start = ENDED.with(|e| {
+        let mut e = e.borrow_mut();
+        if explicit {
+            e.delete.push(pid.into());
+        } else {
+            e.touch.push(pid.into());
+        }
+        !std::mem::replace(&mut e.flushing, true)
+    });
+    if !start {
+        return;
+    }
     let Some(shared) = shard.shared.chat.as_ref() else {
         return;
     };
     let store = shared.store.clone();
-    let expires = now_ms().saturating_add(window_ms(shard));
+    let window = window_ms(shard);
     tokio::task::spawn_local(async move {
-        let done = if explicit {
-            store.recovery_delete(&pid).await
-        } else {
-            store.recovery_touch(&[pid.to_string()], expires).await
-        };
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "recovery: session end not recorded");
+        loop {
+            let (touch, delete) = ENDED.with(|e| {
+                let mut e = e.borrow_mut();
+                let taken = (std::mem::take(&mut e.touch), std::mem::take(&mut e.delete));
+                e.flushing = !(taken.0.is_empty() && taken.1.is_empty());
+                taken
+            });
+            if touch.is_empty() && delete.is_empty() {
+                return;
+            }
+            let expires = now_ms().saturating_add(window);
+            for chunk in touch.chunks(TOUCH_CHUNK) {
+                if let Err(e) = store.recovery_touch(chunk, expires).await {
+                    tracing::warn!(error = %e, "recovery: dropped sessions not recorded");
+                }
+            }
+            for chunk in delete.chunks(TOUCH_CHUNK) {
+                if let Err(e) = store.recovery_delete(chunk).await {
+                    tracing::warn!(error = %e, "recovery: ended sessions not deleted");
+                }
+            }
         }
     });
+}
+
+/// True while this shard thread still writes ended sessions (shutdown waits for it: a store
+/// call must not be cut off when the shard's runtime stops).
+pub fn writes_pending() -> bool {
+    ENDED.with(|e| e.borrow().flushing)
 }
 
 /// Sends a recovered socket `user:online` for each of its partners online now (presence changes

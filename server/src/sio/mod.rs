@@ -305,12 +305,9 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
     if let Some(mut chat) = slot.chat {
         if let Some(r) = chat.recovery.take() {
             // Socket.IO keeps a session only when the connection was lost, not when the client
-            // (or its token's expiry) ended the socket. At shutdown the row keeps the expiry of
-            // its last refresh (no store call may be left running while the shard stops).
+            // (or its token's expiry) ended the socket.
             let explicit = matches!(reason, "client namespace disconnect" | "token expired");
-            if reason != "server shutting down" {
-                crate::app::recovery::ended(shard, r.pid, explicit);
-            }
+            crate::app::recovery::ended(shard, r.pid, explicit);
         }
         crate::app::on_disconnected(shard, slot.local, *chat);
     }

@@ -165,8 +165,8 @@ impl Store for AnyStore {
         dispatch!(self, s => s.recovery_touch(pids, expires_at_ms))
     }
 
-    async fn recovery_delete(&self, pid: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.recovery_delete(pid))
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_delete(pids))
     }
 
     async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {

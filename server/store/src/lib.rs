@@ -471,8 +471,11 @@ pub trait Store: Send + Sync + 'static {
         expires_at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Forgets the session of `pid` (the client disconnected on purpose).
-    fn recovery_delete(&self, pid: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets the sessions of `pids` (their clients disconnected on purpose).
+    fn recovery_delete(
+        &self,
+        pids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Forgets every session expired by `now_ms`.
     fn recovery_purge(&self, now_ms: i64) -> impl Future<Output = Result<(), StoreError>> + Send;

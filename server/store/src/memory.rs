@@ -523,8 +523,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn recovery_delete(&self, pid: &str) -> Result<(), StoreError> {
-        self.lock().recovery.remove(pid);
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for pid in pids {
+            inner.recovery.remove(pid);
+        }
         Ok(())
     }
 

@@ -115,14 +115,15 @@ pub(crate) async fn sqlite_load(
     row.as_ref().map(session_from).transpose()
 }
 
-/// `UPDATE ... SET expires_at_ms` of many pids (an array; SQLite: a JSON array), `DELETE` one,
+/// `UPDATE ... SET expires_at_ms` and `DELETE` of many pids (an array; SQLite: a JSON array),
 /// `DELETE` expired.
 pub(crate) const PG_TOUCH: &str =
     "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = ANY($1::text[])";
 pub(crate) const SQLITE_TOUCH: &str = "UPDATE recovery_sessions SET expires_at_ms = ?2
      WHERE pid IN (SELECT value FROM json_each(?1))";
-pub(crate) const PG_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = $1";
-pub(crate) const SQLITE_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = ?";
+pub(crate) const PG_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = ANY($1::text[])";
+pub(crate) const SQLITE_DELETE: &str =
+    "DELETE FROM recovery_sessions WHERE pid IN (SELECT value FROM json_each(?))";
 pub(crate) const PG_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= $1";
 pub(crate) const SQLITE_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= ?";
 
@@ -133,3 +134,8 @@ pub(crate) const PG_LAST_IDS: &str = "SELECT p.conversation_id,
 pub(crate) const SQLITE_LAST_IDS: &str = "SELECT p.conversation_id,
         COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
      FROM participants p WHERE p.user_type = ? AND p.user_id = ? ORDER BY p.conversation_id";
+
+/// A list of pids as the JSON array SQLite's `json_each` reads.
+pub(crate) fn json_list(pids: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(pids).map_err(|e| StoreError::Internal(e.to_string()))
+}

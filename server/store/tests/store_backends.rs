@@ -425,7 +425,7 @@ async fn recovery_sessions(store: &AnyStore) {
     store.recovery_purge(5_000).await.unwrap();
     assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "purged");
     store.recovery_save(&row).await.unwrap();
-    store.recovery_delete("p1").await.unwrap();
+    store.recovery_delete(&["p1".into()]).await.unwrap();
     assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "deleted");
 }
 

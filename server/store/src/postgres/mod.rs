@@ -621,9 +621,9 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn recovery_delete(&self, pid: &str) -> Result<(), StoreError> {
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
         sqlx::query(super::recovery::PG_DELETE)
-            .bind(pid)
+            .bind(pids)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -546,16 +546,16 @@ impl Store for SqliteStore {
 
     async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
         sqlx::query(super::recovery::SQLITE_TOUCH)
-            .bind(serde_json::to_string(pids).map_err(|e| StoreError::Internal(e.to_string()))?)
+            .bind(super::recovery::json_list(pids)?)
             .bind(expires_at_ms)
             .execute(&self.write)
             .await?;
         Ok(())
     }
 
-    async fn recovery_delete(&self, pid: &str) -> Result<(), StoreError> {
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
         sqlx::query(super::recovery::SQLITE_DELETE)
-            .bind(pid)
+            .bind(super::recovery::json_list(pids)?)
             .execute(&self.write)
             .await?;
         Ok(())
