@@ -327,10 +327,10 @@ fn keep_alive(shard: &Rc<Shard>) {
                     tracing::warn!(error = %e, "recovery: sessions not kept alive");
                 }
             }
-            if shard.index == 0 {
-                if let Err(e) = store.recovery_purge(now_ms()).await {
-                    tracing::warn!(error = %e, "recovery: expired sessions not purged");
-                }
+            if shard.index == 0
+                && let Err(e) = store.recovery_purge(now_ms()).await
+            {
+                tracing::warn!(error = %e, "recovery: expired sessions not purged");
             }
         }
     });
