@@ -92,7 +92,8 @@ impl Cursors {
         self.held = Some(Vec::new());
     }
 
-    /// The live frames held back during a replay, to deliver through [`Cursors::admit`];
+    /// The live frames held back (during a replay, or until the CONNECT reply), to deliver
+    /// through [`Cursors::admit`];
     /// None when they overflowed (abandon the recovery).
     pub fn release(&mut self) -> Option<Vec<TextFrame>> {
         let held = self.held.take().unwrap_or_default();

@@ -273,15 +273,40 @@ pub async fn start(shard: &Rc<Shard>, conn: &Conn, local: u64, user: UserKey) {
     };
     if let Err(e) = saved {
         tracing::warn!(error = %e, "recovery: session not started");
-        let mut st = conn.state.borrow_mut();
-        if let Some(chat) = st
-            .sockets
-            .iter_mut()
-            .find(|s| s.local == local)
-            .and_then(|s| s.chat.as_mut())
-        {
-            chat.recovery = None;
+        let held = {
+            let mut st = conn.state.borrow_mut();
+            st.sockets
+                .iter_mut()
+                .find(|s| s.local == local)
+                .and_then(|s| s.chat.as_mut())
+                .and_then(|chat| chat.recovery.take())
+                .and_then(|mut r| r.cursors.release())
+        };
+        for f in held.unwrap_or_default() {
+            conn.push(crate::sio::emit::frame(f));
         }
+    }
+}
+
+/// Delivers the live frames held while the session was set up (after the CONNECT reply), with
+/// their offsets; too many held: the connection ends like a client that stopped reading.
+pub fn release(conn: &Conn, local: u64) {
+    let out = with_session(conn, local, |r| {
+        let held = r.cursors.release()?;
+        Some(
+            held.iter()
+                .filter_map(|f| r.cursors.admit(f))
+                .collect::<Vec<_>>(),
+        )
+    });
+    match out {
+        Some(Some(frames)) => {
+            for f in frames {
+                conn.push(crate::sio::emit::frame(f));
+            }
+        }
+        Some(None) => (conn.on_overflow)(conn),
+        None => {}
     }
 }
 
@@ -345,7 +370,12 @@ pub fn session(claim: Option<&Claim>) -> Box<SessionRecovery> {
             cursors.hold();
             (c.pid.clone(), cursors)
         }
-        None => (new_pid(), Cursors::new(HashMap::new(), false)),
+        // Live frames wait for the CONNECT reply ([`release`]): the store is read first.
+        None => {
+            let mut cursors = Cursors::new(HashMap::new(), false);
+            cursors.hold();
+            (new_pid(), cursors)
+        }
     };
     Box::new(SessionRecovery {
         pid,

@@ -257,6 +257,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
                 None => success,
             };
             conn.push(emit::frame(success));
+            crate::app::recovery::release(conn, local);
             if recovered {
                 crate::app::recovery::partners_online(shard, conn, user);
             }
