@@ -254,9 +254,9 @@ pub fn save(shard: &Rc<Shard>, conn: &Rc<Conn>, local: u64) {
 }
 
 /// A fresh session of socket `local`: reads where `user`'s conversations stand (the socket is
-/// already subscribed), makes that its base and writes its row, before the CONNECT reply gives
-/// the client its pid (a pid a client holds always has a row). The store failing leaves the
-/// socket without a recoverable session.
+/// already subscribed), makes that its base and writes its row (before `connection:success`
+/// gives the client its first offset). The store failing leaves the socket without a
+/// recoverable session (the pid it got is unknown to every node: a normal connect).
 pub async fn start(shard: &Rc<Shard>, conn: &Conn, local: u64, user: UserKey) {
     let Some(shared) = shard.shared.chat.as_ref() else {
         return;
@@ -370,7 +370,7 @@ pub fn session(claim: Option<&Claim>) -> Box<SessionRecovery> {
             cursors.hold();
             (c.pid.clone(), cursors)
         }
-        // Live frames wait for the CONNECT reply ([`release`]): the store is read first.
+        // Live messages wait until the row is written ([`release`]): the store is read first.
         None => {
             let mut cursors = Cursors::new(HashMap::new(), false);
             cursors.hold();

@@ -234,9 +234,6 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
                 Some(c) => crate::app::recovery::resume(shard, conn, local, user, c).await,
                 None => false,
             };
-            if recovers && !recovered {
-                crate::app::recovery::start(shard, conn, local, user).await;
-            }
             if asked {
                 let outcome = if recovered { "recovered" } else { "refused" };
                 metrics::counter!(crate::telemetry::RECOVERIES, crate::telemetry::LABEL_OUTCOME => outcome).increment(1);
@@ -248,6 +245,14 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
             match &pid {
                 Some(pid) => conn.push(emit::connect_with_pid(nsp.as_str(), &id, pid)),
                 None => conn.push(emit::connect(nsp.as_str(), &id)),
+            }
+            // A fresh session's row is written now: its socket is subscribed, and nothing but
+            // the reply may reach the client first. Its positioned frames wait meanwhile.
+            if pid.is_some() && !recovered {
+                crate::app::recovery::start(shard, conn, local, user).await;
+                if conn.closed.get() {
+                    return;
+                }
             }
             // `connection:success` carries the offset too: a client that gets no other event
             // before it drops can still recover.
