@@ -158,6 +158,15 @@ pub struct Config {
     /// Most participants in a group conversation (the creator included).
     #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = 1000)]
     pub max_participants: usize,
+    /// Connection state recovery: how long, in seconds, a client that lost its connection may
+    /// come back (to any node) and get its socket id, rooms and every missed message; 0 = off
+    /// (no `pid` in the CONNECT reply). Like Socket.IO's `maxDisconnectionDuration`.
+    #[arg(long, env = "RECOVERY_WINDOW", default_value_t = 120)]
+    pub recovery_window: u64,
+    /// Most events one recovery replays; a client that missed more connects normally
+    /// (`recovered` false) and reloads over REST.
+    #[arg(long, env = "RECOVERY_MAX_EVENTS", default_value_t = 1000)]
+    pub recovery_max_events: usize,
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,

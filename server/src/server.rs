@@ -142,6 +142,8 @@ impl Server {
                     },
                     rate: (config.rate_limit_per_socket, config.rate_limit_burst),
                     user_rate: config.rate_limit_per_user,
+                    recovery_window: std::time::Duration::from_secs(config.recovery_window),
+                    recovery_max_events: config.recovery_max_events,
                 };
                 (Some(chat), Some(writer))
             }

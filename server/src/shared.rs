@@ -119,6 +119,10 @@ pub struct ChatShared {
     /// Client events per user, over all the user's connections on a shard: per second (bursts
     /// of twice that); 0 = unlimited.
     pub user_rate: u32,
+    /// Connection state recovery window (`RECOVERY_WINDOW`); zero = off.
+    pub recovery_window: std::time::Duration,
+    /// Most events one recovery replays (`RECOVERY_MAX_EVENTS`).
+    pub recovery_max_events: usize,
 }
 
 impl std::fmt::Debug for ChatShared {

@@ -25,6 +25,13 @@ pub use chatwire_store::batch::{
 
 /// Gauge: open Engine.IO connections (optional label [`LABEL_TRANSPORT`]).
 pub const CONNECTIONS: &str = "chatwire_connections";
+/// Counter: `/chat` CONNECTs that asked to recover a session (label [`LABEL_OUTCOME`]:
+/// `recovered`, `refused`: unknown, expired, someone else's or too far behind).
+pub const RECOVERIES: &str = "chatwire_recoveries_total";
+/// Label: how something ended.
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Counter: missed events sent by recoveries.
+pub const RECOVERY_REPLAYED: &str = "chatwire_recovery_replayed_total";
 /// Counter: Engine.IO handshakes accepted.
 pub const HANDSHAKES: &str = "chatwire_handshakes_total";
 /// Counter: REST requests answered 429 (labels [`LABEL_KIND`]: `send`, `create`, `search`,
@@ -158,6 +165,11 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS, "Open Engine.IO connections");
     describe_counter!(HANDSHAKES, "Engine.IO handshakes accepted");
+    describe_counter!(
+        RECOVERIES,
+        "CONNECTs that asked to recover a session, by outcome"
+    );
+    describe_counter!(RECOVERY_REPLAYED, "Missed events sent by recoveries");
     describe_counter!(REFUSED, "Connections refused before a session existed");
     describe_gauge!(SOCKETS, "Socket.IO sockets connected, by namespace");
     describe_counter!(EVENTS_IN, "Client events received, by event name");

@@ -120,7 +120,11 @@ pub fn run_shard(
         let drain_until = tokio::time::Instant::now()
             + crate::http::websocket::CLOSE_DRAIN
             + std::time::Duration::from_millis(250);
-        let busy = |s: &Shard| !s.conns.borrow().is_empty() || s.ws_tasks.get() > 0;
+        let busy = |s: &Shard| {
+            !s.conns.borrow().is_empty()
+                || s.ws_tasks.get() > 0
+                || crate::app::recovery::writes_pending()
+        };
         while busy(&shard) && tokio::time::Instant::now() < drain_until {
             // Keep serving forwarded messages (e.g. commit replies) while draining.
             while let Ok(msg) = rx.try_recv() {

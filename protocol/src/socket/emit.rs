@@ -13,13 +13,46 @@ use crate::json;
 
 /// One encoded Engine.IO text packet, cheap to clone. Every encoder of this module writes UTF-8
 /// when its JSON arguments are UTF-8 (serializers always produce UTF-8).
+///
+/// An EVENT frame may carry a [`Position`]: where it stands in a replayable stream (connection
+/// state recovery). The position is not on the wire; a server appends each recipient's offset
+/// with [`with_offset`] when it delivers the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextFrame(Bytes);
+pub struct TextFrame(Bytes, Option<Position>);
+
+/// The place of an event in a replayable stream: a stream (a conversation) and a sequence number
+/// increasing within it (a message id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The stream.
+    pub stream: i64,
+    /// Increasing within the stream.
+    pub seq: i64,
+}
 
 impl TextFrame {
     /// A frame from a static packet (`"2"`, `"6"`, ...).
     pub const fn from_static(packet: &'static str) -> TextFrame {
-        TextFrame(Bytes::from_static(packet.as_bytes()))
+        TextFrame(Bytes::from_static(packet.as_bytes()), None)
+    }
+
+    fn of(bytes: Vec<u8>) -> TextFrame {
+        TextFrame(Bytes::from(bytes), None)
+    }
+
+    /// This frame marked as the event at `position` of a replayable stream.
+    pub fn at(self, position: Position) -> TextFrame {
+        TextFrame(self.0, Some(position))
+    }
+
+    /// This frame without a position (delivered as it is, never filtered as a repeat).
+    pub fn unpositioned(self) -> TextFrame {
+        TextFrame(self.0, None)
+    }
+
+    /// The frame's position in a replayable stream, if it has one.
+    pub fn position(&self) -> Option<Position> {
+        self.1
     }
 
     /// The encoded packet.
@@ -56,7 +89,7 @@ pub fn event(nsp: &str, event: &str, payload: &[u8]) -> TextFrame {
     encode_event_prefix(nsp, event, &mut out);
     out.extend_from_slice(payload);
     encode_event_suffix(&mut out);
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 /// `42/nsp,<id>["event",<payload>]`: an event the client must acknowledge with ack `id`.
@@ -70,7 +103,7 @@ pub fn event_with_ack(nsp: &str, id: u64, event: &str, payload: &[u8]) -> TextFr
     out.push(b',');
     out.extend_from_slice(payload);
     encode_event_suffix(&mut out);
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 /// Any packet's text part as an Engine.IO message (`4` + [`encode`]); its attachments go
@@ -79,7 +112,7 @@ pub fn packet(packet: &Packet) -> TextFrame {
     let mut out = Vec::with_capacity(64);
     out.push(b'4');
     encode(packet, &mut out);
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 /// `43/nsp,<id>[<payload>]`, the payload already JSON.
@@ -88,7 +121,7 @@ pub fn ack(nsp: &str, id: u64, payload: &[u8]) -> TextFrame {
     encode_ack_prefix(nsp, id, &mut out);
     out.extend_from_slice(payload);
     encode_event_suffix(&mut out);
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 /// `40/nsp,{"sid":"<id>"}`: the answer to a namespace CONNECT.
@@ -99,7 +132,40 @@ pub fn connect(nsp: &str, socket_id: &str) -> TextFrame {
     out.extend_from_slice(b"{\"sid\":");
     json::write_str(socket_id, &mut out);
     out.push(b'}');
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
+}
+
+/// `40/nsp,{"sid":"<id>","pid":"<pid>"}`: the answer to a namespace CONNECT when connection
+/// state recovery is on (`pid` is the private id a client sends back to recover the session).
+pub fn connect_with_pid(nsp: &str, socket_id: &str, pid: &str) -> TextFrame {
+    let mut out = Vec::with_capacity(26 + nsp.len() + socket_id.len() + pid.len());
+    out.extend_from_slice(b"40");
+    nsp_prefix(nsp, &mut out);
+    out.extend_from_slice(b"{\"sid\":");
+    json::write_str(socket_id, &mut out);
+    out.extend_from_slice(b",\"pid\":");
+    json::write_str(pid, &mut out);
+    out.push(b'}');
+    TextFrame::of(out)
+}
+
+/// The EVENT `frame` with one more argument, the string `offset`, at the end of its data array
+/// (`42["e",{..}]` -> `42["e",{..},"<offset>"]`): how a Socket.IO server tells the client where
+/// it stands in the stream (the client sends back the last offset it saw to recover). A frame
+/// that is not an EVENT ending in `]` is returned as it is.
+pub fn with_offset(frame: &TextFrame, offset: &str) -> TextFrame {
+    let bytes = frame.as_bytes();
+    match bytes {
+        [b'4', b'2', .., b']'] => {
+            let mut out = Vec::with_capacity(bytes.len() + offset.len() + 3);
+            out.extend_from_slice(&bytes[..bytes.len() - 1]);
+            out.push(b',');
+            json::write_str(offset, &mut out);
+            out.push(b']');
+            TextFrame::of(out)
+        }
+        _ => frame.clone(),
+    }
 }
 
 /// `44/nsp,{"message":"..."}`: a refused namespace CONNECT.
@@ -110,7 +176,7 @@ pub fn connect_error(nsp: &str, message: &str) -> TextFrame {
     out.extend_from_slice(b"{\"message\":");
     json::write_str(message, &mut out);
     out.push(b'}');
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 /// `41/nsp,`: the server disconnects a socket from a namespace.
@@ -118,7 +184,7 @@ pub fn disconnect(nsp: &str) -> TextFrame {
     let mut out = Vec::with_capacity(4 + nsp.len());
     out.extend_from_slice(b"41");
     nsp_prefix(nsp, &mut out);
-    TextFrame(Bytes::from(out))
+    TextFrame::of(out)
 }
 
 #[cfg(test)]
@@ -151,5 +217,22 @@ mod tests {
         assert_eq!(text(event_with_ack("/", 0, "q", b"1")), r#"420["q",1]"#);
         assert_eq!(text(packet(&Packet::disconnect("/x"))), "41/x,");
         assert_eq!(text(disconnect("/")), "41");
+        assert_eq!(
+            text(connect_with_pid("/chat", "a", "p\"")),
+            r#"40/chat,{"sid":"a","pid":"p\""}"#
+        );
+    }
+
+    #[test]
+    fn offsets_go_last_and_positions_stay_off_the_wire() {
+        let at = Position { stream: 3, seq: 9 };
+        let f = event("/chat", "m", b"{\"x\":[1]}").at(at);
+        assert_eq!(f.position(), Some(at));
+        assert_eq!(
+            text(with_offset(&f, "o.3-9")),
+            r#"42/chat,["m",{"x":[1]},"o.3-9"]"#
+        );
+        assert_eq!(text(with_offset(&ack("/", 1, b"1"), "o")), "431[1]");
+        assert_eq!(f.unpositioned().position(), None);
     }
 }

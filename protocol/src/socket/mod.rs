@@ -13,6 +13,6 @@ pub mod raw;
 mod scan;
 
 pub use decoder::Decoder;
-pub use emit::TextFrame;
+pub use emit::{Position, TextFrame};
 pub use packet::{Packet, PacketType, encode, encode_event_prefix};
 pub use raw::RawEvent;

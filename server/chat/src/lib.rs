@@ -20,6 +20,7 @@ pub mod message;
 pub mod payload;
 pub mod presence;
 pub mod read;
+pub mod recovery;
 pub mod telemetry;
 pub mod typing;
 pub mod validate;

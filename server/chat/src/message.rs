@@ -10,7 +10,7 @@ use crate::payload::SendPayload;
 use crate::validate::{InvalidMessage, MessageLimits, check_send, parse_send};
 use crate::{Effect, Effects, Event, emit_ack, event_frame, json, reply, telemetry, typing};
 use chatwire_protocol::json::Value;
-use chatwire_protocol::socket::{RawEvent, TextFrame};
+use chatwire_protocol::socket::{Position, RawEvent, TextFrame};
 use chatwire_store::{Message, NewMessage, StoreError, TempId};
 
 /// `message:send` with its payload as a value.
@@ -113,16 +113,7 @@ pub struct CommittedFrames {
 pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     let mut body = Vec::with_capacity(384);
     message.write_json(&mut body);
-    let mut note = Vec::with_capacity(body.len() + 40);
-    note.extend_from_slice(b"{\"conversationId\":");
-    note.extend_from_slice(
-        itoa::Buffer::new()
-            .format(message.conversation_id)
-            .as_bytes(),
-    );
-    note.extend_from_slice(b",\"message\":");
-    note.extend_from_slice(&body);
-    note.push(b'}');
+    let (new_frame, notification_frame) = new_and_notification(message, &body);
     let mut sent = Vec::with_capacity(body.len() + 32);
     sent.extend_from_slice(b"{\"tempId\":");
     match &message.temp_id {
@@ -132,17 +123,56 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     sent.extend_from_slice(b",\"message\":");
     sent.extend_from_slice(&body);
     sent.push(b'}');
+    // Each frame is the event at the message's place in its conversation: a socket that gets it
+    // moves its recovery offset there (the sender's reply too, so a recovery does not send the
+    // sender its own message again).
+    let at = position(message);
     let mut sent_frames = SmallVec::new();
-    sent_frames.push(event_frame("message:sent", &sent));
+    sent_frames.push(event_frame("message:sent", &sent).at(at));
     if let Some(id) = ack {
         sent_frames.push(emit_ack(id, &sent));
     }
     metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => "message:sent").increment(1);
     CommittedFrames {
-        new_frame: event_frame("message:new", &body),
-        notification_frame: event_frame("message:notification", &note),
+        new_frame,
+        notification_frame,
         sent: sent_frames,
     }
+}
+
+/// `message:new` and `message:notification` of a stored message, as they went out live: what a
+/// recovery replays.
+pub fn replayed(message: &Message) -> (TextFrame, TextFrame) {
+    let mut body = Vec::with_capacity(384);
+    message.write_json(&mut body);
+    new_and_notification(message, &body)
+}
+
+/// The message's place in its conversation (recovery offsets).
+fn position(message: &Message) -> Position {
+    Position {
+        stream: message.conversation_id,
+        seq: message.id,
+    }
+}
+
+/// `message:new` (the message object `body`) and `message:notification {conversationId, message}`.
+fn new_and_notification(message: &Message, body: &[u8]) -> (TextFrame, TextFrame) {
+    let mut note = Vec::with_capacity(body.len() + 40);
+    note.extend_from_slice(b"{\"conversationId\":");
+    note.extend_from_slice(
+        itoa::Buffer::new()
+            .format(message.conversation_id)
+            .as_bytes(),
+    );
+    note.extend_from_slice(b",\"message\":");
+    note.extend_from_slice(body);
+    note.push(b'}');
+    let at = position(message);
+    (
+        event_frame("message:new", body).at(at),
+        event_frame("message:notification", &note).at(at),
+    )
 }
 
 /// The sender's `message:error` frames for a send the store could not commit: the store's

@@ -26,6 +26,9 @@ pub struct ClusterShard {
     presence: RefCell<Presence>,
     /// Id order of conversations written from several nodes.
     order: RefCell<Order>,
+    /// Set by the first message from another node: until then nothing can arrive out of order,
+    /// so this node's own messages go straight out (a single node never pays for ordering).
+    remote_seen: std::cell::Cell<bool>,
 }
 
 impl ClusterShard {
@@ -43,6 +46,7 @@ impl ClusterShard {
                 frame,
                 except,
             } => self.broadcast(mesh, &room, &frame, except),
+            ClusterMsg::Publish(p) if !self.remote_seen.get() => self.publish(mesh, *p),
             ClusterMsg::Publish(p) => {
                 let room = p.room.clone();
                 let id = p.id;
@@ -53,7 +57,10 @@ impl ClusterShard {
                 id,
                 node,
                 frame,
-            } => self.admit(mesh, &room, id, Some(node), Held::Remote(frame)),
+            } => {
+                self.remote_seen.set(true);
+                self.admit(mesh, &room, id, Some(node), Held::Remote(frame));
+            }
             ClusterMsg::Deliver { frame, sockets } => mesh.deliver(&frame, &sockets),
             ClusterMsg::DeliverToUsers { frame, users } => mesh.deliver_to_users(&frame, &users),
             ClusterMsg::PresenceUp(user) => {

@@ -157,9 +157,10 @@ pub fn on_committed(stored: Stored, mut route: Route) -> Delivery {
     if stored.duplicate {
         // Stored the first time: only the sender's answer, nobody sees it twice.
         return match socket {
+            // Not a new event of the conversation: never filtered as a repeat, no offset.
             Some(socket) => Delivery::Reply {
                 socket,
-                frames: sent.into_vec(),
+                frames: sent.into_iter().map(TextFrame::unpositioned).collect(),
             },
             None => Delivery::Nothing,
         };

@@ -37,11 +37,13 @@ pub fn run(
                 shard
                     .adapter()
                     .join(&**shard, room_name(conversation_id), member);
+                rooms_changed(shard, conn, key);
             }
             Effect::Leave { conversation_id } => {
                 shard
                     .adapter()
                     .leave(&**shard, room_name(conversation_id), key);
+                rooms_changed(shard, conn, key);
             }
             Effect::Broadcast {
                 conversation_id,
@@ -76,6 +78,13 @@ pub fn run(
                 }
             }
         }
+    }
+}
+
+/// A live socket joined or left a room: its recoverable session (if any) is saved with its rooms.
+fn rooms_changed(shard: &Rc<Shard>, conn: Option<&Rc<Conn>>, key: SocketKey) {
+    if let Some(conn) = conn {
+        super::recovery::save(shard, conn, key.local);
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod commit;
 pub mod effects;
+pub mod recovery;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -49,6 +50,7 @@ pub async fn authenticate(
     Ok(SocketChat {
         state: Rc::new(RefCell::new(socket)),
         expires_at: identity.expires_at,
+        recovery: None,
     })
 }
 
@@ -59,14 +61,9 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// After CONNECT: index the socket by user, count presence, emit `connection:success`.
-pub fn on_connected(
-    shard: &Rc<Shard>,
-    conn: &Rc<Conn>,
-    local: u64,
-    user: UserKey,
-    socket_id: &str,
-) {
+/// After CONNECT: index the socket by user, count presence (the caller emits
+/// `connection:success` after the CONNECT reply).
+pub fn on_connected(shard: &Rc<Shard>, local: u64, user: UserKey) {
     shard
         .users
         .borrow_mut()
@@ -74,7 +71,6 @@ pub fn on_connected(
         .or_default()
         .push(local);
     shard.adapter().presence_up(&**shard, user);
-    conn.push(crate::sio::emit::frame(Chat::connected(user, socket_id)));
 }
 
 /// After the socket is gone: `typing:stop` where it typed, leave its rooms, drop the user

@@ -158,6 +158,14 @@ impl Shard {
         }
     }
 
+    /// True when chat sockets get recoverable sessions (`RECOVERY_WINDOW` > 0).
+    pub fn recovers(&self) -> bool {
+        self.shared
+            .chat
+            .as_ref()
+            .is_some_and(|c| !c.recovery_window.is_zero())
+    }
+
     /// A fresh shard-local number (connections and sockets share the counter).
     pub fn next_id(&self) -> u64 {
         let id = self.next_id.get();
@@ -201,11 +209,43 @@ impl Shard {
     pub fn deliver(&self, socket: u64, frame: Frame) {
         let conn = self.sockets.borrow().get(&socket).cloned();
         if let Some(conn) = conn {
-            if !self.batching.get() {
-                conn.push(frame);
-            } else if conn.push_deferred(frame) {
-                self.dirty.borrow_mut().push(conn);
+            self.push_to(conn, frame);
+        }
+    }
+
+    /// Queues a frame on a local connection: written at the end of the batch when one is being
+    /// applied, else through its transport at once.
+    fn push_to(&self, conn: Rc<Conn>, frame: Frame) {
+        if !self.batching.get() {
+            conn.push(frame);
+        } else if conn.push_deferred(frame) {
+            self.dirty.borrow_mut().push(conn);
+        }
+    }
+
+    /// Writes a frame that has a place in a conversation ([`TextFrame::position`]) to a socket:
+    /// through the socket's recovery cursors when it has a recoverable session (its offset
+    /// appended, a repeat dropped, held back while a recovery replays), else as it is.
+    pub fn deliver_positioned(&self, socket: u64, frame: &TextFrame) {
+        let Some(conn) = self.sockets.borrow().get(&socket).cloned() else {
+            return;
+        };
+        let out = {
+            let mut st = conn.state.borrow_mut();
+            let cursors = st
+                .sockets
+                .iter_mut()
+                .find(|s| s.local == socket)
+                .and_then(|s| s.chat.as_mut())
+                .and_then(|c| c.recovery.as_mut())
+                .map(|r| &mut r.cursors);
+            match cursors {
+                Some(c) => c.admit(frame),
+                None => Some(frame.clone()),
             }
+        };
+        if let Some(f) = out {
+            self.push_to(conn, crate::sio::emit::frame(f));
         }
     }
 
@@ -263,6 +303,12 @@ impl Mesh for Shard {
     }
 
     fn deliver(&self, frame: &TextFrame, sockets: &[u64]) {
+        if frame.position().is_some() && self.recovers() {
+            for s in sockets {
+                self.deliver_positioned(*s, frame);
+            }
+            return;
+        }
         let frame = crate::sio::emit::frame(frame.clone());
         for s in sockets {
             self.deliver(*s, frame.clone());
@@ -270,6 +316,15 @@ impl Mesh for Shard {
     }
 
     fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]) {
+        if frame.position().is_some() && self.recovers() {
+            for u in users {
+                let sockets = self.users.borrow().get(u).cloned().unwrap_or_default();
+                for s in sockets {
+                    self.deliver_positioned(s, frame);
+                }
+            }
+            return;
+        }
         let frame = crate::sio::emit::frame(frame.clone());
         for u in users {
             self.deliver_to_user(*u, &frame);

@@ -31,6 +31,11 @@ pub fn connect(nsp: &str, socket_id: &str) -> Frame {
     frame(emit::connect(nsp, socket_id))
 }
 
+/// `40/nsp,{"sid":"<id>","pid":"<pid>"}`: the CONNECT answer of a recoverable session.
+pub fn connect_with_pid(nsp: &str, socket_id: &str, pid: &str) -> Frame {
+    frame(emit::connect_with_pid(nsp, socket_id, pid))
+}
+
 /// `44/nsp,{"message":"..."}`: a refused namespace CONNECT.
 pub fn connect_error(nsp: &str, message: &str) -> Frame {
     frame(emit::connect_error(nsp, message))

@@ -190,13 +190,25 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     } else {
         None
     };
-    if conn.closed.get() {
+    let user = chat.as_ref().map(|c| c.state.borrow().user);
+    // Connection state recovery: the session the client asks back (pid + offset in its auth).
+    let recovers = mode == Mode::Chat && nsp == Nsp::Chat && shard.recovers();
+    let claim = match (recovers, user) {
+        (true, Some(user)) => crate::app::recovery::claim(shard, user, auth.as_ref()).await,
+        _ => None,
+    };
+    if conn.closed.get() || find_socket(conn, nsp).is_some() {
         return;
     }
+    let mut chat = chat;
+    if let (true, Some(c)) = (recovers, chat.as_mut()) {
+        c.recovery = Some(crate::app::recovery::session(claim.as_ref()));
+    }
     let local = shard.next_id();
-    let id = socket_id(shard.index, local);
-    conn.push(emit::connect(nsp.as_str(), &id));
-    let user = chat.as_ref().map(|c| c.state.borrow().user);
+    let id = match &claim {
+        Some(c) => c.sid.clone().into_boxed_str(),
+        None => socket_id(shard.index, local),
+    };
     let expires_at = chat.as_ref().and_then(|c| c.expires_at);
     {
         let mut st = conn.state.borrow_mut();
@@ -214,13 +226,55 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) {
     conn.rearm.notify_one();
     match (mode, nsp, user) {
         (Mode::Chat, Nsp::Chat, Some(user)) => {
-            crate::app::on_connected(shard, conn, local, user, &id);
+            crate::app::on_connected(shard, local, user);
+            let asked = claim.is_some();
+            // Missed events go out before the CONNECT reply, as Socket.IO does: the client
+            // buffers them and fires them before `connect`.
+            let recovered = match claim {
+                Some(c) => crate::app::recovery::resume(shard, conn, local, user, c).await,
+                None => false,
+            };
+            if asked {
+                let outcome = if recovered { "recovered" } else { "refused" };
+                metrics::counter!(crate::telemetry::RECOVERIES, crate::telemetry::LABEL_OUTCOME => outcome).increment(1);
+            }
+            if conn.closed.get() {
+                return;
+            }
+            let pid = crate::app::recovery::pid(conn, local);
+            match &pid {
+                Some(pid) => conn.push(emit::connect_with_pid(nsp.as_str(), &id, pid)),
+                None => conn.push(emit::connect(nsp.as_str(), &id)),
+            }
+            // A fresh session's row is written now: its socket is subscribed, and nothing but
+            // the reply may reach the client first. Its positioned frames wait meanwhile.
+            if pid.is_some() && !recovered {
+                crate::app::recovery::start(shard, conn, local, user).await;
+                if conn.closed.get() {
+                    return;
+                }
+            }
+            // `connection:success` carries the offset too: a client that gets no other event
+            // before it drops can still recover.
+            let success = chatwire_chat::Chat::connected(user, &id);
+            let success = match crate::app::recovery::offset(conn, local) {
+                Some(offset) => chatwire_protocol::socket::emit::with_offset(&success, &offset),
+                None => success,
+            };
+            conn.push(emit::frame(success));
+            crate::app::recovery::release(conn, local);
+            if recovered {
+                crate::app::recovery::partners_online(shard, conn, user);
+            }
             if let Some(at) = expires_at {
                 disconnect_at_expiry(shard.clone(), conn.clone(), local, at);
             }
         }
-        (Mode::Conformance, _, _) => conformance::on_connected(conn, nsp, auth),
-        _ => {}
+        (Mode::Conformance, _, _) => {
+            conn.push(emit::connect(nsp.as_str(), &id));
+            conformance::on_connected(conn, nsp, auth);
+        }
+        _ => conn.push(emit::connect(nsp.as_str(), &id)),
     }
 }
 
@@ -254,7 +308,13 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
     tracing::trace!(sid = %conn.sid, socket = %slot.id, reason, "socket disconnected");
     shard.sockets.borrow_mut().remove(&slot.local);
     metrics::gauge!(crate::telemetry::SOCKETS).decrement(1.0);
-    if let Some(chat) = slot.chat {
+    if let Some(mut chat) = slot.chat {
+        if let Some(r) = chat.recovery.take() {
+            // Socket.IO keeps a session only when the connection was lost, not when the client
+            // (or its token's expiry) ended the socket.
+            let explicit = matches!(reason, "client namespace disconnect" | "token expired");
+            crate::app::recovery::ended(shard, r.pid, explicit);
+        }
         crate::app::on_disconnected(shard, slot.local, *chat);
     }
     shard

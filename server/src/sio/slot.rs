@@ -66,6 +66,19 @@ pub struct SocketChat {
     pub state: Rc<RefCell<ChatSocket>>,
     /// When the token it connected with expires (Unix seconds); None for tokens without one.
     pub expires_at: Option<u64>,
+    /// Its recoverable session (None when `RECOVERY_WINDOW` is 0).
+    pub recovery: Option<Box<SessionRecovery>>,
+}
+
+/// A socket's recoverable session: its private id and its place in its conversations.
+#[derive(Debug)]
+pub struct SessionRecovery {
+    /// The private id the client sends back to recover (the session row's key).
+    pub pid: Box<str>,
+    /// Offsets given to the client, repeats filtered, live frames held during a replay.
+    pub cursors: chatwire_chat::recovery::Cursors,
+    /// The session row is being written (1), and was changed again meanwhile (2).
+    pub saving: u8,
 }
 
 /// Pending server acks of one socket.

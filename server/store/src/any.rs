@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{
     Conversation, ConversationCursor, ConversationPage, HistoryQuery, MemoryStore, MessagePage,
-    NewMessage, Outcome, PgStore, Profile, SqliteStore, Store, StoreError, UnreadCounts, UserKey,
+    NewMessage, Outcome, PgStore, Profile, RecoverySession, SqliteStore, Store, StoreError,
+    UnreadCounts, UserKey,
 };
 
 /// The store the server runs on.
@@ -142,5 +143,33 @@ impl Store for AnyStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
+    }
+
+    async fn last_message_ids(&self, user: UserKey) -> Result<Vec<(i64, i64)>, StoreError> {
+        dispatch!(self, s => s.last_message_ids(user))
+    }
+
+    async fn recovery_save(&self, session: &RecoverySession) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_save(session))
+    }
+
+    async fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> Result<Option<RecoverySession>, StoreError> {
+        dispatch!(self, s => s.recovery_load(pid, now_ms))
+    }
+
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_touch(pids, expires_at_ms))
+    }
+
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_delete(pids))
+    }
+
+    async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.recovery_purge(now_ms))
     }
 }

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod postgres;
 mod profiles;
 mod read_state;
+pub mod recovery;
 pub mod sqlite;
 pub mod views;
 
@@ -29,6 +30,7 @@ pub use json::{
 };
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
+pub use recovery::RecoverySession;
 pub use sqlite::SqliteStore;
 pub use views::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
@@ -440,6 +442,43 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Each conversation of `user` with its last message id (0 when it has none), by
+    /// conversation: where a recoverable session starts.
+    fn last_message_ids(
+        &self,
+        user: UserKey,
+    ) -> impl Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send;
+
+    /// Writes a recoverable session (replacing the row of the same `pid`).
+    fn recovery_save(
+        &self,
+        session: &RecoverySession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session of `pid` unless it expired by `now_ms`.
+    fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<RecoverySession>, StoreError>> + Send;
+
+    /// Moves the expiry of the sessions of `pids` (their sockets are still connected, or just
+    /// dropped).
+    fn recovery_touch(
+        &self,
+        pids: &[String],
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the sessions of `pids` (their clients disconnected on purpose).
+    fn recovery_delete(
+        &self,
+        pids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets every session expired by `now_ms`.
+    fn recovery_purge(&self, now_ms: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The members of a new group: `caller` plus `members`, deduplicated and sorted, checked against

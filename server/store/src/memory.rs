@@ -38,6 +38,8 @@ struct Inner {
     last_message_id: i64,
     /// Last timestamp handed out (keeps time non-decreasing).
     last_ms: i64,
+    /// Recoverable sessions by pid.
+    recovery: HashMap<String, super::RecoverySession>,
 }
 
 #[derive(Debug)]
@@ -465,6 +467,72 @@ impl Store for MemoryStore {
         if let Some(conv) = inner.conversations.get_mut(&conversation_id) {
             conv.hidden.insert(user);
         }
+        Ok(())
+    }
+
+    async fn last_message_ids(&self, user: UserKey) -> Result<Vec<(i64, i64)>, StoreError> {
+        let inner = self.lock();
+        let mut ids: Vec<(i64, i64)> = inner
+            .by_user
+            .get(&user)
+            .map(|convs| {
+                convs
+                    .iter()
+                    .map(|c| {
+                        let last = inner
+                            .conversations
+                            .get(c)
+                            .and_then(|conv| conv.messages.last())
+                            .map_or(0, |m| m.id);
+                        (*c, last)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
+        self.lock()
+            .recovery
+            .insert(session.pid.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> Result<Option<super::RecoverySession>, StoreError> {
+        Ok(self
+            .lock()
+            .recovery
+            .get(pid)
+            .filter(|s| s.expires_at_ms > now_ms)
+            .cloned())
+    }
+
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for pid in pids {
+            if let Some(s) = inner.recovery.get_mut(pid) {
+                s.expires_at_ms = expires_at_ms;
+            }
+        }
+        Ok(())
+    }
+
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for pid in pids {
+            inner.recovery.remove(pid);
+        }
+        Ok(())
+    }
+
+    async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.lock().recovery.retain(|_, s| s.expires_at_ms > now_ms);
         Ok(())
     }
 

@@ -377,7 +377,60 @@ async fn search_folds_unicode_case(store: &AnyStore) {
     assert!(search(".*").await.is_empty());
 }
 
+/// Recoverable sessions: saved, read back until they expire, touched, deleted, purged; and the
+/// per-conversation last ids a session starts from.
+async fn recovery_sessions(store: &AnyStore) {
+    use chatwire_store::RecoverySession;
+    let (a, b) = (brand(70), infl(71));
+    let conv = store.create_direct(a, b).await.unwrap().0.id;
+    let other = store.create_direct(a, infl(72)).await.unwrap().0.id;
+    let m = send(store, msg(conv, a, "x", None)).await.message;
+    let mut ids = store.last_message_ids(a).await.unwrap();
+    ids.sort_unstable();
+    let mut want = vec![(conv, m.id), (other, 0)];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let row = RecoverySession {
+        pid: "p1".into(),
+        user: a,
+        sid: "s1".into(),
+        state: "{}".into(),
+        expires_at_ms: 1_000,
+    };
+    store.recovery_save(&row).await.unwrap();
+    assert_eq!(
+        store.recovery_load("p1", 999).await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        store.recovery_load("p1", 1_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.recovery_load("nope", 0).await.unwrap(), None);
+    let newer = RecoverySession {
+        state: "{\"rooms\":[1]}".into(),
+        ..row.clone()
+    };
+    store.recovery_save(&newer).await.unwrap();
+    store
+        .recovery_touch(&["p1".into(), "p2".into()], 5_000)
+        .await
+        .unwrap();
+    let back = store.recovery_load("p1", 4_999).await.unwrap().unwrap();
+    assert_eq!(
+        (back.state.as_str(), back.expires_at_ms),
+        ("{\"rooms\":[1]}", 5_000)
+    );
+    store.recovery_purge(5_000).await.unwrap();
+    assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "purged");
+    store.recovery_save(&row).await.unwrap();
+    store.recovery_delete(&["p1".into()]).await.unwrap();
+    assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "deleted");
+}
+
 async fn suite(store: AnyStore) {
+    recovery_sessions(&store).await;
     identity(&store).await;
     search_folds_unicode_case(&store).await;
     conversations_and_messages(&store).await;
@@ -415,4 +468,55 @@ async fn postgres_search_folds_unicode_case_in_a_c_locale_database() {
 #[tokio::test]
 async fn unknown_database_urls_are_refused() {
     assert!(AnyStore::connect("mysql://x", true).await.is_err());
+}
+
+/// Two writers (two nodes) on one conversation: a batch must not draw its ids while another
+/// transaction that already drew ids for the same conversation is uncommitted, or a later
+/// commit could land a smaller id under what a reader already saw. Every write path waits for
+/// the conversation's row lock.
+#[tokio::test]
+async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
+    use chatwire_store::postgres::WritePath;
+    let db = pg::TestDb::create().await;
+    let store = chatwire_store::PgStore::connect(&db.url, true)
+        .await
+        .unwrap();
+    let (a, b) = (brand(80), infl(81));
+    let conv = store.create_direct(a, b).await.unwrap().0.id;
+    let other = store.create_direct(a, infl(82)).await.unwrap().0.id;
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
+        store.set_write_path(path);
+        // Another node's transaction: holds the conversation's lock and drew an id.
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(conv)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let held: i64 = sqlx::query_scalar("SELECT nextval('messages_id_seq')")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        // Another conversation is not held up.
+        let free = store
+            .insert_batch(&[msg(other, a, "free", None)])
+            .await
+            .unwrap();
+        assert!(free[0].is_ok());
+        let batch = [msg(conv, a, "waits", None)];
+        let mut insert = std::pin::pin!(store.insert_batch(&batch));
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut insert).await;
+        assert!(
+            early.is_err(),
+            "{path:?}: the insert drew ids while the conversation was locked"
+        );
+        tx.commit().await.unwrap();
+        let stored = insert.await.unwrap().pop().unwrap().unwrap();
+        assert!(
+            stored.message.id > held,
+            "{path:?}: id {} after {held}",
+            stored.message.id
+        );
+    }
 }

@@ -52,7 +52,9 @@ class Client:
         self.sio.on("connect_error", lambda data: self.errors.put(data), namespace=NS)
 
     def _put(self, event):
-        return lambda data=None: self.queues[event].put(data)
+        # With connection state recovery on, recoverable events carry the offset as one more
+        # argument after the payload (as Socket.IO servers do): the payload is the first.
+        return lambda data=None, *_offset: self.queues[event].put(data)
 
     def wait(self, event):
         try:

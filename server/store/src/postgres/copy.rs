@@ -13,18 +13,19 @@
 //! values are skipped) and the caller runs the `ON CONFLICT` statement, which returns the stored
 //! row. A sender that is not a participant does the same, so refusals keep their exact outcome.
 
-use std::sync::LazyLock;
-
 use sqlx::postgres::PgPool;
-
-use super::insert::LOCK_CONVERSATIONS;
 
 use crate::{NewMessage, StoreError};
 
 /// Checks participation, draws ids (input order), un-hides, reads the commit time in ms.
-static PREPARE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH unhidden AS (
+/// Takes the conversations' row locks first, like [`super::insert::LOCK_CONVERSATIONS`] (held
+/// until the COMMIT after the COPY).
+const PREPARE_SQL: &str = "WITH locked AS MATERIALIZED (
+        SELECT count(*) AS n FROM (
+            SELECT c.id FROM conversations c WHERE c.id = ANY($1::int8[])
+            ORDER BY c.id FOR NO KEY UPDATE) l
+    ),
+    unhidden AS (
         UPDATE participants p SET hidden = false
         WHERE p.hidden AND p.conversation_id = ANY($1) RETURNING 1
     ),
@@ -34,14 +35,11 @@ static PREPARE_SQL: LazyLock<String> = LazyLock::new(|| {
                   AND p.user_type = u.sender_type AND p.user_id = u.sender_id)
             THEN nextval('messages_id_seq') END AS id
         FROM UNNEST($1::int8[], $2::int2[], $3::int8[])
-             WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, ord)
-        WHERE {LOCK_CONVERSATIONS}
+             WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, ord) CROSS JOIN locked
     )
     SELECT array_agg(id ORDER BY ord) AS ids,
            (extract(epoch FROM now()::timestamptz(3)) * 1000)::int8 AS created_ms
-    FROM drawn"
-    )
-});
+    FROM drawn";
 
 /// The COPY statement; the column order is the one [`encode`] writes.
 const COPY_SQL: &str = "COPY messages (id, conversation_id, sender_type, sender_id, message_type, \
@@ -70,13 +68,12 @@ pub(super) async fn copy_batch(
         .map(|(m, _)| m.sender.user_type.code())
         .collect();
     let senders: Vec<i64> = rows.iter().map(|(m, _)| m.sender.id).collect();
-    let (ids, created_ms): (Vec<Option<i64>>, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(PREPARE_SQL.as_str()))
-            .bind(&conversations)
-            .bind(&types)
-            .bind(&senders)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (ids, created_ms): (Vec<Option<i64>>, i64) = sqlx::query_as(PREPARE_SQL)
+        .bind(&conversations)
+        .bind(&types)
+        .bind(&senders)
+        .fetch_one(&mut *tx)
+        .await?;
     let ids: Option<Vec<i64>> = ids.into_iter().collect();
     let Some(ids) = ids.filter(|ids| ids.len() == rows.len()) else {
         // A sender is not a participant (or the conversation does not exist).

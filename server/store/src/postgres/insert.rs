@@ -12,17 +12,21 @@ const INPUT: &str = "FROM UNNEST($1::int8[], $2::int2[], $3::int8[], $4::text[],
      $6::text[], $7::text[], $8::text[]) WITH ORDINALITY AS u(conversation_id, sender_type, \
      sender_id, message_type, content, attachment_url, attachment_name, temp_id_key, ord)";
 
+/// Locks the rows of the batch's conversations (`$1`), in id order, before any id is drawn: the
+/// statement's ids come from the sequence only once it holds them (`drawn` joins this CTE's
+/// single row, an aggregate that consumes every lock first), so two transactions writing to one
+/// conversation, from any node, draw and commit its ids one after the other, in id order. Recovery
+/// offsets rely on it (a conversation's "last id delivered" has nothing missing below it).
+/// `NO KEY UPDATE` does not conflict with the key-share locks of participant inserts.
+pub(super) const LOCK_CONVERSATIONS: &str = "locked AS MATERIALIZED (
+            SELECT count(*) AS n FROM (
+                SELECT c.id FROM conversations c WHERE c.id = ANY($1::int8[])
+                ORDER BY c.id FOR NO KEY UPDATE) l
+        )";
+
 /// True when input row `u`'s sender takes part in its conversation.
 const SENDER_IS_MEMBER: &str = "SELECT 1 FROM participants p WHERE p.conversation_id = \
      u.conversation_id AND p.user_type = u.sender_type AND p.user_id = u.sender_id";
-
-/// Locks the batch's conversations (in id order, so two batches never deadlock) before any id
-/// is drawn: two nodes committing to one conversation then take their ids and commit one after
-/// the other, so a conversation's commit order is its id order on every node. Used as an
-/// uncorrelated scalar subquery in the drawing query's WHERE, so it runs (once) before the first
-/// `nextval`.
-pub(super) const LOCK_CONVERSATIONS: &str = "(SELECT count(*) FROM (SELECT c.id FROM conversations c \
-     WHERE c.id = ANY($1::int8[]) ORDER BY c.id FOR UPDATE) locked) >= 0";
 
 /// The columns both statements insert.
 const COLUMNS: &str = "id, conversation_id, sender_type, sender_id, message_type, content, \
@@ -31,11 +35,11 @@ const COLUMNS: &str = "id, conversation_id, sender_type, sender_id, message_type
 /// The batch insert statement (built once: the same text hits sqlx's prepared-statement cache).
 pub(super) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH checked AS (
+        "WITH {LOCK_CONVERSATIONS},
+        checked AS (
             SELECT nextval('messages_id_seq') AS id, u.*, EXISTS (
                 {SENDER_IS_MEMBER}) AS allowed
-            {INPUT}
-            WHERE {LOCK_CONVERSATIONS}
+            {INPUT} CROSS JOIN locked
         ),
         ins AS (
             INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM checked WHERE allowed
@@ -100,12 +104,12 @@ pub(super) async fn find_by_key(
 /// caller runs [`INSERT_SQL`], which returns the stored rows: the idempotency index decides.
 pub(super) static FAST_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH drawn AS (
+        "WITH {LOCK_CONVERSATIONS},
+        drawn AS (
             SELECT u.*, CASE WHEN EXISTS (
                 {SENDER_IS_MEMBER})
                 THEN nextval('messages_id_seq') END AS id
-            {INPUT}
-            WHERE {LOCK_CONVERSATIONS}
+            {INPUT} CROSS JOIN locked
         ),
         ins AS (
             INSERT INTO messages ({COLUMNS}) SELECT {COLUMNS} FROM drawn WHERE id IS NOT NULL

@@ -592,6 +592,51 @@ impl Store for PgStore {
         conversations::hide(self, conversation_id, user).await
     }
 
+    async fn last_message_ids(&self, user: UserKey) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(super::recovery::PG_LAST_IDS)
+            .bind(user.user_type.code())
+            .bind(user.id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
+        super::recovery::pg_save(&self.pool, session).await
+    }
+
+    async fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> Result<Option<super::RecoverySession>, StoreError> {
+        super::recovery::pg_load(&self.pool, pid, now_ms).await
+    }
+
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::PG_TOUCH)
+            .bind(pids)
+            .bind(expires_at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::PG_DELETE)
+            .bind(pids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::PG_PURGE)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

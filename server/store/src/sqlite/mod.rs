@@ -524,6 +524,51 @@ impl Store for SqliteStore {
         conversations::hide(self, conversation_id, user).await
     }
 
+    async fn last_message_ids(&self, user: UserKey) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(super::recovery::SQLITE_LAST_IDS)
+            .bind(user.user_type.code())
+            .bind(user.id)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
+        super::recovery::sqlite_save(&self.write, session).await
+    }
+
+    async fn recovery_load(
+        &self,
+        pid: &str,
+        now_ms: i64,
+    ) -> Result<Option<super::RecoverySession>, StoreError> {
+        super::recovery::sqlite_load(&self.read, pid, now_ms).await
+    }
+
+    async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::SQLITE_TOUCH)
+            .bind(super::recovery::json_list(pids)?)
+            .bind(expires_at_ms)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::SQLITE_DELETE)
+            .bind(super::recovery::json_list(pids)?)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(super::recovery::SQLITE_PURGE)
+            .bind(now_ms)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

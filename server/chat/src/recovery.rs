@@ -1,0 +1,285 @@
+//! Connection state recovery, the part with no I/O: what an offset is, how a socket's offsets
+//! advance as positioned frames reach it, and where a recovery resumes.
+//!
+//! **An offset** is the string a recoverable event carries as its last argument. It names, for
+//! every conversation whose events reached this socket since its session started, the last
+//! message id delivered: `o` then `.<conversation>-<id>` per conversation, both base 36, sorted
+//! by conversation (`o.2s-9ix`). Conversations with nothing new since the session's start are
+//! not in it: the session row in the store keeps that start (`base`: each conversation of the
+//! user and its last message id when the session started, read after the socket was subscribed).
+//! So the client's last offset and the session row together give, per conversation, the last
+//! message it received: `max(base[c], offset[c])`, and a recovery replays, per conversation, the
+//! ids above that, merged in id order.
+//!
+//! **Why it cannot skip a message:** within a conversation, ids are committed in id order (one
+//! writer lane per conversation on a node; on PostgreSQL the insert locks the conversation's row
+//! first, so across nodes too) and its events reach a socket in id order (one room owner). So
+//! "the last id of conversation c delivered" is a cursor with nothing below it missing, unlike
+//! one largest id over all conversations, which a later commit of a smaller id in another
+//! conversation (another lane, another node) would slip under. An id above `base[c]` was
+//! committed after the socket was subscribed, so it was delivered live or is replayed.
+//!
+//! **Bounded:** at most [`MAX_OFFSET_ENTRIES`] conversations per offset. A session whose socket
+//! got events from more conversations carries [`OVERFLOW`] instead, and cannot be recovered (the
+//! client connects normally and reloads over REST). A recovery starts a new base where the
+//! client was, so the count starts again from zero.
+
+use std::collections::HashMap;
+
+use chatwire_protocol::socket::emit::with_offset;
+use chatwire_protocol::socket::{Position, TextFrame};
+
+/// Most conversations an offset names (about 15 bytes each).
+pub const MAX_OFFSET_ENTRIES: usize = 32;
+
+/// The offset of a session whose socket got events of more than [`MAX_OFFSET_ENTRIES`]
+/// conversations: not recoverable.
+pub const OVERFLOW: &str = "x";
+
+/// Longest offset string accepted from a client.
+const MAX_OFFSET_LEN: usize = MAX_OFFSET_ENTRIES * 28 + 1;
+
+/// Live frames held back at most while a recovery replays (more: the recovery is abandoned).
+const MAX_HELD: usize = 4096;
+
+/// A socket's place in its conversations, and the offsets it has been given.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    /// Where the session started: conversation -> last id then (from the session row).
+    base: HashMap<i64, i64>,
+    /// Conversations advanced past `base`: the last id delivered, sorted by conversation.
+    seen: Vec<(i64, i64)>,
+    /// A recovered session: frames at or below `base` were received before the drop, or
+    /// replayed, and are not delivered again.
+    resumed: bool,
+    /// More than [`MAX_OFFSET_ENTRIES`] conversations: offsets say [`OVERFLOW`].
+    overflow: bool,
+    /// While a recovery replays: live positioned frames, delivered (or dropped as repeats)
+    /// after the replay.
+    held: Option<Vec<TextFrame>>,
+    /// The held frames overflowed [`MAX_HELD`]: the recovery must be abandoned.
+    lost: bool,
+}
+
+impl Cursors {
+    /// A new session starting at `base` (empty until the snapshot is read: every event is then
+    /// named in the offset, which is safe). `resumed` for a recovered session.
+    pub fn new(base: HashMap<i64, i64>, resumed: bool) -> Cursors {
+        Cursors {
+            base,
+            resumed,
+            ..Cursors::default()
+        }
+    }
+
+    /// Sets the session's start, read after the socket was subscribed (fresh sessions).
+    pub fn set_base(&mut self, base: HashMap<i64, i64>) {
+        let seen = std::mem::take(&mut self.seen);
+        self.seen = seen
+            .into_iter()
+            .filter(|(c, id)| base.get(c).is_none_or(|b| id > b))
+            .collect();
+        self.base = base;
+    }
+
+    /// The session's start.
+    pub fn base(&self) -> &HashMap<i64, i64> {
+        &self.base
+    }
+
+    /// Holds live frames back until [`Cursors::release`] (a recovery is replaying).
+    pub fn hold(&mut self) {
+        self.held = Some(Vec::new());
+    }
+
+    /// The live frames held back (during a replay, or until the CONNECT reply), to deliver
+    /// through [`Cursors::admit`];
+    /// None when they overflowed (abandon the recovery).
+    pub fn release(&mut self) -> Option<Vec<TextFrame>> {
+        let held = self.held.take().unwrap_or_default();
+        (!std::mem::take(&mut self.lost)).then_some(held)
+    }
+
+    /// The frame to deliver for a positioned `frame` (its offset appended), or None: a repeat
+    /// of what the client has, or held back during a replay. Unpositioned frames pass as they are.
+    pub fn admit(&mut self, frame: &TextFrame) -> Option<TextFrame> {
+        let Some(Position { stream, seq }) = frame.position() else {
+            return Some(frame.clone());
+        };
+        if let Some(held) = self.held.as_mut() {
+            if held.len() < MAX_HELD {
+                held.push(frame.clone());
+            } else {
+                self.lost = true;
+            }
+            return None;
+        }
+        let base = self.base.get(&stream).copied();
+        let slot = self.seen.binary_search_by_key(&stream, |(c, _)| *c);
+        let last = match slot {
+            Ok(i) => self.seen.get(i).map(|(_, id)| *id),
+            Err(_) => None,
+        };
+        if last.is_some_and(|l| seq <= l) || (self.resumed && base.is_some_and(|b| seq <= b)) {
+            return None;
+        }
+        if base.is_none_or(|b| seq > b) {
+            match slot {
+                Ok(i) => {
+                    if let Some(e) = self.seen.get_mut(i) {
+                        e.1 = seq;
+                    }
+                }
+                Err(i) => self.seen.insert(i, (stream, seq)),
+            }
+        }
+        if self.seen.len() > MAX_OFFSET_ENTRIES {
+            self.overflow = true;
+        }
+        Some(with_offset(frame, &self.offset()))
+    }
+
+    /// The offset the client holds after the last admitted frame.
+    pub fn offset(&self) -> String {
+        if self.overflow {
+            return OVERFLOW.to_owned();
+        }
+        let mut s = String::with_capacity(1 + self.seen.len() * 14);
+        s.push('o');
+        for (c, id) in &self.seen {
+            s.push('.');
+            push_base36(*c, &mut s);
+            s.push('-');
+            push_base36(*id, &mut s);
+        }
+        s
+    }
+}
+
+/// The entries of an offset a client sent back; None when it is not one of ours (or says
+/// [`OVERFLOW`]): a normal connect.
+pub fn parse_offset(s: &str) -> Option<Vec<(i64, i64)>> {
+    if s.len() > MAX_OFFSET_LEN {
+        return None;
+    }
+    let mut parts = s.split('.');
+    if parts.next() != Some("o") {
+        return None;
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        let (c, id) = part.split_once('-')?;
+        let c = i64::from_str_radix(c, 36).ok().filter(|c| *c > 0)?;
+        let id = i64::from_str_radix(id, 36).ok().filter(|id| *id > 0)?;
+        out.push((c, id));
+    }
+    (out.len() <= MAX_OFFSET_ENTRIES).then_some(out)
+}
+
+/// Where a recovery resumes: per conversation, the later of the session's start and the
+/// client's offset (the last message the client received).
+pub fn resume_point(base: &HashMap<i64, i64>, offset: &[(i64, i64)]) -> HashMap<i64, i64> {
+    let mut at = base.clone();
+    for (c, id) in offset {
+        let e = at.entry(*c).or_insert(0);
+        *e = (*e).max(*id);
+    }
+    at
+}
+
+fn push_base36(n: i64, out: &mut String) {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut buf = [0u8; 13];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = DIGITS.get((v % 36) as usize).copied().unwrap_or(b'0');
+        }
+        v /= 36;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(&[])).unwrap_or("0"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatwire_protocol::socket::emit;
+
+    fn ev(c: i64, id: i64) -> TextFrame {
+        emit::event(
+            "/chat",
+            "message:new",
+            format!("{{\"id\":{id}}}").as_bytes(),
+        )
+        .at(Position { stream: c, seq: id })
+    }
+
+    fn text(f: &TextFrame) -> String {
+        String::from_utf8_lossy(f.as_bytes()).into_owned()
+    }
+
+    #[test]
+    fn offsets_name_only_conversations_past_the_base_and_round_trip() {
+        let mut c = Cursors::new(HashMap::from([(1, 10), (2, 20)]), false);
+        assert_eq!(c.offset(), "o");
+        let f = c.admit(&ev(2, 21)).map(|f| text(&f));
+        assert_eq!(
+            f.as_deref(),
+            Some(r#"42/chat,["message:new",{"id":21},"o.2-l"]"#)
+        );
+        // At or below the base of a fresh session: delivered, not named.
+        assert!(c.admit(&ev(1, 9)).is_some());
+        assert!(c.admit(&ev(40, 1_000_000)).is_some());
+        assert_eq!(c.offset(), "o.2-l.14-lfls");
+        assert_eq!(
+            parse_offset(&c.offset()),
+            Some(vec![(2, 21), (40, 1_000_000)])
+        );
+        // A repeat of what was delivered is dropped.
+        assert!(c.admit(&ev(2, 21)).is_none());
+    }
+
+    #[test]
+    fn a_resumed_session_drops_what_the_client_had_and_holds_live_frames_during_replay() {
+        let at = resume_point(&HashMap::from([(1, 10), (2, 20)]), &[(2, 25), (3, 4)]);
+        assert_eq!(at, HashMap::from([(1, 10), (2, 25), (3, 4)]));
+        let mut c = Cursors::new(at, true);
+        c.hold();
+        assert!(c.admit(&ev(2, 27)).is_none());
+        let held = c.release().unwrap_or_default();
+        assert_eq!(held.len(), 1);
+        assert!(c.admit(&ev(2, 25)).is_none());
+        assert!(c.admit(&ev(2, 26)).is_some());
+        assert!(held.iter().all(|f| c.admit(f).is_some()));
+        assert!(c.admit(&ev(2, 27)).is_none());
+        assert_eq!(c.offset(), "o.2-r");
+    }
+
+    #[test]
+    fn too_many_conversations_overflow_and_bad_offsets_are_refused() {
+        let mut c = Cursors::new(HashMap::new(), false);
+        for conv in 1..=(MAX_OFFSET_ENTRIES as i64 + 1) {
+            assert!(c.admit(&ev(conv, 1)).is_some());
+        }
+        assert_eq!(c.offset(), OVERFLOW);
+        for bad in [
+            "",
+            "x",
+            "o.",
+            "o.1",
+            "o.1-0",
+            "o.-1-2",
+            "p.1-1",
+            "o.zzzzzzzzzzzzzzz-1",
+        ] {
+            assert_eq!(parse_offset(bad), None, "{bad}");
+        }
+        assert_eq!(parse_offset(&"o.1-1".repeat(200)), None);
+        assert_eq!(parse_offset("o"), Some(vec![]));
+    }
+}

@@ -1,0 +1,141 @@
+//! Recoverable Socket.IO sessions (connection state recovery) and the per-conversation last
+//! message ids a session starts from. A session row is written when the session starts and
+//! whenever its rooms change, so it survives the node that held the socket (even a SIGKILL);
+//! any node of the fleet reads it back by `pid`. Its `state` is the server's own JSON (rooms,
+//! start point); the store keeps it opaque.
+
+use sqlx::Row;
+
+use super::{StoreError, UserKey, UserType};
+
+/// One recoverable session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverySession {
+    /// The private id the client sends back to recover (random, never shown to others).
+    pub pid: String,
+    /// Whose session it is: only this user's token recovers it.
+    pub user: UserKey,
+    /// The socket id the recovered socket takes again.
+    pub sid: String,
+    /// The server's state of the session (JSON, opaque here).
+    pub state: String,
+    /// Unix milliseconds after which it is gone.
+    pub expires_at_ms: i64,
+}
+
+pub(crate) async fn pg_save(pool: &sqlx::PgPool, s: &RecoverySession) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (pid) DO UPDATE SET user_type = EXCLUDED.user_type,
+           user_id = EXCLUDED.user_id, sid = EXCLUDED.sid, state = EXCLUDED.state,
+           expires_at_ms = EXCLUDED.expires_at_ms",
+    )
+    .bind(&s.pid)
+    .bind(s.user.user_type.code())
+    .bind(s.user.id)
+    .bind(&s.sid)
+    .bind(&s.state)
+    .bind(s.expires_at_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn sqlite_save(
+    pool: &sqlx::SqlitePool,
+    s: &RecoverySession,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (pid) DO UPDATE SET user_type = excluded.user_type,
+           user_id = excluded.user_id, sid = excluded.sid, state = excluded.state,
+           expires_at_ms = excluded.expires_at_ms",
+    )
+    .bind(&s.pid)
+    .bind(s.user.user_type.code())
+    .bind(s.user.id)
+    .bind(&s.sid)
+    .bind(&s.state)
+    .bind(s.expires_at_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn session_from<R: Row>(row: &R) -> Result<RecoverySession, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i16: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RecoverySession {
+        pid: row.try_get("pid")?,
+        user: UserKey::new(
+            UserType::from_code(row.try_get("user_type")?)?,
+            row.try_get("user_id")?,
+        ),
+        sid: row.try_get("sid")?,
+        state: row.try_get("state")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+    })
+}
+
+pub(crate) async fn pg_load(
+    pool: &sqlx::PgPool,
+    pid: &str,
+    now_ms: i64,
+) -> Result<Option<RecoverySession>, StoreError> {
+    let row = sqlx::query(
+        "SELECT pid, user_type, user_id, sid, state, expires_at_ms FROM recovery_sessions
+         WHERE pid = $1 AND expires_at_ms > $2",
+    )
+    .bind(pid)
+    .bind(now_ms)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(session_from).transpose()
+}
+
+pub(crate) async fn sqlite_load(
+    pool: &sqlx::SqlitePool,
+    pid: &str,
+    now_ms: i64,
+) -> Result<Option<RecoverySession>, StoreError> {
+    let row = sqlx::query(
+        "SELECT pid, user_type, user_id, sid, state, expires_at_ms FROM recovery_sessions
+         WHERE pid = ? AND expires_at_ms > ?",
+    )
+    .bind(pid)
+    .bind(now_ms)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(session_from).transpose()
+}
+
+/// `UPDATE ... SET expires_at_ms` and `DELETE` of many pids (an array; SQLite: a JSON array),
+/// `DELETE` expired.
+pub(crate) const PG_TOUCH: &str =
+    "UPDATE recovery_sessions SET expires_at_ms = $2 WHERE pid = ANY($1::text[])";
+pub(crate) const SQLITE_TOUCH: &str = "UPDATE recovery_sessions SET expires_at_ms = ?2
+     WHERE pid IN (SELECT value FROM json_each(?1))";
+pub(crate) const PG_DELETE: &str = "DELETE FROM recovery_sessions WHERE pid = ANY($1::text[])";
+pub(crate) const SQLITE_DELETE: &str =
+    "DELETE FROM recovery_sessions WHERE pid IN (SELECT value FROM json_each(?))";
+pub(crate) const PG_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= $1";
+pub(crate) const SQLITE_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= ?";
+
+/// Each conversation of a user with its last message id (0 when it has none), by conversation.
+pub(crate) const PG_LAST_IDS: &str = "SELECT p.conversation_id,
+        COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
+     FROM participants p WHERE p.user_type = $1 AND p.user_id = $2 ORDER BY p.conversation_id";
+pub(crate) const SQLITE_LAST_IDS: &str = "SELECT p.conversation_id,
+        COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
+     FROM participants p WHERE p.user_type = ? AND p.user_id = ? ORDER BY p.conversation_id";
+
+/// A list of pids as the JSON array SQLite's `json_each` reads.
+pub(crate) fn json_list(pids: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(pids).map_err(|e| StoreError::Internal(e.to_string()))
+}

@@ -1,0 +1,373 @@
+//! Connection state recovery with the official `socket.io-client` (tests/interop/recovery.js):
+//! a client drops its transport while the conversation goes on, reconnects, and must get every
+//! acknowledged message it missed exactly once, in id order, as live events, with
+//! `socket.recovered === true`: on the same node (memory, SQLite), on another node sharing the
+//! PostgreSQL database, and after the first node was killed with SIGKILL. Also the reported
+//! failures of other implementations (socket.io #5538, #4880, #5282) and the window's expiry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "interop/harness.rs"]
+mod harness;
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chatwire::config::Config;
+use chatwire::server::{Mode, RunningServer, Server};
+use harness::*;
+use tokio::io::AsyncBufReadExt;
+
+/// A (influencer 1) recovers; B (brand 2) sends.
+const A_TOKEN: &str = "1:influencer";
+const B_TOKEN: &str = "2:brand";
+
+fn envs(a: &str, b: &str, reconnect: &str, conversation: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("A_URL", a.to_owned()),
+        ("B_URL", b.to_owned()),
+        ("RECONNECT_URL", reconnect.to_owned()),
+        ("CONVERSATION_ID", conversation.to_string()),
+        ("A_TOKEN", A_TOKEN.to_owned()),
+        ("B_TOKEN", B_TOKEN.to_owned()),
+    ]
+}
+
+/// Runs recovery.js against one server with `extra` settings; returns its report.
+async fn one_node(change: impl FnOnce(&mut Config), extra: &[(&'static str, &str)]) -> Report {
+    ensure_clients();
+    let server = start_server_with(change).await;
+    let report = run_on(&server, &server, extra).await;
+    server.shutdown().await;
+    report
+}
+
+async fn run_on(
+    a: &RunningServer,
+    reconnect: &RunningServer,
+    extra: &[(&'static str, &str)],
+) -> Report {
+    let conversation = create_direct(a.addr, (2, "brand"), (1, "influencer")).await;
+    let mut e = envs(
+        &base_url(a.addr),
+        &base_url(a.addr),
+        &base_url(reconnect.addr),
+        conversation,
+    );
+    e.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    run_script(&node(), "recovery.js", &[], &base_url(a.addr), &e).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_gets_every_missed_message_once_in_order_on_the_same_node() {
+    let report = one_node(|_| {}, &[("LIVE", "3"), ("AWAY", "20")]).await;
+    report.assert_passed(&[
+        "the CONNECT reply carries a pid",
+        "live message:new events carry the offset as their last argument",
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 20 messages)",
+        "replayed message:new payloads are the objects message:sent returned",
+        "the message after the recovery arrived once",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_on_sqlite_replays_from_the_database() {
+    let (config, path) = sqlite_config();
+    let report = one_node(|c| *c = config, &[("LIVE", "2"), ("AWAY", "10")]).await;
+    remove_sqlite(&path);
+    report.assert_passed(&[
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 10 messages)",
+    ]);
+}
+
+/// socket.io #5538: a client that got no event before it dropped cannot recover there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_received_no_message_before_dropping_recovers() {
+    let report = one_node(|_| {}, &[("LIVE", "0"), ("AWAY", "5")]).await;
+    report.assert_passed(&[
+        "connection:success carries an offset",
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 5 messages)",
+    ]);
+}
+
+/// socket.io #4880: recovery works once only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_three_times_in_a_row() {
+    let report = one_node(|_| {}, &[("LIVE", "1"), ("AWAY", "4"), ("ROUNDS", "3")]).await;
+    report.assert_passed(&[
+        "socket.recovered is true after round 1",
+        "socket.recovered is true after round 2",
+        "socket.recovered is true after round 3",
+        "every message sent while away arrived exactly once, in id order (round 3, 4 messages)",
+        "the pid is kept (round 3)",
+        "the message after the recovery arrived once",
+    ]);
+}
+
+/// Participants not in the room get `message:notification`; recovery replays those too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_notifications_are_replayed_to_a_client_outside_the_room() {
+    let report = one_node(|_| {}, &[("JOIN", "0"), ("LIVE", "2"), ("AWAY", "6")]).await;
+    report.assert_passed(&[
+        "live message:notification events carry the offset",
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 6 messages)",
+        "replayed message:notification payloads are the objects message:sent returned",
+    ]);
+}
+
+/// socket.io #5282: idle for most of the window, nothing missed or a little: still recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_away_for_most_of_the_window_recovers() {
+    let report = one_node(
+        |c| c.recovery_window = 3,
+        &[("LIVE", "1"), ("AWAY", "1"), ("IDLE_MS", "2300")],
+    )
+    .await;
+    report.assert_passed(&["socket.recovered is true after round 1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_window_the_client_connects_normally() {
+    let report = one_node(
+        |c| c.recovery_window = 1,
+        &[
+            ("LIVE", "1"),
+            ("AWAY", "2"),
+            ("IDLE_MS", "1600"),
+            ("EXPECT", "fresh"),
+        ],
+    )
+    .await;
+    report.assert_passed(&[
+        "past the window the client connects normally (recovered false)",
+        "nothing is replayed to a session that was not recovered",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_missed_messages_than_the_limit_is_a_normal_connect() {
+    let report = one_node(
+        |c| c.recovery_max_events = 5,
+        &[("LIVE", "1"), ("AWAY", "6"), ("EXPECT", "fresh")],
+    )
+    .await;
+    report.assert_passed(&["past the window the client connects normally (recovered false)"]);
+}
+
+fn pg_config(url: &str) -> Config {
+    let mut config = Config::for_tests();
+    config.rate_limit_conn_per_ip = 0;
+    config.database_url = url.to_owned();
+    config
+}
+
+/// Two in-process nodes on one PostgreSQL database: the client drops from the first and
+/// reconnects to the second, which knows the session only from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_on_another_node_sharing_the_database() {
+    ensure_clients();
+    let db = pg::TestDb::create().await;
+    let first = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    let second = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    let report = run_on(
+        &first,
+        &second,
+        &[("LIVE", "2"), ("AWAY", "15"), ("LIVE_AFTER", "0")],
+    )
+    .await;
+    first.shutdown().await;
+    second.shutdown().await;
+    report.assert_passed(&[
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 15 messages)",
+        "replayed message:new payloads are the objects message:sent returned",
+    ]);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary on `url`; killed (SIGKILL) when dropped.
+struct Binary {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_binary(url: &str) -> Binary {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
+        .env("DATABASE_URL", url)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("SHARDS", "2")
+        .env("RATE_LIMIT_CONN_PER_IP", "0")
+        .env_remove("JWT_SECRET")
+        .env_remove("JWT_PUBLIC_KEY")
+        .env_remove("RECOVERY_WINDOW")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let binary = Binary { child, port };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return binary;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("chatwire did not come up on {addr}");
+}
+
+/// The node holding the socket is killed with SIGKILL while the client is connected to it (the
+/// kill is what drops the client): its session lives in PostgreSQL, and another node recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
+    ensure_clients();
+    let db = pg::TestDb::create().await;
+    let mut killed = spawn_binary(&db.url).await;
+    let survivor = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    let killed_url = format!("http://127.0.0.1:{}", killed.port);
+    let conversation = create_direct(survivor.addr, (2, "brand"), (1, "influencer")).await;
+    // A lives on the node that dies; B sends through the survivor, so B's messages during the
+    // drop reach A only through the database.
+    let mut e = envs(
+        &killed_url,
+        &base_url(survivor.addr),
+        &base_url(survivor.addr),
+        conversation,
+    );
+    e.extend([
+        ("LIVE", "0".to_owned()),
+        ("AWAY", "12".to_owned()),
+        ("LIVE_AFTER", "0".to_owned()),
+        ("KILL", "1".to_owned()),
+        ("STEP_TIMEOUT_MS", "10000".to_owned()),
+        ("BASE_URL", killed_url.clone()),
+    ]);
+    let mut child = tokio::process::Command::new(node())
+        .arg(scripts().join("recovery.js"))
+        .current_dir(scripts())
+        .envs(e.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let work = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            if line == "ok kill the node now" {
+                killed.child.kill().unwrap(); // SIGKILL, with A connected to it
+                killed.child.wait().unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), work)
+        .await
+        .expect("script ends");
+    let out = child.wait_with_output().await.unwrap();
+    let report = Report {
+        code: out.status.code(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    survivor.shutdown().await;
+    report.assert_passed(&[
+        "connection:success carries an offset",
+        "kill the node now",
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 12 messages)",
+        "replayed message:new payloads are the objects message:sent returned",
+    ]);
+}
+
+/// A recovery storm: 1,000 clients, each in its own 1:1 room, recover at once after missing 50
+/// messages each; every one gets exactly its 50, in order. The script reports the time and the
+/// per-client latency (printed by the test).
+async fn storm(database_url: Option<String>) {
+    ensure_clients();
+    let n: usize = std::env::var("STORM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let server = start_server_with(|c| {
+        c.rate_limit_per_socket = 0;
+        c.rate_limit_per_user = 0;
+        c.rate_limit_rest_creates = 0;
+        c.rate_limit_rest_ip_factor = 0;
+        c.max_sessions_per_ip = 4 * n;
+        if let Some(url) = database_url {
+            c.database_url = url;
+        }
+    })
+    .await;
+    let sender = "5000:brand";
+    let mut conversations = Vec::with_capacity(n);
+    for i in 1..=n {
+        conversations.push(create_direct_as(server.addr, sender, (i as i64, "influencer")).await);
+    }
+    let ids: Vec<String> = conversations.iter().map(i64::to_string).collect();
+    let report = run_script(
+        &node(),
+        "recovery_storm.js",
+        &[],
+        &base_url(server.addr),
+        &[
+            ("CONVERSATION_IDS", ids.join(",")),
+            ("MISSED", "50".into()),
+            ("SENDER_TOKEN", sender.into()),
+        ],
+    )
+    .await;
+    server.shutdown().await;
+    report.assert_passed(&[
+        "1000 clients joined the room",
+        "all 1000 clients recovered",
+        "50000 messages sent while the clients were away",
+        "every client got the 50 missed messages exactly once, in id order",
+        "storm: 1000 clients x 50 missed messages recovered in",
+    ]);
+    if let Some(line) = report.stdout.lines().find(|l| l.starts_with("ok storm")) {
+        println!("{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_recoveries_on_the_memory_store() {
+    storm(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_recoveries_on_postgres() {
+    let db = pg::TestDb::create().await;
+    storm(Some(db.url.clone())).await;
+}
