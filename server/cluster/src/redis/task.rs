@@ -20,7 +20,6 @@ use crate::mesh::Injector;
 use crate::msg::{ClusterMsg, ShardView};
 use crate::presence::presence_owner;
 use crate::rooms::{Member, RoomName, SocketKey, room_owner};
-use chatwire_protocol::socket::{Position, TextFrame};
 
 /// Most messages sent in one pipeline.
 const PIPELINE_MAX: usize = 512;
@@ -250,10 +249,10 @@ fn on_broadcast(
         let owner = room_owner(&room, shards.shard_count());
         let msg = match b.message_id {
             Some(id) if room.starts_with("conversation:") => ClusterMsg::RemoteMessage {
-                frame: positioned(b.frame.clone(), &room, id),
                 room,
                 id,
                 node: b.uid.as_str().into(),
+                frame: b.frame.clone(),
             },
             _ => ClusterMsg::Broadcast {
                 room,
@@ -338,17 +337,8 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
             room, users, data, ..
         } => {
             let data: Json = serde_json::from_str(&data).map_err(|_| Drop::Malformed)?;
-            let id = data
-                .get(1)
-                .and_then(|n| n.get("message"))
-                .and_then(|m| m.get("id"))
-                .and_then(Json::as_i64);
             let frame =
                 wire::event_frame_with_id(&state.cfg.nsp, &json!({"type": 2, "data": data}), None)?;
-            let frame = match id {
-                Some(id) => positioned(frame, &room, id),
-                None => frame,
-            };
             let room: RoomName = room.into();
             let users = users.into_iter().filter_map(WireUser::key).collect();
             let owner = room_owner(&room, shards.shard_count());
@@ -769,17 +759,5 @@ fn apply_membership(
                 );
             }
         }
-    }
-}
-
-/// Another node's committed message keeps its place in its conversation, as a local one has:
-/// recovery offsets count it, and a replay never sends it twice.
-fn positioned(frame: TextFrame, room: &str, id: i64) -> TextFrame {
-    match room
-        .strip_prefix("conversation:")
-        .and_then(|c| c.parse::<i64>().ok())
-    {
-        Some(stream) => frame.at(Position { stream, seq: id }),
-        None => frame,
     }
 }
