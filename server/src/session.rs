@@ -215,3 +215,26 @@ pub fn spawn_timer(shard: Rc<Shard>, conn: Rc<Conn>) {
         }
     });
 }
+
+/// Another node asked (Socket.IO's `disconnectSockets`): each socket gets its namespace
+/// DISCONNECT, or with `close` its whole connection ends.
+pub fn disconnect_sockets(shard: &Rc<Shard>, sockets: &[u64], close: bool) {
+    for local in sockets {
+        let Some(conn) = shard.sockets.borrow().get(local).cloned() else {
+            continue;
+        };
+        if close {
+            terminate(&conn, shard, "disconnected by another node");
+            continue;
+        }
+        let slot = {
+            let mut st = conn.state.borrow_mut();
+            let pos = st.sockets.iter().position(|s| s.local == *local);
+            pos.map(|p| st.sockets.remove(p))
+        };
+        if let Some(slot) = slot {
+            conn.push(crate::sio::emit::disconnect(slot.nsp.as_str()));
+            crate::sio::cleanup_socket(shard, &conn, slot, "disconnected by another node");
+        }
+    }
+}

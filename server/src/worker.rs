@@ -18,7 +18,7 @@ const HOOKS: Hooks = Hooks {
     dispatch,
     presence_changed: crate::app::presence_changed,
     presence_announce: crate::app::presence_announce,
-    disconnect: crate::sio::disconnect_sockets,
+    disconnect: crate::session::disconnect_sockets,
     emit_with_ack: crate::sio::acks::emit_for_node,
 };
 

@@ -321,26 +321,3 @@ pub fn cleanup_socket(shard: &Rc<Shard>, conn: &Rc<Conn>, slot: SocketSlot, reas
         .adapter()
         .socket_gone(&**shard, shard.socket_key(slot.local));
 }
-
-/// Another node asked (Socket.IO's `disconnectSockets`): each socket gets its namespace
-/// DISCONNECT, or with `close` its whole connection ends.
-pub fn disconnect_sockets(shard: &Rc<Shard>, sockets: &[u64], close: bool) {
-    for local in sockets {
-        let Some(conn) = shard.sockets.borrow().get(local).cloned() else {
-            continue;
-        };
-        if close {
-            crate::session::terminate(&conn, shard, "disconnected by another node");
-            continue;
-        }
-        let slot = {
-            let mut st = conn.state.borrow_mut();
-            let pos = st.sockets.iter().position(|s| s.local == *local);
-            pos.map(|p| st.sockets.remove(p))
-        };
-        if let Some(slot) = slot {
-            conn.push(emit::disconnect(slot.nsp.as_str()));
-            cleanup_socket(shard, &conn, slot, "disconnected by another node");
-        }
-    }
-}
