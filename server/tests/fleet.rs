@@ -5,9 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "support/ports.rs"]
+mod ports;
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use ports::free_ports;
 
 use chatwire::config::Config;
 use chatwire_protocol::engine::sid::Sid;
@@ -16,17 +20,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const ROOT: &str = "/socket.io/";
-
-/// Free loopback ports (bound, read, released), so each node can list the others at start.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 /// Starts one node per `(id, port)` with `list` as its `CLUSTER_NODES`.
 async fn node(id: u16, port: u16, list: &[String], tweak: fn(&mut Config)) -> TestServer {

@@ -6,22 +6,15 @@
 
 #[path = "interop/harness.rs"]
 mod harness;
+#[path = "support/ports.rs"]
+mod ports;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::*;
+use ports::free_ports;
 
-/// Free loopback ports (bound, read, released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use harness::*;
 
 /// One sample of a counter in Prometheus text (0 when absent).
 fn counter(metrics: &str, series: &str) -> u64 {
