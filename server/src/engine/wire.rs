@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -118,57 +119,81 @@ impl Wire {
     /// socket when nothing waits, in one `writev` per [`MAX_SLICES`]; what the socket does not
     /// take waits in order. `Ok(true)`: all written; `Ok(false)`: some bytes wait, the task must
     /// flush when the socket is writable; `Err`: the socket failed or the client is not
-    /// reading (the connection must end).
+    /// reading (the connection must end). Nothing is allocated when the socket takes it all.
     pub fn write_frames(&self, frames: &[Frame]) -> io::Result<bool> {
-        let mut headers: Vec<u8> = Vec::with_capacity(frames.len() * 4);
-        let mut spans = Vec::with_capacity(frames.len());
+        // Each frame's header (at most 10 bytes for an unmasked frame) and its length.
+        let mut headers: SmallVec<[([u8; 10], usize); 8]> = SmallVec::with_capacity(frames.len());
         for frame in frames {
-            let (opcode, len) = match frame {
-                Frame::Text(t) => (OpCode::Data(Data::Text), t.len()),
-                Frame::Binary(b) => (OpCode::Data(Data::Binary), b.len()),
+            let opcode = match frame {
+                Frame::Text(_) => OpCode::Data(Data::Text),
+                Frame::Binary(_) => OpCode::Data(Data::Binary),
             };
-            let start = headers.len();
-            let header = FrameHeader {
+            let mut buf = [0u8; 10];
+            let mut out: &mut [u8] = &mut buf;
+            FrameHeader {
                 opcode,
                 ..FrameHeader::default()
-            };
-            header
-                .format(len as u64, &mut headers)
-                .map_err(io::Error::other)?;
-            spans.push(start..headers.len());
+            }
+            .format(frame.len() as u64, &mut out)
+            .map_err(io::Error::other)?;
+            let n = 10 - out.len();
+            headers.push((buf, n));
         }
-        let headers = Bytes::from(headers);
-        let mut parts: Vec<Bytes> = Vec::with_capacity(frames.len() * 2);
-        for (frame, span) in frames.iter().zip(spans) {
-            parts.push(headers.slice(span));
-            parts.push(match frame {
-                Frame::Text(t) => Bytes::from(t.clone()),
-                Frame::Binary(b) => b.clone(),
-            });
-        }
-        let mut parts: VecDeque<Bytes> = parts.into();
-        while !self.has_pending() && !parts.is_empty() {
-            let slices: Vec<IoSlice<'_>> = parts
-                .iter()
-                .take(MAX_SLICES)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let want: usize = slices.iter().map(|s| s.len()).sum();
-            let written = match self.0.stream.try_write_vectored(&slices) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(e),
-            };
-            drop(slices);
-            consume(&mut parts, written);
-            if written < want {
-                break;
+        let total: usize = headers.iter().map(|(_, n)| n).sum::<usize>()
+            + frames.iter().map(Frame::len).sum::<usize>();
+        let mut written = 0;
+        if !self.has_pending() {
+            let mut start = 0;
+            while start < frames.len() {
+                let end = (start + MAX_SLICES / 2).min(frames.len());
+                let mut slices: SmallVec<[IoSlice<'_>; 16]> = SmallVec::new();
+                let mut want = 0;
+                for (frame, (h, n)) in frames[start..end].iter().zip(&headers[start..end]) {
+                    let payload = payload(frame);
+                    want += n + payload.len();
+                    slices.push(IoSlice::new(&h[..*n]));
+                    slices.push(IoSlice::new(payload));
+                }
+                let n = match self.0.stream.try_write_vectored(&slices) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                };
+                written += n;
+                if n < want {
+                    break;
+                }
+                start = end;
             }
         }
-        for part in parts {
-            self.push_pending(part)?;
+        if written == total {
+            return Ok(true);
         }
-        Ok(!self.has_pending())
+        // The rest waits, in order: headers copied, payloads shared.
+        let mut skip = written;
+        for (frame, (h, n)) in frames.iter().zip(&headers) {
+            let body = match frame {
+                Frame::Text(t) => Bytes::from(t.clone()),
+                Frame::Binary(b) => b.clone(),
+            };
+            for part in [Bytes::copy_from_slice(&h[..*n]), body] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                self.push_pending(part.slice(skip..))?;
+                skip = 0;
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A frame's payload bytes.
+fn payload(frame: &Frame) -> &[u8] {
+    match frame {
+        Frame::Text(t) => t.as_bytes(),
+        Frame::Binary(b) => b,
     }
 }
 
@@ -251,6 +276,55 @@ impl AsyncWrite for Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// More than the socket buffer holds: the socket takes part, the rest waits whole, a later
+    /// write queues behind it, and the client reads every frame once, in order.
+    #[tokio::test]
+    async fn a_full_socket_keeps_frames_whole_and_in_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_tungstenite::tungstenite::Utf8Bytes;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 << 10)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(16 << 10)
+            .unwrap();
+        let wire = Wire::new(server, 64 << 20);
+        let text = |i: usize| Frame::Text(Utf8Bytes::from(format!("{i:05}").repeat(3000)));
+        let first: Vec<Frame> = (0..200).map(text).collect();
+        let all_taken = wire.write_frames(&first).unwrap();
+        assert!(!all_taken, "3 MB does not fit small socket buffers at once");
+        assert!(wire.has_pending());
+        let second: Vec<Frame> = (200..210).map(text).collect();
+        assert!(
+            !wire.write_frames(&second).unwrap(),
+            "queued behind what waits"
+        );
+        let total = 210 * (4 + 15_000);
+        let mut got = vec![0u8; total];
+        let mut w = wire.clone();
+        let (flushed, read) = tokio::join!(w.flush(), client.read_exact(&mut got));
+        flushed.unwrap();
+        read.unwrap();
+        for (i, frame) in got.chunks(4 + 15_000).enumerate() {
+            assert_eq!(frame[0], 0x81, "frame {i}: final text frame");
+            assert_eq!(
+                (frame[1], frame[2], frame[3]),
+                (126, (15_000 >> 8) as u8, 15_000u16 as u8)
+            );
+            assert_eq!(
+                &frame[4..9],
+                format!("{i:05}").as_bytes(),
+                "frame {i} in order"
+            );
+        }
+        assert!(!wire.has_pending());
+    }
 
     #[test]
     fn consume_splits_and_drops() {
