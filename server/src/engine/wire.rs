@@ -274,6 +274,7 @@ impl AsyncWrite for Wire {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
