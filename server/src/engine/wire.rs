@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -119,81 +118,57 @@ impl Wire {
     /// socket when nothing waits, in one `writev` per [`MAX_SLICES`]; what the socket does not
     /// take waits in order. `Ok(true)`: all written; `Ok(false)`: some bytes wait, the task must
     /// flush when the socket is writable; `Err`: the socket failed or the client is not
-    /// reading (the connection must end). Nothing is allocated when the socket takes it all.
+    /// reading (the connection must end).
     pub fn write_frames(&self, frames: &[Frame]) -> io::Result<bool> {
-        // Each frame's header (at most 10 bytes for an unmasked frame) and its length.
-        let mut headers: SmallVec<[([u8; 10], usize); 8]> = SmallVec::with_capacity(frames.len());
+        let mut headers: Vec<u8> = Vec::with_capacity(frames.len() * 4);
+        let mut spans = Vec::with_capacity(frames.len());
         for frame in frames {
-            let opcode = match frame {
-                Frame::Text(_) => OpCode::Data(Data::Text),
-                Frame::Binary(_) => OpCode::Data(Data::Binary),
+            let (opcode, len) = match frame {
+                Frame::Text(t) => (OpCode::Data(Data::Text), t.len()),
+                Frame::Binary(b) => (OpCode::Data(Data::Binary), b.len()),
             };
-            let mut buf = [0u8; 10];
-            let mut out: &mut [u8] = &mut buf;
-            FrameHeader {
+            let start = headers.len();
+            let header = FrameHeader {
                 opcode,
                 ..FrameHeader::default()
-            }
-            .format(frame.len() as u64, &mut out)
-            .map_err(io::Error::other)?;
-            let n = 10 - out.len();
-            headers.push((buf, n));
+            };
+            header
+                .format(len as u64, &mut headers)
+                .map_err(io::Error::other)?;
+            spans.push(start..headers.len());
         }
-        let total: usize = headers.iter().map(|(_, n)| n).sum::<usize>()
-            + frames.iter().map(Frame::len).sum::<usize>();
-        let mut written = 0;
-        if !self.has_pending() {
-            let mut start = 0;
-            while start < frames.len() {
-                let end = (start + MAX_SLICES / 2).min(frames.len());
-                let mut slices: SmallVec<[IoSlice<'_>; 16]> = SmallVec::new();
-                let mut want = 0;
-                for (frame, (h, n)) in frames[start..end].iter().zip(&headers[start..end]) {
-                    let payload = payload(frame);
-                    want += n + payload.len();
-                    slices.push(IoSlice::new(&h[..*n]));
-                    slices.push(IoSlice::new(payload));
-                }
-                let n = match self.0.stream.try_write_vectored(&slices) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(e) => return Err(e),
-                };
-                written += n;
-                if n < want {
-                    break;
-                }
-                start = end;
-            }
-        }
-        if written == total {
-            return Ok(true);
-        }
-        // The rest waits, in order: headers copied, payloads shared.
-        let mut skip = written;
-        for (frame, (h, n)) in frames.iter().zip(&headers) {
-            let body = match frame {
+        let headers = Bytes::from(headers);
+        let mut parts: Vec<Bytes> = Vec::with_capacity(frames.len() * 2);
+        for (frame, span) in frames.iter().zip(spans) {
+            parts.push(headers.slice(span));
+            parts.push(match frame {
                 Frame::Text(t) => Bytes::from(t.clone()),
                 Frame::Binary(b) => b.clone(),
+            });
+        }
+        let mut parts: VecDeque<Bytes> = parts.into();
+        while !self.has_pending() && !parts.is_empty() {
+            let slices: Vec<IoSlice<'_>> = parts
+                .iter()
+                .take(MAX_SLICES)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let want: usize = slices.iter().map(|s| s.len()).sum();
+            let written = match self.0.stream.try_write_vectored(&slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
             };
-            for part in [Bytes::copy_from_slice(&h[..*n]), body] {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                self.push_pending(part.slice(skip..))?;
-                skip = 0;
+            drop(slices);
+            consume(&mut parts, written);
+            if written < want {
+                break;
             }
         }
-        Ok(false)
-    }
-}
-
-/// A frame's payload bytes.
-fn payload(frame: &Frame) -> &[u8] {
-    match frame {
-        Frame::Text(t) => t.as_bytes(),
-        Frame::Binary(b) => b,
+        for part in parts {
+            self.push_pending(part)?;
+        }
+        Ok(!self.has_pending())
     }
 }
 
