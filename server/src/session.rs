@@ -44,8 +44,6 @@ pub async fn on_packet(conn: &Rc<Conn>, shard: &Rc<Shard>, packet: EnginePacket)
     if conn.closed.get() {
         return false;
     }
-    // What this packet delivers to other local WebSockets is written once each, at the end.
-    let _batch = shard.batch();
     let result = conn
         .state
         .borrow_mut()

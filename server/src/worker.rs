@@ -77,6 +77,10 @@ pub fn run_shard(
         crate::shard::set_current(Some(shard.clone()));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let accept = tokio::task::spawn_local(crate::http::accept_loop(shard.clone(), listener));
+        let flusher = {
+            let shard = shard.clone();
+            tokio::task::spawn_local(async move { shard.run_flusher().await })
+        };
         let stop_accepting = shared.stop_accepting.clone();
         let shutdown = shared.shutdown.clone();
         let mut accepting = true;
@@ -86,8 +90,9 @@ pub fn run_shard(
         loop {
             tokio::select! {
                 _ = order_tick.tick(), if shard.cluster.has_held() => {
-                    let _batch = shard.batch();
+                    shard.begin_batch();
                     shard.cluster.tick(&*shard);
+                    shard.end_batch();
                 }
                 msg = rx.recv_async() => match msg {
                     Ok(msg) => {
@@ -134,6 +139,7 @@ pub fn run_shard(
         }
         // Pending polling GETs were woken by the close; give hyper a moment to write them.
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        flusher.abort();
         crate::shard::set_current(None);
         Ok(())
     })

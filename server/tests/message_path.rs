@@ -198,3 +198,70 @@ async fn thread_hops_per_message_on_one_shard() {
         "the committed message reaches both WebSockets (message:new, message:sent) straight from the shard: {direct} direct writes for 20 messages"
     );
 }
+
+/// A client request that waits on the database (here `message:read`, held by a row lock the
+/// test keeps) never delays what the shard delivers meanwhile to other clients: a read receipt
+/// broadcast by a REST call on the same shard reaches its room at once, not when the slow
+/// request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_on_the_database_does_not_hold_back_other_deliveries() {
+    use sqlx::Connection;
+    let db = pg::TestDb::create().await;
+    let s = TestServer::with(|c| {
+        c.shards = 1;
+        c.database_url = db.url.clone();
+    })
+    .await;
+    let (a, b, c) = (brand(7), influencer(8), influencer(9));
+    let slow = s.direct(a, b).await;
+    let watched = s.direct(c, b).await;
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    let (mut cb, _) = Client::chat(s.addr, b).await;
+    cb.join(watched).await;
+    // A message for a to read in `slow`, one for c to read in `watched`.
+    for conv in [slow, watched] {
+        cb.emit(
+            "message:send",
+            json!({"conversationId": conv, "content": "hi", "tempId": conv}),
+        )
+        .await;
+        cb.event("message:sent").await;
+    }
+    // Hold a's participant row: a's `message:read` waits inside PostgreSQL until we let go.
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut tx = lock.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(slow)
+    .bind(a.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    ca.emit("message:read", json!({"conversationId": slow}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // c reads `watched` over REST: b's socket in that room gets the receipt.
+    let started = std::time::Instant::now();
+    let auth = format!("Authorization: Bearer {}\r\n", common::token(c));
+    let put = common::http(
+        s.addr,
+        "PUT",
+        &format!("/api/chat/conversations/{watched}/read"),
+        &auth,
+        b"",
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let receipt = cb.event("message:read").await;
+    let waited = started.elapsed();
+    assert_eq!(receipt["conversationId"], json!(watched), "{receipt}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the receipt waited {waited:?} for another client's request held in the database"
+    );
+    tx.rollback().await.unwrap();
+    let done = ca.event("message:read:success").await;
+    assert_eq!(done["conversationId"], json!(slow), "{done}");
+    s.stop().await;
+}

@@ -80,11 +80,13 @@ pub struct Shard {
     hooks: Hooks,
     /// Permits for connections in their HTTP handshake (see `http::serve_connection`).
     pub handshakes: Arc<tokio::sync::Semaphore>,
-    /// True while the message loop applies a batch of messages: deliveries are queued, and
-    /// written once per connection when the batch ends ([`Shard::end_batch`]).
+    /// True while the message loop applies a batch of messages (synchronously): the batch's end
+    /// ([`Shard::end_batch`]) writes what it queued.
     batching: Cell<bool>,
-    /// WebSocket connections with frames queued during this batch.
+    /// WebSocket connections with frames queued and not yet written.
     dirty: RefCell<Vec<Rc<Conn>>>,
+    /// Wakes [`Shard::run_flusher`]: frames were queued outside the message loop's batch.
+    flush_soon: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shard {
@@ -122,26 +124,36 @@ impl Shard {
             ws_tasks: Cell::new(0),
             batching: Cell::new(false),
             dirty: RefCell::default(),
+            flush_soon: tokio::sync::Notify::new(),
         }
     }
 
-    /// The message loop starts applying a batch of messages.
+    /// The message loop starts applying a batch of messages. The batch must end
+    /// ([`Shard::end_batch`]) before the loop awaits anything.
     pub fn begin_batch(&self) {
         self.batching.set(true);
     }
 
-    /// A batch that ends when the guard drops (a connection's packet being processed). Batches
-    /// may overlap across an `.await`; any end writes everything queued so far, which is always
-    /// safe, and every queued frame is written by the next end.
-    pub fn batch(&self) -> BatchGuard<'_> {
-        self.begin_batch();
-        BatchGuard(self)
-    }
-
-    /// The batch is applied: every WebSocket that got frames during it is written once, straight
-    /// from here (no task woken unless its socket was full).
+    /// The batch is applied: every WebSocket that got frames is written.
     pub fn end_batch(&self) {
         self.batching.set(false);
+        self.write_dirty();
+    }
+
+    /// Writes the frames queued outside the message loop's batches (by a connection's packet,
+    /// a REST call, a timer) as soon as the task that queued them yields: everything one task
+    /// delivers before it yields goes out in one write per connection, and nothing waits for
+    /// another task. Runs for the shard's life.
+    pub async fn run_flusher(&self) {
+        loop {
+            self.flush_soon.notified().await;
+            self.write_dirty();
+        }
+    }
+
+    /// Every WebSocket with queued frames is written once, straight from here (no task woken
+    /// unless its socket was full).
+    fn write_dirty(&self) {
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         if !dirty.is_empty() {
             metrics::counter!(crate::telemetry::DIRECT_WRITES).increment(dirty.len() as u64);
@@ -213,13 +225,15 @@ impl Shard {
         }
     }
 
-    /// Queues a frame on a local connection: written at the end of the batch when one is being
-    /// applied, else through its transport at once.
+    /// Queues a frame on a local connection, written straight from the shard: at the end of the
+    /// message loop's batch, or else when the current task yields ([`Shard::run_flusher`]).
     fn push_to(&self, conn: Rc<Conn>, frame: Frame) {
-        if !self.batching.get() {
-            conn.push(frame);
-        } else if conn.push_deferred(frame) {
-            self.dirty.borrow_mut().push(conn);
+        if conn.push_deferred(frame) {
+            let mut dirty = self.dirty.borrow_mut();
+            if dirty.is_empty() && !self.batching.get() {
+                self.flush_soon.notify_one();
+            }
+            dirty.push(conn);
         }
     }
 
@@ -268,16 +282,6 @@ impl Shard {
             ShardMsg::Publish(p) => self.adapter().publish(&**self, *p),
             other => (self.hooks.dispatch)(self, other),
         }
-    }
-}
-
-/// Ends a [`Shard::batch`] when dropped.
-#[derive(Debug)]
-pub struct BatchGuard<'a>(&'a Shard);
-
-impl Drop for BatchGuard<'_> {
-    fn drop(&mut self) {
-        self.0.end_batch();
     }
 }
 
