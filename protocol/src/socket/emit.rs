@@ -154,18 +154,39 @@ pub fn connect_with_pid(nsp: &str, socket_id: &str, pid: &str) -> TextFrame {
 /// it stands in the stream (the client sends back the last offset it saw to recover). A frame
 /// that is not an EVENT ending in `]` is returned as it is.
 pub fn with_offset(frame: &TextFrame, offset: &str) -> TextFrame {
-    let bytes = frame.as_bytes();
-    match bytes {
-        [b'4', b'2', .., b']'] => {
-            let mut out = Vec::with_capacity(bytes.len() + offset.len() + 3);
-            out.extend_from_slice(&bytes[..bytes.len() - 1]);
-            out.push(b',');
-            json::write_str(offset, &mut out);
-            out.push(b']');
-            TextFrame::of(out)
-        }
-        _ => frame.clone(),
+    if !takes_offset(frame) {
+        return frame.clone();
     }
+    with_tail(frame, &offset_tail(offset))
+}
+
+/// A frame that [`takes_offset`] with its closing `]` replaced by `tail` (an [`offset_tail`]).
+pub fn with_tail(frame: &TextFrame, tail: &[u8]) -> TextFrame {
+    let bytes = frame.as_bytes();
+    let head = bytes
+        .get(..bytes.len().saturating_sub(1))
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(head.len() + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(tail);
+    TextFrame::of(out)
+}
+
+/// True when `frame` is an EVENT ending in `]`, which [`with_offset`] extends. A server that
+/// shares one frame between recipients can write, per recipient, the frame without its last
+/// byte and then that recipient's [`offset_tail`]: the same bytes as [`with_offset`], with no
+/// copy of the frame.
+pub fn takes_offset(frame: &TextFrame) -> bool {
+    matches!(frame.as_bytes(), [b'4', b'2', .., b']'])
+}
+
+/// `,"<offset>"]`: what replaces the closing `]` of a frame that [`takes_offset`].
+pub fn offset_tail(offset: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(offset.len() + 4);
+    out.push(b',');
+    json::write_str(offset, &mut out);
+    out.push(b']');
+    out
 }
 
 /// `44/nsp,{"message":"..."}`: a refused namespace CONNECT.

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 
-use chatwire_protocol::socket::emit::with_offset;
+use chatwire_protocol::socket::emit::{offset_tail, takes_offset, with_tail};
 use chatwire_protocol::socket::{Position, TextFrame};
 
 /// Most conversations an offset names (about 15 bytes each).
@@ -41,6 +41,17 @@ const MAX_OFFSET_LEN: usize = MAX_OFFSET_ENTRIES * 28 + 1;
 
 /// Live frames held back at most while a recovery replays (more: the recovery is abandoned).
 const MAX_HELD: usize = 4096;
+
+/// What [`Cursors::admit_shared`] makes of a frame for one socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// Not written: the client has it, or it is held back during a replay.
+    Drop,
+    /// Written as it is (no position, or no place for an offset).
+    AsIs,
+    /// Written without its closing `]` and then this tail (`,"<offset>"]`).
+    WithTail(Vec<u8>),
+}
 
 /// A socket's place in its conversations, and the offsets it has been given.
 #[derive(Debug, Default)]
@@ -103,8 +114,18 @@ impl Cursors {
     /// The frame to deliver for a positioned `frame` (its offset appended), or None: a repeat
     /// of what the client has, or held back during a replay. Unpositioned frames pass as they are.
     pub fn admit(&mut self, frame: &TextFrame) -> Option<TextFrame> {
+        match self.admit_shared(frame) {
+            Admitted::Drop => None,
+            Admitted::AsIs => Some(frame.clone()),
+            Admitted::WithTail(tail) => Some(with_tail(frame, &tail)),
+        }
+    }
+
+    /// [`Cursors::admit`] for a frame shared by many recipients: what to write to this socket,
+    /// without copying the frame (a fan-out writes the shared frame and the tail).
+    pub fn admit_shared(&mut self, frame: &TextFrame) -> Admitted {
         let Some(Position { stream, seq }) = frame.position() else {
-            return Some(frame.clone());
+            return Admitted::AsIs;
         };
         if let Some(held) = self.held.as_mut() {
             if held.len() < MAX_HELD {
@@ -112,7 +133,7 @@ impl Cursors {
             } else {
                 self.lost = true;
             }
-            return None;
+            return Admitted::Drop;
         }
         let base = self.base.get(&stream).copied();
         let slot = self.seen.binary_search_by_key(&stream, |(c, _)| *c);
@@ -121,7 +142,7 @@ impl Cursors {
             Err(_) => None,
         };
         if last.is_some_and(|l| seq <= l) || (self.resumed && base.is_some_and(|b| seq <= b)) {
-            return None;
+            return Admitted::Drop;
         }
         if base.is_none_or(|b| seq > b) {
             match slot {
@@ -136,7 +157,10 @@ impl Cursors {
         if self.seen.len() > MAX_OFFSET_ENTRIES {
             self.overflow = true;
         }
-        Some(with_offset(frame, &self.offset()))
+        if !takes_offset(frame) {
+            return Admitted::AsIs;
+        }
+        Admitted::WithTail(offset_tail(&self.offset()))
     }
 
     /// The offset the client holds after the last admitted frame.

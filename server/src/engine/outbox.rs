@@ -22,6 +22,10 @@ pub enum Frame {
     Text(Utf8Bytes),
     /// A binary attachment (WebSocket binary frame, or a `b`+base64 polling item).
     Binary(Bytes),
+    /// A text packet shared between recipients, written without its last byte (its closing
+    /// `]`) and then this recipient's tail (`,"<offset>"]`, connection state recovery): the
+    /// shared frame is never copied per recipient.
+    Tailed(Utf8Bytes, Bytes),
 }
 
 impl Frame {
@@ -30,6 +34,20 @@ impl Frame {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len(),
+            Frame::Tailed(t, tail) => t.len().saturating_sub(1) + tail.len(),
+        }
+    }
+
+    /// The parts of a text frame's bytes, in order (one for [`Frame::Text`], two for
+    /// [`Frame::Tailed`]); None for binary.
+    pub fn text_parts(&self) -> Option<(&[u8], &[u8])> {
+        match self {
+            Frame::Text(t) => Some((t.as_bytes(), &[])),
+            Frame::Tailed(t, tail) => {
+                let b = t.as_bytes();
+                Some((b.get(..b.len().saturating_sub(1)).unwrap_or_default(), tail))
+            }
+            Frame::Binary(_) => None,
         }
     }
 

@@ -123,10 +123,11 @@ impl Wire {
         let mut headers: Vec<u8> = Vec::with_capacity(frames.len() * 4);
         let mut spans = Vec::with_capacity(frames.len());
         for frame in frames {
-            let (opcode, len) = match frame {
-                Frame::Text(t) => (OpCode::Data(Data::Text), t.len()),
-                Frame::Binary(b) => (OpCode::Data(Data::Binary), b.len()),
+            let opcode = match frame {
+                Frame::Text(_) | Frame::Tailed(..) => OpCode::Data(Data::Text),
+                Frame::Binary(_) => OpCode::Data(Data::Binary),
             };
+            let len = frame.len();
             let start = headers.len();
             let header = FrameHeader {
                 opcode,
@@ -141,10 +142,15 @@ impl Wire {
         let mut parts: Vec<Bytes> = Vec::with_capacity(frames.len() * 2);
         for (frame, span) in frames.iter().zip(spans) {
             parts.push(headers.slice(span));
-            parts.push(match frame {
-                Frame::Text(t) => Bytes::from(t.clone()),
-                Frame::Binary(b) => b.clone(),
-            });
+            match frame {
+                Frame::Text(t) => parts.push(Bytes::from(t.clone())),
+                Frame::Binary(b) => parts.push(b.clone()),
+                Frame::Tailed(t, tail) => {
+                    let shared = Bytes::from(t.clone());
+                    parts.push(shared.slice(..shared.len().saturating_sub(1)));
+                    parts.push(tail.clone());
+                }
+            }
         }
         let mut parts: VecDeque<Bytes> = parts.into();
         while !self.has_pending() && !parts.is_empty() {
@@ -300,6 +306,35 @@ mod tests {
             );
         }
         assert!(!wire.has_pending());
+    }
+
+    /// A tailed frame goes out as one WebSocket message: the shared frame without its `]`,
+    /// then the tail.
+    #[tokio::test]
+    async fn a_tailed_frame_is_written_as_one_message() {
+        use tokio::io::AsyncReadExt;
+        use tokio_tungstenite::tungstenite::Utf8Bytes;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let wire = Wire::new(server, 1 << 20);
+        let shared = Utf8Bytes::from_static(r#"42/chat,["message:new",{"id":5}]"#);
+        let frames = [
+            Frame::Tailed(shared.clone(), Bytes::from_static(br#","o.1-5"]"#)),
+            Frame::Text(shared),
+        ];
+        assert!(wire.write_frames(&frames).unwrap());
+        let first = r#"42/chat,["message:new",{"id":5},"o.1-5"]"#;
+        let second = r#"42/chat,["message:new",{"id":5}]"#;
+        let mut got = vec![0u8; 2 + first.len() + 2 + second.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got[..2], [0x81, first.len() as u8]);
+        assert_eq!(&got[2..2 + first.len()], first.as_bytes());
+        let rest = &got[2 + first.len()..];
+        assert_eq!(rest[..2], [0x81, second.len() as u8]);
+        assert_eq!(&rest[2..], second.as_bytes());
     }
 
     #[test]

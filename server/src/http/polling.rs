@@ -35,7 +35,7 @@ pub fn handshake(
     crate::session::spawn_timer(shard.clone(), conn.clone());
     match open {
         Frame::Text(t) => plain(StatusCode::OK, Bytes::from(t)),
-        Frame::Binary(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, ""),
+        Frame::Binary(_) | Frame::Tailed(..) => plain(StatusCode::INTERNAL_SERVER_ERROR, ""),
     }
 }
 
@@ -150,7 +150,7 @@ async fn get(shard: &Rc<Shard>, conn: &Rc<Conn>) -> (u16, Bytes) {
     let mut out = Vec::with_capacity(64);
     while let Some(frame) = conn.outbox.pop() {
         let item_len = match &frame {
-            Frame::Text(t) => t.len(),
+            Frame::Text(_) | Frame::Tailed(..) => frame.len(),
             Frame::Binary(b) => 1 + b.len().div_ceil(3) * 4,
         };
         if !out.is_empty() && out.len() + 1 + item_len > max {
@@ -161,7 +161,12 @@ async fn get(shard: &Rc<Shard>, conn: &Rc<Conn>) -> (u16, Bytes) {
             out.push(SEPARATOR);
         }
         match frame {
-            Frame::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Frame::Text(_) | Frame::Tailed(..) => {
+                if let Some((head, tail)) = frame.text_parts() {
+                    out.extend_from_slice(head);
+                    out.extend_from_slice(tail);
+                }
+            }
             Frame::Binary(b) => {
                 out.push(b'b');
                 out.extend_from_slice(

@@ -305,6 +305,18 @@ fn to_message(frame: Frame) -> Message {
     match frame {
         Frame::Text(t) => Message::Text(t),
         Frame::Binary(b) => Message::Binary(b),
+        Frame::Tailed(t, tail) => {
+            // Only frames queued while the shard cannot write straight to the socket (the
+            // transport not yet active) take this copy.
+            let mut s = String::with_capacity(t.len() + tail.len());
+            s.push_str(
+                t.as_str()
+                    .get(..t.len().saturating_sub(1))
+                    .unwrap_or_default(),
+            );
+            s.push_str(&String::from_utf8_lossy(&tail));
+            Message::Text(s.into())
+        }
     }
 }
 

@@ -239,12 +239,15 @@ impl Shard {
 
     /// Writes a frame that has a place in a conversation ([`TextFrame::position`]) to a socket:
     /// through the socket's recovery cursors when it has a recoverable session (its offset
-    /// appended, a repeat dropped, held back while a recovery replays), else as it is.
-    pub fn deliver_positioned(&self, socket: u64, frame: &TextFrame) {
+    /// appended, a repeat dropped, held back while a recovery replays), else as it is. `shared`
+    /// is `frame` as an outbox frame, made once for every recipient: a recipient's offset is a
+    /// tail written after it, never a copy of it.
+    fn deliver_positioned(&self, socket: u64, frame: &TextFrame, shared: &Frame) {
+        use chatwire_chat::recovery::Admitted;
         let Some(conn) = self.sockets.borrow().get(&socket).cloned() else {
             return;
         };
-        let out = {
+        let admitted = {
             let mut st = conn.state.borrow_mut();
             let cursors = st
                 .sockets
@@ -254,13 +257,18 @@ impl Shard {
                 .and_then(|c| c.recovery.as_mut())
                 .map(|r| &mut r.cursors);
             match cursors {
-                Some(c) => c.admit(frame),
-                None => Some(frame.clone()),
+                Some(c) => c.admit_shared(frame),
+                None => Admitted::AsIs,
             }
         };
-        if let Some(f) = out {
-            self.push_to(conn, crate::sio::emit::frame(f));
-        }
+        let out = match (admitted, shared) {
+            (Admitted::Drop, _) => return,
+            (Admitted::WithTail(tail), Frame::Text(t)) => {
+                Frame::Tailed(t.clone(), bytes::Bytes::from(tail))
+            }
+            _ => shared.clone(),
+        };
+        self.push_to(conn, out);
     }
 
     /// Writes a frame to every local chat socket of `user`.
@@ -308,8 +316,9 @@ impl Mesh for Shard {
 
     fn deliver(&self, frame: &TextFrame, sockets: &[u64]) {
         if frame.position().is_some() && self.recovers() {
+            let shared = crate::sio::emit::frame(frame.clone());
             for s in sockets {
-                self.deliver_positioned(*s, frame);
+                self.deliver_positioned(*s, frame, &shared);
             }
             return;
         }
@@ -321,10 +330,11 @@ impl Mesh for Shard {
 
     fn deliver_to_users(&self, frame: &TextFrame, users: &[UserKey]) {
         if frame.position().is_some() && self.recovers() {
+            let shared = crate::sio::emit::frame(frame.clone());
             for u in users {
                 let sockets = self.users.borrow().get(u).cloned().unwrap_or_default();
                 for s in sockets {
-                    self.deliver_positioned(s, frame);
+                    self.deliver_positioned(s, frame, &shared);
                 }
             }
             return;
