@@ -54,7 +54,7 @@ mod tests {
     fn frames_keep_the_protocol_encoding() {
         match event("/chat", "a:b", b"{\"x\":1}") {
             Frame::Text(t) => assert_eq!(t.as_str(), r#"42/chat,["a:b",{"x":1}]"#),
-            Frame::Binary(_) => panic!("a text frame"),
+            other => panic!("a whole text frame: {other:?}"),
         }
     }
 }
