@@ -485,6 +485,10 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def heap_bytes(self):
+        """Heap in use (`chatwire_heap_bytes`; the chaos build counts its allocations)."""
+        return int(self.metric("chatwire_heap_bytes"))
+
     def fds(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 

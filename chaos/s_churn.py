@@ -6,6 +6,9 @@ connection gauge back to 0 each time). Judged: every window's open files equal t
 (within 2), and the RSS growth over the last two windows is at most LEAK_BAR bytes per cycle
 (default 32): a leak grows RSS in every window by its size times the cycles, allocator noise
 does not accumulate. The growth of each window, in % of the warm level, is printed too.
+RSS hides a small leak (freed heap glibc keeps absorbs it), so the heap in use
+(`chatwire_heap_bytes`, counted by the chaos build) is judged too: its growth over the last two
+windows at most HEAP_BAR bytes per cycle (default 8; a connection leaking 128 B fails it).
 """
 
 import asyncio
@@ -20,6 +23,8 @@ WORKERS = 50
 WARM = int(os.environ.get("CHAOS_CHURN_WARM", "2000"))
 # Most RSS growth per cycle allowed over the windows after the first (see chaos/README.md).
 LEAK_BAR = int(os.environ.get("CHAOS_CHURN_LEAK_BAR", "32"))
+# Most heap-in-use growth per cycle over the same windows.
+HEAP_BAR = int(os.environ.get("CHAOS_CHURN_HEAP_BAR", "8"))
 FD_SLACK = 2
 
 
@@ -74,6 +79,7 @@ async def main():
             await cw.settle(gone, 15)
             await asyncio.sleep(1)
             rss = [server.rss_kb()]
+            heap = [server.heap_bytes()]
             fds = [server.fds()]
             secs = []
             settled = True
@@ -84,6 +90,7 @@ async def main():
                 settled = settled and await cw.settle(gone, 30) is not None
                 await asyncio.sleep(1)
                 rss.append(server.rss_kb())
+                heap.append(server.heap_bytes())
                 fds.append(server.fds())
             stored = db.count()
         finally:
@@ -93,15 +100,19 @@ async def main():
     steps = [(b - a) / rss[0] * 100 for a, b in zip(rss, rss[1:])]
     # Bytes per cycle over the windows after the first (the first may still fill the heap).
     per_cycle = (rss[-1] - rss[1]) * 1024 / ((WINDOWS - 1) * CYCLES)
+    heap_per_cycle = (heap[-1] - heap[1]) / ((WINDOWS - 1) * CYCLES)
     fd_ok = all(abs(f - fds[0]) <= FD_SLACK for f in fds)
     print(f"{WINDOWS}x {CYCLES} cycles after {WARM} to warm up, {rate:.0f}/s, {len(failures)} "
           f"failed {failures[:3]}; stored {stored} of {total}; connections back to 0 after each "
           f"window: {settled}; RSS {rss} kB, per window "
           f"{', '.join(f'{d:+.1f}%' for d in steps)} of the warm level; windows 2-{WINDOWS}: "
-          f"{per_cycle:+.1f} B/cycle (bar {LEAK_BAR}); fds {fds}")
-    ok = (not failures and stored == total and settled and per_cycle <= LEAK_BAR and fd_ok)
+          f"{per_cycle:+.1f} B/cycle (bar {LEAK_BAR}); heap in use {heap} B, windows 2-{WINDOWS}: "
+          f"{heap_per_cycle:+.1f} B/cycle (bar {HEAP_BAR}); fds {fds}")
+    ok = (not failures and stored == total and settled and per_cycle <= LEAK_BAR
+          and heap_per_cycle <= HEAP_BAR and fd_ok)
     figure = (f"{WINDOWS}x {CYCLES} cycles at {rate:.0f}/s, {len(failures)} failed; RSS "
               f"{rss[0]}->{rss[1:]} kB (windows {', '.join(f'{d:+.1f}%' for d in steps)}), "
-              f"windows 2-{WINDOWS} {per_cycle:+.1f} B/cycle (bar {LEAK_BAR}); fds {fds[0]}->"
+              f"windows 2-{WINDOWS} {per_cycle:+.1f} B/cycle (bar {LEAK_BAR}); heap windows "
+              f"2-{WINDOWS} {heap_per_cycle:+.1f} B/cycle (bar {HEAP_BAR}); fds {fds[0]}->"
               f"{fds[1:]}")
     return ok, figure

@@ -8,6 +8,10 @@ to its working size (glibc keeps freed heap for reuse), so the growth judged is 
 rounds after the second: at most LEAK_BAR bytes per stalled client per round (default 2,048),
 averaged over those rounds. A leak of anything a stalled client holds grows RSS in every round;
 allocator noise does not accumulate. The rise of each round, in % of the idle level, is printed.
+RSS hides a small leak (freed heap glibc keeps absorbs it), so the heap in use
+(`chatwire_heap_bytes`, counted by the chaos build) is judged too, over the rounds after the
+first: at most HEAP_BAR bytes per stalled client per round (default 256; a stalled client
+leaking 4 KB fails it).
 """
 
 import asyncio
@@ -28,6 +32,8 @@ ROUNDS = int(os.environ.get("CHAOS_SLOW_ROUNDS", "5"))
 SETTLE_ROUNDS = 2
 # Most RSS growth per stalled client per round after those (see chaos/README.md).
 LEAK_BAR = int(os.environ.get("CHAOS_SLOW_LEAK_BAR", "2048"))
+# Most heap-in-use growth per stalled client per round after the first.
+HEAP_BAR = int(os.environ.get("CHAOS_SLOW_HEAP_BAR", "256"))
 
 
 async def traffic(senders, cid, secs, counter):
@@ -114,8 +120,10 @@ async def main():
             await asyncio.sleep(3)
             rss_before = server.rss_kb()
             rounds = []
+            heap = [server.heap_bytes()]
             for r in range(ROUNDS):
                 rounds.append(await storm(server, cid, senders, members[SENDERS + READERS:], sent))
+                heap.append(server.heap_bytes())
             readers_up = sum(1 for c in readers if not c.closed.is_set())
             # Every send is broadcast once stored: each reader must have every stored message.
             stored = db.count()
@@ -133,6 +141,7 @@ async def main():
     # Bytes per stalled client per round over the rounds after the settling ones.
     judged = ROUNDS - SETTLE_ROUNDS
     per_client = (after[-1] - after[SETTLE_ROUNDS - 1]) * 1024 / (judged * STALLED)
+    heap_per_client = (heap[-1] - heap[1]) / ((ROUNDS - 1) * STALLED)
     took_s = ", ".join("-" if t is None else f"{t:.1f}" for t in took)
     steps_s = ", ".join(f"{d:+.1f}%" for d in steps)
     print(f"room of {len(members)}: {sent[0]} sends, {stored} stored; {ROUNDS} rounds of "
@@ -141,11 +150,14 @@ async def main():
           f"{readers_up}/{READERS}, complete {complete}/{READERS}; RSS before {rss_before} kB, "
           f"peak {rss_peak} kB, after each round {after} kB (rise per round {steps_s} of the "
           f"idle level); rounds {SETTLE_ROUNDS + 1}-{ROUNDS}: {per_client:+.0f} B per stalled "
-          f"client per round (bar {LEAK_BAR})")
+          f"client per round (bar {LEAK_BAR}); heap in use {heap} B, rounds 2-{ROUNDS}: "
+          f"{heap_per_client:+.0f} B per stalled client per round (bar {HEAP_BAR})")
     ok = (None not in took and eof == STALLED and disconnects >= STALLED
-          and readers_up == READERS and complete == READERS and per_client <= LEAK_BAR)
+          and readers_up == READERS and complete == READERS and per_client <= LEAK_BAR
+          and heap_per_client <= HEAP_BAR)
     figure = (f"{ROUNDS}x {STALLED} stalled clients: all disconnected in {took_s} s, {eof} EOF; "
               f"readers {complete}/{READERS} complete; RSS {rss_before}->{after} kB (rounds "
               f"{steps_s}), rounds {SETTLE_ROUNDS + 1}-{ROUNDS} {per_client:+.0f} B/client/round "
-              f"(bar {LEAK_BAR})")
+              f"(bar {LEAK_BAR}); heap rounds 2-{ROUNDS} {heap_per_client:+.0f} B/client/round "
+              f"(bar {HEAP_BAR})")
     return ok, figure

@@ -39,8 +39,15 @@ command -v psql >/dev/null || { echo "chaos: psql not found" >&2; exit 2; }
 psql "$CHAOS_PG/postgres" -qtAc "SELECT 1" >/dev/null ||
   { echo "chaos: PostgreSQL not reachable at $CHAOS_PG" >&2; exit 2; }
 
-echo "== building release binaries (chatwire, chatwire-loadgen)"
-cargo build --release --quiet -p chatwire -p chatwire-loadgen
+echo "== building release binaries (chatwire counting its heap, chatwire-loadgen)"
+# The server is built with `heap-stats` (chatwire_heap_bytes in /metrics: the leak checks read
+# the heap in use, which RSS hides) and copied aside, so the plain release build that `make
+# bench` measures stays as it is.
+cargo build --release --quiet -p chatwire-loadgen
+cargo build --release --quiet -p chatwire --bin chatwire --features heap-stats
+export CHAOS_BIN="${CHAOS_BIN:-$CHAOS_OUT/bin}"
+mkdir -p "$CHAOS_BIN"
+cp "$CARGO_TARGET_DIR/release/chatwire" "$CARGO_TARGET_DIR/release/chatwire-loadgen" "$CHAOS_BIN/"
 
 started=$SECONDS
 for name in $ALL; do

@@ -5,7 +5,15 @@
 use chatwire::config::{Cli, Command};
 use chatwire::{Mode, Server};
 
+/// Counts the heap in use for `/metrics` (`heap-stats` builds only: one atomic add per
+/// allocation).
+#[cfg(feature = "heap-stats")]
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "heap-stats")]
+    chatwire::telemetry::set_heap_probe(|| ALLOCATOR.allocated());
     let command = Cli::parse_command();
     let (config, mode, format, level) = match command {
         Command::Serve(config) => {

@@ -101,6 +101,19 @@ pub fn init_tracing(format: LogFormat, level: &str) -> Result<(), TelemetryError
 /// The process-wide Prometheus handle, set by the first [`install_metrics`].
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Gauge: bytes of heap in use, in builds that count their allocations (the `heap-stats`
+/// feature). Unlike RSS it goes back down when memory is freed, so a leak of a few bytes per
+/// connection shows.
+pub const HEAP_BYTES: &str = "chatwire_heap_bytes";
+
+/// Reads the heap in use (set by a binary with a counting allocator).
+static HEAP_PROBE: OnceLock<fn() -> usize> = OnceLock::new();
+
+/// Makes `/metrics` report [`HEAP_BYTES`] as `probe` reads it.
+pub fn set_heap_probe(probe: fn() -> usize) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
 /// How often the recorder's histograms are drained when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -135,6 +148,9 @@ pub fn install_metrics() -> PrometheusHandle {
 /// The `/metrics` response body (Prometheus text format, `text/plain; version=0.0.4`).
 pub fn render_metrics() -> String {
     let handle = install_metrics();
+    if let Some(probe) = HEAP_PROBE.get() {
+        metrics::gauge!(HEAP_BYTES).set(probe() as f64);
+    }
     handle.run_upkeep();
     handle.render()
 }
