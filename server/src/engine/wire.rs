@@ -7,8 +7,11 @@
 //! interleave: a write goes to the socket only when nothing is waiting, the rest waits whole,
 //! and `poll_flush` drains it when the socket is writable again. A write from tungstenite is
 //! always taken whole (never left half in its buffer), which is what lets the shard write between
-//! two of its writes. The FIFO is bounded: past `max_pending` bytes the client is not reading and
-//! the write fails, which ends the connection.
+//! two of its writes. The FIFO is bounded like the connection's outbound queue, in bytes and in
+//! pieces (a frame is two or three: its header, its shared payload, a recovery tail): past either
+//! bound the client is not reading and the write fails, which ends the connection. The piece
+//! bound keeps a stalled client in a busy room small (each piece is a 32-byte handle on a shared
+//! payload) and ends it as soon as the outbound queue would have.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -36,6 +39,8 @@ struct Inner {
     pending_len: Cell<usize>,
     /// Bound of `pending_len`.
     max_pending: usize,
+    /// Bound of `pending.len()`.
+    max_pieces: usize,
 }
 
 /// A WebSocket's TCP stream, shared by its task (through tungstenite) and its shard.
@@ -59,13 +64,15 @@ fn overflow() -> io::Error {
 }
 
 impl Wire {
-    /// Wraps a stream; at most `max_pending` bytes may wait for it.
-    pub fn new(stream: TcpStream, max_pending: usize) -> Self {
+    /// Wraps a stream; at most `max_frames` frames (counted as two pieces each) and
+    /// `max_pending` bytes may wait for it.
+    pub fn new(stream: TcpStream, max_frames: usize, max_pending: usize) -> Self {
         Wire(Rc::new(Inner {
             stream,
             pending: RefCell::new(VecDeque::new()),
             pending_len: Cell::new(0),
             max_pending,
+            max_pieces: max_frames.saturating_mul(2).max(16),
         }))
     }
 
@@ -81,7 +88,7 @@ impl Wire {
 
     fn push_pending(&self, bytes: Bytes) -> io::Result<()> {
         let len = self.0.pending_len.get() + bytes.len();
-        if len > self.0.max_pending {
+        if len > self.0.max_pending || self.0.pending.borrow().len() >= self.0.max_pieces {
             return Err(overflow());
         }
         self.0.pending_len.set(len);
@@ -276,7 +283,7 @@ mod tests {
         socket2::SockRef::from(&client)
             .set_recv_buffer_size(16 << 10)
             .unwrap();
-        let wire = Wire::new(server, 64 << 20);
+        let wire = Wire::new(server, 1 << 20, 64 << 20);
         let text = |i: usize| Frame::Text(Utf8Bytes::from(format!("{i:05}").repeat(3000)));
         let first: Vec<Frame> = (0..200).map(text).collect();
         let all_taken = wire.write_frames(&first).unwrap();
@@ -319,7 +326,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let wire = Wire::new(server, 1 << 20);
+        let wire = Wire::new(server, 1024, 1 << 20);
         let shared = Utf8Bytes::from_static(r#"42/chat,["message:new",{"id":5}]"#);
         let frames = [
             Frame::Tailed(shared.clone(), Bytes::from_static(br#","o.1-5"]"#)),
@@ -335,6 +342,43 @@ mod tests {
         let rest = &got[2 + first.len()..];
         assert_eq!(rest[..2], [0x81, second.len() as u8]);
         assert_eq!(&rest[2..], second.as_bytes());
+    }
+
+    /// A client that reads nothing: the write fails once about `max_frames` frames wait, long
+    /// before the byte bound (a stalled client stays small, and ends when its queue would have).
+    #[tokio::test]
+    async fn waiting_frames_are_bounded_in_number_too() {
+        use tokio_tungstenite::tungstenite::Utf8Bytes;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 << 10)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(16 << 10)
+            .unwrap();
+        let wire = Wire::new(server, 8, 64 << 20);
+        let frame = Frame::Text(Utf8Bytes::from("x".repeat(4096)));
+        let mut failed_at = None;
+        for i in 0..10_000 {
+            match wire.write_frames(std::slice::from_ref(&frame)) {
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::WriteZero, "{e}");
+                    failed_at = Some(i);
+                    break;
+                }
+            }
+        }
+        let at = failed_at.expect("a client that reads nothing overflows");
+        assert!(
+            at < 1000,
+            "{at} frames of 4 KB accepted for a client that reads nothing (8 may wait)"
+        );
+        drop(client);
     }
 
     #[test]

@@ -41,7 +41,11 @@ type Ws = WebSocketStream<Wire>;
 
 /// The shared stream of a new WebSocket, bounded like the connection's outbound queue.
 fn wire(shard: &Shard, stream: TcpStream) -> Wire {
-    Wire::new(stream, shard.shared.outbound_bytes)
+    Wire::new(
+        stream,
+        shard.shared.outbound_frames,
+        shard.shared.outbound_bytes,
+    )
 }
 
 /// tungstenite limits: small read buffer (idle connections stay small), bounded messages.
