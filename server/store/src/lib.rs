@@ -450,6 +450,14 @@ pub trait Store: Send + Sync + 'static {
         user: UserKey,
     ) -> impl Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send;
 
+    /// Every read pointer above 0 of the participants of `conversations`, as
+    /// `(conversation, reader, last read message id)` in any order: where the readers of a
+    /// recovered socket's rooms stand.
+    fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, UserKey, i64)>, StoreError>> + Send;
+
     /// Writes a recoverable session (replacing the row of the same `pid`).
     fn recovery_save(
         &self,
