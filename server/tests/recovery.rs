@@ -12,6 +12,8 @@
 mod harness;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/redis.rs"]
+mod redis_support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -389,6 +391,37 @@ async fn missed_read_receipts_are_replayed_by_another_node() {
     .await;
     first.shutdown().await;
     second.shutdown().await;
+    report.assert_passed(READ_CHECKS);
+}
+
+/// Two nodes joined by Redis: B's receipts reach A from the other node, live (their offsets
+/// name them, so they are not sent again) and, once A recovers, replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_from_another_node_over_redis_are_recovered_exactly() {
+    ensure_clients();
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let mut config = pg_config(&db.url);
+    config.redis_url = Some(redis.url());
+    let a_node = Server::start(&config, Mode::Chat).await.unwrap();
+    let b_node = Server::start(&config, Mode::Chat).await.unwrap();
+    let conversation = create_direct(a_node.addr, (2, "brand"), (1, "influencer")).await;
+    let e = envs(
+        &base_url(a_node.addr),
+        &base_url(b_node.addr),
+        &base_url(a_node.addr),
+        conversation,
+    );
+    let report = run_script(
+        &node(),
+        "recovery_reads.js",
+        &[],
+        &base_url(a_node.addr),
+        &e,
+    )
+    .await;
+    a_node.shutdown().await;
+    b_node.shutdown().await;
     report.assert_passed(READ_CHECKS);
 }
 

@@ -14,7 +14,7 @@ use crate::payload::ReadRequest;
 use crate::{Effect, Effects, Event, UserJson, emit_ack, event_frame, json, telemetry};
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::{Position, TextFrame};
-use chatwire_store::{Store, UserKey, UserType};
+use chatwire_store::{Store, UserKey};
 
 /// `message:read {conversationId, messageId?}`.
 pub(crate) async fn read(ev: &Event<'_>, payload: &Value) -> Effects {
@@ -101,18 +101,16 @@ fn position(conversation_id: i64, message_id: i64, reader: UserKey) -> Option<Po
     })
 }
 
-/// A user as one positive number (id and type), how recovery offsets name a reader.
+/// A user as one positive number (id and type), how recovery offsets name a reader
+/// ([`UserKey::compact`]; the Redis adapter positions other nodes' receipts with it too).
 pub fn reader_key(user: UserKey) -> Option<i64> {
-    let kind = match user.user_type {
-        UserType::Brand => 0,
-        UserType::Influencer => 1,
-    };
-    user.id.checked_mul(2)?.checked_add(kind)
+    user.compact()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatwire_store::UserType;
 
     #[test]
     fn receipts_carry_the_readers_pointer_as_their_position() {

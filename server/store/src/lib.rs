@@ -103,6 +103,16 @@ impl UserKey {
     pub fn new(user_type: UserType, id: i64) -> UserKey {
         UserKey { user_type, id }
     }
+
+    /// The user as one number, `id * 2` (+ 1 for an influencer): how recovery offsets name a
+    /// reader. None when the id is too large for it.
+    pub fn compact(self) -> Option<i64> {
+        let kind = match self.user_type {
+            UserType::Brand => 0,
+            UserType::Influencer => 1,
+        };
+        self.id.checked_mul(2)?.checked_add(kind)
+    }
 }
 
 /// What other users see of a user.

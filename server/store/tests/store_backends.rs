@@ -434,11 +434,7 @@ async fn recovery_sessions(store: &AnyStore) {
 async fn read_pointers(store: &AnyStore) {
     let (a, b, c) = (brand(80), infl(81), infl(82));
     let conv = store.create_direct(a, b).await.unwrap().0.id;
-    let group = store
-        .create_group(a, &[b, c], None, 10)
-        .await
-        .unwrap()
-        .id;
+    let group = store.create_group(a, &[b, c], None, 10).await.unwrap().id;
     let elsewhere = store.create_direct(a, c).await.unwrap().0.id;
     let m1 = send(store, msg(conv, a, "1", None)).await.message.id;
     let m2 = send(store, msg(conv, a, "2", None)).await.message.id;

@@ -3,8 +3,9 @@
 // reads further over its socket and then over REST, and A's other device reads over REST. When
 // A recovers (to RECONNECT_URL) it must have, before "connect", exactly one `message:read` per
 // reader with that reader's newest pointer, and none it already had (B's live receipt). A second
-// drop after A read over its own socket, with nothing read meanwhile, replays no receipt at all
-// (neither A's own read nor round 1's replays), and a read after the recovery arrives live once.
+// drop after A read over its own socket and got B's live receipt, with nothing read meanwhile,
+// replays no receipt at all (neither A's own read, nor the live receipt, nor round 1's replays),
+// and a read after the recovery arrives live once.
 //
 // Environment: A_URL, B_URL, RECONNECT_URL, CONVERSATION_ID, A_TOKEN, B_TOKEN,
 //   B_AWAY_URL (where B reconnects once A dropped, default B_URL: B's node may be the one killed),
@@ -140,11 +141,15 @@ async function main() {
     receipts.map((r) => r.args),
   );
 
-  // Round 2: A reads m4 over its own socket, drops, and nobody reads while it is away: neither
-  // its own read nor the receipts replayed in round 1 are sent again.
+  // Round 2: A reads m4 over its own socket and gets B's live receipt for m4, drops, and nobody
+  // reads while it is away: neither its own read, nor the live receipt, nor the receipts
+  // replayed in round 1 are sent again.
   receipts.length = 0;
   const m4 = await send(b, "m4");
   check((await readOverSocket(a, m4.id, "A read m4")) === m4.id, "A reads m4 over its socket after recovering");
+  await readOverSocket(b, m4.id, "B read m4");
+  await until(() => receipts.length === 1, "A got B's live message:read for m4");
+  receipts.length = 0;
   a.io.reconnection(false);
   dropped = waitFor(a, "disconnect", "A dropped (round 2)");
   a.io.engine.close();
