@@ -4,12 +4,16 @@
 //! `socket.recovered === true`: on the same node (memory, SQLite), on another node sharing the
 //! PostgreSQL database, and after the first node was killed with SIGKILL. Also the reported
 //! failures of other implementations (socket.io #5538, #4880, #5282) and the window's expiry.
+//! Read receipts (tests/interop/recovery_reads.js): one `message:read` per reader with its newest
+//! pointer, never one the client already had, on the same three setups.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "interop/harness.rs"]
 mod harness;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/redis.rs"]
+mod redis_support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -48,6 +52,15 @@ async fn run_on(
     reconnect: &RunningServer,
     extra: &[(&'static str, &str)],
 ) -> Report {
+    run_script_on("recovery.js", a, reconnect, extra).await
+}
+
+async fn run_script_on(
+    script: &str,
+    a: &RunningServer,
+    reconnect: &RunningServer,
+    extra: &[(&'static str, &str)],
+) -> Report {
     let conversation = create_direct(a.addr, (2, "brand"), (1, "influencer")).await;
     let mut e = envs(
         &base_url(a.addr),
@@ -56,7 +69,7 @@ async fn run_on(
         conversation,
     );
     e.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    run_script(&node(), "recovery.js", &[], &base_url(a.addr), &e).await
+    run_script(&node(), script, &[], &base_url(a.addr), &e).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,12 +278,33 @@ async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
         ("LIVE", "0".to_owned()),
         ("AWAY", "12".to_owned()),
         ("LIVE_AFTER", "0".to_owned()),
+    ]);
+    let report = run_killing("recovery.js", e, &mut killed).await;
+    survivor.shutdown().await;
+    report.assert_passed(&[
+        "connection:success carries an offset",
+        "kill the node now",
+        "socket.recovered is true after round 1",
+        "every message sent while away arrived exactly once, in id order (round 1, 12 messages)",
+        "replayed message:new payloads are the objects message:sent returned",
+    ]);
+}
+
+/// Runs `script` with `KILL=1` against the node `killed` (its URL in `A_URL`), killing that node
+/// with SIGKILL when the script says so (the kill is what drops the client).
+async fn run_killing(
+    script: &str,
+    mut e: Vec<(&'static str, String)>,
+    killed: &mut Binary,
+) -> Report {
+    let killed_url = format!("http://127.0.0.1:{}", killed.port);
+    e.extend([
         ("KILL", "1".to_owned()),
         ("STEP_TIMEOUT_MS", "10000".to_owned()),
-        ("BASE_URL", killed_url.clone()),
+        ("BASE_URL", killed_url),
     ]);
     let mut child = tokio::process::Command::new(node())
-        .arg(scripts().join("recovery.js"))
+        .arg(scripts().join(script))
         .current_dir(scripts())
         .envs(e.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
@@ -295,19 +329,127 @@ async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
         .await
         .expect("script ends");
     let out = child.wait_with_output().await.unwrap();
-    let report = Report {
+    Report {
         code: out.status.code(),
         stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    }
+}
+
+/// What every read receipt run must show.
+const READ_CHECKS: &[&str] = &[
+    "the live message:read carries the offset as its last argument",
+    "socket.recovered is true after round 1",
+    "exactly one message:read per reader, with its newest messageId, before connect (round 1)",
+    "replayed message:read payloads have the live shape and carry offsets",
+    "socket.recovered is true after round 2",
+    "no message:read is replayed when nothing was read while away (round 2)",
+    "a read after the recovery arrives live once",
+];
+
+/// A client that missed read receipts (over sockets and REST, its partner's and its own other
+/// device's) gets one per reader, the newest, before `connect`, and none it already had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_read_receipts_are_replayed_once_per_reader() {
+    ensure_clients();
+    let server = start_server_with(|_| {}).await;
+    let report = run_script_on("recovery_reads.js", &server, &server, &[]).await;
+    server.shutdown().await;
+    report.assert_passed(READ_CHECKS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_read_receipts_are_replayed_on_sqlite() {
+    ensure_clients();
+    let (config, path) = sqlite_config();
+    let server = start_server_with(|c| *c = config).await;
+    let report = run_script_on("recovery_reads.js", &server, &server, &[]).await;
+    server.shutdown().await;
+    remove_sqlite(&path);
+    report.assert_passed(READ_CHECKS);
+}
+
+/// The receipts are read from the database by a node that never saw the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_read_receipts_are_replayed_by_another_node() {
+    ensure_clients();
+    let db = pg::TestDb::create().await;
+    let first = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    let second = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    // No Redis between the two: B goes on through the second node too.
+    let second_url = base_url(second.addr);
+    let report = run_script_on(
+        "recovery_reads.js",
+        &first,
+        &second,
+        &[("B_AWAY_URL", &second_url)],
+    )
+    .await;
+    first.shutdown().await;
+    second.shutdown().await;
+    report.assert_passed(READ_CHECKS);
+}
+
+/// Two nodes joined by Redis: B's receipts reach A from the other node, live (their offsets
+/// name them, so they are not sent again) and, once A recovers, replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_from_another_node_over_redis_are_recovered_exactly() {
+    ensure_clients();
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let mut config = pg_config(&db.url);
+    config.redis_url = Some(redis.url());
+    let a_node = Server::start(&config, Mode::Chat).await.unwrap();
+    let b_node = Server::start(&config, Mode::Chat).await.unwrap();
+    let conversation = create_direct(a_node.addr, (2, "brand"), (1, "influencer")).await;
+    let e = envs(
+        &base_url(a_node.addr),
+        &base_url(b_node.addr),
+        &base_url(a_node.addr),
+        conversation,
+    );
+    let report = run_script(
+        &node(),
+        "recovery_reads.js",
+        &[],
+        &base_url(a_node.addr),
+        &e,
+    )
+    .await;
+    a_node.shutdown().await;
+    b_node.shutdown().await;
+    report.assert_passed(READ_CHECKS);
+}
+
+/// The node holding A is killed with SIGKILL; the survivor replays the receipts A missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_read_receipts_are_replayed_after_the_node_was_killed() {
+    ensure_clients();
+    let db = pg::TestDb::create().await;
+    let mut killed = spawn_binary(&db.url).await;
+    let survivor = Server::start(&pg_config(&db.url), Mode::Chat)
+        .await
+        .unwrap();
+    let killed_url = format!("http://127.0.0.1:{}", killed.port);
+    let conversation = create_direct(survivor.addr, (2, "brand"), (1, "influencer")).await;
+    // A and B start on the node that dies (the live receipt needs no cross-node delivery); B
+    // goes on through the survivor.
+    let mut e = envs(
+        &killed_url,
+        &killed_url,
+        &base_url(survivor.addr),
+        conversation,
+    );
+    e.push(("B_AWAY_URL", base_url(survivor.addr)));
+    let report = run_killing("recovery_reads.js", e, &mut killed).await;
     survivor.shutdown().await;
-    report.assert_passed(&[
-        "connection:success carries an offset",
-        "kill the node now",
-        "socket.recovered is true after round 1",
-        "every message sent while away arrived exactly once, in id order (round 1, 12 messages)",
-        "replayed message:new payloads are the objects message:sent returned",
-    ]);
+    let mut checks = vec!["kill the node now"];
+    checks.extend_from_slice(READ_CHECKS);
+    report.assert_passed(&checks);
 }
 
 /// A recovery storm: 1,000 clients, each in its own 1:1 room, recover at once after missing 50

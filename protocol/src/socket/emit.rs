@@ -20,14 +20,27 @@ use crate::json;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextFrame(Bytes, Option<Position>);
 
-/// The place of an event in a replayable stream: a stream (a conversation) and a sequence number
-/// increasing within it (a message id).
+/// The place of an event in a replayable stream (a conversation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Position {
-    /// The stream.
-    pub stream: i64,
-    /// Increasing within the stream.
-    pub seq: i64,
+pub enum Position {
+    /// The event numbered `seq` of an ordered stream (a message of a conversation, by id): a
+    /// client that got number `seq` has every earlier one.
+    Event {
+        /// The stream.
+        stream: i64,
+        /// Increasing within the stream, delivered in that order.
+        seq: i64,
+    },
+    /// The latest value `seq` of `key` within `stream` (a reader's read pointer in a
+    /// conversation): a higher value supersedes the lower ones, which may arrive in any order.
+    Latest {
+        /// The stream.
+        stream: i64,
+        /// Whose value it is.
+        key: i64,
+        /// The value; never decreases for one key.
+        seq: i64,
+    },
 }
 
 impl TextFrame {
@@ -246,7 +259,7 @@ mod tests {
 
     #[test]
     fn offsets_go_last_and_positions_stay_off_the_wire() {
-        let at = Position { stream: 3, seq: 9 };
+        let at = Position::Event { stream: 3, seq: 9 };
         let f = event("/chat", "m", b"{\"x\":[1]}").at(at);
         assert_eq!(f.position(), Some(at));
         assert_eq!(

@@ -150,7 +150,7 @@ pub fn replayed(message: &Message) -> (TextFrame, TextFrame) {
 
 /// The message's place in its conversation (recovery offsets).
 fn position(message: &Message) -> Position {
-    Position {
+    Position::Event {
         stream: message.conversation_id,
         seq: message.id,
     }

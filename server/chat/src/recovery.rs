@@ -23,8 +23,20 @@
 //! got events from more conversations carries [`OVERFLOW`] instead, and cannot be recovered (the
 //! client connects normally and reloads over REST). A recovery starts a new base where the
 //! client was, so the count starts again from zero.
+//!
+//! **Read receipts** are not a sequence but a latest value: `message:read` says "reader r has
+//! read conversation c up to m", and r's pointer only grows. So the offset also names, per
+//! conversation and reader whose receipts reached the socket, the highest `m` it got:
+//! `.<conversation>-<reader>-<m>` ([`crate::read::reader_key`]). What the client knows of r in c
+//! is the highest of that and the session's read base; a recovery sends the current pointer of
+//! every participant of the socket's rooms that is above it, one receipt per reader. Order does
+//! not matter (a maximum), so receipts that cross shards or nodes out of order cannot make it
+//! skip one. At most [`MAX_READ_ENTRIES`] readers are named; receipts of further readers still
+//! go out live but are not named, so a recovery sends their pointer again (a repeat, never a
+//! miss).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use chatwire_protocol::socket::emit::{offset_tail, takes_offset, with_tail};
 use chatwire_protocol::socket::{Position, TextFrame};
@@ -36,8 +48,14 @@ pub const MAX_OFFSET_ENTRIES: usize = 32;
 /// conversations: not recoverable.
 pub const OVERFLOW: &str = "x";
 
-/// Longest offset string accepted from a client.
-const MAX_OFFSET_LEN: usize = MAX_OFFSET_ENTRIES * 28 + 1;
+/// Most readers an offset names (about 20 bytes each).
+pub const MAX_READ_ENTRIES: usize = 32;
+
+/// Longest offset string accepted from a client (13 base-36 digits per number at most).
+const MAX_OFFSET_LEN: usize = MAX_OFFSET_ENTRIES * 28 + MAX_READ_ENTRIES * 42 + 1;
+
+/// A reader in a conversation: (conversation, [`crate::read::reader_key`]).
+pub type Reader = (i64, i64);
 
 /// Live frames held back at most while a recovery replays (more: the recovery is abandoned).
 const MAX_HELD: usize = 4096;
@@ -70,6 +88,12 @@ pub struct Cursors {
     held: Option<Vec<TextFrame>>,
     /// The held frames overflowed [`MAX_HELD`]: the recovery must be abandoned.
     lost: bool,
+    /// Read pointers the client had when the session started (a recovered session: where it
+    /// was; from the session row).
+    read_base: HashMap<Reader, i64>,
+    /// Readers whose receipts told the socket more than `read_base`: the highest pointer
+    /// delivered, sorted, at most [`MAX_READ_ENTRIES`].
+    reads: Vec<(Reader, i64)>,
 }
 
 impl Cursors {
@@ -81,6 +105,28 @@ impl Cursors {
             resumed,
             ..Cursors::default()
         }
+    }
+
+    /// This session with the read pointers its client had when it started.
+    pub fn with_read_base(mut self, read_base: HashMap<Reader, i64>) -> Cursors {
+        self.read_base = read_base;
+        self
+    }
+
+    /// The read pointers the client had when the session started.
+    pub fn read_base(&self) -> &HashMap<Reader, i64> {
+        &self.read_base
+    }
+
+    /// The highest pointer of `reader` the client has been told (0: nothing).
+    pub fn read_known(&self, reader: Reader) -> i64 {
+        let seen = self
+            .reads
+            .binary_search_by_key(&reader, |(r, _)| *r)
+            .ok()
+            .and_then(|i| self.reads.get(i))
+            .map_or(0, |(_, m)| *m);
+        seen.max(self.read_base.get(&reader).copied().unwrap_or(0))
     }
 
     /// Sets the session's start, read after the socket was subscribed (fresh sessions).
@@ -113,6 +159,7 @@ impl Cursors {
 
     /// The frame to deliver for a positioned `frame` (its offset appended), or None: a repeat
     /// of what the client has, or held back during a replay. Unpositioned frames pass as they are.
+    /// A read receipt ([`Position::Latest`]) is never dropped here: its pointer is noted.
     pub fn admit(&mut self, frame: &TextFrame) -> Option<TextFrame> {
         match self.admit_shared(frame) {
             Admitted::Drop => None,
@@ -124,7 +171,7 @@ impl Cursors {
     /// [`Cursors::admit`] for a frame shared by many recipients: what to write to this socket,
     /// without copying the frame (a fan-out writes the shared frame and the tail).
     pub fn admit_shared(&mut self, frame: &TextFrame) -> Admitted {
-        let Some(Position { stream, seq }) = frame.position() else {
+        let Some(position) = frame.position() else {
             return Admitted::AsIs;
         };
         if let Some(held) = self.held.as_mut() {
@@ -135,6 +182,13 @@ impl Cursors {
             }
             return Admitted::Drop;
         }
+        let (stream, seq) = match position {
+            Position::Event { stream, seq } => (stream, seq),
+            Position::Latest { stream, key, seq } => {
+                self.note_read((stream, key), seq);
+                return self.tail_for(frame);
+            }
+        };
         let base = self.base.get(&stream).copied();
         let slot = self.seen.binary_search_by_key(&stream, |(c, _)| *c);
         let last = match slot {
@@ -157,6 +211,11 @@ impl Cursors {
         if self.seen.len() > MAX_OFFSET_ENTRIES {
             self.overflow = true;
         }
+        self.tail_for(frame)
+    }
+
+    /// The frame with this socket's offset as a tail (or as it is, when it takes none).
+    fn tail_for(&self, frame: &TextFrame) -> Admitted {
         if !takes_offset(frame) {
             return Admitted::AsIs;
         }
@@ -176,13 +235,61 @@ impl Cursors {
             s.push('-');
             push_base36(*id, &mut s);
         }
+        for ((c, reader), m) in &self.reads {
+            s.push('.');
+            push_base36(*c, &mut s);
+            s.push('-');
+            push_base36(*reader, &mut s);
+            s.push('-');
+            push_base36(*m, &mut s);
+        }
         s
     }
+
+    /// A live frame that was held while a recovery replayed: as [`Cursors::admit`], and a read
+    /// receipt no newer than what the client now has (the replay sent the same pointer) is
+    /// dropped.
+    pub fn admit_held(&mut self, frame: &TextFrame) -> Option<TextFrame> {
+        if let Some(Position::Latest { stream, key, seq }) = frame.position()
+            && self.held.is_none()
+            && seq <= self.read_known((stream, key))
+        {
+            return None;
+        }
+        self.admit(frame)
+    }
+
+    /// The client was told `reader`'s pointer `m`.
+    fn note_read(&mut self, reader: Reader, m: i64) {
+        if m <= self.read_base.get(&reader).copied().unwrap_or(0) {
+            return;
+        }
+        match self.reads.binary_search_by_key(&reader, |(r, _)| *r) {
+            Ok(i) => {
+                if let Some(e) = self.reads.get_mut(i) {
+                    e.1 = e.1.max(m);
+                }
+            }
+            // Past the limit the reader is not named: a recovery sends its pointer again.
+            Err(i) if self.reads.len() < MAX_READ_ENTRIES => self.reads.insert(i, (reader, m)),
+            Err(_) => {}
+        }
+    }
+}
+
+/// What a client's offset names: per conversation the last message delivered, and per reader
+/// the highest read pointer delivered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Offset {
+    /// (conversation, last message id), by conversation.
+    pub messages: Vec<(i64, i64)>,
+    /// ((conversation, reader), highest pointer).
+    pub reads: Vec<(Reader, i64)>,
 }
 
 /// The entries of an offset a client sent back; None when it is not one of ours (or says
 /// [`OVERFLOW`]): a normal connect.
-pub fn parse_offset(s: &str) -> Option<Vec<(i64, i64)>> {
+pub fn parse_offset(s: &str) -> Option<Offset> {
     if s.len() > MAX_OFFSET_LEN {
         return None;
     }
@@ -190,19 +297,29 @@ pub fn parse_offset(s: &str) -> Option<Vec<(i64, i64)>> {
     if parts.next() != Some("o") {
         return None;
     }
-    let mut out = Vec::new();
+    let number = |n: &str| i64::from_str_radix(n, 36).ok().filter(|n| *n > 0);
+    let mut out = Offset::default();
     for part in parts {
-        let (c, id) = part.split_once('-')?;
-        let c = i64::from_str_radix(c, 36).ok().filter(|c| *c > 0)?;
-        let id = i64::from_str_radix(id, 36).ok().filter(|id| *id > 0)?;
-        out.push((c, id));
+        let mut fields = part.split('-');
+        let c = number(fields.next()?)?;
+        let a = number(fields.next()?)?;
+        match fields.next() {
+            None => out.messages.push((c, a)),
+            Some(m) => out.reads.push(((c, a), number(m)?)),
+        }
+        if fields.next().is_some() {
+            return None;
+        }
     }
-    (out.len() <= MAX_OFFSET_ENTRIES).then_some(out)
+    (out.messages.len() <= MAX_OFFSET_ENTRIES && out.reads.len() <= MAX_READ_ENTRIES).then_some(out)
 }
 
-/// Where a recovery resumes: per conversation, the later of the session's start and the
-/// client's offset (the last message the client received).
-pub fn resume_point(base: &HashMap<i64, i64>, offset: &[(i64, i64)]) -> HashMap<i64, i64> {
+/// Where a recovery resumes: per conversation (or reader), the later of the session's start and
+/// the client's offset (the last message, or the highest read pointer, the client received).
+pub fn resume_point<K: Copy + Eq + Hash>(
+    base: &HashMap<K, i64>,
+    offset: &[(K, i64)],
+) -> HashMap<K, i64> {
     let mut at = base.clone();
     for (c, id) in offset {
         let e = at.entry(*c).or_insert(0);
@@ -240,7 +357,7 @@ mod tests {
             "message:new",
             format!("{{\"id\":{id}}}").as_bytes(),
         )
-        .at(Position { stream: c, seq: id })
+        .at(Position::Event { stream: c, seq: id })
     }
 
     fn text(f: &TextFrame) -> String {
@@ -261,7 +378,7 @@ mod tests {
         assert!(c.admit(&ev(40, 1_000_000)).is_some());
         assert_eq!(c.offset(), "o.2-l.14-lfls");
         assert_eq!(
-            parse_offset(&c.offset()),
+            parse_offset(&c.offset()).map(|o| o.messages),
             Some(vec![(2, 21), (40, 1_000_000)])
         );
         // A repeat of what was delivered is dropped.
@@ -284,6 +401,70 @@ mod tests {
         assert_eq!(c.offset(), "o.2-r");
     }
 
+    fn read(c: i64, reader: i64, m: i64) -> TextFrame {
+        emit::event(
+            "/chat",
+            "message:read",
+            format!("{{\"messageId\":{m}}}").as_bytes(),
+        )
+        .at(Position::Latest {
+            stream: c,
+            key: reader,
+            seq: m,
+        })
+    }
+
+    #[test]
+    fn receipts_name_each_readers_highest_pointer_in_any_order() {
+        let mut c = Cursors::new(HashMap::from([(1, 10)]), false)
+            .with_read_base(HashMap::from([((1, 4), 8)]));
+        // Live receipts are never dropped, even out of order or at the base.
+        assert!(c.admit(&read(1, 4, 6)).is_some());
+        assert_eq!(c.offset(), "o");
+        let f = c.admit(&read(1, 4, 12)).map(|f| text(&f));
+        assert_eq!(
+            f.as_deref(),
+            Some(r#"42/chat,["message:read",{"messageId":12},"o.1-4-c"]"#)
+        );
+        assert!(c.admit(&read(1, 4, 11)).is_some());
+        assert!(c.admit(&ev(1, 11)).is_some());
+        assert!(c.admit(&read(1, 5, 3)).is_some());
+        assert_eq!(c.offset(), "o.1-b.1-4-c.1-5-3");
+        assert_eq!(c.read_known((1, 4)), 12);
+        assert_eq!(c.read_known((2, 4)), 0);
+        let o = parse_offset(&c.offset()).unwrap_or_default();
+        assert_eq!(o.messages, vec![(1, 11)]);
+        assert_eq!(o.reads, vec![((1, 4), 12), ((1, 5), 3)]);
+        // Where a recovery resumes: the base or the offset, whichever is higher.
+        let at = resume_point(&HashMap::from([((1, 4), 20), ((2, 4), 1)]), &o.reads);
+        assert_eq!(at, HashMap::from([((1, 4), 20), ((2, 4), 1), ((1, 5), 3)]));
+    }
+
+    #[test]
+    fn receipts_held_during_a_replay_are_dropped_when_the_replay_carried_them() {
+        let mut c = Cursors::new(HashMap::new(), true);
+        c.hold();
+        assert!(c.admit(&read(1, 4, 9)).is_none());
+        assert!(c.admit(&read(1, 4, 10)).is_none());
+        let held = c.release().unwrap_or_default();
+        // The replay sends the current pointer, 9; the held 9 is then a repeat, 10 is not.
+        assert!(c.admit(&read(1, 4, 9)).is_some());
+        let out: Vec<_> = held.iter().filter_map(|f| c.admit_held(f)).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(c.offset(), "o.1-4-a");
+    }
+
+    #[test]
+    fn readers_past_the_limit_are_delivered_but_not_named() {
+        let mut c = Cursors::new(HashMap::new(), false);
+        for reader in 1..=(MAX_READ_ENTRIES as i64 + 5) {
+            assert!(c.admit(&read(1, reader, 2)).is_some());
+        }
+        let o = parse_offset(&c.offset()).unwrap_or_default();
+        assert_eq!(o.reads.len(), MAX_READ_ENTRIES);
+        assert_eq!(c.read_known((1, MAX_READ_ENTRIES as i64 + 1)), 0);
+    }
+
     #[test]
     fn too_many_conversations_overflow_and_bad_offsets_are_refused() {
         let mut c = Cursors::new(HashMap::new(), false);
@@ -304,6 +485,8 @@ mod tests {
             assert_eq!(parse_offset(bad), None, "{bad}");
         }
         assert_eq!(parse_offset(&"o.1-1".repeat(200)), None);
-        assert_eq!(parse_offset("o"), Some(vec![]));
+        assert_eq!(parse_offset("o"), Some(Offset::default()));
+        assert_eq!(parse_offset("o.1-2-3-4"), None);
+        assert_eq!(parse_offset("o.1-2-0"), None);
     }
 }

@@ -24,6 +24,13 @@ pub fn run(
 ) {
     for effect in fx {
         match effect {
+            // A reply with a place in a conversation (`message:read:success`) moves the
+            // socket's recovery offset like a broadcast does.
+            Effect::Emit(f) if f.position().is_some() && shard.recovers() => {
+                if conn.is_some() {
+                    shard.deliver_positioned(key.local, &f, &frame(f.clone()));
+                }
+            }
             Effect::Emit(f) => {
                 if let Some(conn) = conn {
                     conn.push(frame(f));

@@ -1,7 +1,7 @@
 //! Connection state recovery for `/chat` sockets (Socket.IO 4.6+'s handshake, kept in the
 //! store so it survives the node): the session row, claiming it back on CONNECT, and the
-//! replay of missed messages from the store. What an offset is and why it cannot skip a message:
-//! [`chatwire_chat::recovery`].
+//! replay of missed messages and read receipts from the store. What an offset is and why it
+//! cannot skip a message or a receipt: [`chatwire_chat::recovery`].
 //!
 //! Life of a session row: written when the session starts (its base read after the socket was
 //! subscribed) and whenever its rooms change, so nothing needs writing at a crash; its expiry
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use chatwire_chat::recovery::{Cursors, parse_offset, resume_point};
+use chatwire_chat::recovery::{Cursors, Reader, parse_offset, resume_point};
 use chatwire_protocol::json::Value;
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::{HistoryQuery, RecoverySession, Store, StoreError, UserKey};
@@ -27,6 +27,9 @@ const MAX_PID_LEN: usize = 64;
 /// History page size while collecting missed messages.
 const PAGE: u32 = 100;
 
+/// Most read pointers a session row keeps (more: the others' receipts may be sent again).
+const MAX_ROW_READS: usize = 1024;
+
 /// What the session row keeps besides its key: the socket's rooms and where the session started.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RowState {
@@ -34,6 +37,10 @@ struct RowState {
     rooms: Vec<i64>,
     /// Conversation -> last message id when the session started.
     base: Vec<(i64, i64)>,
+    /// (conversation, reader, read pointer) the client had when the session started, for the
+    /// socket's rooms (rows written before read receipts were recovered have none).
+    #[serde(default)]
+    reads: Vec<(i64, i64, i64)>,
 }
 
 /// A session a reconnecting client may take back.
@@ -47,6 +54,8 @@ pub struct Claim {
     pub rooms: Vec<i64>,
     /// Per conversation, the last message the client received.
     pub resume: HashMap<i64, i64>,
+    /// Per reader of the rooms, the highest read pointer the client was told.
+    pub reads: HashMap<Reader, i64>,
 }
 
 /// Unix milliseconds.
@@ -97,19 +106,68 @@ pub async fn claim(shard: &Shard, user: UserKey, auth: Option<&Value>) -> Option
     }
     let state: RowState = serde_json::from_str(&row.state).ok()?;
     let base: HashMap<i64, i64> = state.base.into_iter().collect();
+    let read_base: HashMap<Reader, i64> = state
+        .reads
+        .into_iter()
+        .map(|(c, reader, m)| ((c, reader), m))
+        .collect();
+    let mut reads = resume_point(&read_base, &offset.reads);
+    reads.retain(|(c, _), _| state.rooms.contains(c));
     Some(Claim {
         pid: row.pid.into_boxed_str(),
         sid: row.sid,
+        resume: resume_point(&base, &offset.messages),
         rooms: state.rooms,
-        resume: resume_point(&base, &offset),
+        reads,
     })
 }
 
-/// The missed messages of a recovered socket of `user`, in id order: per conversation, every
-/// message after `resume` (`message:new` where the socket had joined the room, else
-/// `message:notification` for others' messages). None when there are more than
-/// `RECOVERY_MAX_EVENTS` or the store failed: no recovery.
-pub async fn missed(
+/// The missed events of a recovered socket of `user`: first its missed messages, in id order
+/// (per conversation, every message after `resume`: `message:new` where the socket had joined
+/// the room, else `message:notification` for others' messages), then [`missed_reads`]. None
+/// when there are more than `RECOVERY_MAX_EVENTS` or the store failed: no recovery.
+pub async fn missed(shard: &Shard, user: UserKey, claim: &Claim) -> Option<Vec<TextFrame>> {
+    let mut frames = missed_messages(shard, user, &claim.rooms, &claim.resume).await?;
+    frames.extend(missed_reads(shard, &claim.rooms, &claim.reads).await?);
+    let max = shard.shared.chat.as_ref()?.recovery_max_events;
+    (frames.len() <= max).then_some(frames)
+}
+
+/// One `message:read` per participant of the rooms whose read pointer is above what the client
+/// was told (`reads`, 0 when it was told nothing): the reader's current pointer, which
+/// supersedes every receipt of that reader it missed. The user's own pointer counts too (its
+/// other devices, REST); its reads through this socket are in `reads` already (the reply
+/// `message:read:success` moved the offset).
+async fn missed_reads(
+    shard: &Shard,
+    rooms: &[i64],
+    reads: &HashMap<Reader, i64>,
+) -> Option<Vec<TextFrame>> {
+    if rooms.is_empty() {
+        return Some(Vec::new());
+    }
+    let shared = shard.shared.chat.as_ref()?;
+    let pointers = match shared.store.read_pointers(rooms).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "recovery: read pointers unavailable");
+            return None;
+        }
+    };
+    let mut frames: Vec<(i64, TextFrame)> = pointers
+        .into_iter()
+        .filter(|(c, reader, m)| {
+            chatwire_chat::read::reader_key(*reader)
+                .is_none_or(|key| *m > reads.get(&(*c, key)).copied().unwrap_or(0))
+        })
+        .map(|(c, reader, m)| (m, chatwire_chat::read::receipt(c, m, reader)))
+        .collect();
+    frames.sort_unstable_by_key(|(m, _)| *m);
+    Some(frames.into_iter().map(|(_, f)| f).collect())
+}
+
+/// The missed messages of a recovered socket, in id order.
+async fn missed_messages(
     shard: &Shard,
     user: UserKey,
     rooms: &[i64],
@@ -200,10 +258,17 @@ fn row_of(conn: &Conn, local: u64, expires_at_ms: i64) -> Option<RecoverySession
     let chat_state = chat.state.borrow();
     let mut base: Vec<(i64, i64)> = r.cursors.base().iter().map(|(c, i)| (*c, *i)).collect();
     base.sort_unstable();
-    let state = RowState {
-        rooms: chat_state.rooms.to_vec(),
-        base,
-    };
+    let rooms = chat_state.rooms.to_vec();
+    let mut reads: Vec<(i64, i64, i64)> = r
+        .cursors
+        .read_base()
+        .iter()
+        .filter(|((c, _), _)| rooms.contains(c))
+        .map(|((c, reader), m)| (*c, *reader, *m))
+        .collect();
+    reads.sort_unstable();
+    reads.truncate(MAX_ROW_READS);
+    let state = RowState { rooms, base, reads };
     Some(RecoverySession {
         pid: r.pid.to_string(),
         user: chat_state.user,
@@ -366,7 +431,7 @@ fn keep_alive(shard: &Rc<Shard>) {
 pub fn session(claim: Option<&Claim>) -> Box<SessionRecovery> {
     let (pid, cursors) = match claim {
         Some(c) => {
-            let mut cursors = Cursors::new(c.resume.clone(), true);
+            let mut cursors = Cursors::new(c.resume.clone(), true).with_read_base(c.reads.clone());
             cursors.hold();
             (c.pid.clone(), cursors)
         }
@@ -510,7 +575,7 @@ pub async fn resume(
                 .join(&**shard, chatwire_chat::room_name(*room), member);
         }
     }
-    let frames = match missed(shard, user, &claim.rooms, &claim.resume).await {
+    let frames = match missed(shard, user, &claim).await {
         // Offsets naming the new base must not go out before the base is stored.
         Some(frames) => match write(shard, conn, local).await {
             Ok(()) => Some(frames),
@@ -549,7 +614,7 @@ pub async fn resume(
         }
         held.map(|held| {
             for f in &held {
-                out.extend(r.cursors.admit(f));
+                out.extend(r.cursors.admit_held(f));
             }
             out
         })

@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::response::{empty, json};
 use crate::rest::limits::{Limited, RestKind};
 use crate::shard::Shard;
-use chatwire_chat::{UserJson, room_name};
+use chatwire_chat::room_name;
 use chatwire_store::UserKey;
 
 /// Broadcasts REST-side actions to sockets through the adapter of the shard serving the request.
@@ -24,23 +24,11 @@ pub struct ShardLive;
 
 impl crate::rest::LiveEvents for ShardLive {
     fn read(&self, conversation_id: i64, message_id: i64, reader: UserKey) {
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct ReadBy {
-            conversation_id: i64,
-            message_id: i64,
-            read_by: UserJson,
-        }
         let Some(shard) = crate::shard::current() else {
             tracing::debug!("read receipt broadcast skipped: not on a shard");
             return;
         };
-        let body = chatwire_chat::json(&ReadBy {
-            conversation_id,
-            message_id,
-            read_by: reader.into(),
-        });
-        let frame = chatwire_chat::event_frame("message:read", &body);
+        let frame = chatwire_chat::read::receipt(conversation_id, message_id, reader);
         shard
             .adapter()
             .broadcast(&*shard, room_name(conversation_id), frame, None);

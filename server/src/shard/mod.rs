@@ -242,7 +242,7 @@ impl Shard {
     /// appended, a repeat dropped, held back while a recovery replays), else as it is. `shared`
     /// is `frame` as an outbox frame, made once for every recipient: a recipient's offset is a
     /// tail written after it, never a copy of it.
-    fn deliver_positioned(&self, socket: u64, frame: &TextFrame, shared: &Frame) {
+    pub fn deliver_positioned(&self, socket: u64, frame: &TextFrame, shared: &Frame) {
         use chatwire_chat::recovery::Admitted;
         let Some(conn) = self.sockets.borrow().get(&socket).cloned() else {
             return;

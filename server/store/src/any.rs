@@ -149,6 +149,13 @@ impl Store for AnyStore {
         dispatch!(self, s => s.last_message_ids(user))
     }
 
+    async fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> Result<Vec<(i64, UserKey, i64)>, StoreError> {
+        dispatch!(self, s => s.read_pointers(conversations))
+    }
+
     async fn recovery_save(&self, session: &RecoverySession) -> Result<(), StoreError> {
         dispatch!(self, s => s.recovery_save(session))
     }

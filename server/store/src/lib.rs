@@ -103,6 +103,16 @@ impl UserKey {
     pub fn new(user_type: UserType, id: i64) -> UserKey {
         UserKey { user_type, id }
     }
+
+    /// The user as one number, `id * 2` (+ 1 for an influencer): how recovery offsets name a
+    /// reader. None when the id is too large for it.
+    pub fn compact(self) -> Option<i64> {
+        let kind = match self.user_type {
+            UserType::Brand => 0,
+            UserType::Influencer => 1,
+        };
+        self.id.checked_mul(2)?.checked_add(kind)
+    }
 }
 
 /// What other users see of a user.
@@ -449,6 +459,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: UserKey,
     ) -> impl Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send;
+
+    /// Every read pointer above 0 of the participants of `conversations`, as
+    /// `(conversation, reader, last read message id)` in any order: where the readers of a
+    /// recovered socket's rooms stand.
+    fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, UserKey, i64)>, StoreError>> + Send;
 
     /// Writes a recoverable session (replacing the row of the same `pid`).
     fn recovery_save(

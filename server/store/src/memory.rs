@@ -493,6 +493,25 @@ impl Store for MemoryStore {
         Ok(ids)
     }
 
+    async fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> Result<Vec<(i64, UserKey, i64)>, StoreError> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for c in conversations {
+            if let Some(conv) = inner.conversations.get(c) {
+                out.extend(
+                    conv.pointers
+                        .iter()
+                        .filter(|(_, p)| **p > 0)
+                        .map(|(u, p)| (*c, *u, *p)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
         self.lock()
             .recovery

@@ -135,6 +135,32 @@ pub(crate) const SQLITE_LAST_IDS: &str = "SELECT p.conversation_id,
         COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
      FROM participants p WHERE p.user_type = ? AND p.user_id = ? ORDER BY p.conversation_id";
 
+/// The read pointers above 0 of the participants of some conversations (an array; SQLite: a JSON
+/// array), by the primary key.
+pub(crate) const PG_READ_POINTERS: &str =
+    "SELECT conversation_id, user_type, user_id, last_read_message_id FROM participants
+     WHERE conversation_id = ANY($1::int8[]) AND last_read_message_id > 0";
+pub(crate) const SQLITE_READ_POINTERS: &str =
+    "SELECT conversation_id, user_type, user_id, last_read_message_id FROM participants
+     WHERE conversation_id IN (SELECT value FROM json_each(?)) AND last_read_message_id > 0";
+
+/// One row of [`PG_READ_POINTERS`] / [`SQLITE_READ_POINTERS`].
+pub(crate) fn pointer_from<R: Row>(row: &R) -> Result<(i64, UserKey, i64), StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i16: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok((
+        row.try_get("conversation_id")?,
+        UserKey::new(
+            UserType::from_code(row.try_get("user_type")?)?,
+            row.try_get("user_id")?,
+        ),
+        row.try_get("last_read_message_id")?,
+    ))
+}
+
 /// A list of pids as the JSON array SQLite's `json_each` reads.
 pub(crate) fn json_list(pids: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(pids).map_err(|e| StoreError::Internal(e.to_string()))

@@ -429,7 +429,31 @@ async fn recovery_sessions(store: &AnyStore) {
     assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "deleted");
 }
 
+/// The read pointers of some conversations' participants (what a recovery compares with the
+/// client's offset): only pointers above 0, only the conversations asked for.
+async fn read_pointers(store: &AnyStore) {
+    let (a, b, c) = (brand(80), infl(81), infl(82));
+    let conv = store.create_direct(a, b).await.unwrap().0.id;
+    let group = store.create_group(a, &[b, c], None, 10).await.unwrap().id;
+    let elsewhere = store.create_direct(a, c).await.unwrap().0.id;
+    let m1 = send(store, msg(conv, a, "1", None)).await.message.id;
+    let m2 = send(store, msg(conv, a, "2", None)).await.message.id;
+    let g = send(store, msg(group, b, "g", None)).await.message.id;
+    let e = send(store, msg(elsewhere, c, "e", None)).await.message.id;
+    store.mark_read(conv, b, Some(m1)).await.unwrap();
+    store.mark_read(conv, b, None).await.unwrap();
+    store.mark_read(group, c, None).await.unwrap();
+    store.mark_read(elsewhere, a, Some(e)).await.unwrap();
+    let mut got = store.read_pointers(&[conv, group]).await.unwrap();
+    got.sort_unstable();
+    let mut want = vec![(conv, b, m2), (group, c, g)];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(store.read_pointers(&[]).await.unwrap().is_empty());
+}
+
 async fn suite(store: AnyStore) {
+    read_pointers(&store).await;
     recovery_sessions(&store).await;
     identity(&store).await;
     search_folds_unicode_case(&store).await;

@@ -6,10 +6,10 @@
 //! crate encodes, and outgoing frames are read back with its [`RawEvent`] decoder.
 
 use bytes::Bytes;
-use chatwire_protocol::socket::TextFrame;
 use chatwire_protocol::socket::emit;
 use chatwire_protocol::socket::packet::Packet;
 use chatwire_protocol::socket::raw::RawEvent;
+use chatwire_protocol::socket::{Position, TextFrame};
 use chatwire_store::{UserKey, UserType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -133,10 +133,16 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, Drop> {
         .and_then(Json::as_str)
         .unwrap_or("/")
         .to_owned();
-    let frame = event_frame(&nsp, &packet)?;
+    let mut frame = event_frame(&nsp, &packet)?;
     let message_id = match packet.get("data") {
         Some(Json::Array(d)) if d.first().and_then(Json::as_str) == Some("message:new") => {
             d.get(1).and_then(|m| m.get("id")).and_then(Json::as_i64)
+        }
+        Some(Json::Array(d)) if d.first().and_then(Json::as_str) == Some("message:read") => {
+            if let Some(at) = d.get(1).and_then(read_position) {
+                frame = frame.at(at);
+            }
+            None
         }
         _ => None,
     };
@@ -147,6 +153,25 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, Drop> {
         rooms: room_list(opts.get("rooms")),
         except: room_list(opts.get("except")),
         frame,
+    })
+}
+
+/// The reader's place of a `message:read {conversationId, messageId, readBy: {userId,
+/// userType}}` (its pointer, as the publishing node positioned it): a recovery offset then names
+/// it, and a recovery does not send it again. Receipts are latest values, so positioning one
+/// that crossed nodes out of order is safe (unlike a message). Anything else: unpositioned.
+fn read_position(payload: &Json) -> Option<Position> {
+    let by = payload.get("readBy")?;
+    let reader = UserKey::new(
+        UserType::parse(by.get("userType")?.as_str()?)?,
+        by.get("userId")?.as_i64()?,
+    );
+    let stream = payload.get("conversationId")?.as_i64()?;
+    let seq = payload.get("messageId")?.as_i64()?;
+    (stream > 0 && seq > 0 && reader.id > 0).then_some(Position::Latest {
+        stream,
+        key: reader.compact()?,
+        seq,
     })
 }
 
@@ -421,6 +446,31 @@ mod tests {
             text(&b.frame),
             r#"42/chat,["typing:start",{"conversationId":4}]"#
         );
+    }
+
+    #[test]
+    fn another_nodes_read_receipt_keeps_the_readers_place() {
+        let body =
+            br#"{"conversationId":4,"messageId":90,"readBy":{"userId":7,"userType":"influencer"}}"#;
+        let frame = emit::event("/chat", "message:read", body);
+        let (nsp, data) = frame_event(&frame).unwrap_or_default();
+        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let b = decode_broadcast(&bytes).map_err(|e| e.label());
+        let b = b.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            b.frame.position(),
+            Some(Position::Latest {
+                stream: 4,
+                key: 15,
+                seq: 90
+            })
+        );
+        // Not a receipt of ours: delivered as it is.
+        let odd = emit::event("/chat", "message:read", br#"{"conversationId":4}"#);
+        let (nsp, data) = frame_event(&odd).unwrap_or_default();
+        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let b = decode_broadcast(&bytes).map_err(|e| e.label());
+        assert_eq!(b.ok().and_then(|b| b.frame.position()), None);
     }
 
     #[test]

@@ -600,6 +600,17 @@ impl Store for PgStore {
             .await?)
     }
 
+    async fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> Result<Vec<(i64, UserKey, i64)>, StoreError> {
+        let rows = sqlx::query(super::recovery::PG_READ_POINTERS)
+            .bind(conversations)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::recovery::pointer_from).collect()
+    }
+
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
         super::recovery::pg_save(&self.pool, session).await
     }

@@ -532,6 +532,19 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn read_pointers(
+        &self,
+        conversations: &[i64],
+    ) -> Result<Vec<(i64, UserKey, i64)>, StoreError> {
+        let list = serde_json::to_string(conversations)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let rows = sqlx::query(super::recovery::SQLITE_READ_POINTERS)
+            .bind(list)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(super::recovery::pointer_from).collect()
+    }
+
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
         super::recovery::sqlite_save(&self.write, session).await
     }
