@@ -72,7 +72,7 @@ pub fn run_shard(
         .build()?;
     let local = tokio::task::LocalSet::new();
     let _alive = shared.liveness.register(format!("chatwire-shard-{index}"));
-    local.block_on(&rt, async move {
+    let result = local.block_on(&rt, async move {
         let shard = Rc::new(Shard::new(index, shared.clone(), set, HOOKS));
         crate::shard::set_current(Some(shard.clone()));
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -142,5 +142,10 @@ pub fn run_shard(
         flusher.abort();
         crate::shard::set_current(None);
         Ok(())
-    })
+    });
+    // Tasks still in the set are dropped inside the runtime's context: one holding a pooled
+    // database connection gives it back by spawning a task, which outside it would panic.
+    let _runtime = rt.enter();
+    drop(local);
+    result
 }

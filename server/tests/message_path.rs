@@ -265,3 +265,59 @@ async fn a_request_waiting_on_the_database_does_not_hold_back_other_deliveries()
     assert_eq!(done["conversationId"], json!(slow), "{done}");
     s.stop().await;
 }
+
+/// A server stopped while a client request waits inside the database shuts down without a
+/// panic: the waiting request (and the pooled connection it holds) is dropped inside the shard's
+/// runtime, where the pool can take its connection back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_while_a_request_waits_on_the_database_panics_nowhere() {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SHARD_PANICS: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("chatwire-shard"))
+        {
+            SHARD_PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    let db = pg::TestDb::create().await;
+    let s = TestServer::with(|c| {
+        c.shards = 1;
+        c.database_url = db.url.clone();
+    })
+    .await;
+    let (a, b) = (brand(11), influencer(12));
+    let conv = s.direct(a, b).await;
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    let (mut cb, _) = Client::chat(s.addr, b).await;
+    cb.emit(
+        "message:send",
+        json!({"conversationId": conv, "content": "hi", "tempId": 1}),
+    )
+    .await;
+    cb.event("message:sent").await;
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut tx = lock.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(conv)
+    .bind(a.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    ca.emit("message:read", json!({"conversationId": conv}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop().await;
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        SHARD_PANICS.load(Ordering::SeqCst),
+        0,
+        "a shard thread panicked while shutting down"
+    );
+}
