@@ -219,6 +219,7 @@ impl Inner {
             return Ok(Stored {
                 message,
                 duplicate: true,
+                prev: None,
             });
         }
         let now = self.now();
@@ -238,6 +239,7 @@ impl Inner {
             .conversations
             .get_mut(&m.conversation_id)
             .ok_or(StoreError::NotFound)?;
+        let prev = conv.messages.last().map_or(0, |r| r.id);
         conv.messages.push(row.clone());
         conv.updated_at_ms = now;
         conv.hidden.clear();
@@ -260,6 +262,7 @@ impl Inner {
                 temp_id: m.temp_id.clone(),
             },
             duplicate: false,
+            prev: Some(prev),
         })
     }
 }
