@@ -116,7 +116,7 @@ impl Shard {
             conns: RefCell::default(),
             sockets: RefCell::default(),
             users: RefCell::default(),
-            cluster: ClusterShard::default(),
+            cluster: ClusterShard::new(shared.adapter.cluster_connected().is_some()),
             user_events,
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),
