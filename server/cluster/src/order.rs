@@ -87,41 +87,46 @@ struct RoomOrder {
     remote_until: Instant,
     /// Another node's message without `prev` came this recently: no chain is trusted.
     unchained_until: Instant,
-    /// Highest id released; for a room just seen, the shard's watermark.
+    /// Highest id released (0: none yet); a message below it is late.
     released: i64,
-    /// `released` is an id of this room (not the watermark): a message below it is late.
-    exact: bool,
+    /// The shard's watermark when the room was first seen: predecessors at or below it are not
+    /// waited for.
+    floor: i64,
     /// Waiting messages by id.
     held: BTreeMap<i64, Waiting>,
 }
 
 impl RoomOrder {
-    /// True when `prev` names a message at or below the last one released.
+    /// True when `prev` names a message at or below the last one released (or the floor).
     fn follows(&self, prev: Option<i64>) -> bool {
-        follows(prev, self.released)
+        follows(prev, self.released.max(self.floor))
+    }
+
+    /// Hands `item` (id `id`) out.
+    fn release_one(&mut self, id: i64, out: &mut Vec<Held>, item: Held) {
+        out.push(item);
+        self.released = self.released.max(id);
     }
 
     /// Releases, lowest id first, what follows what is out or waited long enough.
     fn release(&mut self, now: Instant, out: &mut Vec<Held>) {
         while let Some(first) = self.held.first_entry() {
             let w = first.get();
-            let follows = follows(w.prev, self.released);
+            let follows = follows(w.prev, self.released.max(self.floor));
             if !follows && w.until > now {
                 break;
             }
-            if !follows && self.exact && w.prev.is_some() {
+            // A predecessor this room's history here says should have come.
+            if !follows && self.released > 0 && w.prev.is_some() {
                 metrics::counter!(ORDER_GAP).increment(1);
             }
             let id = *first.key();
-            out.push(first.remove().item);
-            self.released = self.released.max(id);
-            self.exact = true;
+            let item = first.remove().item;
+            self.release_one(id, out, item);
         }
         while self.held.len() > HELD_MAX {
             if let Some((id, w)) = self.held.pop_first() {
-                out.push(w.item);
-                self.released = self.released.max(id);
-                self.exact = true;
+                self.release_one(id, out, w.item);
             }
         }
     }
@@ -208,8 +213,8 @@ impl Order {
                     last_seen: now,
                     remote_until: now,
                     unchained_until: now,
-                    released: floor,
-                    exact: false,
+                    released: 0,
+                    floor,
                     held: BTreeMap::new(),
                 },
             );
@@ -226,7 +231,7 @@ impl Order {
         }
         // Writers that keep no chain share this conversation: nobody's is complete.
         let prev = if now < st.unchained_until { None } else { prev };
-        if st.exact && id <= st.released {
+        if id <= st.released {
             metrics::counter!(ORDER_LATE).increment(1);
             return vec![item];
         }
@@ -234,7 +239,6 @@ impl Order {
             && (st.follows(prev) || (prev.is_none() && source.is_none() && now >= st.remote_until))
         {
             st.released = st.released.max(id);
-            st.exact = true;
             return vec![item];
         }
         let item = match st.held.entry(id) {
