@@ -76,7 +76,7 @@ pub(super) async fn copy_batch(
         .map(|(m, _)| m.sender.user_type.code())
         .collect();
     let senders: Vec<i64> = rows.iter().map(|(m, _)| m.sender.id).collect();
-    let (ids, prevs, created_ms): (Vec<Option<i64>>, Vec<Option<i64>>, i64) =
+    let (ids, prevs, created_ms): super::DrawnRow =
         sqlx::query_as(sqlx::AssertSqlSafe(PREPARE_SQL.as_str()))
             .bind(&conversations)
             .bind(&types)

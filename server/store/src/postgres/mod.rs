@@ -158,6 +158,9 @@ pub enum WritePath {
     Insert = 2,
 }
 
+/// The row a fast insert's statement answers: ids, predecessors (input order), creation time.
+type DrawnRow = (Vec<Option<i64>>, Vec<Option<i64>>, i64);
+
 /// What a fast insert answers, per input row in order.
 struct Drawn {
     /// The new ids (None: the sender may not write, nothing stored).
@@ -173,7 +176,7 @@ impl PgStore {
     /// not stored), their predecessors and the creation time, or None when a row is a retry or
     /// the database refused a value (nothing stored: the `ON CONFLICT` statement decides).
     async fn fast_insert(&self, rows: &[copy::CopyRow<'_>]) -> Result<Option<Drawn>, StoreError> {
-        let answer: Result<(Vec<Option<i64>>, Vec<Option<i64>>, i64), sqlx::Error> =
+        let answer: Result<DrawnRow, sqlx::Error> =
             sqlx::query_as(sqlx::AssertSqlSafe(FAST_INSERT_SQL.as_str()))
                 .bind(
                     rows.iter()
