@@ -10,21 +10,22 @@
 //!
 //! - **Exact.** A message whose `prev` is at or below the last id released goes out at once:
 //!   a conversation written from one node, and most traffic of one written from several, is
-//!   never delayed. Otherwise it waits for its predecessor, and goes out as soon as that is out.
+//!   never delayed. Otherwise it waits for its predecessor, and goes out the moment that is out.
+//! - **A room with no state yet** (first message since the shard started, or since its state
+//!   was forgotten) starts from a floor: the newest id when the node started
+//!   ([`Order::starting_at`]), or the highest id this shard saw at least [`HOLD`] ago if that is
+//!   higher. A predecessor at or below it was committed before the node started, or had
+//!   [`HOLD`] to arrive (ids come from one sequence): it is not waited for, so a conversation
+//!   with old history costs nothing. A fresh conversation starts at `prev` 0.
 //! - **Bounded.** A predecessor that never comes (its node died between commit and publish, or
-//!   Redis dropped it) holds its successors [`HOLD`] at most; they then go out in id order,
+//!   Redis lost it) holds its successors [`GAP_WAIT`] at most; they then go out in id order,
 //!   counted in `chatwire_order_gap_total`. Messages without `prev` (from Node nodes or
 //!   `@socket.io/redis-emitter`, or a store that does not know it) are held [`HOLD`] as before,
 //!   and while another node sent such messages in the last [`REMOTE_WINDOW`] nobody's chain is
 //!   trusted in that conversation (those writers do not keep it): everything is held [`HOLD`]
-//!   and released in id order, and a message more than [`HOLD`] behind a higher id released is
-//!   delivered at once (`chatwire_order_late_total`).
-//! - **A room with no state yet** (first message since the shard started, or since its state
-//!   was forgotten) starts from a watermark: the highest id this shard saw at least [`HOLD`] ago.
-//!   Ids are drawn from one sequence, so a predecessor below it had [`HOLD`] to arrive and is
-//!   not waited for (a conversation with old history costs nothing); one above it may be in
-//!   flight and is waited for, [`HOLD`] at most. Only in the first [`HOLD`] of traffic after a
-//!   shard starts is that watermark too low to help. A fresh conversation starts at `prev` 0.
+//!   and released in id order. A message arriving after a higher id of its conversation was
+//!   released is delivered at once (`chatwire_order_late_total`). One committed just before a
+//!   node started and published just after can be overtaken there (it is below the floor).
 //!
 //! Held messages are bounded: [`HELD_MAX`] per conversation (past it the lowest goes out).
 
@@ -38,8 +39,13 @@ use chatwire_protocol::socket::TextFrame;
 use crate::msg::Published;
 use crate::rooms::RoomName;
 
-/// Longest wait for a predecessor, or for lower ids of messages that name none.
+/// Longest wait for lower ids of a message that names no predecessor.
 pub const HOLD: Duration = Duration::from_millis(100);
+/// Longest wait for a named predecessor. It was committed after this node started (older ones
+/// are not waited for), so it comes unless its node died before publishing it or Redis lost
+/// it; waiting costs nothing when it comes (the message goes out on its arrival), so this only
+/// bounds those faults, and must exceed the slowest cross-node delivery under load.
+pub const GAP_WAIT: Duration = Duration::from_secs(1);
 /// A conversation had another node's message (without `prev`: its chain is not trusted) this
 /// recently.
 pub const REMOTE_WINDOW: Duration = Duration::from_secs(30);
@@ -55,7 +61,7 @@ const SAMPLE_SPAN: Duration = Duration::from_millis(25);
 const SAMPLES_MAX: usize = 16;
 /// Counter: messages that arrived after a higher id had been released.
 pub const ORDER_LATE: &str = "chatwire_order_late_total";
-/// Counter: messages released after [`HOLD`] without their predecessor, which never came.
+/// Counter: messages released after [`GAP_WAIT`] without their predecessor, which never came.
 pub const ORDER_GAP: &str = "chatwire_order_gap_total";
 
 /// A message waiting for its turn.
@@ -116,8 +122,7 @@ impl RoomOrder {
             if !follows && w.until > now {
                 break;
             }
-            // A predecessor this room's history here says should have come.
-            if !follows && self.released > 0 && w.prev.is_some() {
+            if !follows && w.prev.is_some() {
                 metrics::counter!(ORDER_GAP).increment(1);
             }
             let id = *first.key();
@@ -191,6 +196,14 @@ pub struct Order {
 }
 
 impl Order {
+    /// The state of a shard started when `newest` was the newest message id: every message up
+    /// to it was committed before, so a predecessor at or below it is not waited for.
+    pub fn starting_at(newest: i64) -> Self {
+        let mut order = Order::default();
+        order.mark.floor = newest.max(0);
+        order
+    }
+
     /// A message `id` of `room`, whose conversation's previous id is `prev` (None: unknown),
     /// from `source` (None: this node). Returns what may go out now, in order (it, and held
     /// messages it unblocked); the rest waits for [`Order::due`].
@@ -241,10 +254,11 @@ impl Order {
             st.released = st.released.max(id);
             return vec![item];
         }
+        let wait = if prev.is_some() { GAP_WAIT } else { HOLD };
         let item = match st.held.entry(id) {
             Slot::Vacant(slot) => {
                 slot.insert(Waiting {
-                    until: now + HOLD,
+                    until: now + wait,
                     prev,
                     item,
                 });
@@ -403,11 +417,11 @@ mod tests {
     }
 
     #[test]
-    fn a_predecessor_that_never_comes_holds_for_hold_only() {
+    fn a_predecessor_that_never_comes_holds_for_gap_wait_only() {
         let mut o = Order::default();
         let t = Instant::now();
         assert_eq!(ids(&o.admit(&room(), 1, Some(0), None, frame(1), t)), [1]);
-        // 2's node died after its commit: 3 and 4 wait for it, HOLD at most.
+        // 2's node died after its commit: 3 and 4 wait for it, GAP_WAIT at most.
         assert!(
             o.admit(&room(), 3, Some(2), node("b"), frame(3), t)
                 .is_empty()
@@ -417,17 +431,17 @@ mod tests {
             o.admit(&room(), 4, Some(3), None, frame(4), later)
                 .is_empty()
         );
-        assert!(o.due(t + HOLD - Duration::from_millis(1)).is_empty());
-        assert_eq!(due_ids(&o.due(t + HOLD)), [3, 4]);
+        assert!(o.due(t + GAP_WAIT - Duration::from_millis(1)).is_empty());
+        assert_eq!(due_ids(&o.due(t + GAP_WAIT)), [3, 4]);
         assert!(!o.has_pending());
         // Chained after the gap: straight out again.
         assert_eq!(
-            ids(&o.admit(&room(), 5, Some(4), None, frame(5), t + HOLD)),
+            ids(&o.admit(&room(), 5, Some(4), None, frame(5), t + GAP_WAIT)),
             [5]
         );
         // 2 shows up after all: too late for its turn, out at once.
         assert_eq!(
-            ids(&o.admit(&room(), 2, Some(1), node("b"), frame(2), t + HOLD)),
+            ids(&o.admit(&room(), 2, Some(1), node("b"), frame(2), t + GAP_WAIT)),
             [2]
         );
     }
@@ -472,6 +486,27 @@ mod tests {
         // Once it has been quiet for the window, chains count again.
         let t3 = t2 + HOLD + REMOTE_WINDOW;
         assert_eq!(ids(&o.admit(&room(), 6, Some(5), None, frame(6), t3)), [6]);
+    }
+
+    #[test]
+    fn predecessors_from_before_the_start_are_not_waited_for() {
+        let mut o = Order::starting_at(500);
+        let t = Instant::now();
+        // A conversation with history from before this node started.
+        assert_eq!(
+            ids(&o.admit(&room(), 510, Some(480), None, frame(510), t)),
+            [510]
+        );
+        // One whose predecessor was committed since (on its way from another node).
+        let other: RoomName = "conversation:2".into();
+        assert!(
+            o.admit(&other, 520, Some(505), None, frame(520), t)
+                .is_empty()
+        );
+        assert_eq!(
+            ids(&o.admit(&other, 505, Some(400), node("b"), frame(505), t)),
+            [505, 520]
+        );
     }
 
     #[test]

@@ -35,10 +35,12 @@ pub struct ClusterShard {
 
 impl ClusterShard {
     /// The state of a shard whose node shares rooms with other nodes (`several_nodes`: through
-    /// Redis) or not.
-    pub fn new(several_nodes: bool) -> Self {
+    /// Redis) or not; `newest_at_start`: the newest message id when the node started (its
+    /// order never waits for a predecessor at or below it, see [`Order::starting_at`]).
+    pub fn new(several_nodes: bool, newest_at_start: i64) -> Self {
         ClusterShard {
             several_nodes,
+            order: RefCell::new(Order::starting_at(newest_at_start)),
             ..ClusterShard::default()
         }
     }

@@ -103,7 +103,10 @@ impl Shard {
         let user_rate = shared.chat.as_ref().map_or(0, |c| c.user_rate);
         let user_events = KeyedRate::new(user_rate, user_rate.saturating_mul(2));
         // A node that shares rooms with others orders its own messages too.
-        let cluster = ClusterShard::new(shared.adapter.cluster_connected().is_some());
+        let cluster = ClusterShard::new(
+            shared.adapter.cluster_connected().is_some(),
+            shared.order_floor,
+        );
         Self {
             overflow,
             hooks,

@@ -79,6 +79,11 @@ impl MemoryStore {
         batch.iter().map(|m| inner.insert_one(m)).collect()
     }
 
+    /// The highest message id handed out (0: none).
+    pub fn newest_message_id(&self) -> i64 {
+        self.lock().last_message_id
+    }
+
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()

@@ -94,6 +94,16 @@ impl PgStore {
         })
     }
 
+    /// The highest id the message sequence handed out (0: none yet); ids drawn by transactions
+    /// still running count too. One read of the sequence, no scan.
+    pub async fn newest_message_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM messages_id_seq",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Chooses how batches are written (applies to every clone).
     pub fn set_write_path(&self, path: WritePath) {
         self.write_path.store(path as u8, Ordering::Relaxed);
