@@ -150,6 +150,13 @@ impl Server {
             Mode::Conformance => (None, None),
         };
         let store = chat.as_ref().map(|c| c.store.clone());
+        // Read before the shards run (other nodes' messages wait in their channels meanwhile).
+        let order_floor = match &store {
+            Some(store) if adapter.cluster_connected().is_some() => {
+                store.newest_message_id().await?
+            }
+            _ => 0,
+        };
         let rest = chat.as_ref().map(|c| crate::rest::RestContext {
             store: c.store.clone(),
             writer: c.committer.clone(),
@@ -194,6 +201,7 @@ impl Server {
             }),
             chat,
             adapter,
+            order_floor,
             rest,
             liveness: Arc::default(),
             stop_accepting,

@@ -59,6 +59,9 @@ pub struct Shared {
     pub chat: Option<ChatShared>,
     /// The cluster adapter every room operation goes through.
     pub adapter: Arc<dyn Adapter>,
+    /// The newest message id when this node started (with other nodes only, else 0): the
+    /// shards' cross-node order never waits for a predecessor at or below it.
+    pub order_floor: i64,
     /// REST handler context (None in conformance mode).
     pub rest: Option<crate::rest::context::RestContext>,
     /// Demo chat page and socket.io-client bundle (None in conformance mode).

@@ -216,6 +216,14 @@ fn describe() {
         RATE_LIMITED_DROPS,
         "Client events dropped by the per-socket rate limit, by event"
     );
+    describe_counter!(
+        chatwire_cluster::order::ORDER_GAP,
+        "Messages of a conversation released after 100 ms without their predecessor (several nodes)"
+    );
+    describe_counter!(
+        chatwire_cluster::order::ORDER_LATE,
+        "Messages delivered after a higher id of their conversation (several nodes)"
+    );
 }
 
 #[cfg(test)]

@@ -470,13 +470,9 @@ async fn message_ids(client: &mut Client, count: usize) -> Vec<i64> {
 
 /// Two senders on two nodes write to one conversation at once: every client, on either
 /// sending node or a third, sees the conversation in id order (PostgreSQL commits it in id
-/// order; each room owner holds messages of a conversation written from several nodes briefly
-/// and releases them in id order).
+/// order and gives each message its predecessor; each room owner releases a message once its
+/// predecessor is out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open defect (issue #10): cross-node id order is bounded, not exact. A node publishes \
-            its own commit before another node's earlier commit reaches it over Redis, so the \
-            first messages of a burst can overtake; the fix is a per-conversation previous-id \
-            chain. Run it with `cargo test -p chatwire --test cluster_redis -- --ignored`"]
 async fn concurrent_senders_on_two_nodes_are_seen_in_id_order() {
     let redis = redis_support::TestRedis::start();
     let db = pg::TestDb::create().await;

@@ -269,6 +269,8 @@ async fn mixed_fleet_with_a_node_socketio_node() {
         "serverCount counts chatwire nodes",
         "node broadcast payload intact",
         "chatwire broadcast reaches Node clients",
+        "chatwire message:new reaches Node clients",
+        "its flags carry chatwirePrev, which the Node adapter ignores",
         "emitter broadcast reaches chatwire clients",
         "fetchSockets includes the chatwire socket",
         "fetched chatwire socket is in its conversation room",

@@ -233,6 +233,7 @@ fn main() {
             let published = (0..iterations)
                 .map(|i| Published {
                     id: i as i64 + 1,
+                    prev: Some(i as i64),
                     room: room.clone(),
                     new_frame: frame.clone(),
                     notification_frame: note.clone(),

@@ -14,6 +14,10 @@ use crate::rooms::{Member, RoomName, SocketKey};
 pub struct Published {
     /// The message's id.
     pub id: i64,
+    /// The conversation's previous message id (0: none), when the store knows it exactly
+    /// (`chatwire_store::Stored::prev`): other nodes' room owners release this message as soon
+    /// as that one is out (see [`crate::order`]).
+    pub prev: Option<i64>,
     /// The conversation's room.
     pub room: RoomName,
     /// `message:new`, encoded once.
@@ -148,6 +152,9 @@ pub enum ClusterMsg {
         room: RoomName,
         /// The message's id.
         id: i64,
+        /// The conversation's previous id, when the committing node sent it (chatwire nodes
+        /// on PostgreSQL); None from Node nodes and emitters.
+        prev: Option<i64>,
         /// The committing node.
         node: Arc<str>,
         /// The encoded `message:new`.

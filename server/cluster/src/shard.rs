@@ -26,12 +26,25 @@ pub struct ClusterShard {
     presence: RefCell<Presence>,
     /// Id order of conversations written from several nodes.
     order: RefCell<Order>,
-    /// Set by the first message from another node: until then nothing can arrive out of order,
-    /// so this node's own messages go straight out (a single node never pays for ordering).
+    /// This node shares rooms with other nodes: its own messages go through [`Order`] too (a
+    /// single node never pays for ordering).
+    several_nodes: bool,
+    /// Set by the first message from another node (also orders a shard built for one node).
     remote_seen: std::cell::Cell<bool>,
 }
 
 impl ClusterShard {
+    /// The state of a shard whose node shares rooms with other nodes (`several_nodes`: through
+    /// Redis) or not; `newest_at_start`: the newest message id when the node started (its
+    /// order never waits for a predecessor at or below it, see [`Order::starting_at`]).
+    pub fn new(several_nodes: bool, newest_at_start: i64) -> Self {
+        ClusterShard {
+            several_nodes,
+            order: RefCell::new(Order::starting_at(newest_at_start)),
+            ..ClusterShard::default()
+        }
+    }
+
     /// Applies one message addressed to this shard.
     pub fn handle(&self, mesh: &dyn Mesh, msg: ClusterMsg) {
         match msg {
@@ -46,20 +59,23 @@ impl ClusterShard {
                 frame,
                 except,
             } => self.broadcast(mesh, &room, &frame, except),
-            ClusterMsg::Publish(p) if !self.remote_seen.get() => self.publish(mesh, *p),
+            ClusterMsg::Publish(p) if !self.several_nodes && !self.remote_seen.get() => {
+                self.publish(mesh, *p);
+            }
             ClusterMsg::Publish(p) => {
                 let room = p.room.clone();
-                let id = p.id;
-                self.admit(mesh, &room, id, None, Held::Local(p));
+                let (id, prev) = (p.id, p.prev);
+                self.admit(mesh, &room, id, prev, None, Held::Local(p));
             }
             ClusterMsg::RemoteMessage {
                 room,
                 id,
+                prev,
                 node,
                 frame,
             } => {
                 self.remote_seen.set(true);
-                self.admit(mesh, &room, id, Some(node), Held::Remote(frame));
+                self.admit(mesh, &room, id, prev, Some(node), Held::Remote(frame));
             }
             ClusterMsg::Deliver { frame, sockets } => mesh.deliver(&frame, &sockets),
             ClusterMsg::DeliverToUsers { frame, users } => mesh.deliver_to_users(&frame, &users),
@@ -136,20 +152,22 @@ impl ClusterShard {
         }
     }
 
-    /// A committed message of a room owned here, from this node (`source` None) or another:
-    /// delivered now, or held for id order (see [`crate::order`]).
+    /// A committed message of a room owned here (its conversation's previous id `prev`, when
+    /// known), from this node (`source` None) or another: delivered now, or held for id order
+    /// (see [`crate::order`]).
     pub fn admit(
         &self,
         mesh: &dyn Mesh,
         room: &RoomName,
         id: i64,
+        prev: Option<i64>,
         source: Option<Arc<str>>,
         item: Held,
     ) {
         let ready = self
             .order
             .borrow_mut()
-            .admit(room, id, source, item, Instant::now());
+            .admit(room, id, prev, source, item, Instant::now());
         for item in ready {
             self.release(mesh, room, item);
         }

@@ -167,6 +167,7 @@ pub fn on_committed(stored: Stored, mut route: Route) -> Delivery {
     }
     Delivery::Publish(Box::new(Published {
         id: stored.message.id,
+        prev: stored.prev,
         room: room_name(stored.message.conversation_id),
         new_frame,
         notification_frame,

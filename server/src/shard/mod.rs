@@ -104,6 +104,11 @@ impl Shard {
         let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKE_PERMITS));
         let user_rate = shared.chat.as_ref().map_or(0, |c| c.user_rate);
         let user_events = KeyedRate::new(user_rate, user_rate.saturating_mul(2));
+        // A node that shares rooms with others orders its own messages too.
+        let cluster = ClusterShard::new(
+            shared.adapter.cluster_connected().is_some(),
+            shared.order_floor,
+        );
         Self {
             overflow,
             hooks,
@@ -118,7 +123,7 @@ impl Shard {
             conns: RefCell::default(),
             sockets: RefCell::default(),
             users: RefCell::default(),
-            cluster: ClusterShard::default(),
+            cluster,
             user_events,
             next_id: Cell::new(1),
             ws_tasks: Cell::new(0),

@@ -44,6 +44,18 @@ impl AnyStore {
         )))
     }
 
+    /// The highest message id drawn so far (0: none). A node that shares rooms with others reads
+    /// it once at start: a message's predecessor at or below it was committed before the node
+    /// started and is not waited for (see `chatwire_cluster::order`). SQLite answers 0: it
+    /// gives no predecessors, so nothing waits on one.
+    pub async fn newest_message_id(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Memory(m) => Ok(m.newest_message_id()),
+            AnyStore::Sqlite(_) => Ok(0),
+            AnyStore::Postgres(p) => p.newest_message_id().await,
+        }
+    }
+
     /// Short name of the backend, for logs.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -72,6 +72,7 @@ impl BatchPlan {
                 (Some(at), _) => match out.get(at) {
                     Some(Ok(stored)) => Ok(Stored {
                         duplicate: true,
+                        prev: None,
                         ..stored.clone()
                     }),
                     Some(Err(e)) => Err(e.clone()),

@@ -268,6 +268,11 @@ pub struct Stored {
     pub message: Message,
     /// True when the `(sender, conversation, tempId)` was already stored; nothing new was written.
     pub duplicate: bool,
+    /// The id of the conversation's message just before this one (0: it is the first), when the
+    /// store knows it exactly (PostgreSQL and memory: read under the conversation's row lock or
+    /// the store's lock); None when it does not (SQLite, duplicates). Nodes carry it with the
+    /// message so that a conversation's room owner releases it as soon as its predecessor is out.
+    pub prev: Option<i64>,
 }
 
 /// Storage errors; each variant says what the caller does with it.

@@ -79,6 +79,11 @@ impl MemoryStore {
         batch.iter().map(|m| inner.insert_one(m)).collect()
     }
 
+    /// The highest message id handed out (0: none).
+    pub fn newest_message_id(&self) -> i64 {
+        self.lock().last_message_id
+    }
+
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
@@ -219,6 +224,7 @@ impl Inner {
             return Ok(Stored {
                 message,
                 duplicate: true,
+                prev: None,
             });
         }
         let now = self.now();
@@ -238,6 +244,7 @@ impl Inner {
             .conversations
             .get_mut(&m.conversation_id)
             .ok_or(StoreError::NotFound)?;
+        let prev = conv.messages.last().map_or(0, |r| r.id);
         conv.messages.push(row.clone());
         conv.updated_at_ms = now;
         conv.hidden.clear();
@@ -260,6 +267,7 @@ impl Inner {
                 temp_id: m.temp_id.clone(),
             },
             duplicate: false,
+            prev: Some(prev),
         })
     }
 }

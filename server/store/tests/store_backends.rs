@@ -544,3 +544,98 @@ async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
         );
     }
 }
+
+/// Each stored message knows its conversation's previous message id exactly, including when
+/// another node's transaction committed one while this insert waited for the conversation's row
+/// lock (its statement's snapshot is older than that commit), and within one batch.
+#[tokio::test]
+async fn postgres_gives_each_message_its_exact_predecessor() {
+    use chatwire_store::postgres::WritePath;
+    let db = pg::TestDb::create().await;
+    let store = chatwire_store::PgStore::connect(&db.url, true)
+        .await
+        .unwrap();
+    let (a, b) = (brand(90), infl(91));
+    let conv = store.create_direct(a, b).await.unwrap().0.id;
+    let other = store.create_direct(a, infl(92)).await.unwrap().0.id;
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let first = store
+        .insert_batch(&[msg(conv, a, "first", None)])
+        .await
+        .unwrap();
+    let first = first[0].as_ref().unwrap();
+    assert_eq!(first.prev, Some(0), "a conversation's first message");
+    let mut last = first.message.id;
+    for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
+        store.set_write_path(path);
+        // Another node's writer: holds the lock, stores a message and moves last_message_id.
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(conv)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let theirs: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content)
+             VALUES (nextval('messages_id_seq'), $1, 2, $2, 'text', 'theirs') RETURNING id",
+        )
+        .bind(conv)
+        .bind(b.id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE conversations SET last_message_id = $2 WHERE id = $1")
+            .bind(conv)
+            .bind(theirs)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        // Two of ours in one batch, with another conversation's in between.
+        let batch = [
+            msg(conv, a, "one", Some(TempId::Str(format!("{path:?}-1")))),
+            msg(other, a, "elsewhere", None),
+            msg(conv, a, "two", Some(TempId::Str(format!("{path:?}-2")))),
+        ];
+        let mut insert = std::pin::pin!(store.insert_batch(&batch));
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), &mut insert).await;
+        assert!(early.is_err(), "{path:?}: waits for the lock");
+        tx.commit().await.unwrap();
+        let out: Vec<_> = insert
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(theirs > last);
+        assert_eq!(
+            out[0].prev,
+            Some(theirs),
+            "{path:?}: after the other node's"
+        );
+        assert_eq!(
+            out[2].prev,
+            Some(out[0].message.id),
+            "{path:?}: within the batch"
+        );
+        assert!(out[1].prev.is_some(), "{path:?}: {:?}", out[1].prev);
+        last = out[2].message.id;
+        // A retried send is a duplicate: no predecessor claimed, nothing moved.
+        let again = store
+            .insert_batch(&[msg(
+                conv,
+                a,
+                "two",
+                Some(TempId::Str(format!("{path:?}-2"))),
+            )])
+            .await
+            .unwrap();
+        let again = again[0].as_ref().unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.prev, None);
+    }
+    let next = store
+        .insert_batch(&[msg(conv, b, "next", None)])
+        .await
+        .unwrap();
+    assert_eq!(next[0].as_ref().unwrap().prev, Some(last));
+}

@@ -70,6 +70,27 @@ run(async () => {
   const t = await typing;
   check(t.conversationId === CID, "chatwire broadcast reaches Node clients", t);
 
+  // chatwire -> Node: a committed message. Its broadcast's flags carry chatwirePrev (the
+  // conversation's previous id, for chatwire nodes' id order), which the Node adapter passes to
+  // socket.io-adapter's broadcast and otherwise ignores: watch what that broadcast is given.
+  const base = Object.getPrototypeOf(Object.getPrototypeOf(nsp.adapter));
+  const plain = base.broadcast;
+  const flagsSeen = [];
+  base.broadcast = function (packet, opts) {
+    if (packet && Array.isArray(packet.data) && packet.data[0] === "message:new") flagsSeen.push(opts.flags);
+    return plain.call(this, packet, opts);
+  };
+  const news = waitFor(nodeClient, "message:new", "node client gets chatwire's message:new");
+  cw.emit("message:send", { conversationId: CID, content: "to node", tempId: "to-node-1" });
+  const m = await news;
+  base.broadcast = plain;
+  check(m.content === "to node" && m.conversationId === CID, "chatwire message:new reaches Node clients", m);
+  check(
+    flagsSeen.length === 1 && Number.isInteger(flagsSeen[0] && flagsSeen[0].chatwirePrev),
+    "its flags carry chatwirePrev, which the Node adapter ignores",
+    flagsSeen,
+  );
+
   // Emitter -> chatwire.
   const emitter = new Emitter(emitterClient);
   const fromEmitter = waitFor(cw, "from-emitter", "chatwire client gets an emitter broadcast");

@@ -10,7 +10,9 @@
 //! `/chat`):
 //!
 //! - `<p>#<nsp>#<room>#` (one room) or `<p>#<nsp>#`: broadcasts, msgpack
-//!   `[uid, {type: 2, data, nsp}, {rooms, except, flags}]`; received by PSUBSCRIBE `<p>#<nsp>#*`;
+//!   `[uid, {type: 2, data, nsp}, {rooms, except, flags}]`; received by PSUBSCRIBE `<p>#<nsp>#*`.
+//!   A committed message's `flags` carry `chatwirePrev`, its conversation's previous id (Node
+//!   nodes ignore unknown flags; see [`wire::Flags`]);
 //! - `<p>-request#<nsp>#` / `<p>-response#<nsp>#`: the adapter's requests and answers;
 //! - `<p>-chatwire#<nsp>#`: chatwire's own presence and notifications (no Socket.IO adapter
 //!   listens there).
@@ -102,8 +104,13 @@ impl RedisConfig {
 /// What shards hand the Redis task.
 #[derive(Debug)]
 enum Out {
-    /// A room broadcast to publish (encoded on the Redis thread).
-    Broadcast { room: RoomName, frame: TextFrame },
+    /// A room broadcast to publish (encoded on the Redis thread); `prev`: a committed
+    /// message's predecessor, for other nodes' id order.
+    Broadcast {
+        room: RoomName,
+        frame: TextFrame,
+        prev: Option<i64>,
+    },
     /// A node-to-node message.
     Node(wire::NodeMsg),
     /// `message:notification` for other nodes' participants (encoded on the Redis thread).
@@ -237,6 +244,7 @@ impl Adapter for RedisAdapter {
         self.state.enqueue(Out::Broadcast {
             room: room.clone(),
             frame: frame.clone(),
+            prev: None,
         });
         self.local.broadcast(mesh, room, frame, except);
     }
@@ -245,6 +253,7 @@ impl Adapter for RedisAdapter {
         self.state.enqueue(Out::Broadcast {
             room: message.room.clone(),
             frame: message.new_frame.clone(),
+            prev: message.prev,
         });
         let users: Vec<wire::WireUser> = message
             .participants

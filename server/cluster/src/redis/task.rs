@@ -171,12 +171,12 @@ fn snapshot_bytes(state: &State) -> Vec<u8> {
 fn encode_out(state: &State, out: Out) -> Option<(String, Vec<u8>)> {
     let cfg = &state.cfg;
     match out {
-        Out::Broadcast { room, frame } => {
+        Out::Broadcast { room, frame, prev } => {
             let (nsp, data) = wire::frame_event(&frame)?;
             if nsp != cfg.nsp {
                 return None;
             }
-            let bytes = wire::encode_broadcast(&state.uid, &nsp, data, &[&room])?;
+            let bytes = wire::encode_broadcast(&state.uid, &nsp, data, &[&room], prev)?;
             Some((format!("{}{}#", cfg.broadcast_channel(), room), bytes))
         }
         Out::Node(msg) => Some((cfg.node_channel(), node_bytes(&msg))),
@@ -251,6 +251,7 @@ fn on_broadcast(
             Some(id) if room.starts_with("conversation:") => ClusterMsg::RemoteMessage {
                 room,
                 id,
+                prev: b.prev,
                 node: b.uid.as_str().into(),
                 frame: b.frame.clone(),
             },

@@ -46,13 +46,27 @@ pub struct Opts<'a> {
     pub rooms: &'a [&'a str],
     /// Rooms whose sockets are left out.
     pub except: &'a [&'a str],
-    /// Flags (`volatile`, `compress`, `timeout`); chatwire sets none.
+    /// Flags (`volatile`, `compress`, `timeout`, ...): chatwire sets none of Socket.IO's, only
+    /// its own [`Flags::prev`].
     pub flags: Flags,
 }
 
-/// Broadcast flags (empty map on the wire when none is set).
+/// Broadcast flags (an empty map on the wire when none is set).
+///
+/// `@socket.io/redis-adapter` 8.3 hands a received `opts` to `socket.io-adapter`'s
+/// `Adapter::broadcast`, which reads only `flags.volatile` and `flags.compress` (and its
+/// session-aware variant `flags.volatile`); the cluster adapter reads `local` and `timeout`.
+/// Any other key is ignored by Node nodes, so chatwire's own rides here.
 #[derive(Debug, Default, Serialize)]
-pub struct Flags {}
+pub struct Flags {
+    /// A committed message's conversation's previous id (see `chatwire_store::Stored::prev`),
+    /// for the receiving room owners' id order (`crate::order`).
+    #[serde(rename = "chatwirePrev", skip_serializing_if = "Option::is_none")]
+    pub prev: Option<i64>,
+}
+
+/// The key of [`Flags::prev`] on the wire.
+pub const PREV_FLAG: &str = "chatwirePrev";
 
 /// The packet part of a published broadcast.
 #[derive(Debug, Serialize)]
@@ -82,11 +96,19 @@ pub fn frame_event(frame: &TextFrame) -> Option<(String, Vec<Json>)> {
     Some((event.nsp().to_owned(), data))
 }
 
-/// `[uid, {type: 2, data, nsp}, {rooms, except, flags}]` in msgpack (maps with named keys).
-pub fn encode_broadcast(uid: &str, nsp: &str, data: Vec<Json>, rooms: &[&str]) -> Option<Vec<u8>> {
+/// `[uid, {type: 2, data, nsp}, {rooms, except, flags}]` in msgpack (maps with named keys);
+/// `prev` (a committed message's predecessor) goes in `flags` as [`PREV_FLAG`].
+pub fn encode_broadcast(
+    uid: &str,
+    nsp: &str,
+    data: Vec<Json>,
+    rooms: &[&str],
+    prev: Option<i64>,
+) -> Option<Vec<u8>> {
     let packet = OutPacket { kind: 2, data, nsp };
     let opts = Opts {
         rooms,
+        flags: Flags { prev },
         ..Opts::default()
     };
     rmp_serde::to_vec_named(&(uid, packet, opts)).ok()
@@ -107,6 +129,8 @@ pub struct Broadcast {
     pub frame: TextFrame,
     /// For a `message:new`: the message's id (ordered on receipt).
     pub message_id: Option<i64>,
+    /// For a `message:new` from a chatwire node: its conversation's previous id.
+    pub prev: Option<i64>,
 }
 
 /// Decodes `[uid, packet, opts]` (msgpack, any notepack.io version).
@@ -146,8 +170,14 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Broadcast, Drop> {
         }
         _ => None,
     };
+    let prev = message_id.and(
+        opts.get("flags")
+            .and_then(|f| f.get(PREV_FLAG))
+            .and_then(Json::as_i64),
+    );
     Ok(Broadcast {
         message_id,
+        prev,
         uid,
         nsp,
         rooms: room_list(opts.get("rooms")),
@@ -425,6 +455,7 @@ impl NodeMsg {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -437,7 +468,8 @@ mod tests {
         let frame = emit::event("/chat", "typing:start", br#"{"conversationId":4}"#);
         let (nsp, data) = frame_event(&frame).unwrap_or_default();
         assert_eq!(nsp, "/chat");
-        let bytes = encode_broadcast("abc123", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let bytes =
+            encode_broadcast("abc123", &nsp, data, &["conversation:4"], None).unwrap_or_default();
         let b = decode_broadcast(&bytes).map_err(|e| e.label());
         let b = b.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b.uid, "abc123");
@@ -454,7 +486,7 @@ mod tests {
             br#"{"conversationId":4,"messageId":90,"readBy":{"userId":7,"userType":"influencer"}}"#;
         let frame = emit::event("/chat", "message:read", body);
         let (nsp, data) = frame_event(&frame).unwrap_or_default();
-        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
         let b = decode_broadcast(&bytes).map_err(|e| e.label());
         let b = b.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -468,9 +500,33 @@ mod tests {
         // Not a receipt of ours: delivered as it is.
         let odd = emit::event("/chat", "message:read", br#"{"conversationId":4}"#);
         let (nsp, data) = frame_event(&odd).unwrap_or_default();
-        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"]).unwrap_or_default();
+        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
         let b = decode_broadcast(&bytes).map_err(|e| e.label());
         assert_eq!(b.ok().and_then(|b| b.frame.position()), None);
+    }
+
+    #[test]
+    fn a_messages_prev_rides_in_flags_where_node_ignores_it() {
+        let frame = emit::event("/chat", "message:new", br#"{"id":12,"conversationId":4}"#);
+        let (nsp, data) = frame_event(&frame).unwrap_or_default();
+        let bytes = encode_broadcast("n1", &nsp, data.clone(), &["conversation:4"], Some(9))
+            .unwrap_or_default();
+        // What a Node node decodes: its known flags absent, ours an extra key.
+        let opts = msgpack_to_json(&bytes).unwrap()[2].clone();
+        assert_eq!(
+            opts,
+            serde_json::json!({"rooms": ["conversation:4"], "except": [], "flags": {"chatwirePrev": 9}})
+        );
+        let b = decode_broadcast(&bytes).unwrap();
+        assert_eq!((b.message_id, b.prev), (Some(12), Some(9)));
+        // Without one (typing, Node nodes, emitters): flags stay an empty map.
+        let bytes =
+            encode_broadcast("n1", &nsp, data, &["conversation:4"], None).unwrap_or_default();
+        assert_eq!(
+            msgpack_to_json(&bytes).unwrap()[2]["flags"],
+            serde_json::json!({})
+        );
+        assert_eq!(decode_broadcast(&bytes).unwrap().prev, None);
     }
 
     #[test]

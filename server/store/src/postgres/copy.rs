@@ -13,33 +13,41 @@
 //! values are skipped) and the caller runs the `ON CONFLICT` statement, which returns the stored
 //! row. A sender that is not a participant does the same, so refusals keep their exact outcome.
 
+use std::sync::LazyLock;
+
 use sqlx::postgres::PgPool;
 
 use crate::{NewMessage, StoreError};
 
-/// Checks participation, draws ids (input order), un-hides, reads the commit time in ms.
-/// Takes the conversations' row locks first, like [`super::insert::LOCK_CONVERSATIONS`] (held
-/// until the COMMIT after the COPY).
-const PREPARE_SQL: &str = "WITH locked AS MATERIALIZED (
-        SELECT count(*) AS n FROM (
-            SELECT c.id FROM conversations c WHERE c.id = ANY($1::int8[])
-            ORDER BY c.id FOR NO KEY UPDATE) l
-    ),
+/// Checks participation, draws ids (input order), un-hides, advances the conversations'
+/// `last_message_id` and reads each id's predecessor, reads the commit time in ms. Takes the
+/// conversations' row locks first, with [`super::insert::LOCK_CONVERSATIONS`] (held until the
+/// COMMIT after the COPY).
+static PREPARE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {lock},
     unhidden AS (
         UPDATE participants p SET hidden = false
         WHERE p.hidden AND p.conversation_id = ANY($1) RETURNING 1
     ),
     drawn AS (
-        SELECT u.ord, CASE WHEN EXISTS (
+        SELECT u.ord, u.conversation_id, CASE WHEN EXISTS (
                 SELECT 1 FROM participants p WHERE p.conversation_id = u.conversation_id
                   AND p.user_type = u.sender_type AND p.user_id = u.sender_id)
             THEN nextval('messages_id_seq') END AS id
         FROM UNNEST($1::int8[], $2::int2[], $3::int8[])
              WITH ORDINALITY AS u(conversation_id, sender_type, sender_id, ord) CROSS JOIN locked
-    )
-    SELECT array_agg(id ORDER BY ord) AS ids,
+    ),
+    {chained},
+    {advanced}
+    SELECT array_agg(d.id ORDER BY d.ord) AS ids, array_agg(ch.prev ORDER BY d.ord) AS prevs,
            (extract(epoch FROM now()::timestamptz(3)) * 1000)::int8 AS created_ms
-    FROM drawn";
+    FROM drawn d LEFT JOIN chained ch ON ch.ord = d.ord",
+        lock = super::insert::LOCK_CONVERSATIONS,
+        chained = super::insert::chain("drawn", "r.ord,"),
+        advanced = super::insert::advance_last("drawn"),
+    )
+});
 
 /// The COPY statement; the column order is the one [`encode`] writes.
 const COPY_SQL: &str = "COPY messages (id, conversation_id, sender_type, sender_id, message_type, \
@@ -51,13 +59,13 @@ const FIELDS: i16 = 9;
 /// One row to copy: the input and its idempotency key.
 pub(super) type CopyRow<'a> = (&'a NewMessage, Option<&'a str>);
 
-/// Inserts `rows` with COPY in one transaction (see the module doc): the ids (input order) and
-/// the creation time (Unix ms), or None when nothing was stored (a row is a retry, a sender may
+/// Inserts `rows` with COPY in one transaction (see the module doc): the ids and their
+/// predecessors (input order) and the creation time (Unix ms), or None when nothing was stored (a row is a retry, a sender may
 /// not write, or the database refused a value): the `ON CONFLICT` statement decides then.
 pub(super) async fn copy_batch(
     pool: &PgPool,
     rows: &[CopyRow<'_>],
-) -> Result<Option<(Vec<Option<i64>>, i64)>, StoreError> {
+) -> Result<Option<super::Drawn>, StoreError> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -68,12 +76,13 @@ pub(super) async fn copy_batch(
         .map(|(m, _)| m.sender.user_type.code())
         .collect();
     let senders: Vec<i64> = rows.iter().map(|(m, _)| m.sender.id).collect();
-    let (ids, created_ms): (Vec<Option<i64>>, i64) = sqlx::query_as(PREPARE_SQL)
-        .bind(&conversations)
-        .bind(&types)
-        .bind(&senders)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (ids, prevs, created_ms): super::DrawnRow =
+        sqlx::query_as(sqlx::AssertSqlSafe(PREPARE_SQL.as_str()))
+            .bind(&conversations)
+            .bind(&types)
+            .bind(&senders)
+            .fetch_one(&mut *tx)
+            .await?;
     let ids: Option<Vec<i64>> = ids.into_iter().collect();
     let Some(ids) = ids.filter(|ids| ids.len() == rows.len()) else {
         // A sender is not a participant (or the conversation does not exist).
@@ -105,7 +114,11 @@ pub(super) async fn copy_batch(
         Err(e) => return Err(e.into()),
     }
     tx.commit().await?;
-    Ok(Some((ids.into_iter().map(Some).collect(), created_ms)))
+    Ok(Some(super::Drawn {
+        ids: ids.into_iter().map(Some).collect(),
+        prevs,
+        created_ms,
+    }))
 }
 
 /// Encodes `rows` in PostgreSQL's binary COPY format; `None` when a value does not fit its

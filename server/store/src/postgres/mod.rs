@@ -13,8 +13,11 @@
 //! --bench batch_writer`. Binary COPY in a transaction ([`WritePath::Copy`], `copy.rs`) costs
 //! PostgreSQL less per row but was not reliably faster end to end here: sqlx sends the end-of-data
 //! message as a separate small write without `TCP_NODELAY`, which waits for the server's delayed
-//! ACK. Nothing else is written per message: a conversation's latest activity is read from its
-//! newest message (the primary key `(conversation_id, id)`) when lists are built.
+//! ACK. Besides the rows, each batch moves its conversations' `last_message_id` (one row update
+//! per conversation, on the row it locked anyway): the next insert reads it as its first
+//! message's predecessor ([`Stored::prev`], exact across nodes). A conversation's latest activity
+//! is still read from its newest message (the primary key `(conversation_id, id)`) when lists
+//! are built.
 
 mod conversations;
 mod copy;
@@ -91,6 +94,16 @@ impl PgStore {
         })
     }
 
+    /// The highest id the message sequence handed out (0: none yet); ids drawn by transactions
+    /// still running count too. One read of the sequence, no scan.
+    pub async fn newest_message_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM messages_id_seq",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Chooses how batches are written (applies to every clone).
     pub fn set_write_path(&self, path: WritePath) {
         self.write_path.store(path as u8, Ordering::Relaxed);
@@ -155,15 +168,25 @@ pub enum WritePath {
     Insert = 2,
 }
 
+/// The row a fast insert's statement answers: ids, predecessors (input order), creation time.
+type DrawnRow = (Vec<Option<i64>>, Vec<Option<i64>>, i64);
+
+/// What a fast insert answers, per input row in order.
+struct Drawn {
+    /// The new ids (None: the sender may not write, nothing stored).
+    ids: Vec<Option<i64>>,
+    /// Each id's predecessor in its conversation (see [`Stored::prev`]).
+    prevs: Vec<Option<i64>>,
+    /// The rows' creation time, Unix ms.
+    created_ms: i64,
+}
+
 impl PgStore {
     /// The plain `INSERT` of [`FAST_INSERT_SQL`]: ids per row (None = sender may not write, row
-    /// not stored) and the creation time, or None when a row is a retry or the database refused
-    /// a value (nothing stored: the `ON CONFLICT` statement decides).
-    async fn fast_insert(
-        &self,
-        rows: &[copy::CopyRow<'_>],
-    ) -> Result<Option<(Vec<Option<i64>>, i64)>, StoreError> {
-        let answer: Result<(Vec<Option<i64>>, i64), sqlx::Error> =
+    /// not stored), their predecessors and the creation time, or None when a row is a retry or
+    /// the database refused a value (nothing stored: the `ON CONFLICT` statement decides).
+    async fn fast_insert(&self, rows: &[copy::CopyRow<'_>]) -> Result<Option<Drawn>, StoreError> {
+        let answer: Result<DrawnRow, sqlx::Error> =
             sqlx::query_as(sqlx::AssertSqlSafe(FAST_INSERT_SQL.as_str()))
                 .bind(
                     rows.iter()
@@ -200,7 +223,15 @@ impl PgStore {
                 .fetch_one(&self.write_pool)
                 .await;
         match answer {
-            Ok((ids, created_ms)) if ids.len() == rows.len() => Ok(Some((ids, created_ms))),
+            Ok((ids, prevs, created_ms))
+                if ids.len() == rows.len() && prevs.len() == rows.len() =>
+            {
+                Ok(Some(Drawn {
+                    ids,
+                    prevs,
+                    created_ms,
+                }))
+            }
             Ok(_) | Err(sqlx::Error::Database(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -222,7 +253,13 @@ impl PgStore {
 }
 
 /// A row this batch stored: everything but id and time is what was sent (not echoed back).
-fn new_row(input: &NewMessage, id: i64, created_at_ms: i64, profile: Arc<Profile>) -> Stored {
+fn new_row(
+    input: &NewMessage,
+    id: i64,
+    prev: Option<i64>,
+    created_at_ms: i64,
+    profile: Arc<Profile>,
+) -> Stored {
     Stored {
         message: Message {
             id,
@@ -238,6 +275,7 @@ fn new_row(input: &NewMessage, id: i64, created_at_ms: i64, profile: Arc<Profile
             temp_id: None,
         },
         duplicate: false,
+        prev,
     }
 }
 
@@ -392,13 +430,20 @@ impl Store for PgStore {
             } else {
                 self.fast_insert(&rows).await?
             };
-            if let Some((ids, created_ms)) = fast {
+            if let Some(Drawn {
+                ids,
+                prevs,
+                created_ms,
+            }) = fast
+            {
                 let senders: Vec<UserKey> = rows.iter().map(|(m, _)| m.sender).collect();
                 let profiles = self.profiles_of(&senders).await?;
                 let mut outcomes = Vec::with_capacity(rows.len());
-                for (((input, _), id), profile) in rows.iter().zip(ids).zip(profiles) {
+                for ((((input, _), id), prev), profile) in
+                    rows.iter().zip(ids).zip(prevs).zip(profiles)
+                {
                     outcomes.push(match id {
-                        Some(id) => Ok(new_row(input, id, created_ms, profile)),
+                        Some(id) => Ok(new_row(input, id, prev, created_ms, profile)),
                         None => Err(self.refusal(input.conversation_id).await?),
                     });
                 }
@@ -482,9 +527,17 @@ impl Store for PgStore {
                     message_from(row, profile, is_read).map(|message| Stored {
                         message,
                         duplicate: true,
+                        prev: None,
                     })
                 } else {
-                    Ok(new_row(input, id, row.try_get("created_ms")?, profile))
+                    let prev: Option<i64> = row.try_get("prev")?;
+                    Ok(new_row(
+                        input,
+                        id,
+                        prev,
+                        row.try_get("created_ms")?,
+                        profile,
+                    ))
                 }
             } else if !row.try_get::<bool, _>("conversation_exists")? {
                 Err(StoreError::NotFound)
@@ -497,6 +550,7 @@ impl Store for PgStore {
                         Some(r) => message_from(&r, profile, false).map(|message| Stored {
                             message,
                             duplicate: true,
+                            prev: None,
                         }),
                         None => Err(StoreError::Internal("conflicting row not found".into())),
                     },

@@ -278,6 +278,7 @@ impl SqliteStore {
                         temp_id: None,
                     },
                     duplicate: false,
+                    prev: None,
                 }));
             } else {
                 out.push(
@@ -316,6 +317,7 @@ impl SqliteStore {
                 return Ok(message_from(&row, profile, is_read).map(|message| Stored {
                     message,
                     duplicate: true,
+                    prev: None,
                 }));
             }
         }
