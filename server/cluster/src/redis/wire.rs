@@ -486,7 +486,8 @@ mod tests {
             br#"{"conversationId":4,"messageId":90,"readBy":{"userId":7,"userType":"influencer"}}"#;
         let frame = emit::event("/chat", "message:read", body);
         let (nsp, data) = frame_event(&frame).unwrap_or_default();
-        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
+        let bytes =
+            encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
         let b = decode_broadcast(&bytes).map_err(|e| e.label());
         let b = b.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -500,7 +501,8 @@ mod tests {
         // Not a receipt of ours: delivered as it is.
         let odd = emit::event("/chat", "message:read", br#"{"conversationId":4}"#);
         let (nsp, data) = frame_event(&odd).unwrap_or_default();
-        let bytes = encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
+        let bytes =
+            encode_broadcast("n2", &nsp, data, &["conversation:4"], None).unwrap_or_default();
         let b = decode_broadcast(&bytes).map_err(|e| e.label());
         assert_eq!(b.ok().and_then(|b| b.frame.position()), None);
     }
