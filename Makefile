@@ -44,7 +44,8 @@ bench-icount:
 	bash scripts/bench_icount.sh
 
 ## loadtest  release build, server + load generator, 60 s default scenario, reports in target/loadtest/
-##           NODES=3: a fleet of 3 nodes, the users spread over them (scripts/loadtest.sh)
+##           NODES=3: 3 nodes and a throwaway Redis, each room's members spread over the nodes,
+##           Redis and fleet CPU printed; PostgreSQL store only (scripts/loadtest.sh)
 loadtest:
 	bash scripts/loadtest.sh
 

@@ -1,6 +1,8 @@
 //! Command line: `run` (one load generator process) and `merge` (combine several processes'
 //! result files). goose's own options (`-H` host, `-u` users, `-r` increase rate, `-t` run time,
-//! `--report-file`, ...) are accepted by `run` as well.
+//! `--report-file`, ...) are accepted by `run` as well. `-H` may list several nodes of a fleet,
+//! comma-separated (`-H http://127.0.0.1:3400,http://127.0.0.1:3401`): user k connects to node
+//! k mod n, so every room has members on several nodes; seeding goes to the first.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,7 +27,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a load test (goose options such as -H, -u, -r, -t are accepted too).
+    /// Run a load test (goose options such as -H, -u, -r, -t are accepted too; -H may be a
+    /// comma-separated list of nodes, users spread round robin over them).
     Run(Box<RunArgs>),
     /// Merge result files written by several loadgen processes of one run.
     Merge(MergeArgs),

@@ -25,8 +25,12 @@ pub enum SeedMode {
 /// What the simulated users do (all from the command line).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Server to connect to.
+    /// Server to connect to (the first node: REST seeding, namespace, timeouts).
     pub target: Target,
+    /// Further nodes of a fleet (`-H a,b,c`): the user at index k connects to node k mod n of
+    /// `[target, more_targets...]`, so the members of one room (consecutive indices) sit on
+    /// different nodes and every room broadcast crosses the nodes' adapter. Empty for one node.
+    pub more_targets: Vec<Target>,
     /// Base URL for REST seeding (`http://host:port`).
     pub base_url: String,
     /// Id of the first user; users are `first_user_id ..`.
@@ -74,6 +78,15 @@ impl Settings {
     /// The user at goose index `index`.
     pub fn user(&self, index: u64) -> User {
         User::at(self.first_user_id, index)
+    }
+
+    /// Node the user at `index` connects to: node `index mod n` of `[target, more_targets...]`.
+    pub fn target_of(&self, index: u64) -> &Target {
+        let n = self.more_targets.len() as u64 + 1;
+        match usize::try_from(index % n) {
+            Ok(0) | Err(_) => &self.target,
+            Ok(k) => self.more_targets.get(k - 1).unwrap_or(&self.target),
+        }
     }
 
     /// Conversation slot (0-based, within this process) of the user at `index`.
@@ -246,6 +259,7 @@ mod tests {
                 namespace: "/chat".into(),
                 timeout: Duration::from_secs(1),
             },
+            more_targets: vec![],
             base_url: "http://127.0.0.1:1".into(),
             first_user_id: first,
             users,
@@ -276,6 +290,42 @@ mod tests {
         assert_eq!(a.conventional_id(10), 2);
         assert_eq!(b.conventional_id(0), 3);
         assert_eq!(a.conversations(), 2);
+    }
+
+    fn node(port: u16) -> Target {
+        Target {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            host: format!("127.0.0.1:{port}"),
+            namespace: "/chat".into(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn one_node_takes_every_user() {
+        let s = settings(20, 10, 1);
+        assert!((0..20).all(|i| s.target_of(i).host == "127.0.0.1:1"));
+    }
+
+    #[test]
+    fn users_go_round_robin_over_the_nodes_so_each_room_spans_them() {
+        let mut s = settings(30, 10, 1);
+        s.target = node(3400);
+        s.more_targets = vec![node(3401), node(3402)];
+        let ports: Vec<u16> = (0..30).map(|i| s.target_of(i).addr.port()).collect();
+        assert_eq!(&ports[..4], &[3400, 3401, 3402, 3400]);
+        for room in 0..3 {
+            let members = &ports[room * 10..room * 10 + 10];
+            for port in [3400, 3401, 3402] {
+                let on = members.iter().filter(|p| **p == port).count();
+                assert!((3..=4).contains(&on), "room {room}: {on} members on {port}");
+            }
+        }
+        // Rooms of 2: the two members of every 1:1 room are on different nodes.
+        s.room_size = 2;
+        for slot in 0..15u64 {
+            assert_ne!(s.target_of(2 * slot).host, s.target_of(2 * slot + 1).host);
+        }
     }
 
     #[test]

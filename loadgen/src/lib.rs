@@ -81,23 +81,47 @@ pub fn own_cpu_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The nodes named by `-H`: one `http://host:port`, or several separated by commas (a fleet:
+/// user k connects to node k mod n). Returns the first node's base URL and every node's target.
+fn nodes(hosts: &str, namespace: &str, timeout: Duration) -> anyhow::Result<(String, Vec<Target>)> {
+    let mut base_url = None;
+    let mut targets = Vec::new();
+    for base in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let base = base.trim_end_matches('/');
+        let host = base
+            .strip_prefix("http://")
+            .with_context(|| {
+                format!("--host must be http://host:port[,http://host:port...], not {base}")
+            })?
+            .to_owned();
+        let addr: SocketAddr = host
+            .to_socket_addrs()
+            .with_context(|| format!("resolve {host}"))?
+            .next()
+            .with_context(|| format!("{host} resolves to no address"))?;
+        base_url.get_or_insert_with(|| base.to_owned());
+        targets.push(Target {
+            addr,
+            host,
+            namespace: namespace.to_owned(),
+            timeout,
+        });
+    }
+    let base_url = base_url.context("--host names no server")?;
+    Ok((base_url, targets))
+}
+
 /// Builds the scenario settings from the command line.
 fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    let base = args
+    let hosts = args
         .goose
         .host
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
-    let base = base.trim_end_matches('/').to_owned();
-    let host = base
-        .strip_prefix("http://")
-        .context("--host must be http://host:port")?
-        .to_owned();
-    let addr: SocketAddr = host
-        .to_socket_addrs()
-        .with_context(|| format!("resolve {host}"))?
-        .next()
-        .context("host resolves to no address")?;
+    let timeout = Duration::from_secs_f64(args.connect_timeout);
+    let (base, mut targets) = nodes(&hosts, &args.namespace, timeout)?;
+    let more_targets = targets.split_off(1);
+    let target = targets.pop().context("--host names no server")?;
     let users = args.goose.users.unwrap_or(100) as u64;
     if users == 0 || args.room_size == 0 || args.rate <= 0.0 {
         bail!("users, room size and rate must be positive");
@@ -107,12 +131,8 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         None => Credentials::Dev,
     };
     Ok(Settings {
-        target: Target {
-            addr,
-            host,
-            namespace: args.namespace.clone(),
-            timeout: Duration::from_secs_f64(args.connect_timeout),
-        },
+        target,
+        more_targets,
         base_url: base,
         first_user_id: args.first_user.max(1),
         users,
@@ -134,9 +154,11 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// goose's configuration for this run: our reports unless the command line named its own.
-fn goose_config(args: &RunArgs) -> goose::config::GooseConfiguration {
+/// goose's configuration for this run: our reports unless the command line named its own;
+/// goose's host is the first node (goose takes one URL, `-H` may list a fleet).
+fn goose_config(args: &RunArgs, base_url: &str) -> goose::config::GooseConfiguration {
     let mut config = args.goose.clone();
+    config.host = Some(base_url.to_owned());
     if config.report_file.is_empty() && !args.no_goose_reports {
         for ext in ["md", "json", "html"] {
             config
@@ -160,14 +182,20 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     if nofile > 0 && users + 64 > nofile {
         eprintln!("warning: {users} users but only {nofile} open files allowed per process");
     }
+    let nodes = settings.more_targets.len() + 1;
     let label = format!(
-        "{} users, rooms of {}, {}/s per user{}, {:.0}s, {}",
+        "{} users, rooms of {}, {}/s per user{}, {:.0}s, {}{}",
         users,
         settings.room_size,
         settings.rate,
         if settings.typing { " with typing" } else { "" },
         settings.duration.as_secs_f64(),
-        settings.base_url
+        settings.base_url,
+        if nodes > 1 {
+            format!(" and {} more nodes (users round robin)", nodes - 1)
+        } else {
+            String::new()
+        }
     );
     let ctx = Ctx::new(settings)?;
     let probe = args.server_pid.map(|pid| {
@@ -193,7 +221,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     // the run ends as soon as all did (their on-stop transactions then drain and disconnect).
     let cap = ctx.settings.duration + ctx.settings.barrier_timeout + Duration::from_secs(30);
     let run_time = cap.as_secs() as usize;
-    let config = goose_config(args);
+    let config = goose_config(args, &ctx.settings.base_url);
     let reports = !config.report_file.is_empty();
     let attack = GooseAttack::initialize_with_config(config)?
         .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
@@ -342,4 +370,32 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<Outcome> {
         None,
         &args.limits,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn host_is_one_node_or_a_comma_list_of_them() {
+        let t = Duration::from_secs(1);
+        let (base, one) = nodes("http://127.0.0.1:3400/", "/chat", t).unwrap();
+        assert_eq!(base, "http://127.0.0.1:3400");
+        assert_eq!(one.len(), 1);
+        let (base, fleet) = nodes(
+            "http://127.0.0.1:3400,http://127.0.0.1:3401, http://127.0.0.1:3402",
+            "/chat",
+            t,
+        )
+        .unwrap();
+        assert_eq!(base, "http://127.0.0.1:3400");
+        let hosts: Vec<_> = fleet.iter().map(|n| n.host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            ["127.0.0.1:3400", "127.0.0.1:3401", "127.0.0.1:3402"]
+        );
+        assert!(nodes("http://127.0.0.1:3400,ws://127.0.0.1:3401", "/chat", t).is_err());
+        assert!(nodes(",", "/chat", t).is_err());
+    }
 }

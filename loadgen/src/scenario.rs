@@ -138,15 +138,16 @@ async fn connect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
         .token(me, now_unix)
         .map_err(|e| fail(e.to_string()))?;
     let source = s.source_ip(index);
+    let node = s.target_of(index);
     let started = Instant::now();
     let attempt = async {
         if s.uses_polling(index) {
             let http = ctx
                 .http_for(index)
                 .ok_or_else(|| anyhow::anyhow!("no http client"))?;
-            net::connect_polling(&s.target, http, source, &token).await
+            net::connect_polling(node, http, source, &token).await
         } else {
-            net::connect_websocket(&s.target, source, &token).await
+            net::connect_websocket(node, source, &token).await
         }
     };
     let connected = match tokio::time::timeout(s.target.timeout, attempt).await {
