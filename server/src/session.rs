@@ -44,6 +44,9 @@ pub async fn on_packet(conn: &Rc<Conn>, shard: &Rc<Shard>, packet: EnginePacket)
     if conn.closed.get() {
         return false;
     }
+    // What this packet delivers to other WebSockets is written once each, when it is done.
+    shard.begin_packet();
+    let _done = PacketDone(shard);
     let result = conn
         .state
         .borrow_mut()
@@ -234,5 +237,14 @@ pub fn disconnect_sockets(shard: &Rc<Shard>, sockets: &[u64], close: bool) {
             conn.push(crate::sio::emit::disconnect(slot.nsp.as_str()));
             crate::sio::cleanup_socket(shard, &conn, slot, "disconnected by another node");
         }
+    }
+}
+
+/// Ends a [`Shard::begin_packet`] when dropped.
+struct PacketDone<'a>(&'a Shard);
+
+impl Drop for PacketDone<'_> {
+    fn drop(&mut self) {
+        self.0.end_packet();
     }
 }

@@ -85,8 +85,13 @@ pub struct Shard {
     batching: Cell<bool>,
     /// WebSocket connections with frames queued and not yet written.
     dirty: RefCell<Vec<Rc<Conn>>>,
-    /// Wakes [`Shard::run_flusher`]: frames were queued outside the message loop's batch.
+    /// The task processing a client packet ([`Shard::begin_packet`]): it writes what it queues
+    /// itself when the packet is done.
+    packet_task: Cell<Option<tokio::task::Id>>,
+    /// Wakes [`Shard::run_flusher`]: frames were queued that no batch end will write.
     flush_soon: tokio::sync::Notify,
+    /// The flusher was woken and has not run yet.
+    flush_armed: Cell<bool>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -129,7 +134,9 @@ impl Shard {
             ws_tasks: Cell::new(0),
             batching: Cell::new(false),
             dirty: RefCell::default(),
+            packet_task: Cell::new(None),
             flush_soon: tokio::sync::Notify::new(),
+            flush_armed: Cell::new(false),
         }
     }
 
@@ -145,13 +152,29 @@ impl Shard {
         self.write_dirty();
     }
 
-    /// Writes the frames queued outside the message loop's batches (by a connection's packet,
-    /// a REST call, a timer) as soon as the task that queued them yields: everything one task
-    /// delivers before it yields goes out in one write per connection, and nothing waits for
-    /// another task. Runs for the shard's life.
+    /// The current task starts processing a client packet: what it delivers is written when
+    /// the packet is done ([`Shard::end_packet`]), in one write per connection, with no other
+    /// task woken.
+    pub fn begin_packet(&self) {
+        self.packet_task.set(tokio::task::try_id());
+    }
+
+    /// The packet begun by the current task is done: every WebSocket with queued frames is
+    /// written.
+    pub fn end_packet(&self) {
+        if self.packet_task.get().is_some() && self.packet_task.get() == tokio::task::try_id() {
+            self.packet_task.set(None);
+        }
+        self.write_dirty();
+    }
+
+    /// Writes the frames queued that no batch end covers (by a REST call, a timer, or any task
+    /// while another one's packet awaits the database) as soon as the task that queued them
+    /// yields: nothing waits for another task. Runs for the shard's life.
     pub async fn run_flusher(&self) {
         loop {
             self.flush_soon.notified().await;
+            self.flush_armed.set(false);
             self.write_dirty();
         }
     }
@@ -231,14 +254,17 @@ impl Shard {
     }
 
     /// Queues a frame on a local connection, written straight from the shard: at the end of the
-    /// message loop's batch, or else when the current task yields ([`Shard::run_flusher`]).
+    /// message loop's batch or of the current task's packet, or else when the current task
+    /// yields ([`Shard::run_flusher`]).
     fn push_to(&self, conn: Rc<Conn>, frame: Frame) {
         if conn.push_deferred(frame) {
-            let mut dirty = self.dirty.borrow_mut();
-            if dirty.is_empty() && !self.batching.get() {
+            self.dirty.borrow_mut().push(conn);
+            let covered = self.batching.get()
+                || (self.packet_task.get().is_some()
+                    && self.packet_task.get() == tokio::task::try_id());
+            if !covered && !self.flush_armed.replace(true) {
                 self.flush_soon.notify_one();
             }
-            dirty.push(conn);
         }
     }
 
