@@ -199,13 +199,32 @@ async fn thread_hops_per_message_on_one_shard() {
     );
 }
 
+/// Holds `user`'s participant row of `conversation` in an open transaction: their
+/// `message:read` of it waits inside PostgreSQL until the transaction ends.
+async fn hold_participant(
+    db: &pg::TestDb,
+    conversation: i64,
+    user: chatwire_store::UserKey,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(conversation)
+    .bind(user.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
 /// A client request that waits on the database (here `message:read`, held by a row lock the
 /// test keeps) never delays what the shard delivers meanwhile to other clients: a read receipt
 /// broadcast by a REST call on the same shard reaches its room at once, not when the slow
 /// request ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waiting_on_the_database_does_not_hold_back_other_deliveries() {
-    use sqlx::Connection;
     let db = pg::TestDb::create().await;
     let s = TestServer::with(|c| {
         c.shards = 1;
@@ -228,16 +247,7 @@ async fn a_request_waiting_on_the_database_does_not_hold_back_other_deliveries()
         cb.event("message:sent").await;
     }
     // Hold a's participant row: a's `message:read` waits inside PostgreSQL until we let go.
-    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut tx = lock.begin().await.unwrap();
-    sqlx::query(
-        "SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2 FOR UPDATE",
-    )
-    .bind(slow)
-    .bind(a.id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    let tx = hold_participant(&db, slow, a).await;
     ca.emit("message:read", json!({"conversationId": slow}))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,7 +281,6 @@ async fn a_request_waiting_on_the_database_does_not_hold_back_other_deliveries()
 /// runtime, where the pool can take its connection back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_while_a_request_waits_on_the_database_panics_nowhere() {
-    use sqlx::Connection;
     use std::sync::atomic::{AtomicUsize, Ordering};
     static SHARD_PANICS: AtomicUsize = AtomicUsize::new(0);
     let previous = std::panic::take_hook();
@@ -300,16 +309,7 @@ async fn stopping_while_a_request_waits_on_the_database_panics_nowhere() {
     )
     .await;
     cb.event("message:sent").await;
-    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut tx = lock.begin().await.unwrap();
-    sqlx::query(
-        "SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2 FOR UPDATE",
-    )
-    .bind(conv)
-    .bind(a.id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    let tx = hold_participant(&db, conv, a).await;
     ca.emit("message:read", json!({"conversationId": conv}))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -179,10 +179,9 @@ fn pg_config(url: &str) -> Config {
     config
 }
 
-/// Two in-process nodes on one PostgreSQL database: the client drops from the first and
-/// reconnects to the second, which knows the session only from the database.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_recovers_on_another_node_sharing_the_database() {
+/// Two in-process nodes on one fresh PostgreSQL database (the database lives as long as the
+/// first value).
+async fn two_nodes() -> (pg::TestDb, RunningServer, RunningServer) {
     ensure_clients();
     let db = pg::TestDb::create().await;
     let first = Server::start(&pg_config(&db.url), Mode::Chat)
@@ -191,6 +190,14 @@ async fn a_client_recovers_on_another_node_sharing_the_database() {
     let second = Server::start(&pg_config(&db.url), Mode::Chat)
         .await
         .unwrap();
+    (db, first, second)
+}
+
+/// Two in-process nodes on one PostgreSQL database: the client drops from the first and
+/// reconnects to the second, which knows the session only from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_on_another_node_sharing_the_database() {
+    let (_db, first, second) = two_nodes().await;
     let report = run_on(
         &first,
         &second,
@@ -254,18 +261,45 @@ async fn spawn_binary(url: &str) -> Binary {
     panic!("chatwire did not come up on {addr}");
 }
 
-/// The node holding the socket is killed with SIGKILL while the client is connected to it (the
-/// kill is what drops the client): its session lives in PostgreSQL, and another node recovers it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
+/// Two nodes on one fresh PostgreSQL database: the real binary (to be killed) and an in-process
+/// survivor, with a direct conversation between users 2 (brand) and 1 (influencer).
+struct KillSetup {
+    _db: pg::TestDb,
+    killed: Binary,
+    survivor: RunningServer,
+    killed_url: String,
+    conversation: i64,
+}
+
+async fn kill_setup() -> KillSetup {
     ensure_clients();
     let db = pg::TestDb::create().await;
-    let mut killed = spawn_binary(&db.url).await;
+    let killed = spawn_binary(&db.url).await;
     let survivor = Server::start(&pg_config(&db.url), Mode::Chat)
         .await
         .unwrap();
     let killed_url = format!("http://127.0.0.1:{}", killed.port);
     let conversation = create_direct(survivor.addr, (2, "brand"), (1, "influencer")).await;
+    KillSetup {
+        _db: db,
+        killed,
+        survivor,
+        killed_url,
+        conversation,
+    }
+}
+
+/// The node holding the socket is killed with SIGKILL while the client is connected to it (the
+/// kill is what drops the client): its session lives in PostgreSQL, and another node recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
+    let KillSetup {
+        _db,
+        mut killed,
+        survivor,
+        killed_url,
+        conversation,
+    } = kill_setup().await;
     // A lives on the node that dies; B sends through the survivor, so B's messages during the
     // drop reach A only through the database.
     let mut e = envs(
@@ -372,14 +406,7 @@ async fn missed_read_receipts_are_replayed_on_sqlite() {
 /// The receipts are read from the database by a node that never saw the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_read_receipts_are_replayed_by_another_node() {
-    ensure_clients();
-    let db = pg::TestDb::create().await;
-    let first = Server::start(&pg_config(&db.url), Mode::Chat)
-        .await
-        .unwrap();
-    let second = Server::start(&pg_config(&db.url), Mode::Chat)
-        .await
-        .unwrap();
+    let (_db, first, second) = two_nodes().await;
     // No Redis between the two: B goes on through the second node too.
     let second_url = base_url(second.addr);
     let report = run_script_on(
@@ -428,14 +455,13 @@ async fn read_receipts_from_another_node_over_redis_are_recovered_exactly() {
 /// The node holding A is killed with SIGKILL; the survivor replays the receipts A missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_read_receipts_are_replayed_after_the_node_was_killed() {
-    ensure_clients();
-    let db = pg::TestDb::create().await;
-    let mut killed = spawn_binary(&db.url).await;
-    let survivor = Server::start(&pg_config(&db.url), Mode::Chat)
-        .await
-        .unwrap();
-    let killed_url = format!("http://127.0.0.1:{}", killed.port);
-    let conversation = create_direct(survivor.addr, (2, "brand"), (1, "influencer")).await;
+    let KillSetup {
+        _db,
+        mut killed,
+        survivor,
+        killed_url,
+        conversation,
+    } = kill_setup().await;
     // A and B start on the node that dies (the live receipt needs no cross-node delivery); B
     // goes on through the survivor.
     let mut e = envs(

@@ -266,23 +266,32 @@ impl AsyncWrite for Wire {
 mod tests {
     use super::*;
 
+    /// A connected pair: the server side (for a [`Wire`]) and the client side. `small`: both
+    /// ends get 16 KB buffers, so the socket fills quickly.
+    async fn pair(small: bool) -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        if small {
+            socket2::SockRef::from(&server)
+                .set_send_buffer_size(16 << 10)
+                .unwrap();
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(16 << 10)
+                .unwrap();
+        }
+        (server, client)
+    }
+
     /// More than the socket buffer holds: the socket takes part, the rest waits whole, a later
     /// write queues behind it, and the client reads every frame once, in order.
     #[tokio::test]
     async fn a_full_socket_keeps_frames_whole_and_in_order() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         use tokio_tungstenite::tungstenite::Utf8Bytes;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(16 << 10)
-            .unwrap();
-        socket2::SockRef::from(&client)
-            .set_recv_buffer_size(16 << 10)
-            .unwrap();
+        let (server, mut client) = pair(true).await;
         let wire = Wire::new(server, 1 << 20, 64 << 20);
         let text = |i: usize| Frame::Text(Utf8Bytes::from(format!("{i:05}").repeat(3000)));
         let first: Vec<Frame> = (0..200).map(text).collect();
@@ -321,11 +330,7 @@ mod tests {
     async fn a_tailed_frame_is_written_as_one_message() {
         use tokio::io::AsyncReadExt;
         use tokio_tungstenite::tungstenite::Utf8Bytes;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (server, mut client) = pair(false).await;
         let wire = Wire::new(server, 1024, 1 << 20);
         let shared = Utf8Bytes::from_static(r#"42/chat,["message:new",{"id":5}]"#);
         let frames = [
@@ -349,17 +354,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_frames_are_bounded_in_number_too() {
         use tokio_tungstenite::tungstenite::Utf8Bytes;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(16 << 10)
-            .unwrap();
-        socket2::SockRef::from(&client)
-            .set_recv_buffer_size(16 << 10)
-            .unwrap();
+        let (server, client) = pair(true).await;
         let wire = Wire::new(server, 8, 64 << 20);
         let frame = Frame::Text(Utf8Bytes::from("x".repeat(4096)));
         let mut failed_at = None;

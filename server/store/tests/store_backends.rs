@@ -494,6 +494,53 @@ async fn unknown_database_urls_are_refused() {
     assert!(AnyStore::connect("mysql://x", true).await.is_err());
 }
 
+/// A fresh PostgreSQL store with two direct conversations of brand `first` (with influencers
+/// `first + 1` and `first + 2`), and a second pool on the same database: another node's writer.
+struct TwoWriters {
+    _db: pg::TestDb,
+    store: chatwire_store::PgStore,
+    a: chatwire_store::UserKey,
+    b: chatwire_store::UserKey,
+    conv: i64,
+    other: i64,
+    admin: sqlx::PgPool,
+}
+
+async fn two_writers(first: i64) -> TwoWriters {
+    let db = pg::TestDb::create().await;
+    let store = chatwire_store::PgStore::connect(&db.url, true)
+        .await
+        .unwrap();
+    let (a, b) = (brand(first), infl(first + 1));
+    let conv = store.create_direct(a, b).await.unwrap().0.id;
+    let other = store.create_direct(a, infl(first + 2)).await.unwrap().0.id;
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    TwoWriters {
+        _db: db,
+        store,
+        a,
+        b,
+        conv,
+        other,
+        admin,
+    }
+}
+
+/// Another node's transaction holding `conv`'s row lock (what every insert path takes before
+/// drawing ids).
+async fn hold_conversation(
+    admin: &sqlx::PgPool,
+    conv: i64,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(conv)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 /// Two writers (two nodes) on one conversation: a batch must not draw its ids while another
 /// transaction that already drew ids for the same conversation is uncommitted, or a later
 /// commit could land a smaller id under what a reader already saw. Every write path waits for
@@ -501,23 +548,19 @@ async fn unknown_database_urls_are_refused() {
 #[tokio::test]
 async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
     use chatwire_store::postgres::WritePath;
-    let db = pg::TestDb::create().await;
-    let store = chatwire_store::PgStore::connect(&db.url, true)
-        .await
-        .unwrap();
-    let (a, b) = (brand(80), infl(81));
-    let conv = store.create_direct(a, b).await.unwrap().0.id;
-    let other = store.create_direct(a, infl(82)).await.unwrap().0.id;
-    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let TwoWriters {
+        _db,
+        store,
+        a,
+        conv,
+        other,
+        admin,
+        ..
+    } = two_writers(80).await;
     for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
         store.set_write_path(path);
         // Another node's transaction: holds the conversation's lock and drew an id.
-        let mut tx = admin.begin().await.unwrap();
-        sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(conv)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = hold_conversation(&admin, conv).await;
         let held: i64 = sqlx::query_scalar("SELECT nextval('messages_id_seq')")
             .fetch_one(&mut *tx)
             .await
@@ -551,14 +594,15 @@ async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
 #[tokio::test]
 async fn postgres_gives_each_message_its_exact_predecessor() {
     use chatwire_store::postgres::WritePath;
-    let db = pg::TestDb::create().await;
-    let store = chatwire_store::PgStore::connect(&db.url, true)
-        .await
-        .unwrap();
-    let (a, b) = (brand(90), infl(91));
-    let conv = store.create_direct(a, b).await.unwrap().0.id;
-    let other = store.create_direct(a, infl(92)).await.unwrap().0.id;
-    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let TwoWriters {
+        _db,
+        store,
+        a,
+        b,
+        conv,
+        other,
+        admin,
+    } = two_writers(90).await;
     let first = store
         .insert_batch(&[msg(conv, a, "first", None)])
         .await
@@ -569,12 +613,7 @@ async fn postgres_gives_each_message_its_exact_predecessor() {
     for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
         store.set_write_path(path);
         // Another node's writer: holds the lock, stores a message and moves last_message_id.
-        let mut tx = admin.begin().await.unwrap();
-        sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(conv)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = hold_conversation(&admin, conv).await;
         let theirs: i64 = sqlx::query_scalar(
             "INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content)
              VALUES (nextval('messages_id_seq'), $1, 2, $2, 'text', 'theirs') RETURNING id",
