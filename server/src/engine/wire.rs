@@ -15,13 +15,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -210,9 +212,28 @@ impl AsyncRead for Wire {
         loop {
             ready!(self.0.stream.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match self.0.stream.try_read(unfilled) {
+            let want = unfilled.len();
+            // A read that returns less than it asked for emptied the socket's receive buffer, so
+            // the readiness it was given is spent: clear it now (as tokio's own `TcpStream` does)
+            // rather than learn it from one more `recvfrom` answering EAGAIN, one per message a
+            // client sends. `try_io` clears only the readiness seen before the read: bytes that
+            // arrived since set a newer one, which stays.
+            let mut short = 0;
+            let read = self.0.stream.try_io(Interest::READABLE, || {
+                let n = (&*SockRef::from(&self.0.stream)).read(&mut unfilled[..])?;
+                if n > 0 && n < want {
+                    short = n;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match read {
                 Ok(n) => {
                     buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => {
+                    buf.advance(short);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -347,6 +368,33 @@ mod tests {
         let rest = &got[2 + first.len()..];
         assert_eq!(rest[..2], [0x81, second.len() as u8]);
         assert_eq!(&rest[2..], second.as_bytes());
+    }
+
+    /// A short read clears the socket's readiness (no `recvfrom` left to answer EAGAIN): bytes
+    /// that arrive after it still wake the reader, whole and in order, and so does the close.
+    #[tokio::test]
+    async fn bytes_arriving_after_a_short_read_are_read() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = pair(false).await;
+        let mut wire = Wire::new(server, 8, 1 << 20);
+        let mut buf = [0u8; 64];
+        client.write_all(b"first").await.unwrap();
+        let n = wire.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first", "a short read");
+        for round in 0..50u8 {
+            let write = async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                client.write_all(&[round; 3]).await.unwrap();
+            };
+            let read = tokio::time::timeout(Duration::from_secs(5), wire.read(&mut buf));
+            let ((), got) = tokio::join!(write, read);
+            let n = got.expect("bytes sent after a short read wake the reader").unwrap();
+            assert_eq!(&buf[..n], &[round; 3]);
+        }
+        drop(client);
+        let eof = tokio::time::timeout(Duration::from_secs(5), wire.read(&mut buf)).await;
+        assert_eq!(eof.expect("the close wakes the reader").unwrap(), 0);
     }
 
     /// A client that reads nothing: the write fails once about `max_frames` frames wait, long
