@@ -2,7 +2,8 @@
 //! Prometheus recorder behind `GET /metrics`, and the name of every metric chatwire records.
 //!
 //! Record with the `metrics` macros and the constants here, e.g.
-//! `metrics::counter!(EVENTS_IN, LABEL_EVENT => event_label(name)).increment(1)`.
+//! `metrics::counter!(EVENTS_IN, LABEL_EVENT => event_label(name)).increment(1)`, or for events
+//! on the message path [`count_event`]`(EVENTS_IN, name)`, which keeps the handles.
 //! Labels only ever carry values from a fixed set ([`event_label`], static error codes): a label filled from client input would grow the registry without bound.
 
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use crate::config::LogFormat;
 
 // Names recorded by the layers below, re-exported so every metric is listed here.
 pub use chatwire_chat::telemetry::{
-    ERRORS, EVENTS_OUT, LABEL_CODE, LABEL_EVENT, RATE_LIMITED_DROPS, event_label,
+    ERRORS, EVENTS_OUT, LABEL_CODE, LABEL_EVENT, RATE_LIMITED_DROPS, count_event, event_label,
 };
 pub use chatwire_cluster::shard::BROADCAST_FANOUT;
 pub use chatwire_store::batch::{
@@ -230,6 +231,26 @@ fn describe() {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The kept handles count into the same series as the macro, unknown events as `other`.
+    #[test]
+    fn count_event_counts_known_events_and_others() {
+        install_metrics();
+        const TEST_METRIC: &str = "chatwire_test_count_event_total";
+        count_event(TEST_METRIC, "typing:start");
+        count_event(TEST_METRIC, "typing:start");
+        count_event(TEST_METRIC, "anything a client invents");
+        metrics::counter!(TEST_METRIC, LABEL_EVENT => "typing:start").increment(1);
+        let text = render_metrics();
+        assert!(
+            text.contains(r#"chatwire_test_count_event_total{event="typing:start"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"chatwire_test_count_event_total{event="other"} 1"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn metrics_render_after_recording_and_install_is_idempotent() {

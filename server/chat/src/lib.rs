@@ -26,7 +26,7 @@ pub mod typing;
 pub mod validate;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use ahash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -357,7 +357,7 @@ impl Chat {
     /// Online users who share a conversation with `user` (for `user:online` / `user:offline`).
     pub async fn partners(&self, user: UserKey) -> Result<Arc<[UserKey]>, ChatError> {
         let conversations = self.store.conversations_of(user).await?;
-        let mut partners: HashSet<UserKey> = HashSet::new();
+        let mut partners: HashSet<UserKey> = HashSet::default();
         for conv in conversations {
             if let Ok(p) = self.participants(conv).await {
                 partners.extend(p.iter().copied().filter(|u| *u != user));
@@ -445,7 +445,7 @@ pub fn push_reply(fx: &mut Effects, event: &str, payload: &[u8], ack: Option<u64
     if let Some(id) = ack {
         fx.push(Effect::Emit(emit_ack(id, payload)));
     }
-    metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => telemetry::event_label(event)).increment(1);
+    telemetry::count_event(telemetry::EVENTS_OUT, event);
 }
 
 /// `error {event, error, message}` for requests without an error event of their own.

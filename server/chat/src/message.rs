@@ -132,7 +132,7 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     if let Some(id) = ack {
         sent_frames.push(emit_ack(id, &sent));
     }
-    metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => "message:sent").increment(1);
+    telemetry::count_event(telemetry::EVENTS_OUT, "message:sent");
     CommittedFrames {
         new_frame,
         notification_frame,

@@ -54,8 +54,7 @@ pub(crate) async fn read(ev: &Event<'_>, payload: &Value) -> Effects {
     if let Some(id) = ev.ack {
         fx.push(Effect::Emit(emit_ack(id, &body)));
     }
-    metrics::counter!(telemetry::EVENTS_OUT, telemetry::LABEL_EVENT => "message:read:success")
-        .increment(1);
+    telemetry::count_event(telemetry::EVENTS_OUT, "message:read:success");
     fx.push(Effect::Broadcast {
         conversation_id: conv,
         frame: receipt(conv, message_id, ev.user),

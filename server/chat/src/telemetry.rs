@@ -46,6 +46,36 @@ pub fn event_label(name: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// Counts one `event` under `metric` (a counter labelled [`LABEL_EVENT`], such as
+/// [`EVENTS_OUT`]): `metrics::counter!(metric, LABEL_EVENT => event_label(event))`, without
+/// building the key and looking it up in the registry each time (every message counts two
+/// events). Each thread keeps the handles it registered, one per known event and metric; the
+/// recorder must be installed before a thread counts (the server installs it at start).
+pub fn count_event(metric: &'static str, event: &str) {
+    use std::cell::RefCell;
+    thread_local! {
+        static HANDLES: RefCell<Vec<(&'static str, Vec<Option<metrics::Counter>>)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+    let label = event_label(event);
+    let index = KNOWN_EVENTS
+        .iter()
+        .position(|known| *known == label)
+        .unwrap_or(KNOWN_EVENTS.len());
+    HANDLES.with_borrow_mut(|handles| {
+        let at = match handles.iter().position(|(m, _)| std::ptr::eq(*m, metric)) {
+            Some(at) => at,
+            None => {
+                handles.push((metric, vec![None; KNOWN_EVENTS.len() + 1]));
+                handles.len() - 1
+            }
+        };
+        let slot = &mut handles[at].1[index];
+        slot.get_or_insert_with(|| metrics::counter!(metric, LABEL_EVENT => label))
+            .increment(1);
+    });
+}
+
 /// Counts one error reply.
 pub fn count_error(code: Code) {
     metrics::counter!(ERRORS, LABEL_CODE => code.as_str()).increment(1);

@@ -72,7 +72,7 @@ async fn dispatch_raw_event(shard: &Rc<Shard>, conn: &Rc<Conn>, event: &RawEvent
         return true;
     };
     if let Some(name) = event.name() {
-        metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
+        crate::telemetry::count_event(crate::telemetry::EVENTS_IN, name);
     }
     if nsp == Nsp::Chat {
         crate::app::on_raw_event(shard, conn, local, event).await;
@@ -135,7 +135,7 @@ async fn dispatch(shard: &Rc<Shard>, conn: &Rc<Conn>, packet: Packet) -> bool {
                 return true;
             };
             if let Some(name) = packet.event_name() {
-                metrics::counter!(crate::telemetry::EVENTS_IN, crate::telemetry::LABEL_EVENT => crate::telemetry::event_label(name)).increment(1);
+                crate::telemetry::count_event(crate::telemetry::EVENTS_IN, name);
             }
             match (mode, nsp) {
                 (Mode::Chat, Nsp::Chat) => crate::app::on_event(shard, conn, local, packet).await,
