@@ -1,7 +1,7 @@
 //! Presence, partitioned by user over the shards: the owner shard of a user counts that user's
 //! sockets on every shard and reports the first connect and the last disconnect.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 
 use chatwire_store::{UserKey, UserType};
 

@@ -7,7 +7,7 @@
 //! "which participants have no socket here" costs a lookup per participant, whatever the room's
 //! size.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;

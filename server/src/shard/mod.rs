@@ -9,7 +9,7 @@ pub mod msg;
 pub mod overflow;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use ahash::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 

@@ -2,9 +2,11 @@
 //! sends, read pointers, hidden conversations, cursors), nothing survives a restart. Used by tests
 //! and demos. One mutex, never held across an await.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use ahash::{HashMap, HashSet};
 
 use super::read_state::ReadFloor;
 use super::{
@@ -199,7 +201,7 @@ impl Inner {
                 title,
                 pointers: users.iter().map(|u| (*u, 0)).collect(),
                 participants: users.into(),
-                hidden: HashSet::new(),
+                hidden: HashSet::default(),
                 updated_at_ms: now,
                 messages: Vec::new(),
             },
