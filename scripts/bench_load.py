@@ -49,11 +49,15 @@ def floats(name, default):
     return [float(x) for x in ENV(name, default).split()]
 
 
-SERVERS = ENV("SERVERS", "chatwire chatwire-pg socketioxide node").split()
-# Servers of the shared setup (default: all but node, the slowest peer, reported pinned only;
-# the time bound of `make bench-check` needs it).
-SHARED_SERVERS = [s for s in ENV("SHARED_SERVERS", " ".join(s for s in SERVERS if s != "node")).split()
-                  if s in SERVERS]
+SERVERS = ENV("SERVERS", "chatwire chatwire-norec chatwire-pg socketioxide node").split()
+# chatwire-norec: the same binary and store as chatwire with connection state recovery off
+# (RECOVERY_WINDOW=0), run at the fixed loads only (no knee search, no idle run): what recovery
+# costs a live message, measured beside it in the same run.
+FIXED_ONLY = ("chatwire-norec",)
+# Servers of the shared setup (default: all but node, the slowest peer, reported pinned only,
+# and chatwire-norec, whose fixed loads are pinned; the time bound of `make bench-check` needs it).
+SHARED_SERVERS = [s for s in ENV("SHARED_SERVERS", " ".join(
+    s for s in SERVERS if s not in ("node",) + FIXED_ONLY)).split() if s in SERVERS]
 SETUPS = ENV("SETUPS", "pinned shared").split()
 REPEATS = int(ENV("REPEATS", "3"))
 STEP_SECS = float(ENV("STEP_SECS", "1.5"))
@@ -145,8 +149,12 @@ def start(name, port, setup):
             if not BASE_BIN:
                 sys.exit("chatwire-base needs BENCH_BASE_BIN (the other chatwire binary)")
             binary = BASE_BIN
-        cmd = [binary, "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--database-url", db, "--dev-tokens", "true", "--rate-limit-conn-per-ip", "0",
+        if name == "chatwire-norec":
+            cmd = [binary, "serve", "--recovery-window", "0"]
+        else:
+            cmd = [binary, "serve"]
+        cmd += ["--host", "127.0.0.1", "--port", str(port),
+                "--database-url", db, "--dev-tokens", "true", "--rate-limit-conn-per-ip", "0",
                # one load generator address opens every session and seeds every conversation
                "--rate-limit-rest-ip-factor", "0", "--max-sessions-per-ip", "0",
                # capacity, not policy: the peers have no event rate limits either
@@ -252,8 +260,8 @@ def baseline_knees():
 class Knee:
     """Knee search state of one server in one setup and workload."""
 
-    def __init__(self, seed, fixed, start):
-        self.seed, self.fixed, self.start = seed, list(fixed), start
+    def __init__(self, seed, fixed, start, search=True):
+        self.seed, self.fixed, self.start, self.search = seed, list(fixed), start, search
         self.verdict = {}  # load -> majority pass
         self.probes = 0
 
@@ -268,6 +276,8 @@ class Knee:
     def next(self):
         if self.fixed:
             return self.fixed.pop(0)
+        if not self.search:
+            return None
         lo, hi = self.lo(), self.hi()
         if hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL):
             return None
@@ -342,7 +352,7 @@ def main():
                     port += 1
                     start(s, port, setup)
                 if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
-                    for s in servers:
+                    for s in (s for s in servers if s not in FIXED_ONLY):
                         rec = loadgen(f"{setup}-{s}-idle", s, setup, "idle", 0, 0, idle=True)
                         runs.append(rec)
                         log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
@@ -350,7 +360,7 @@ def main():
                 fixed = FIXED[workload] if setup in FIXED_SETUPS else []
                 # The search starts at the baseline's knee, else at this run's knee in the other setup.
                 state = {s: Knee(seeds.get((setup, s, workload)) or found.get((s, workload)), fixed,
-                                 max(FIXED[workload]))
+                                 max(FIXED[workload]), search=s not in FIXED_ONLY)
                          for s in servers}
                 pending = {s: state[s].next() for s in servers}
                 while any(v is not None for v in pending.values()):

@@ -32,6 +32,8 @@ MIN_MARGIN = 0.10
 LATENCY_FLOOR_MS = 0.5
 TOO_NOISY = 0.5
 GATED = ("chatwire", "chatwire-pg")
+# Run at the fixed loads only (no knee): chatwire with recovery off, beside chatwire (recovery on).
+FIXED_ONLY = ("chatwire-norec",)
 UNIT = {"direct": "msgs/s", "group": "deliveries/s"}
 WHAT = {"direct": "1:1", "group": "rooms of 50"}
 
@@ -72,9 +74,10 @@ def figures(data):
         knees = [max((r["load"] for r in mine if r["repeat"] == i and r["pass"]), default=None)
                  for i in reps]
         below = sum(k is None for k in knees)
-        knee = figure(f"{base}/knee", setup, server, workload, "knee", None, UNIT[workload],
-                      True, [lowest if k is None else k for k in knees],
-                      f"{WHAT[workload]}: {UNIT[workload]} at p99 <= 50 ms")
+        knee = None if server in FIXED_ONLY else figure(
+            f"{base}/knee", setup, server, workload, "knee", None, UNIT[workload],
+            True, [lowest if k is None else k for k in knees],
+            f"{WHAT[workload]}: {UNIT[workload]} at p99 <= 50 ms")
         if knee:
             knee["lowest_probe"] = lowest
             knee["runs_below_lowest_probe"] = below
@@ -105,7 +108,16 @@ def figures(data):
                 p = by_id.get(f["id"].replace(f"/{f['server']}/", f"/{peer}/", 1))
                 if p and p["median"]:
                     f["ratio_to_peers"][peer] = round(f["median"] / p["median"], 3)
+        off = by_id.get(f["id"].replace("/chatwire/", "/chatwire-norec/", 1))
+        if f["server"] == "chatwire" and off and off["median"]:
+            f["ratio_to_recovery_off"] = round(f["median"] / off["median"], 3)
     return out
+
+
+def by_id_of(figs, f, server):
+    """The figure of `server` with the same setup, workload and metric as `f`."""
+    want = f["id"].replace(f"/{f['server']}/", f"/{server}/", 1)
+    return next(g for g in figs if g["id"] == want)
 
 
 def fmt(v):
@@ -187,6 +199,12 @@ def main():
         if f["server"] == "chatwire" and f["metric"] in ("knee", "cpu") and f.get("ratio_to_peers"):
             r = "  ".join(f"{p} {v:.2f}x" for p, v in f["ratio_to_peers"].items())
             print(f"   {f['setup']:<6} {f['title']:<48} {r}")
+    off = [f for f in figs if f.get("ratio_to_recovery_off") and f["metric"] in ("cpu", "p50", "p99")]
+    if off:
+        print("-- what connection state recovery costs: chatwire (RECOVERY_WINDOW 120 s) / chatwire-norec (0)")
+        for f in off:
+            print(f"   {f['setup']:<6} {f['title']:<48} {fmt(f['median']):>7} vs "
+                  f"{fmt(by_id_of(figs, f, 'chatwire-norec')['median']):>7} {f['ratio_to_recovery_off']:.2f}x")
     base = None
     if os.path.exists(baseline_path):
         try:
