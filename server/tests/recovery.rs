@@ -5,7 +5,9 @@
 //! PostgreSQL database, and after the first node was killed with SIGKILL. Also the reported
 //! failures of other implementations (socket.io #5538, #4880, #5282) and the window's expiry.
 //! Read receipts (tests/interop/recovery_reads.js): one `message:read` per reader with its newest
-//! pointer, never one the client already had, on the same three setups.
+//! pointer, never one the client already had, on the same three setups. `RECOVERY_MAX_EVENTS`
+//! counts messages and receipts together (tests/interop/recovery_cap.js). A storm of 1,000
+//! recoveries at once on each store (tests/interop/recovery_storm.js).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "interop/harness.rs"]
@@ -595,10 +597,15 @@ async fn storm(database_url: Option<String>) {
     let server = StormServer::start(database_url.as_deref(), n).await;
     let addr = server.addr();
     let sender = "5000:brand";
+    let created = Instant::now();
     let mut conversations = Vec::with_capacity(n);
     for i in 1..=n {
         conversations.push(create_direct_as(addr, sender, (i as i64, "influencer")).await);
     }
+    println!(
+        "{n} conversations created in {} ms",
+        created.elapsed().as_millis()
+    );
     let ids: Vec<String> = conversations.iter().map(i64::to_string).collect();
     let report = run_script(
         &node(),
@@ -620,8 +627,10 @@ async fn storm(database_url: Option<String>) {
         "every client got the 50 missed messages exactly once, in id order",
         &format!("storm: {n} clients x 50 missed messages recovered in"),
     ]);
-    if let Some(line) = report.stdout.lines().find(|l| l.starts_with("ok storm")) {
-        println!("{line}");
+    for line in report.stdout.lines() {
+        if line.starts_with("ok storm") || line.contains(" ms)") {
+            println!("{line}");
+        }
     }
 }
 
