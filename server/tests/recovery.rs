@@ -5,7 +5,9 @@
 //! PostgreSQL database, and after the first node was killed with SIGKILL. Also the reported
 //! failures of other implementations (socket.io #5538, #4880, #5282) and the window's expiry.
 //! Read receipts (tests/interop/recovery_reads.js): one `message:read` per reader with its newest
-//! pointer, never one the client already had, on the same three setups.
+//! pointer, never one the client already had, on the same three setups. `RECOVERY_MAX_EVENTS`
+//! counts messages and receipts together (tests/interop/recovery_cap.js). A storm of 1,000
+//! recoveries at once on each store (tests/interop/recovery_storm.js).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "interop/harness.rs"]
@@ -172,6 +174,43 @@ async fn more_missed_messages_than_the_limit_is_a_normal_connect() {
     report.assert_passed(&["past the window the client connects normally (recovered false)"]);
 }
 
+/// Runs recovery_cap.js: 3 missed messages and 2 missed receipts (B's and A's other device's)
+/// against `RECOVERY_MAX_EVENTS` = `max`.
+async fn cap_run(max: usize, expect: &str) -> Report {
+    ensure_clients();
+    let server = start_server_with(|c| c.recovery_max_events = max).await;
+    let conversation = create_direct(server.addr, (2, "brand"), (1, "influencer")).await;
+    let e = vec![
+        ("CONVERSATION_ID", conversation.to_string()),
+        ("A_TOKEN", A_TOKEN.to_owned()),
+        ("B_TOKEN", B_TOKEN.to_owned()),
+        ("AWAY", "3".to_owned()),
+        ("EXPECT", expect.to_owned()),
+    ];
+    let report = run_script(&node(), "recovery_cap.js", &[], &base_url(server.addr), &e).await;
+    server.shutdown().await;
+    report
+}
+
+/// The limit counts every replayed event: messages under it but messages and receipts over it
+/// is a normal connect with nothing replayed, not a recovery that sends more than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_messages_and_receipts_over_the_limit_is_a_normal_connect() {
+    cap_run(4, "fresh").await.assert_passed(&[
+        "3 messages + 2 receipts over the limit: a normal connect (recovered false)",
+        "nothing is replayed, neither a message nor a receipt",
+    ]);
+}
+
+/// Exactly at the limit, messages and receipts together, the client recovers with all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_messages_and_receipts_at_the_limit_recover() {
+    cap_run(5, "recovered").await.assert_passed(&[
+        "3 messages + 2 receipts at the limit: socket.recovered is true",
+        "the 3 missed messages and 2 receipts are replayed before connect",
+    ]);
+}
+
 fn pg_config(url: &str) -> Config {
     let mut config = Config::for_tests();
     config.rate_limit_conn_per_ip = 0;
@@ -235,8 +274,18 @@ impl Drop for Binary {
 }
 
 async fn spawn_binary(url: &str) -> Binary {
+    spawn_binary_at(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chatwire")),
+        url,
+        &[],
+    )
+    .await
+}
+
+/// The chatwire binary at `path` on `url` with `settings` on top of the test ones.
+async fn spawn_binary_at(path: &std::path::Path, url: &str, settings: &[(&str, &str)]) -> Binary {
     let port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatwire"))
+    let child = std::process::Command::new(path)
         .env("DATABASE_URL", url)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -245,6 +294,7 @@ async fn spawn_binary(url: &str) -> Binary {
         .env_remove("JWT_SECRET")
         .env_remove("JWT_PUBLIC_KEY")
         .env_remove("RECOVERY_WINDOW")
+        .envs(settings.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -478,37 +528,90 @@ async fn missed_read_receipts_are_replayed_after_the_node_was_killed() {
     report.assert_passed(&checks);
 }
 
+/// The server a storm runs against: in-process (this test binary's build), or the binary
+/// `STORM_BINARY` names (e.g. `target/release/chatwire`, to measure a release build).
+enum StormServer {
+    InProcess(RunningServer),
+    Binary(Binary),
+}
+
+impl StormServer {
+    async fn start(database_url: Option<&str>, n: usize) -> StormServer {
+        let Ok(path) = std::env::var("STORM_BINARY") else {
+            let server = start_server_with(|c| {
+                c.rate_limit_per_socket = 0;
+                c.rate_limit_per_user = 0;
+                c.rate_limit_rest_creates = 0;
+                c.rate_limit_rest_ip_factor = 0;
+                c.max_sessions_per_ip = 4 * n;
+                if let Some(url) = database_url {
+                    c.database_url = url.to_owned();
+                }
+            })
+            .await;
+            return StormServer::InProcess(server);
+        };
+        let sessions = (4 * n).to_string();
+        let settings = [
+            ("RATE_LIMIT_PER_SOCKET", "0"),
+            ("RATE_LIMIT_PER_USER", "0"),
+            ("RATE_LIMIT_REST_CREATES", "0"),
+            ("RATE_LIMIT_REST_IP_FACTOR", "0"),
+            ("MAX_SESSIONS_PER_IP", sessions.as_str()),
+            ("DEV_TOKENS", "true"),
+        ];
+        let binary = spawn_binary_at(
+            std::path::Path::new(&path),
+            database_url.unwrap_or("memory"),
+            &settings,
+        )
+        .await;
+        StormServer::Binary(binary)
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            StormServer::InProcess(s) => s.addr,
+            StormServer::Binary(b) => format!("127.0.0.1:{}", b.port).parse().unwrap(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            StormServer::InProcess(s) => s.shutdown().await,
+            StormServer::Binary(b) => drop(b),
+        }
+    }
+}
+
 /// A recovery storm: 1,000 clients, each in its own 1:1 room, recover at once after missing 50
 /// messages each; every one gets exactly its 50, in order. The script reports the time and the
-/// per-client latency (printed by the test).
+/// per-client latency (printed by the test). `STORM_N` changes the count of clients,
+/// `STORM_BINARY` runs the storm against that chatwire binary instead of an in-process server.
 async fn storm(database_url: Option<String>) {
     ensure_clients();
     let n: usize = std::env::var("STORM_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let server = start_server_with(|c| {
-        c.rate_limit_per_socket = 0;
-        c.rate_limit_per_user = 0;
-        c.rate_limit_rest_creates = 0;
-        c.rate_limit_rest_ip_factor = 0;
-        c.max_sessions_per_ip = 4 * n;
-        if let Some(url) = database_url {
-            c.database_url = url;
-        }
-    })
-    .await;
+    let server = StormServer::start(database_url.as_deref(), n).await;
+    let addr = server.addr();
     let sender = "5000:brand";
+    let created = Instant::now();
     let mut conversations = Vec::with_capacity(n);
     for i in 1..=n {
-        conversations.push(create_direct_as(server.addr, sender, (i as i64, "influencer")).await);
+        conversations.push(create_direct_as(addr, sender, (i as i64, "influencer")).await);
     }
+    println!(
+        "{n} conversations created in {} ms",
+        created.elapsed().as_millis()
+    );
     let ids: Vec<String> = conversations.iter().map(i64::to_string).collect();
     let report = run_script(
         &node(),
         "recovery_storm.js",
         &[],
-        &base_url(server.addr),
+        &base_url(addr),
         &[
             ("CONVERSATION_IDS", ids.join(",")),
             ("MISSED", "50".into()),
@@ -516,22 +619,31 @@ async fn storm(database_url: Option<String>) {
         ],
     )
     .await;
-    server.shutdown().await;
+    server.stop().await;
     report.assert_passed(&[
-        "1000 clients joined the room",
-        "all 1000 clients recovered",
-        "50000 messages sent while the clients were away",
+        &format!("{n} clients joined the room"),
+        &format!("all {n} clients recovered"),
+        &format!("{} messages sent while the clients were away", 50 * n),
         "every client got the 50 missed messages exactly once, in id order",
-        "storm: 1000 clients x 50 missed messages recovered in",
+        &format!("storm: {n} clients x 50 missed messages recovered in"),
     ]);
-    if let Some(line) = report.stdout.lines().find(|l| l.starts_with("ok storm")) {
-        println!("{line}");
+    for line in report.stdout.lines() {
+        if line.starts_with("ok storm") || line.contains(" ms)") {
+            println!("{line}");
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_1000_recoveries_on_the_memory_store() {
     storm(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_recoveries_on_sqlite() {
+    let (config, path) = sqlite_config();
+    storm(Some(config.database_url)).await;
+    remove_sqlite(&path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 // sends MISSED messages to each conversation, then all N reconnect at once. Each must recover
 // with exactly its missed messages, in id order.
 // Prints "ok storm: ..." with the time until the last client recovered and the p50/p99 of the
-// per-client recovery latency (from its reconnect call to its "connect" event).
+// per-client recovery latency (from its reconnect call to its "connect" event); the join and send
+// lines say how long those phases took.
 //
 // Environment: BASE_URL, CONVERSATION_IDS (comma-separated, client i's is the i-th), MISSED,
 // SENDER_TOKEN.
@@ -33,6 +34,7 @@ function pct(sorted, p) {
 }
 
 async function main() {
+  const began = Date.now();
   const clients = [];
   for (let i = 1; i <= N; i++) {
     const s = io(URL, {
@@ -51,7 +53,7 @@ async function main() {
     clients.push(c);
   }
   await until(() => clients.every((c) => c.joined), `${N} clients joined`);
-  ok(`${N} clients joined the room`);
+  ok(`${N} clients joined the room (in ${Date.now() - began} ms)`);
   const sender = io(URL, { auth: { token: env("SENDER_TOKEN") }, transports: ["websocket"] });
   await waitFor(sender, "connection:success", "sender connected");
   for (const c of clients) {
@@ -69,6 +71,7 @@ async function main() {
     answered++;
   });
   let issued = 0;
+  const sending = Date.now();
   for (let round = 0; round < MISSED; round++) {
     for (const c of clients) {
       while (issued - answered >= IN_FLIGHT) await sleep(1);
@@ -79,7 +82,7 @@ async function main() {
     }
   }
   await until(() => answered === issued, `${issued} message:sent`);
-  ok(`${issued} messages sent while the clients were away`);
+  ok(`${issued} messages sent while the clients were away (in ${Date.now() - sending} ms)`);
   for (const c of clients) c.got.length = 0;
   const start = Date.now();
   const latencies = [];
