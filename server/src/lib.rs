@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod fleet;
+pub mod heap;
 pub mod http;
 pub mod ids;
 pub mod liveness;

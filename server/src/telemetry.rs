@@ -58,6 +58,8 @@ pub const LABEL_TO: &str = "to";
 pub const DIRECT_WRITES: &str = "chatwire_ws_direct_writes_total";
 /// Counter: clients disconnected because their outbound queue was full.
 pub const SLOW_CLIENTS: &str = "chatwire_slow_client_disconnects_total";
+/// Counter: heap trims (free pages given back to the system after a large backlog was freed).
+pub const HEAP_TRIMS: &str = "chatwire_heap_trims_total";
 /// Counter: shard-to-shard messages dropped because the target channel and the sender's bounded
 /// overflow FIFO were both full (label [`LABEL_KIND`]).
 pub const SHARD_OVERFLOW_DROPS: &str = "chatwire_shard_overflow_drops_total";
@@ -205,6 +207,10 @@ fn describe() {
     describe_gauge!(WRITE_QUEUE_DEPTH, "Messages waiting for the batch writer");
     describe_counter!(WRITE_FAILURES, "Failed batch commits, by outcome");
     describe_counter!(SLOW_CLIENTS, "Clients dropped for not reading their queue");
+    describe_counter!(
+        HEAP_TRIMS,
+        "Heap trims: free pages given back to the system after a large backlog was freed"
+    );
     describe_counter!(
         SHARD_OVERFLOW_DROPS,
         "Shard messages dropped: target channel and overflow FIFO full"

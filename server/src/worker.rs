@@ -81,6 +81,8 @@ pub fn run_shard(
             let shard = shard.clone();
             tokio::task::spawn_local(async move { shard.run_flusher().await })
         };
+        // Gives back the pages that backlogs of dropped slow clients left free.
+        let trimmer = tokio::task::spawn_local(crate::heap::run_trimmer());
         let stop_accepting = shared.stop_accepting.clone();
         let shutdown = shared.shutdown.clone();
         let mut accepting = true;
@@ -140,6 +142,7 @@ pub fn run_shard(
         // Pending polling GETs were woken by the close; give hyper a moment to write them.
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         flusher.abort();
+        trimmer.abort();
         crate::shard::set_current(None);
         Ok(())
     });

@@ -138,7 +138,11 @@ impl Outbox {
         let mut inner = self.inner.borrow_mut();
         inner.closed = true;
         inner.overflowed = true;
-        inner.queue.clear();
+        // Free the queue now, not when the connection goes.
+        let queue = std::mem::take(&mut inner.queue);
+        crate::heap::backlog_freed(
+            queue.capacity() * std::mem::size_of::<Frame>() + inner.queued_bytes,
+        );
         inner.queued_bytes = 0;
         if let Some(w) = inner.waker.take() {
             w.wake();

@@ -120,6 +120,12 @@ impl Wire {
             drop(slices);
             self.0.pending_len.set(self.0.pending_len.get() - written);
             consume(&mut pending, written);
+            if pending.is_empty() && pending.capacity() > KEPT_PIECES {
+                // Drained: give the block back (a connection that was slow once stays small).
+                let held = backlog_size(&pending, 0);
+                *pending = VecDeque::new();
+                crate::heap::backlog_freed(held);
+            }
         }
     }
 
@@ -184,6 +190,22 @@ impl Wire {
             self.push_pending(part)?;
         }
         Ok(!self.has_pending())
+    }
+}
+
+/// Most pieces whose block a drained FIFO keeps (a burst that the socket did not take at once).
+const KEPT_PIECES: usize = 64;
+
+/// Bytes a backlog holds: its block of handles and the bytes waiting in it.
+fn backlog_size(pending: &VecDeque<Bytes>, pending_len: usize) -> usize {
+    pending.capacity() * std::mem::size_of::<Bytes>() + pending_len
+}
+
+impl Drop for Inner {
+    /// A connection dropped with a large backlog (a client that stopped reading) leaves its
+    /// pages free in this shard's arena: they go back to the system (`heap`).
+    fn drop(&mut self) {
+        crate::heap::backlog_freed(backlog_size(self.pending.get_mut(), self.pending_len.get()));
     }
 }
 
@@ -422,6 +444,32 @@ mod tests {
             "{at} frames of 4 KB accepted for a client that reads nothing (8 may wait)"
         );
         drop(client);
+    }
+
+    /// A client that was slow once and then read everything: its FIFO gives its block back
+    /// (a long-lived connection does not keep the block of its worst moment).
+    #[tokio::test]
+    async fn a_drained_fifo_gives_its_block_back() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_tungstenite::tungstenite::Utf8Bytes;
+        let (server, mut client) = pair(true).await;
+        let wire = Wire::new(server, 1 << 20, 64 << 20);
+        let frames: Vec<Frame> = (0..2000)
+            .map(|_| Frame::Text(Utf8Bytes::from("x".repeat(100))))
+            .collect();
+        assert!(!wire.write_frames(&frames).unwrap());
+        let held = wire.0.pending.borrow().capacity();
+        assert!(held > KEPT_PIECES, "{held} pieces wait");
+        let mut got = vec![0u8; 2000 * 102];
+        let mut w = wire.clone();
+        let (flushed, read) = tokio::join!(w.flush(), client.read_exact(&mut got));
+        flushed.unwrap();
+        read.unwrap();
+        assert_eq!(
+            wire.0.pending.borrow().capacity(),
+            0,
+            "block kept after draining"
+        );
     }
 
     #[test]
