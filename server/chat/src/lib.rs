@@ -25,8 +25,8 @@ pub mod telemetry;
 pub mod typing;
 pub mod validate;
 
-use std::cell::RefCell;
 use ahash::{HashMap, HashSet};
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 

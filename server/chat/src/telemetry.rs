@@ -46,6 +46,9 @@ pub fn event_label(name: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// A metric's name and its counter handle per known event (the last one for `other`).
+type MetricHandles = (&'static str, Vec<Option<metrics::Counter>>);
+
 /// Counts one `event` under `metric` (a counter labelled [`LABEL_EVENT`], such as
 /// [`EVENTS_OUT`]): `metrics::counter!(metric, LABEL_EVENT => event_label(event))`, without
 /// building the key and looking it up in the registry each time (every message counts two
@@ -54,8 +57,7 @@ pub fn event_label(name: &str) -> &'static str {
 pub fn count_event(metric: &'static str, event: &str) {
     use std::cell::RefCell;
     thread_local! {
-        static HANDLES: RefCell<Vec<(&'static str, Vec<Option<metrics::Counter>>)>> =
-            const { RefCell::new(Vec::new()) };
+        static HANDLES: RefCell<Vec<MetricHandles>> = const { RefCell::new(Vec::new()) };
     }
     let label = event_label(event);
     let index = KNOWN_EVENTS

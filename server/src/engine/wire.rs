@@ -21,9 +21,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use socket2::SockRef;
 use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -411,7 +411,9 @@ mod tests {
             };
             let read = tokio::time::timeout(Duration::from_secs(5), wire.read(&mut buf));
             let ((), got) = tokio::join!(write, read);
-            let n = got.expect("bytes sent after a short read wake the reader").unwrap();
+            let n = got
+                .expect("bytes sent after a short read wake the reader")
+                .unwrap();
             assert_eq!(&buf[..n], &[round; 3]);
         }
         drop(client);

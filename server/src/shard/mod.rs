@@ -8,8 +8,8 @@ pub mod listener;
 pub mod msg;
 pub mod overflow;
 
-use std::cell::{Cell, RefCell};
 use ahash::HashMap;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
