@@ -152,13 +152,26 @@ def table(figs, servers):
         print(f"{title[:58]:<58}" + "".join(f"{cell(rows[key].get(s)):>15}" for s in servers))
 
 
-def gate(figs, base_figs):
-    """Regressions: chatwire figures worse than the baseline's beyond the noise-aware margin."""
+def idle_users(meta):
+    return (meta or {}).get("config", {}).get("idle_users")
+
+
+def gate(figs, base_figs, meta=None, base_meta=None):
+    """Regressions: chatwire figures worse than the baseline's beyond the noise-aware margin.
+
+    Idle figures (RSS per connection, CPU per connect) depend on how many connections were
+    opened (fixed costs spread over them): taken with another count than the baseline's (the
+    quick form opens 1,000, the full one 4,000), they are not compared."""
     base = {f["id"]: f for f in base_figs}
     regressed, compared = [], 0
+    idle_differs = idle_users(meta) != idle_users(base_meta)
     for f in figs:
         b = base.get(f["id"])
         if not b or not b.get("median"):
+            continue
+        if f["workload"] == "idle" and idle_differs:
+            f["not_compared"] = (f"{idle_users(meta)} idle connections, "
+                                 f"{idle_users(base_meta)} in the baseline")
             continue
         f["baseline"] = {k: b[k] for k in ("median", "min", "max", "runs", "spread")}
         f["ratio_to_baseline"] = round(f["median"] / b["median"], 3)
@@ -213,7 +226,7 @@ def main():
             base = None
     status = 0
     if base and "figures" in base:
-        regressed, compared = gate(figs, base["figures"])
+        regressed, compared = gate(figs, base["figures"], data["meta"], base.get("meta"))
         bm = base.get("meta", {})
         print(f"-- compared with baseline {baseline_path} (commit {bm.get('commit')}, "
               f"{bm.get('date')}, load average before {bm.get('loadavg_before')})")
@@ -221,6 +234,8 @@ def main():
                 bm.get("config", {}).get("users") != data["meta"]["config"]["users"]:
             print("   note: the baseline was taken with other users or step length; ratios are approximate")
         for f in figs:
+            if f["server"] in GATED and f.get("not_compared"):
+                print(f"   {f['id']:<40} not compared: {f['not_compared']}")
             if f["server"] in GATED and "ratio_to_baseline" in f:
                 mark = "REGRESSED" if f.get("regressed") else ""
                 print(f"   {f['id']:<40} {fmt(f['median']):>9} vs {fmt(f['baseline']['median']):>9} "
