@@ -79,4 +79,17 @@ function run(main, totalMs = 30000) {
   );
 }
 
-module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, run };
+// A REST read (PUT /api/chat/conversations/:id/read) up to the newest message, as `token`'s user:
+// fails the script unless it answers 200; returns the message id read up to.
+async function restRead(baseUrl, token, conversationId) {
+  const res = await fetch(`${baseUrl}/api/chat/conversations/${conversationId}/read`, {
+    method: "PUT",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: "{}",
+  });
+  const body = await res.json().catch(() => ({}));
+  if (res.status !== 200) fail(`REST read as ${token} answered ${res.status} ${JSON.stringify(body)}`);
+  return body.messageId;
+}
+
+module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, restRead, run };

@@ -9,7 +9,7 @@
 // Environment: BASE_URL, CONVERSATION_ID, A_TOKEN, B_TOKEN, AWAY, EXPECT.
 "use strict";
 
-const { io, env, check, waitFor, run } = require("./common");
+const { io, env, check, waitFor, restRead, run } = require("./common");
 
 const BASE_URL = env("BASE_URL");
 const CONVERSATION_ID = Number(env("CONVERSATION_ID"));
@@ -28,14 +28,7 @@ async function send(b, content) {
 }
 
 // PUT /api/chat/conversations/:id/read with `token`, up to the newest message.
-async function readOverRest(token) {
-  const res = await fetch(`${BASE_URL}/api/chat/conversations/${CONVERSATION_ID}/read`, {
-    method: "PUT",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: "{}",
-  });
-  check(res.status === 200, `a REST read answers 200 (${token})`, res.status);
-}
+const readOverRest = (token) => restRead(BASE_URL, token, CONVERSATION_ID);
 
 async function main() {
   const a = io(`${BASE_URL}/chat`, {

@@ -13,7 +13,7 @@
 //   its node to die).
 "use strict";
 
-const { io, env, fail, ok, check, waitFor, run } = require("./common");
+const { io, env, fail, ok, check, waitFor, restRead, run } = require("./common");
 
 const A_URL = env("A_URL");
 const B_URL = env("B_URL");
@@ -50,16 +50,7 @@ async function readOverSocket(s, messageId, what) {
 }
 
 // A REST read (PUT /api/chat/conversations/:id/read), up to the newest message.
-async function readOverRest(baseUrl, token) {
-  const res = await fetch(`${baseUrl}/api/chat/conversations/${CONVERSATION_ID}/read`, {
-    method: "PUT",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: "{}",
-  });
-  const body = await res.json();
-  if (res.status !== 200) fail(`REST read answered ${res.status} ${JSON.stringify(body)}`);
-  return body.messageId;
-}
+const readOverRest = (baseUrl, token) => restRead(baseUrl, token, CONVERSATION_ID);
 
 const who = (r) => `${r.readBy.userType}:${r.readBy.userId}`;
 
