@@ -79,6 +79,14 @@ function run(main, totalMs = 30000) {
   );
 }
 
+// A /chat socket over WebSocket as `token`'s user; `quickReconnect`: back within 100 ms after a
+// drop (the recovery tests drop its transport and time its return).
+function chatSocket(baseUrl, token, quickReconnect = false) {
+  const opts = { auth: { token }, transports: ["websocket"] };
+  if (quickReconnect) Object.assign(opts, { reconnectionDelay: 50, reconnectionDelayMax: 100 });
+  return client.io(`${baseUrl}/chat`, opts);
+}
+
 // A REST read (PUT /api/chat/conversations/:id/read) up to the newest message, as `token`'s user:
 // fails the script unless it answers 200; returns the message id read up to.
 async function restRead(baseUrl, token, conversationId) {
@@ -92,4 +100,4 @@ async function restRead(baseUrl, token, conversationId) {
   return body.messageId;
 }
 
-module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, restRead, run };
+module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, restRead, chatSocket, run };

@@ -12,7 +12,7 @@
 //   its node to die).
 "use strict";
 
-const { io, env, fail, ok, check, waitFor, run } = require("./common");
+const { env, fail, ok, check, waitFor, run, chatSocket } = require("./common");
 
 const A_URL = env("A_URL");
 const B_URL = env("B_URL");
@@ -48,13 +48,8 @@ async function send(b, content) {
 }
 
 async function main() {
-  const a = io(`${A_URL}/chat`, {
-    auth: { token: env("A_TOKEN") },
-    transports: ["websocket"],
-    reconnectionDelay: 50,
-    reconnectionDelayMax: 100,
-  });
-  const b = io(`${B_URL}/chat`, { auth: { token: env("B_TOKEN") }, transports: ["websocket"] });
+  const a = chatSocket(A_URL, env("A_TOKEN"), true);
+  const b = chatSocket(B_URL, env("B_TOKEN"));
   const got = [];
   a.on(EVENT, (...args) => got.push(args));
   const bConnected = waitFor(b, "connection:success", "B connected");

@@ -9,7 +9,7 @@
 // Environment: BASE_URL, CONVERSATION_ID, A_TOKEN, B_TOKEN, AWAY, EXPECT.
 "use strict";
 
-const { io, env, check, waitFor, restRead, run } = require("./common");
+const { env, check, waitFor, restRead, run, chatSocket } = require("./common");
 
 const BASE_URL = env("BASE_URL");
 const CONVERSATION_ID = Number(env("CONVERSATION_ID"));
@@ -31,13 +31,8 @@ async function send(b, content) {
 const readOverRest = (token) => restRead(BASE_URL, token, CONVERSATION_ID);
 
 async function main() {
-  const a = io(`${BASE_URL}/chat`, {
-    auth: { token: A_TOKEN },
-    transports: ["websocket"],
-    reconnectionDelay: 50,
-    reconnectionDelayMax: 100,
-  });
-  const b = io(`${BASE_URL}/chat`, { auth: { token: B_TOKEN }, transports: ["websocket"] });
+  const a = chatSocket(BASE_URL, A_TOKEN, true);
+  const b = chatSocket(BASE_URL, B_TOKEN);
   // Every message:new and message:read A gets, and whether it came before "connect".
   const events = [];
   let connected = true;

@@ -13,7 +13,7 @@
 //   its node to die).
 "use strict";
 
-const { io, env, fail, ok, check, waitFor, restRead, run } = require("./common");
+const { env, fail, ok, check, waitFor, restRead, run, chatSocket } = require("./common");
 
 const A_URL = env("A_URL");
 const B_URL = env("B_URL");
@@ -55,13 +55,8 @@ const readOverRest = (baseUrl, token) => restRead(baseUrl, token, CONVERSATION_I
 const who = (r) => `${r.readBy.userType}:${r.readBy.userId}`;
 
 async function main() {
-  const a = io(`${A_URL}/chat`, {
-    auth: { token: A_TOKEN },
-    transports: ["websocket"],
-    reconnectionDelay: 50,
-    reconnectionDelayMax: 100,
-  });
-  let b = io(`${B_URL}/chat`, { auth: { token: B_TOKEN }, transports: ["websocket"] });
+  const a = chatSocket(A_URL, A_TOKEN, true);
+  let b = chatSocket(B_URL, B_TOKEN);
   // Every message:read A gets: [payload, offset, got before "connect" of the current round].
   const receipts = [];
   let connected = true;
@@ -97,7 +92,7 @@ async function main() {
   await dropped;
   if (B_AWAY_URL !== B_URL) {
     b.close();
-    b = io(`${B_AWAY_URL}/chat`, { auth: { token: B_TOKEN }, transports: ["websocket"] });
+    b = chatSocket(B_AWAY_URL, B_TOKEN);
     await waitFor(b, "connection:success", "B connected to B_AWAY_URL");
   }
   const m2 = await send(b, "m2");
