@@ -59,13 +59,13 @@ pub fn count_event(metric: &'static str, event: &str) {
     thread_local! {
         static HANDLES: RefCell<Vec<MetricHandles>> = const { RefCell::new(Vec::new()) };
     }
-    let label = event_label(event);
     let index = KNOWN_EVENTS
         .iter()
-        .position(|known| *known == label)
+        .position(|known| *known == event)
         .unwrap_or(KNOWN_EVENTS.len());
+    let label = KNOWN_EVENTS.get(index).copied().unwrap_or("other");
     HANDLES.with_borrow_mut(|handles| {
-        let at = match handles.iter().position(|(m, _)| std::ptr::eq(*m, metric)) {
+        let at = match handles.iter().position(|(m, _)| *m == metric) {
             Some(at) => at,
             None => {
                 handles.push((metric, vec![None; KNOWN_EVENTS.len() + 1]));
