@@ -180,14 +180,10 @@ async fn cap_run(max: usize, expect: &str) -> Report {
     ensure_clients();
     let server = start_server_with(|c| c.recovery_max_events = max).await;
     let conversation = create_direct(server.addr, (2, "brand"), (1, "influencer")).await;
-    let e = vec![
-        ("CONVERSATION_ID", conversation.to_string()),
-        ("A_TOKEN", A_TOKEN.to_owned()),
-        ("B_TOKEN", B_TOKEN.to_owned()),
-        ("AWAY", "3".to_owned()),
-        ("EXPECT", expect.to_owned()),
-    ];
-    let report = run_script(&node(), "recovery_cap.js", &[], &base_url(server.addr), &e).await;
+    let url = base_url(server.addr);
+    let mut e = envs(&url, &url, &url, conversation);
+    e.extend([("AWAY", "3".to_owned()), ("EXPECT", expect.to_owned())]);
+    let report = run_script(&node(), "recovery_cap.js", &[], &url, &e).await;
     server.shutdown().await;
     report
 }

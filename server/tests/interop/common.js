@@ -79,6 +79,27 @@ function run(main, totalMs = 30000) {
   );
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves once `cond()` holds (polled every `every` ms), or fails the run after `ms`.
+async function until(cond, what, ms = STEP_MS, every = 5) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) fail(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+// Waits until A and B are connected, then has A join `conversationId` and waits for its reply.
+async function connectThenJoin(a, b, conversationId) {
+  const bConnected = waitFor(b, "connection:success", "B connected");
+  await waitFor(a, "connection:success", "A connected");
+  await bConnected;
+  const joined = waitFor(a, "conversation:joined", "A joined");
+  a.emit("conversation:join", { conversationId });
+  await joined;
+}
+
 // A /chat socket over WebSocket as `token`'s user; `quickReconnect`: back within 100 ms after a
 // drop (the recovery tests drop its transport and time its return).
 function chatSocket(baseUrl, token, quickReconnect = false) {
@@ -100,4 +121,4 @@ async function restRead(baseUrl, token, conversationId) {
   return body.messageId;
 }
 
-module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, restRead, chatSocket, run };
+module.exports = { io: client.io, Manager: client.Manager, BASE_URL, env, fail, ok, check, waitFor, expectNone, restRead, chatSocket, sleep, until, connectThenJoin, run };

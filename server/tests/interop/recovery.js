@@ -12,7 +12,7 @@
 //   its node to die).
 "use strict";
 
-const { env, fail, ok, check, waitFor, run, chatSocket } = require("./common");
+const { env, ok, check, waitFor, run, chatSocket, sleep, until } = require("./common");
 
 const A_URL = env("A_URL");
 const B_URL = env("B_URL");
@@ -27,17 +27,6 @@ const JOIN = (process.env.JOIN || "1") === "1";
 const LIVE_AFTER = (process.env.LIVE_AFTER || "1") === "1";
 const EVENT = JOIN ? "message:new" : "message:notification";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const STEP_MS = Number(process.env.STEP_TIMEOUT_MS || 5000);
-
-// Waits until `cond()` holds (it may already), or fails the run.
-async function until(cond, what) {
-  const end = Date.now() + STEP_MS;
-  while (!cond()) {
-    if (Date.now() > end) fail(`timed out after ${STEP_MS} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
 const messageOf = (payload) => (JOIN ? payload : payload.message);
 
 async function send(b, content) {

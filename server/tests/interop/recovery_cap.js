@@ -9,7 +9,7 @@
 // Environment: BASE_URL, CONVERSATION_ID, A_TOKEN, B_TOKEN, AWAY, EXPECT.
 "use strict";
 
-const { env, check, waitFor, restRead, run, chatSocket } = require("./common");
+const { env, check, waitFor, restRead, run, chatSocket, connectThenJoin, sleep } = require("./common");
 
 const BASE_URL = env("BASE_URL");
 const CONVERSATION_ID = Number(env("CONVERSATION_ID"));
@@ -17,8 +17,6 @@ const A_TOKEN = env("A_TOKEN");
 const B_TOKEN = env("B_TOKEN");
 const AWAY = Number(env("AWAY"));
 const EXPECT = env("EXPECT");
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function send(b, content) {
   const tempId = `t-${content}`;
@@ -39,12 +37,7 @@ async function main() {
   for (const name of ["message:new", "message:read"]) {
     a.on(name, (payload) => events.push({ name, payload, early: !connected }));
   }
-  const bConnected = waitFor(b, "connection:success", "B connected");
-  await waitFor(a, "connection:success", "A connected");
-  await bConnected;
-  const joined = waitFor(a, "conversation:joined", "A joined");
-  a.emit("conversation:join", { conversationId: CONVERSATION_ID });
-  await joined;
+  await connectThenJoin(a, b, CONVERSATION_ID);
 
   const pid = a._pid;
   a.io.reconnection(false);

@@ -13,7 +13,7 @@
 //   its node to die).
 "use strict";
 
-const { env, fail, ok, check, waitFor, restRead, run, chatSocket } = require("./common");
+const { env, ok, check, waitFor, restRead, run, chatSocket, connectThenJoin, sleep, until } = require("./common");
 
 const A_URL = env("A_URL");
 const B_URL = env("B_URL");
@@ -23,17 +23,7 @@ const CONVERSATION_ID = Number(env("CONVERSATION_ID"));
 const A_TOKEN = env("A_TOKEN");
 const B_TOKEN = env("B_TOKEN");
 const KILL = process.env.KILL === "1";
-const STEP_MS = Number(process.env.STEP_TIMEOUT_MS || 5000);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond, what) {
-  const end = Date.now() + STEP_MS;
-  while (!cond()) {
-    if (Date.now() > end) fail(`timed out after ${STEP_MS} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 async function send(b, content) {
   const tempId = `t-${content}`;
@@ -61,12 +51,7 @@ async function main() {
   const receipts = [];
   let connected = true;
   a.on("message:read", (...args) => receipts.push({ payload: args[0], args, early: !connected }));
-  const bConnected = waitFor(b, "connection:success", "B connected");
-  await waitFor(a, "connection:success", "A connected");
-  await bConnected;
-  const joined = waitFor(a, "conversation:joined", "A joined");
-  a.emit("conversation:join", { conversationId: CONVERSATION_ID });
-  await joined;
+  await connectThenJoin(a, b, CONVERSATION_ID);
   if (KILL) await sleep(300); // the room change reaches the session row
 
   // Live: B sends m1; A reads it itself (its own reply, no receipt); B reads it (a receipt).
