@@ -10,12 +10,15 @@ Per setup and workload ("direct": 1:1, "group": rooms of 50) it runs rounds; a r
 server that still needs one its next load point, and runs the round REPEATS times with the
 servers interleaved (A B C A B C A B C). A load point passes when the majority of its runs had
 delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
-the CPU and latency figures); then a knee search: from the saved baseline's knee when there is
-one (else from the fixed loads) up in steps of STEP_UP (<= 25%) until a point fails, down the
-same way until one passes, then bisection until first fail / last pass <= 1 + KNEE_TOL. MAX_PROBES
-bounds the probes beyond the fixed loads, except while nothing has passed: then the search halves
-the load until one passes (or a floor, 1/16 of the lowest fixed load), so a knee that collapsed is
-measured rather than left at "no pass".
+the CPU and latency figures); then a knee search: at the saved baseline's knee and 5% beside it
+first when there is one (an unchanged knee is bracketed in two probes), up in steps of STEP_UP
+(<= 25%) until a point fails, then bisection in ratio until first fail / last pass <= 1 +
+KNEE_TOL. MAX_PROBES bounds the probes once a load passed. While nothing has passed the search
+goes down whatever MAX_PROBES says, in steps that start at STEP_UP and grow while loads keep
+failing (x1.25, x1.56, x2.44, ...; floor: 1/16 of the lowest fixed load), so a knee near the
+fixed loads is bracketed finely and a collapsed one is measured rather than left at "no pass".
+Each search records its bracket (first fail / last pass); the report marks a knee whose bracket
+is wider than 1 + KNEE_TOL as coarse.
 
 Writes <out>/runs.json: the meta (commit, cores, load average before the run, config), every
 run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
@@ -263,7 +266,8 @@ class Knee:
     def __init__(self, seed, fixed, start, search=True):
         self.seed, self.fixed, self.start, self.search = seed, list(fixed), start, search
         self.verdict = {}  # load -> majority pass
-        self.probes = 0
+        self.probes = 0  # probes once a load passed (bounded by MAX_PROBES)
+        self.descents = 0  # probes below every failing load while nothing passed
 
     def lo(self):
         ok = [x for x, v in self.verdict.items() if v and all(
@@ -273,35 +277,56 @@ class Knee:
     def hi(self):
         return min((x for x, v in self.verdict.items() if not v), default=None)
 
+    def untried(self, x):
+        return bool(x) and round(x) not in self.verdict
+
     def next(self):
         if self.fixed:
             return self.fixed.pop(0)
         if not self.search:
             return None
         lo, hi = self.lo(), self.hi()
-        if hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL):
+        # (1.001: loads are rounded to whole numbers)
+        if hi is not None and lo is not None and hi <= lo * (1 + KNEE_TOL) * 1.001:
             return None
         if lo is None and hi is not None:
-            # Nothing passed yet: the knee is below every load tried. Go down (5% under a
-            # failing seed, then halving) whatever MAX_PROBES says, until a load passes or the
-            # floor: a collapsed knee is then measured, not reported as "no pass".
+            # Nothing passed yet: the knee is below every load tried. Go down whatever
+            # MAX_PROBES says, until a load passes or the floor: first to the baseline's knee,
+            # then in steps that start at STEP_UP (<= 25%) and grow while loads keep failing
+            # (x1.25, x1.56, x2.44, x5.96 below the lowest failure), so a knee near the fixed
+            # loads is bracketed finely and a collapsed one is still found in a few probes.
             if hi <= KNEE_FLOOR:
                 return None
-            cand = self.seed if self.seed and self.seed < hi and self.seed not in self.verdict else \
-                hi / (1 + KNEE_TOL) if hi == self.seed else hi / 2
-            self.probes += 1
+            if self.seed and self.seed < hi and self.untried(self.seed):
+                cand = self.seed
+            elif hi == self.seed:
+                cand = hi / (1 + KNEE_TOL)
+            else:
+                cand = hi / STEP_UP ** (2 ** self.descents)
+                self.descents += 1
             return round(max(cand, KNEE_FLOOR))
         if self.probes >= MAX_PROBES:
             return None
         if hi is not None and lo is not None:
-            cand = (lo + hi) / 2
+            # The baseline's knee and next to it first (an unchanged knee is then bracketed in
+            # two probes), else bisection in ratio (the geometric mean): the bracket shrinks by its
+            # square root.
+            near = [self.seed, lo * (1 + KNEE_TOL) if lo == self.seed else None,
+                    hi / (1 + KNEE_TOL) if hi == self.seed else None]
+            cand = next((x for x in near if x and lo < x < hi and self.untried(x)),
+                        (lo * hi) ** 0.5)
         elif lo is not None:
-            cand = self.seed if self.seed and self.seed > lo and self.seed not in self.verdict else \
+            cand = self.seed if self.seed and self.seed > lo and self.untried(self.seed) else \
                 lo * (1 + KNEE_TOL) if lo == self.seed else lo * STEP_UP
         else:
             cand = self.seed or self.start
         self.probes += 1
         return round(cand)
+
+    def bracket(self):
+        """first fail / last pass: how finely the knee is known (None: not bracketed)."""
+        lo, hi = self.lo(), self.hi()
+        return round(hi / lo, 3) if lo and hi else None
 
 
 FIXED_ALL = [x for v in FIXED.values() for x in v]
@@ -388,7 +413,8 @@ def main():
                         found[(s, workload)] = k.lo()
                     searches.append({"setup": setup, "workload": workload, "server": s,
                                      "seed": k.seed, "verdict": {str(x): v for x, v in k.verdict.items()},
-                                     "last_pass": k.lo(), "first_fail": k.hi()})
+                                     "last_pass": k.lo(), "first_fail": k.hi(),
+                                     "bracket": k.bracket()})
                 stop_all()
                 log(f"   ({time.time() - began:.0f} s)")
     finally:

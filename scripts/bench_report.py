@@ -101,6 +101,15 @@ def figures(data):
                 fig["loadgen_busy"] = round(statistics.median(shares), 3) if shares else None
     out = [f for f in out if f]
     by_id = {f["id"]: f for f in out}
+    # How finely the search knows each knee: its last pass and first fail (majority verdicts).
+    for sr in data.get("searches", []):
+        f = by_id.get(f"{sr['setup']}/{sr['server']}/{sr['workload']}/knee")
+        if f:
+            f["last_pass"], f["first_fail"] = sr.get("last_pass"), sr.get("first_fail")
+            lo, hi = f["last_pass"], f["first_fail"]
+            f["bracket"] = round(hi / lo, 3) if lo and hi else None
+            tol = data["meta"]["config"].get("knee_tol", 0.05)
+            f["coarse"] = f["bracket"] is None or f["bracket"] > (1 + tol) * 1.001
     for f in out:
         if f["server"] in GATED:
             f["ratio_to_peers"] = {}
@@ -207,6 +216,15 @@ def main():
     figs = figures(data)
     servers = list(dict.fromkeys(data["meta"]["config"]["servers"]))
     table(figs, servers)
+    coarse = [f for f in figs if f["metric"] == "knee" and f.get("coarse")]
+    if coarse:
+        tol = data["meta"]["config"].get("knee_tol", 0.05)
+        print(f"-- knees the search left coarse (first fail / last pass above {1 + tol:g}: "
+              "MAX_PROBES ran out, or no load failed or passed)")
+        for f in coarse:
+            lo, hi = f.get("last_pass"), f.get("first_fail")
+            print(f"   {f['id']:<40} last pass {fmt(lo)}, first fail {fmt(hi)}"
+                  + (f" ({f['bracket']:.2f}x)" if f.get("bracket") else ""))
     print("-- chatwire / peer (medians; above 1 is better for knees, below 1 for CPU and latency)")
     for f in figs:
         if f["server"] == "chatwire" and f["metric"] in ("knee", "cpu") and f.get("ratio_to_peers"):
