@@ -10,15 +10,15 @@ Per setup and workload ("direct": 1:1, "group": rooms of 50) it runs rounds; a r
 server that still needs one its next load point, and runs the round REPEATS times with the
 servers interleaved (A B C A B C A B C). A load point passes when the majority of its runs had
 delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
-the CPU and latency figures); then a knee search: at the saved baseline's knee and 5% beside it
-first when there is one (an unchanged knee is bracketed in two probes), up in steps of STEP_UP
-(<= 25%) until a point fails, then bisection in ratio until first fail / last pass <= 1 +
-KNEE_TOL. MAX_PROBES bounds the probes once a load passed. While nothing has passed the search
-goes down whatever MAX_PROBES says, in steps that start at STEP_UP and grow while loads keep
-failing (x1.25, x1.56, x2.44, ...; floor: 1/16 of the lowest fixed load), so a knee near the
-fixed loads is bracketed finely and a collapsed one is measured rather than left at "no pass".
-Each search records its bracket (first fail / last pass); the report marks a knee whose bracket
-is wider than 1 + KNEE_TOL as coarse.
+the CPU and latency figures); then a knee search. It tries the saved baseline's knee and 5%
+beside it first when there is one (an unchanged knee is bracketed in two probes); while no load
+has failed it goes up, while none has passed it goes down, in steps that start at STEP_UP (<= 25%)
+and grow while the verdict stays the same (x1.25, x1.56, x2.44, ...), so a knee near the last
+one is bracketed finely and one that moved far, or collapsed, is still found in a few probes;
+then bisection in ratio until first fail / last pass <= 1 + KNEE_TOL. MAX_PROBES bounds the
+probes once a load passed; the way down is bounded only by a floor (1/16 of the lowest fixed
+load), so a collapsed knee is measured rather than left at "no pass". Each search records its
+bracket (first fail / last pass); the report lists knees whose bracket is wider than 1 + KNEE_TOL.
 
 Writes <out>/runs.json: the meta (commit, cores, load average before the run, config), every
 run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
@@ -268,6 +268,7 @@ class Knee:
         self.verdict = {}  # load -> majority pass
         self.probes = 0  # probes once a load passed (bounded by MAX_PROBES)
         self.descents = 0  # probes below every failing load while nothing passed
+        self.ascents = 0  # probes above every passing load while nothing failed
 
     def lo(self):
         ok = [x for x, v in self.verdict.items() if v and all(
@@ -316,8 +317,15 @@ class Knee:
             cand = next((x for x in near if x and lo < x < hi and self.untried(x)),
                         (lo * hi) ** 0.5)
         elif lo is not None:
-            cand = self.seed if self.seed and self.seed > lo and self.untried(self.seed) else \
-                lo * (1 + KNEE_TOL) if lo == self.seed else lo * STEP_UP
+            # Nothing failed yet: up, at the baseline's knee and 5% above it first, then in steps
+            # that grow like the way down (x1.25, x1.56, x2.44 above the highest pass).
+            if self.seed and self.seed > lo and self.untried(self.seed):
+                cand = self.seed
+            elif lo == self.seed:
+                cand = lo * (1 + KNEE_TOL)
+            else:
+                cand = lo * STEP_UP ** (2 ** self.ascents)
+                self.ascents += 1
         else:
             cand = self.seed or self.start
         self.probes += 1
