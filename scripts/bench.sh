@@ -62,6 +62,7 @@ if [ "${BENCH_ICOUNT:-1}" = 1 ] && { [ "$CHECK" = 1 ] || [ "$SAVE" = 1 ]; }; the
   icount_flags=()
   [ "$SAVE" = 1 ] && icount_flags+=(--save-baseline)
   bash "$ROOT/scripts/bench_icount.sh" "${icount_flags[@]}" || ICOUNT_STATUS=$?
+  echo "   (instruction counts: $((SECONDS - started)) s)"
 fi
 
 if [ "$CRITERION" = 1 ]; then
@@ -75,6 +76,7 @@ if [ "$CRITERION" = 1 ]; then
     | grep -v -e "^Benchmarking" -e "^Found" -e "^ *[0-9]* (.*%) \(high\|low\)" -e "^Gnuplot" \
       -e "change:" -e "Performance has" -e "No change" -e "Change within" -e "^ *Running" \
       -e "^ *Finished" -e "^\s*$" -e "thrpt:" || true
+  echo "   (criterion done at $((SECONDS - started)) s)"
 fi
 
 if [ "$RUN" = 1 ]; then
