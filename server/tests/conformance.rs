@@ -460,3 +460,40 @@ async fn a_client_close_frame_gets_a_close_frame_back() {
     }
     s.stop().await;
 }
+
+/// `/echo` (conformance mode only): a raw WebSocket echo over the chat's transport, what
+/// WebSocket test suites such as Autobahn's fuzzing client expect (`make chaos` runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_websocket_echo_in_conformance_mode_only() {
+    let s = TestServer::conformance().await;
+    let mut ws = ws_open(s.addr, "/echo", &[]).await.unwrap();
+    // No Engine.IO open packet: the first frame is the echo of the first message.
+    ws.send(Message::Text("héllo".into())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Some(Message::Text("héllo".into())));
+    ws.send(Message::Binary(vec![0, 1, 2, 255].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut ws).await,
+        Some(Message::Binary(vec![0, 1, 2, 255].into()))
+    );
+    // Bigger than the chat's 1,000,000-byte payload limit, within the echo's 16 MiB.
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::Binary(big.clone().into())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Some(Message::Binary(big.into())));
+    // A Close is answered with a Close.
+    ws.close(None).await.unwrap();
+    let answered = loop {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) => break true,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Err(_) => break false,
+        }
+    };
+    assert!(answered, "the echo did not answer the Close");
+    s.stop().await;
+
+    let chat = TestServer::start().await;
+    assert_eq!(ws_open(chat.addr, "/echo", &[]).await.err(), Some(404));
+    chat.stop().await;
+}

@@ -203,6 +203,54 @@ fn accept_and_close(
     switching_protocols(accept)
 }
 
+/// Largest message the conformance echo takes (`/echo`, `chatwire conformance` only): the
+/// Autobahn test suite's biggest cases (9.1.6, 9.2.6) send 16 MiB.
+pub const ECHO_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// `/echo` of `chatwire conformance`: a WebSocket that sends every text and binary message back
+/// as it came, over the same transport as the chat (tungstenite over a [`Wire`]), so a
+/// WebSocket test suite that expects an echo server (Autobahn's fuzzing client) can judge it.
+pub fn echo(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return handshake_error(HandshakeError::BadRequest);
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut config = ws_config(shard);
+    config.max_message_size = Some(ECHO_MAX_MESSAGE);
+    config.max_frame_size = Some(ECHO_MAX_MESSAGE);
+    config.max_write_buffer_size = ECHO_MAX_MESSAGE + 64 * 1024;
+    let frames = shard.shared.outbound_frames;
+    tokio::task::spawn_local(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            return;
+        };
+        let wire = Wire::new(parts.io.into_inner(), frames, 2 * ECHO_MAX_MESSAGE);
+        let mut ws =
+            WebSocketStream::from_partially_read(wire, parts.read_buf.to_vec(), Role::Server, Some(config))
+                .await;
+        while let Some(msg) = ws.next().await {
+            let reply = match msg {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => m,
+                // Pings are answered and a Close is replied to by tungstenite itself.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(_)) => {
+                    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, ws.flush()).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            if ws.send(reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    switching_protocols(&accept)
+}
+
 /// On the owner: may a WebSocket join this session to upgrade it?
 pub fn begin_upgrade(shard: &Shard, sid: Sid) -> UpgradeAnswer {
     let conn = shard.conns.borrow().get(&sid).cloned();
