@@ -20,6 +20,9 @@ probes once a load passed; the way down is bounded only by a floor (1/16 of the 
 load), so a collapsed knee is measured rather than left at "no pass". Each search records its
 bracket (first fail / last pass); the report lists knees whose bracket is wider than 1 + KNEE_TOL.
 
+Idle (first setup, once per server before the loads): RSS per idle connection and server CPU per
+connect + join, IDLE_USERS users in rooms of 10, REPEATS runs, each in fresh server processes.
+
 Writes <out>/runs.json: the meta (commit, cores, load average before the run, config), every
 run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
 probes. scripts/bench_report.py turns it into figures, the table and the gate.
@@ -256,15 +259,23 @@ def baseline_knees():
         base = json.load(open(BASELINE))
     except (OSError, ValueError):
         return {}
-    return {(f["setup"], f["server"], f["workload"]): f["median"]
+    # A knee the baseline's search left unbracketed (no load failed, or none passed) is only a
+    # bound: it is a place to start, not one to look beside (see Knee.seed_tight).
+    tight = {(s["setup"], s["server"], s["workload"]) for s in base.get("searches", [])
+             if s.get("last_pass") and s.get("first_fail")}
+    return {(f["setup"], f["server"], f["workload"]):
+            (f["median"], (f["setup"], f["server"], f["workload"]) in tight)
             for f in base.get("figures", []) if f.get("metric") == "knee" and f.get("median")}
 
 
 class Knee:
     """Knee search state of one server in one setup and workload."""
 
-    def __init__(self, seed, fixed, start, search=True):
+    def __init__(self, seed, fixed, start, search=True, seed_tight=True):
         self.seed, self.fixed, self.start, self.search = seed, list(fixed), start, search
+        # Whether the seed was bracketed where it came from: only then is 5% beside it worth a
+        # probe (an unbracketed seed is a bound: the search climbs or descends from it).
+        self.seed_tight = seed_tight
         self.verdict = {}  # load -> majority pass
         self.probes = 0  # probes once a load passed (bounded by MAX_PROBES)
         self.descents = 0  # probes below every failing load while nothing passed
@@ -300,7 +311,7 @@ class Knee:
                 return None
             if self.seed and self.seed < hi and self.untried(self.seed):
                 cand = self.seed
-            elif hi == self.seed:
+            elif hi == self.seed and self.seed_tight:
                 cand = hi / (1 + KNEE_TOL)
             else:
                 cand = hi / STEP_UP ** (2 ** self.descents)
@@ -312,8 +323,9 @@ class Knee:
             # The baseline's knee and next to it first (an unchanged knee is then bracketed in
             # two probes), else bisection in ratio (the geometric mean): the bracket shrinks by its
             # square root.
-            near = [self.seed, lo * (1 + KNEE_TOL) if lo == self.seed else None,
-                    hi / (1 + KNEE_TOL) if hi == self.seed else None]
+            near = [self.seed] + ([lo * (1 + KNEE_TOL) if lo == self.seed else None,
+                                   hi / (1 + KNEE_TOL) if hi == self.seed else None]
+                                  if self.seed_tight else [])
             cand = next((x for x in near if x and lo < x < hi and self.untried(x)),
                         (lo * hi) ** 0.5)
         elif lo is not None:
@@ -321,7 +333,7 @@ class Knee:
             # that grow like the way down (x1.25, x1.56, x2.44 above the highest pass).
             if self.seed and self.seed > lo and self.untried(self.seed):
                 cand = self.seed
-            elif lo == self.seed:
+            elif lo == self.seed and self.seed_tight:
                 cand = lo * (1 + KNEE_TOL)
             else:
                 cand = lo * STEP_UP ** (2 ** self.ascents)
@@ -381,20 +393,31 @@ def main():
         for setup in SETUPS:
             servers = SHARED_SERVERS if setup == "shared" else SERVERS
             for workload in WORKLOADS:
+                if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
+                    # Idle figures first, REPEATS times, each run in a fresh process of every
+                    # server (a process that already held connections reuses their freed heap,
+                    # which would make later runs read smaller), interleaved like the loads.
+                    idle = [s for s in servers if s not in FIXED_ONLY]
+                    for rep in range(REPEATS):
+                        for s in idle:
+                            port += 1
+                            start(s, port, setup)
+                        for s in idle:
+                            rec = loadgen(f"{setup}-{s}-idle-{rep}", s, setup, "idle", 0, rep, idle=True)
+                            runs.append(rec)
+                            log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
+                                f"connect+join {rec.get('connect_cpu_us_per_user', 0):.0f} us CPU/user")
+                        stop_all()
                 for s in servers:
                     port += 1
                     start(s, port, setup)
-                if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
-                    for s in (s for s in servers if s not in FIXED_ONLY):
-                        rec = loadgen(f"{setup}-{s}-idle", s, setup, "idle", 0, 0, idle=True)
-                        runs.append(rec)
-                        log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
-                            f"connect+join {rec.get('connect_cpu_us_per_user', 0):.0f} us CPU/user")
                 fixed = FIXED[workload] if setup in FIXED_SETUPS else []
                 # The search starts at the baseline's knee, else at this run's knee in the other setup.
-                state = {s: Knee(seeds.get((setup, s, workload)) or found.get((s, workload)), fixed,
-                                 max(FIXED[workload]), search=s not in FIXED_ONLY)
-                         for s in servers}
+                def knee(s):
+                    seed, tight = seeds.get((setup, s, workload)) or (found.get((s, workload)), False)
+                    return Knee(seed, fixed, max(FIXED[workload]), search=s not in FIXED_ONLY,
+                                seed_tight=tight)
+                state = {s: knee(s) for s in servers}
                 pending = {s: state[s].next() for s in servers}
                 while any(v is not None for v in pending.values()):
                     todo = [(s, x) for s, x in pending.items() if x is not None]

@@ -9,7 +9,8 @@ median, min and max, and "noisy" when (max - min) / median > NOISY (10%). Figure
             search; run i's value is the highest load its i-th run passed;
   cpu@L     server CPU (utime + stime) per message or delivery at fixed load L;
   p50@L, p99@L  delivery latency at fixed load L;
-  rss, connect  RSS KiB per idle connection and server CPU us per connect + join (one run).
+  rss, connect  RSS KiB per idle connection and server CPU us per connect + join (REPEATS
+            runs, each in a fresh server process).
 The summary (docs/bench.md describes the format) is also the baseline: --save-baseline copies it.
 
 The gate (--check) compares chatwire's figures (memory store and PostgreSQL) with the baseline's
@@ -53,15 +54,15 @@ def figure(fid, setup, server, workload, metric, load, unit, higher, values, tit
 
 def figures(data):
     runs, out = data["runs"], []
-    for r in runs:
-        if r["kind"] == "idle":
-            base = f"{r['setup']}/{r['server']}/idle"
-            out.append(figure(f"{base}/rss", r["setup"], r["server"], "idle", "rss", None,
-                              "KiB/conn", False, [r.get("rss_kib_per_conn")],
-                              "RSS per idle connection"))
-            out.append(figure(f"{base}/connect", r["setup"], r["server"], "idle", "connect",
-                              None, "us/user", False, [r.get("connect_cpu_us_per_user")],
-                              "server CPU per connect + join"))
+    for setup, server in dict.fromkeys((r["setup"], r["server"]) for r in runs if r["kind"] == "idle"):
+        idle = [r for r in runs if r["kind"] == "idle" and (r["setup"], r["server"]) == (setup, server)]
+        base = f"{setup}/{server}/idle"
+        out.append(figure(f"{base}/rss", setup, server, "idle", "rss", None,
+                          "KiB/conn", False, [r.get("rss_kib_per_conn") for r in idle],
+                          "RSS per idle connection"))
+        out.append(figure(f"{base}/connect", setup, server, "idle", "connect",
+                          None, "us/user", False, [r.get("connect_cpu_us_per_user") for r in idle],
+                          "server CPU per connect + join"))
     keys = sorted({(r["setup"], r["workload"], r["server"]) for r in runs if r["kind"] == "load"})
     for setup, workload, server in keys:
         mine = [r for r in runs if (r["setup"], r["workload"], r["server"], r["kind"])
