@@ -19,7 +19,12 @@ also by more than 0.5 ms, or when every run now is worse than every baseline run
 apart, whatever the spreads); the peers' figures are reported, never gated. A knee whose runs
 mostly passed no load tried is "below the lowest probe": its median is that load (an upper
 bound), judged with the plain 10%. A figure whose margin is 50% or more, and whose ranges
-overlap, is listed as too noisy to judge. Exit status: 0 pass, 1 regression, 2 no usable
+overlap, is listed as too noisy to judge. A worse figure is still not a regression (the report
+says why) when it is a knee whose first failing load is within 10% of the baseline's knee (the
+search cannot tell them apart), or when socketioxide's same figure in this run moved alike: the
+machine's speed drifts between runs, so the figure is also judged against the baseline scaled by
+socketioxide's change, with socketioxide's spreads added to the margin, and fails only if it is
+worse by both measures. Exit status: 0 pass, 1 regression, 2 no usable
 baseline.
 """
 import json
@@ -33,6 +38,8 @@ MIN_MARGIN = 0.10
 LATENCY_FLOOR_MS = 0.5
 TOO_NOISY = 0.5
 GATED = ("chatwire", "chatwire-pg")
+# The peer whose figures, measured interleaved in the same run, tell how far the machine drifted.
+DRIFT_PEER = "socketioxide"
 # Run at the fixed loads only (no knee): chatwire with recovery off, beside chatwire (recovery on).
 FIXED_ONLY = ("chatwire-norec",)
 UNIT = {"direct": "msgs/s", "group": "deliveries/s"}
@@ -173,6 +180,7 @@ def gate(figs, base_figs, meta=None, base_meta=None):
     opened (fixed costs spread over them): taken with another count than the baseline's (the
     quick form opens 1,000, the full one 4,000), they are not compared."""
     base = {f["id"]: f for f in base_figs}
+    now = {f["id"]: f for f in figs}
     regressed, compared = [], 0
     idle_differs = idle_users(meta) != idle_users(base_meta)
     for f in figs:
@@ -205,9 +213,43 @@ def gate(figs, base_figs, meta=None, base_meta=None):
         # So wide a margin hides real regressions of that size: say so rather than pass quietly.
         f["too_noisy_to_judge"] = margin >= TOO_NOISY and not apart
         if worse > max(margin * b["median"], floor) or apart:
-            f["regressed"] = True
-            regressed.append(f)
+            why = excused(f, b, now, base, floor)
+            if why:
+                f["worse_but_not_regressed"] = why
+            else:
+                f["regressed"] = True
+                regressed.append(f)
     return regressed, compared
+
+
+def excused(f, b, now, base, floor):
+    """Why a figure worse than the baseline is still not a regression (None: it is one).
+
+    A knee is known only to lie below its first failing load: if that load is not worse than
+    the baseline's knee by MIN_MARGIN, the search cannot tell the two apart. And the machine's
+    speed drifts between runs (a VM's neighbours): when socketioxide's same figure, measured
+    interleaved in this run, moved the same way, chatwire is judged against the baseline scaled
+    by that drift, with the peer's spreads added to the margin."""
+    if f["metric"] == "knee":
+        ff = f.get("first_fail")
+        if ff is None or ff >= b["median"] * (1 - MIN_MARGIN):
+            return (f"within the search's bracket: the knee lies below {fmt(ff) if ff else 'no failed load'}, "
+                    f"the baseline's is {fmt(b['median'])}")
+    pid = f["id"].replace(f"/{f['server']}/", f"/{DRIFT_PEER}/", 1)
+    p_now, p_base = now.get(pid), base.get(pid)
+    if not (p_now and p_base and p_now.get("median") and p_base.get("median")):
+        return None
+    drift = p_now["median"] / p_base["median"]
+    expected = b["median"] * drift
+    worse = (expected - f["median"]) if f["higher_is_better"] else (f["median"] - expected)
+    margin = max(MIN_MARGIN, 2 * (f["spread"] + b.get("spread", 0) + p_now["spread"]
+                                  + p_base.get("spread", 0)))
+    f["drift"] = {"peer": DRIFT_PEER, "ratio": round(drift, 3), "expected": round(expected, 3),
+                  "margin": round(margin, 3)}
+    if worse > max(margin * expected, floor):
+        return None
+    return (f"{DRIFT_PEER} moved {drift:.2f}x in this run: against the baseline scaled by it "
+            f"({fmt(expected)}) this is within {margin * 100:.0f}%")
 
 
 def main():
@@ -256,7 +298,8 @@ def main():
             if f["server"] in GATED and f.get("not_compared"):
                 print(f"   {f['id']:<40} not compared: {f['not_compared']}")
             if f["server"] in GATED and "ratio_to_baseline" in f:
-                mark = "REGRESSED" if f.get("regressed") else ""
+                mark = "REGRESSED" if f.get("regressed") else \
+                    f"worse, not gated: {f['worse_but_not_regressed']}" if f.get("worse_but_not_regressed") else ""
                 print(f"   {f['id']:<40} {fmt(f['median']):>9} vs {fmt(f['baseline']['median']):>9} "
                       f"{f['ratio_to_baseline']:5.2f}x (margin {f['margin'] * 100:.0f}%) {mark}")
         if check:
