@@ -24,7 +24,8 @@ says why) when it is a knee whose first failing load is within 10% of the baseli
 search cannot tell them apart), or when socketioxide's same figure in this run moved alike: the
 machine's speed drifts between runs, so the figure is also judged against the baseline scaled by
 socketioxide's change, with socketioxide's spreads added to the margin, and fails only if it is
-worse by both measures. Exit status: 0 pass, 1 regression, 2 no usable
+worse by both measures (knees excepted: a peer's knee is often only a bound).
+Exit status: 0 pass, 1 regression, 2 no usable
 baseline.
 """
 import json
@@ -235,6 +236,9 @@ def excused(f, b, now, base, floor):
         if ff is None or ff >= b["median"] * (1 - MIN_MARGIN):
             return (f"within the search's bracket: the knee lies below {fmt(ff) if ff else 'no failed load'}, "
                     f"the baseline's is {fmt(b['median'])}")
+        # A peer's knee is often a bound (its search climbs from the baseline's), so it says
+        # little about drift: knees are judged by their bracket only.
+        return None
     pid = f["id"].replace(f"/{f['server']}/", f"/{DRIFT_PEER}/", 1)
     p_now, p_base = now.get(pid), base.get(pid)
     if not (p_now and p_base and p_now.get("median") and p_base.get("median")):
@@ -244,9 +248,14 @@ def excused(f, b, now, base, floor):
     worse = (expected - f["median"]) if f["higher_is_better"] else (f["median"] - expected)
     margin = max(MIN_MARGIN, 2 * (f["spread"] + b.get("spread", 0) + p_now["spread"]
                                   + p_base.get("spread", 0)))
+    # As in the plain gate: every run worse than every scaled baseline run is a regression
+    # however wide the spreads.
+    lo, hi = b.get("min", b["median"]) * drift, b.get("max", b["median"]) * drift
+    apart = (lo - f["max"] > MIN_MARGIN * expected) if f["higher_is_better"] else \
+        (f["min"] - hi > max(MIN_MARGIN * expected, floor))
     f["drift"] = {"peer": DRIFT_PEER, "ratio": round(drift, 3), "expected": round(expected, 3),
                   "margin": round(margin, 3)}
-    if worse > max(margin * expected, floor):
+    if worse > max(margin * expected, floor) or apart:
         return None
     return (f"{DRIFT_PEER} moved {drift:.2f}x in this run: against the baseline scaled by it "
             f"({fmt(expected)}) this is within {margin * 100:.0f}%")
