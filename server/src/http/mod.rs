@@ -205,9 +205,7 @@ pub async fn route(
         (Mode::Conformance, "/engine.io/" | "/engine.io") => {
             engineio::handle(shard, req, info, true).await
         }
-        (Mode::Conformance, "/echo") if is_websocket_upgrade(&req) => {
-            websocket::echo(&shard, req)
-        }
+        (Mode::Conformance, "/echo") if is_websocket_upgrade(&req) => websocket::echo(&shard, req),
         (_, "/healthz" | "/readyz") if !shard.shared.dead_threads().is_empty() => plain(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("dead threads: {}", shard.shared.dead_threads().join(", ")),

@@ -229,9 +229,13 @@ pub fn echo(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Full<Byte
             return;
         };
         let wire = Wire::new(parts.io.into_inner(), frames, 2 * ECHO_MAX_MESSAGE);
-        let mut ws =
-            WebSocketStream::from_partially_read(wire, parts.read_buf.to_vec(), Role::Server, Some(config))
-                .await;
+        let mut ws = WebSocketStream::from_partially_read(
+            wire,
+            parts.read_buf.to_vec(),
+            Role::Server,
+            Some(config),
+        )
+        .await;
         while let Some(msg) = ws.next().await {
             let reply = match msg {
                 Ok(m @ (Message::Text(_) | Message::Binary(_))) => m,
