@@ -115,8 +115,7 @@ def figures(data):
         f = by_id.get(f"{sr['setup']}/{sr['server']}/{sr['workload']}/knee")
         if f:
             f["last_pass"], f["first_fail"] = sr.get("last_pass"), sr.get("first_fail")
-            lo, hi = f["last_pass"], f["first_fail"]
-            f["bracket"] = round(hi / lo, 3) if lo and hi else None
+            f["bracket"] = sr.get("bracket")
             tol = data["meta"]["config"].get("knee_tol", 0.05)
             f["coarse"] = f["bracket"] is None or f["bracket"] > (1 + tol) * 1.001
     for f in out:

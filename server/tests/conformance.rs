@@ -55,6 +55,21 @@ async fn closes(ws: &mut Ws) -> bool {
     }
 }
 
+/// After the client's Close: true once the server's Close frame arrives (what comes before it is
+/// skipped); false if the stream ends, fails or goes quiet for 3 s first.
+async fn close_answered(ws: &mut Ws, what: &str) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+            other => {
+                eprintln!("{what}: ended with {other:?}");
+                return false;
+            }
+        }
+    }
+}
+
 async fn eio_ws(addr: std::net::SocketAddr, root: &str) -> Ws {
     let mut ws = ws_open(addr, &format!("{root}?EIO=4&transport=websocket"), &[])
         .await
@@ -442,21 +457,10 @@ async fn a_client_close_frame_gets_a_close_frame_back() {
     for root in [EIO, SIO] {
         let mut ws = eio_ws(s.addr, root).await;
         ws.send(Message::Close(None)).await.unwrap();
-        let mut answered = false;
-        loop {
-            match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
-                Ok(Some(Ok(Message::Close(_)))) => {
-                    answered = true;
-                    break;
-                }
-                Ok(Some(Ok(_))) => {}
-                other => {
-                    eprintln!("{root}: ended with {other:?}");
-                    break;
-                }
-            }
-        }
-        assert!(answered, "{root}: the server answered the Close frame");
+        assert!(
+            close_answered(&mut ws, root).await,
+            "{root}: the server answered the Close frame"
+        );
     }
     s.stop().await;
 }
@@ -482,15 +486,11 @@ async fn raw_websocket_echo_in_conformance_mode_only() {
     ws.send(Message::Binary(big.clone().into())).await.unwrap();
     assert_eq!(next(&mut ws).await, Some(Message::Binary(big.into())));
     // A Close is answered with a Close.
-    ws.close(None).await.unwrap();
-    let answered = loop {
-        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) => break true,
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(_))) | Err(_) => break false,
-        }
-    };
-    assert!(answered, "the echo did not answer the Close");
+    ws.send(Message::Close(None)).await.unwrap();
+    assert!(
+        close_answered(&mut ws, "/echo").await,
+        "the echo did not answer the Close"
+    );
     s.stop().await;
 
     let chat = TestServer::start().await;

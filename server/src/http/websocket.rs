@@ -115,16 +115,8 @@ pub async fn upgrade(
                 return;
             }
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            tracing::warn!("upgraded connection is not a TCP stream");
+        let Some((stream, read_buf)) = into_tcp(upgraded) else {
             return;
-        };
-        let stream = parts.io.into_inner();
-        // Copy the few bytes read past the request: `parts.read_buf` is a view into hyper's
-        // whole read buffer, which must not live as long as the connection.
-        let read_buf = {
-            let hyper_buf = parts.read_buf;
-            Bytes::copy_from_slice(&hyper_buf)
         };
         match sid {
             None => {
@@ -168,6 +160,18 @@ pub async fn upgrade(
     };
     tokio::task::spawn_local(fut);
     switching_protocols(&accept)
+}
+
+/// The TCP stream under an upgraded connection, and the bytes hyper read past the request.
+fn into_tcp(upgraded: hyper::upgrade::Upgraded) -> Option<(TcpStream, Bytes)> {
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        tracing::warn!("upgraded connection is not a TCP stream");
+        return None;
+    };
+    // Copy the few bytes read past the request: `parts.read_buf` is a view into hyper's whole
+    // read buffer, which must not live as long as the connection.
+    let read_buf = Bytes::copy_from_slice(&parts.read_buf);
+    Some((parts.io.into_inner(), read_buf))
 }
 
 /// The `101` answer to an upgrade.
@@ -222,16 +226,13 @@ pub fn echo(shard: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Full<Byte
     config.max_write_buffer_size = ECHO_MAX_MESSAGE + 64 * 1024;
     let frames = shard.shared.outbound_frames;
     tokio::task::spawn_local(async move {
-        let Ok(upgraded) = on_upgrade.await else {
+        let Some((stream, read_buf)) = on_upgrade.await.ok().and_then(into_tcp) else {
             return;
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            return;
-        };
-        let wire = Wire::new(parts.io.into_inner(), frames, 2 * ECHO_MAX_MESSAGE);
+        let wire = Wire::new(stream, frames, 2 * ECHO_MAX_MESSAGE);
         let mut ws = WebSocketStream::from_partially_read(
             wire,
-            parts.read_buf.to_vec(),
+            read_buf.to_vec(),
             Role::Server,
             Some(config),
         )
