@@ -69,10 +69,17 @@ if [ "$CRITERION" = 1 ]; then
   echo "== criterion benches (short measurement)"
   # Build first (once per change), then measure briefly; the time box keeps the whole under 10 min.
   (cd "$ROOT" && cargo bench -p chatwire-bench --benches --no-run --quiet) || true
-  # The batch writer bench (PostgreSQL) in its short form: half the messages, 5 s paced runs.
-  (cd "$ROOT" && BENCH_MESSAGES="${BENCH_MESSAGES:-150000}" BENCH_PACE_SECS="${BENCH_PACE_SECS:-5}" \
-    BENCH_SINGLE="${BENCH_SINGLE:-5000}" timeout "${CRITERION_SECS:-100}" \
-    cargo bench -p chatwire-bench --benches -- --warm-up-time 0.5 --measurement-time 1) 2>&1 \
+  # The batch writer bench (PostgreSQL) in its short form: half the messages, the server's own
+  # lanes only, 3 s paced runs; the codec benches measured 0.6 s each (BENCH_FULL: all of both).
+  if [ "${BENCH_FULL:-0}" = 1 ]; then
+    crit=(--warm-up-time 1 --measurement-time 2)
+  else
+    : "${BENCH_MESSAGES:=150000}" "${BENCH_PACE_SECS:=3}" "${BENCH_SINGLE:=5000}" "${BENCH_LANES:=0}"
+    crit=(--warm-up-time 0.3 --measurement-time 0.6)
+  fi
+  export BENCH_MESSAGES BENCH_PACE_SECS BENCH_SINGLE BENCH_LANES
+  (cd "$ROOT" && timeout "${CRITERION_SECS:-100}" \
+    cargo bench -p chatwire-bench --benches -- "${crit[@]}") 2>&1 \
     | grep -v -e "^Benchmarking" -e "^Found" -e "^ *[0-9]* (.*%) \(high\|low\)" -e "^Gnuplot" \
       -e "change:" -e "Performance has" -e "No change" -e "Change within" -e "^ *Running" \
       -e "^ *Finished" -e "^\s*$" -e "thrpt:" || true

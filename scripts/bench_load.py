@@ -10,7 +10,8 @@ Per setup and workload ("direct": 1:1, "group": rooms of 50) it runs rounds; a r
 server that still needs one its next load point, and runs the round REPEATS times with the
 servers interleaved (A B C A B C A B C). A load point passes when the majority of its runs had
 delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
-the CPU and latency figures); then a knee search. It tries the saved baseline's knee and 5%
+the CPU and latency figures; a peer's fixed loads above one it failed are skipped, chatwire's all
+run); then a knee search. It tries the saved baseline's knee and 5%
 beside it first when there is one (an unchanged knee is bracketed in two probes); while no load
 has failed it goes up, while none has passed it goes down, in steps that start at STEP_UP (<= 25%)
 and grow while the verdict stays the same (x1.25, x1.56, x2.44, ...), so a knee near the last
@@ -271,8 +272,12 @@ def baseline_knees():
 class Knee:
     """Knee search state of one server in one setup and workload."""
 
-    def __init__(self, seed, fixed, start, search=True, seed_tight=True):
-        self.seed, self.fixed, self.start, self.search = seed, list(fixed), start, search
+    def __init__(self, seed, fixed, start, search=True, seed_tight=True, skip_above_fail=False):
+        self.seed, self.fixed, self.start, self.search = seed, sorted(fixed), start, search
+        # A peer's fixed loads above one it already failed are not run (they fail too, and a
+        # failing run waits out its backlog: node's cost ~10 s each); chatwire's always run.
+        self.skip_above_fail = skip_above_fail
+        self.skipped = []  # fixed loads not run
         # Whether the seed was bracketed where it came from: only then is 5% beside it worth a
         # probe (an unbracketed seed is a bound: the search climbs or descends from it).
         self.seed_tight = seed_tight
@@ -293,8 +298,12 @@ class Knee:
         return bool(x) and round(x) not in self.verdict
 
     def next(self):
-        if self.fixed:
-            return self.fixed.pop(0)
+        while self.fixed:
+            x = self.fixed.pop(0)
+            if self.skip_above_fail and any(not v for y, v in self.verdict.items() if y <= x):
+                self.skipped.append(x)
+                continue
+            return x
         if not self.search:
             return None
         lo, hi = self.lo(), self.hi()
@@ -375,6 +384,7 @@ def main():
         "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
         "loadavg_before": [float(x) for x in open("/proc/loadavg").read().split()[:3]],
         "config": {"servers": SERVERS, "shared_servers": SHARED_SERVERS, "setups": SETUPS,
+                   "workloads": WORKLOADS,
                    "repeats": REPEATS,
                    "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
@@ -416,7 +426,7 @@ def main():
                 def knee(s):
                     seed, tight = seeds.get((setup, s, workload)) or (found.get((s, workload)), False)
                     return Knee(seed, fixed, max(FIXED[workload]), search=s not in FIXED_ONLY,
-                                seed_tight=tight)
+                                seed_tight=tight, skip_above_fail=not s.startswith("chatwire"))
                 state = {s: knee(s) for s in servers}
                 pending = {s: state[s].next() for s in servers}
                 while any(v is not None for v in pending.values()):
@@ -445,7 +455,7 @@ def main():
                     searches.append({"setup": setup, "workload": workload, "server": s,
                                      "seed": k.seed, "verdict": {str(x): v for x, v in k.verdict.items()},
                                      "last_pass": k.lo(), "first_fail": k.hi(),
-                                     "bracket": k.bracket()})
+                                     "bracket": k.bracket(), "skipped_fixed": k.skipped})
                 stop_all()
                 log(f"   ({time.time() - began:.0f} s)")
     finally:

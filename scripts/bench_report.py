@@ -173,6 +173,33 @@ def idle_users(meta):
     return (meta or {}).get("config", {}).get("idle_users")
 
 
+def missing(figs, base_figs, meta):
+    """Ids of gated baseline figures this run should have measured and has not."""
+    if not meta:
+        return []
+    cfg = meta.get("config", {})
+    have = {f["id"] for f in figs}
+    workloads = cfg.get("workloads", ["direct", "group"])
+    out = []
+    for b in base_figs:
+        if b["id"] in have or b.get("server") not in GATED or not b.get("median"):
+            continue
+        setup, server, workload = b["setup"], b["server"], b["workload"]
+        servers = cfg.get("shared_servers" if setup == "shared" else "servers", [])
+        if setup not in cfg.get("setups", []) or server not in servers:
+            continue
+        if workload == "idle":
+            expected = setup == cfg["setups"][0] and bool(cfg.get("idle_users"))
+        elif b["metric"] == "knee":
+            expected = workload in workloads
+        else:
+            expected = (workload in workloads and setup in cfg.get("fixed_setups", [])
+                        and b["load"] in cfg.get("fixed", {}).get(workload, []))
+        if expected:
+            out.append(b["id"])
+    return out
+
+
 def gate(figs, base_figs, meta=None, base_meta=None):
     """Regressions: chatwire figures worse than the baseline's beyond the noise-aware margin.
 
@@ -219,6 +246,20 @@ def gate(figs, base_figs, meta=None, base_meta=None):
             else:
                 f["regressed"] = True
                 regressed.append(f)
+    # A gated figure the baseline has, of a server, setup, workload and load this run measured,
+    # that came out empty (every run without results, say) would otherwise pass unseen.
+    for fid in missing(figs, base_figs, meta):
+        b = base[fid]
+        if b["workload"] == "idle" and idle_differs:
+            continue
+        f = {k: b.get(k) for k in ("id", "setup", "server", "workload", "metric", "load", "title",
+                                   "unit", "higher_is_better", "gated")}
+        f.update(median=None, min=None, max=None, values=[], runs=0, spread=None, noisy=False,
+                 regressed=True, not_measured=True,
+                 baseline={k: b[k] for k in ("median", "min", "max", "runs", "spread")})
+        figs.append(f)
+        regressed.append(f)
+        compared += 1
     return regressed, compared
 
 
@@ -267,6 +308,11 @@ def main():
     figs = figures(data)
     servers = list(dict.fromkeys(data["meta"]["config"]["servers"]))
     table(figs, servers)
+    skipped = [(sr, x) for sr in data.get("searches", []) for x in sr.get("skipped_fixed", [])]
+    if skipped:
+        print("-- fixed loads not run (a lower fixed load already failed; peers only)")
+        for sr, x in skipped:
+            print(f"   {sr['setup']}/{sr['server']}/{sr['workload']} at {fmt(x)}/s")
     coarse = [f for f in figs if f["metric"] == "knee" and f.get("coarse")]
     if coarse:
         tol = data["meta"]["config"].get("knee_tol", 0.05)
@@ -305,6 +351,9 @@ def main():
         for f in figs:
             if f["server"] in GATED and f.get("not_compared"):
                 print(f"   {f['id']:<40} not compared: {f['not_compared']}")
+            if f.get("not_measured"):
+                print(f"   {f['id']:<40} {'-':>9} vs {fmt(f['baseline']['median']):>9}       "
+                      "REGRESSED: not measured (no run gave a value)")
             if f["server"] in GATED and "ratio_to_baseline" in f:
                 mark = "REGRESSED" if f.get("regressed") else \
                     f"worse, not gated: {f['worse_but_not_regressed']}" if f.get("worse_but_not_regressed") else ""
@@ -314,6 +363,10 @@ def main():
             if regressed:
                 print(f"bench-check: FAIL, {len(regressed)} of {compared} chatwire figures regressed:")
                 for f in regressed:
+                    if f.get("not_measured"):
+                        print(f"   {f['id']} ({f['title']}): not measured in this run (no run gave "
+                              f"a value), baseline {fmt(f['baseline']['median'])}")
+                        continue
                     below = "below the lowest probe " if f.get("below_lowest_probe") else ""
                     print(f"   {f['id']} ({f['title']}): {below}{fmt(f['median'])} {f['unit']} "
                           f"[{fmt(f['min'])}-{fmt(f['max'])}] vs baseline {fmt(f['baseline']['median'])} "

@@ -8,8 +8,8 @@
 //! (an admin URL); creates a throwaway database and drops it at the end.
 //! Knobs: `BENCH_MESSAGES` (writer run, default 300000), `BENCH_SINGLE` (baseline run, default 20000),
 //! `BENCH_SINGLE_CONCURRENCY` (default 8), `BENCH_BATCH` (max batch size, default the server's, 2048), `BENCH_LANES`
-//! (parallel commit connections of the second set of runs, default 1; the first uses the
-//! writer's default, 2), `BENCH_PACE` (messages/s of the paced latency runs, default 30000),
+//! (parallel commit connections of the second set of runs, default 1, 0 for none; the first
+//! uses the writer's default, 2), `BENCH_PACE` (messages/s of the paced latency runs, default 30000),
 //! `BENCH_PACE_SECS` (their length, default 10), `BENCH_ONLY` (run only the runs whose label
 //! contains this text, e.g. `paced` or `INSERT`), `BENCH_PREFILL` (rows already in `messages`
 //! when each run starts, default 0: every run starts from an empty table).
@@ -395,7 +395,13 @@ fn main() {
     let paced_n = (pace * env_usize("BENCH_PACE_SECS", 10) as f64) as usize;
     let mut runs = Vec::new();
     let mut plans = Vec::new();
-    for lanes in [default_lanes, env_usize("BENCH_LANES", 1)] {
+    // `BENCH_LANES=0`: the default lanes only (the short form of `make bench`).
+    let mut lane_sets = vec![default_lanes];
+    let other_lanes = env_usize("BENCH_LANES", 1);
+    if other_lanes != 0 && other_lanes != default_lanes {
+        lane_sets.push(other_lanes);
+    }
+    for lanes in lane_sets {
         for path in paths {
             plans.push((lanes, path, None));
         }
