@@ -481,6 +481,42 @@ async fn postgres_store() {
     suite(AnyStore::connect(&db.url, true).await.unwrap()).await;
 }
 
+/// Recovery session rows (two commits per connecting user) do not wait for the write-ahead log's
+/// flush; messages and every other write still do.
+#[tokio::test]
+async fn postgres_session_rows_commit_asynchronously_and_nothing_else_does() {
+    let db = pg::TestDb::create().await;
+    let AnyStore::Postgres(store) = AnyStore::connect(&db.url, true).await.unwrap() else {
+        panic!("a postgres:// URL opens the PostgreSQL store");
+    };
+    let mode = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(mode(store.pool()).await, "on", "queries and read pointers");
+    assert_eq!(
+        mode(store.session_pool()).await,
+        "off",
+        "recovery session rows"
+    );
+    // The rows themselves behave as before (the suite above checks save/load/touch/purge).
+    let row = chatwire_store::RecoverySession {
+        pid: "async".into(),
+        sid: "s".into(),
+        user: brand(1),
+        state: "{}".into(),
+        expires_at_ms: 10_000,
+    };
+    let any = AnyStore::Postgres(store);
+    any.recovery_save(&row).await.unwrap();
+    assert_eq!(any.recovery_load("async", 0).await.unwrap(), Some(row));
+}
+
 #[tokio::test]
 async fn postgres_search_folds_unicode_case_in_a_c_locale_database() {
     // Under LC_CTYPE 'C', PostgreSQL's lower() folds ASCII only.

@@ -53,6 +53,12 @@ pub struct PgStore {
     pool: PgPool,
     /// Small pool used only by the batch writer's thread, so its connections live on its runtime.
     write_pool: PgPool,
+    /// Recovery session rows: their commits do not wait for the write-ahead log's flush
+    /// (`synchronous_commit = off`). A connect storm writes two per user, and one-row commits
+    /// that each wait for an `fdatasync` (3.3 ms on a small disk) are what gave out first; a row
+    /// lost to a crash of PostgreSQL itself (not of a node) only means that client reconnects
+    /// without recovery and reloads over REST. Messages and read pointers keep full durability.
+    session_pool: PgPool,
     /// Profiles of message senders.
     profiles: Arc<ProfileCache>,
     /// How batches are written ([`WritePath`] as u8; benches compare them).
@@ -83,11 +89,16 @@ impl PgStore {
             .max_connections(4)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(opts);
+            .connect_lazy_with(opts.clone());
+        let session_pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
         let search_collation = conversations::search_collation(&pool).await?;
         Ok(PgStore {
             pool,
             write_pool,
+            session_pool,
             profiles: Arc::new(ProfileCache::new(100_000)),
             write_path: Arc::new(AtomicU8::new(WritePath::default() as u8)),
             search_collation,
@@ -112,6 +123,11 @@ impl PgStore {
     /// The query pool (tests and benches use it to inspect the tables).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool of recovery session rows (tests read its settings).
+    pub fn session_pool(&self) -> &PgPool {
+        &self.session_pool
     }
 
     /// Profiles of `users`, from the cache or one query for the missing ones.
@@ -666,7 +682,7 @@ impl Store for PgStore {
     }
 
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
-        super::recovery::pg_save(&self.pool, session).await
+        super::recovery::pg_save(&self.session_pool, session).await
     }
 
     async fn recovery_load(
@@ -681,7 +697,7 @@ impl Store for PgStore {
         sqlx::query(super::recovery::PG_TOUCH)
             .bind(pids)
             .bind(expires_at_ms)
-            .execute(&self.pool)
+            .execute(&self.session_pool)
             .await?;
         Ok(())
     }
@@ -689,7 +705,7 @@ impl Store for PgStore {
     async fn recovery_delete(&self, pids: &[String]) -> Result<(), StoreError> {
         sqlx::query(super::recovery::PG_DELETE)
             .bind(pids)
-            .execute(&self.pool)
+            .execute(&self.session_pool)
             .await?;
         Ok(())
     }
@@ -697,7 +713,7 @@ impl Store for PgStore {
     async fn recovery_purge(&self, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(super::recovery::PG_PURGE)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.session_pool)
             .await?;
         Ok(())
     }
