@@ -13,7 +13,8 @@
 #                                     bench/baseline/bench.json beyond its noise margin
 #                                     (make bench-check, no criterion; BENCH_ICOUNT=0 skips counts)
 #   scripts/bench.sh --save-baseline  also save the summary as bench/baseline/bench.json (and the
-#                                     instruction counts as bench/baseline/icount.json)
+#                                     instruction counts as bench/baseline/icount.json); its knee
+#                                     searches take up to 6 probes (MAX_PROBES), so they end bracketed
 #   scripts/bench.sh --no-criterion   load comparison only
 #   scripts/bench.sh --summary-only   print the summary of the last run again (with --check: gate it)
 #   BENCH_QUICK=1                     smoke form: chatwire and socketioxide, pinned, fewer points
@@ -48,6 +49,9 @@ elif [ "${BENCH_FULL:-0}" = 1 ]; then
   : "${DIRECT_FIXED:=5000 10000 15000}" "${GROUP_FIXED:=49000 98000}"
   : "${SHARED_SERVERS:=chatwire chatwire-pg socketioxide node}"
 fi
+# A baseline is what later runs search beside: its knees are searched to 5% (up to 6 probes once
+# a load passed), so that a later run re-brackets an unchanged knee in two probes.
+[ "$SAVE" = 1 ] && : "${MAX_PROBES:=6}"
 export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES IDLE_USERS STEP_SECS FIXED_SETUPS
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 export BASELINE
