@@ -395,6 +395,7 @@ impl Mesh for Shard {
                         local: *local,
                         id: slot.id.to_string(),
                         user: Some(chat.state.borrow().user),
+                        handshake: Some(conn.handshake.facts),
                     });
                 }
             }

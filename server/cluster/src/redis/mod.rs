@@ -17,6 +17,7 @@
 //! - `<p>-chatwire#<nsp>#`: chatwire's own presence and notifications (no Socket.IO adapter
 //!   listens there).
 
+mod handshake;
 mod presence;
 mod task;
 pub mod wire;

@@ -366,11 +366,18 @@ fn announce_to(shards: &dyn Injector, changes: Vec<Change>) {
     }
 }
 
+/// A local `/chat` socket: (id, user, handshake facts).
+type SocketInfo = (
+    String,
+    Option<chatwire_store::UserKey>,
+    Option<crate::msg::HandshakeFacts>,
+);
+
 /// Every local `/chat` socket and room, gathered from the shards.
 #[derive(Debug, Default)]
 struct NodeView {
-    /// Socket -> (id, user).
-    sockets: HashMap<SocketKey, (String, Option<chatwire_store::UserKey>)>,
+    /// Socket -> (id, user, handshake).
+    sockets: HashMap<SocketKey, SocketInfo>,
     /// Room -> members.
     rooms: HashMap<RoomName, Vec<Member>>,
 }
@@ -397,7 +404,7 @@ impl NodeView {
                     shard: part.shard,
                     local: s.local,
                 };
-                view.sockets.insert(key, (s.id, s.user));
+                view.sockets.insert(key, (s.id, s.user, s.handshake));
             }
             for (room, members) in part.rooms {
                 view.rooms.entry(room).or_default().extend(members);
@@ -413,7 +420,7 @@ impl NodeView {
         }
         self.sockets
             .iter()
-            .filter(|(_, (id, _))| id == room)
+            .filter(|(_, (id, ..))| id == room)
             .map(|(k, _)| *k)
             .collect()
     }
@@ -458,7 +465,7 @@ impl NodeView {
     /// The rooms of a socket, its own id first (Socket.IO's `socket.rooms`).
     fn rooms_of(&self, socket: SocketKey) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some((id, _)) = self.sockets.get(&socket) {
+        if let Some((id, ..)) = self.sockets.get(&socket) {
             out.push(id.clone());
         }
         for (room, members) in &self.rooms {
@@ -471,22 +478,19 @@ impl NodeView {
 
     fn all_rooms(&self) -> Vec<String> {
         let mut out: Vec<String> = self.rooms.keys().map(|r| r.to_string()).collect();
-        out.extend(self.sockets.values().map(|(id, _)| id.clone()));
+        out.extend(self.sockets.values().map(|(id, ..)| id.clone()));
         out
     }
 
     fn describe(&self, socket: SocketKey) -> Json {
-        let (id, user) = self.sockets.get(&socket).cloned().unwrap_or_default();
+        let (id, user, facts) = self.sockets.get(&socket).cloned().unwrap_or_default();
         let data = match user {
             Some(u) => json!({"userId": u.id, "userType": u.user_type.as_str()}),
             None => json!({}),
         };
         json!({
             "id": id,
-            "handshake": {
-                "headers": {}, "time": "", "address": "", "xdomain": false, "secure": false,
-                "issued": 0, "url": "/socket.io/", "query": {}, "auth": {},
-            },
+            "handshake": super::handshake::handshake_json(facts.as_ref()),
             "rooms": self.rooms_of(socket),
             "data": data,
         })
@@ -495,7 +499,7 @@ impl NodeView {
     fn find(&self, sid: &str) -> Option<SocketKey> {
         self.sockets
             .iter()
-            .find(|(_, (id, _))| id == sid)
+            .find(|(_, (id, ..))| id == sid)
             .map(|(k, _)| *k)
     }
 }
@@ -565,7 +569,7 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
             let ids: Vec<String> = view
                 .select(&rooms, &[])
                 .into_iter()
-                .filter_map(|s| view.sockets.get(&s).map(|(id, _)| id.clone()))
+                .filter_map(|s| view.sockets.get(&s).map(|(id, ..)| id.clone()))
                 .collect();
             respond(state, json!({"requestId": request_id, "sockets": ids}));
         }
@@ -726,7 +730,7 @@ fn apply_membership(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for socket in targets {
-        let user = view.sockets.get(socket).and_then(|(_, u)| *u);
+        let user = view.sockets.get(socket).and_then(|(_, u, _)| *u);
         for name in names {
             let room: RoomName = name.as_str().into();
             let owner = room_owner(&room, shards.shard_count());
