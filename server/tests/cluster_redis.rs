@@ -611,3 +611,61 @@ async fn simultaneous_first_sockets_on_two_nodes_announce_once() {
         n.stop().await;
     }
 }
+
+/// `message:notification` goes to participants with no socket in the room on any node: user U
+/// with socket 1 in the room on node 0 and socket 2 outside it on node 1 gets no notification on
+/// socket 2, whichever node the message comes from; once socket 1 leaves the room, the next
+/// message notifies socket 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_judges_the_room_across_nodes() {
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&db.url, &redis.url()).await);
+    }
+    let (a, u) = (brand(71), influencer(72));
+    let cid = nodes[0].direct(a, u).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut u1, _) = Client::chat(nodes[0].addr, u).await;
+    let (mut u2, _) = Client::chat(nodes[1].addr, u).await;
+    u1.join(cid).await;
+    // The sender on a third node, and a second device of the sender on socket 2's node.
+    let (mut a2, _) = Client::chat(nodes[2].addr, a).await;
+    let (mut a1, _) = Client::chat(nodes[1].addr, a).await;
+    // Let the join reach the other nodes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (sender, content) in [(&mut a2, "from node 2"), (&mut a1, "from node 1")] {
+        sender
+            .emit(
+                "message:send",
+                json!({"conversationId": cid, "content": content}),
+            )
+            .await;
+        sender.event("message:sent").await;
+        assert_eq!(u1.event("message:new").await["content"], json!(content));
+        u2.no_event("message:notification", Duration::from_millis(500))
+            .await;
+    }
+    u1.emit("conversation:leave", json!({"conversationId": cid}))
+        .await;
+    u1.event("conversation:left").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a2.emit(
+        "message:send",
+        json!({"conversationId": cid, "content": "now?"}),
+    )
+    .await;
+    let note = u2.event("message:notification").await;
+    assert_eq!(note["conversationId"], json!(cid));
+    assert_eq!(note["message"]["content"], json!("now?"));
+    // Socket 1 is out of the room too now: it is notified as well.
+    assert_eq!(
+        u1.event("message:notification").await["message"]["content"],
+        json!("now?")
+    );
+    drop((u1, u2, a1, a2));
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -34,5 +34,5 @@ pub use msg::{AckEmit, ClusterMsg, HandshakeFacts, LocalSocket, Published, Shard
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
 pub use redis::{RedisAdapter, RedisConfig};
-pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
+pub use rooms::{Member, Membership, RoomName, Rooms, SocketKey, room_owner};
 pub use shard::ClusterShard;

@@ -414,6 +414,14 @@ impl Mesh for Shard {
             (self.hooks.emit_with_ack)(&me, emit);
         }
     }
+
+    fn room_user_changed(&self, room: &str, user: UserKey, present: bool) {
+        self.adapter().room_user_changed(room, user, present);
+    }
+
+    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) {
+        self.adapter().retain_absent_elsewhere(room, users);
+    }
 }
 
 thread_local! {

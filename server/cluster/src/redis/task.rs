@@ -93,6 +93,9 @@ async fn session(
     };
     publish_now(&mut publisher, &cfg.node_channel(), node_bytes(&hello)).await?;
     publish_now(&mut publisher, &cfg.node_channel(), snapshot_bytes(state)).await?;
+    for part in rooms_snapshot_parts(state) {
+        publish_now(&mut publisher, &cfg.node_channel(), part).await?;
+    }
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     let mut batch = Vec::with_capacity(PIPELINE_MAX);
     loop {
@@ -131,6 +134,7 @@ async fn session(
                 publish_now(&mut publisher, &cfg.node_channel(), node_bytes(&beat)).await?;
                 let changes = state.presence().expire(Instant::now(), cfg.node_timeout);
                 announce(state, changes);
+                forget_dead_rooms(state);
             }
         }
     }
@@ -165,6 +169,50 @@ fn snapshot_bytes(state: &State) -> Vec<u8> {
         node: state.uid.clone(),
         users,
     })
+}
+
+/// Pairs per [`NodeMsg::Rooms`] part (~15 bytes each on the wire: far under `max_message`).
+const ROOMS_PER_PART: usize = 4096;
+
+/// This node's conversation rooms as [`NodeMsg::Rooms`] parts (one, empty, when it has none:
+/// the first part clears what others knew).
+fn rooms_snapshot_parts(state: &State) -> Vec<Vec<u8>> {
+    let pairs = state.rooms().local_pairs();
+    let mut parts = Vec::with_capacity(pairs.len() / ROOMS_PER_PART + 1);
+    let mut chunks = pairs.chunks(ROOMS_PER_PART);
+    let mut first = true;
+    loop {
+        let chunk = chunks.next();
+        if chunk.is_none() && !first {
+            break;
+        }
+        let pairs = chunk
+            .unwrap_or_default()
+            .iter()
+            .map(|(c, u)| (*c, WireUser::from(*u)))
+            .collect();
+        parts.push(node_bytes(&NodeMsg::Rooms {
+            node: state.uid.clone(),
+            first,
+            pairs,
+        }));
+        first = false;
+    }
+    parts
+}
+
+/// Forgets the conversation rooms of nodes the presence gave up on.
+fn forget_dead_rooms(state: &State) {
+    let alive: HashSet<String> = {
+        let presence = state.presence();
+        state
+            .rooms()
+            .node_names()
+            .into_iter()
+            .filter(|n| presence.knows(n))
+            .collect()
+    };
+    state.rooms().retain_nodes(|n| alive.contains(n));
 }
 
 /// The channel and bytes of a queued message (None: nothing to publish, e.g. an ack frame).
@@ -323,6 +371,39 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
                 channel: state.cfg.node_channel(),
                 payload: snapshot_bytes(state),
             });
+            for payload in rooms_snapshot_parts(state) {
+                state.enqueue(Out::Raw {
+                    channel: state.cfg.node_channel(),
+                    payload,
+                });
+            }
+        }
+        NodeMsg::Room {
+            node,
+            conversation,
+            user,
+            in_room,
+        } => {
+            let user = user.key().ok_or(Drop::Malformed)?;
+            state.presence().seen(&node, now);
+            let applied = state
+                .rooms()
+                .remote_change(&node, (conversation, user), in_room);
+            if applied == super::rooms::Applied::Capped {
+                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(1);
+            }
+        }
+        NodeMsg::Rooms { node, first, pairs } => {
+            let pairs = pairs
+                .into_iter()
+                .map(|(c, u)| u.key().map(|u| (c, u)))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(Drop::Malformed)?;
+            state.presence().seen(&node, now);
+            let capped = state.rooms().snapshot(&node, pairs, first);
+            if capped > 0 {
+                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(capped as u64);
+            }
         }
         NodeMsg::Snapshot { node, users } => {
             let users = users.into_iter().filter_map(WireUser::key).collect();
