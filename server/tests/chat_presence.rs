@@ -132,6 +132,56 @@ async fn typing_broadcast_and_stops() {
     s.stop().await;
 }
 
+/// The guide's client sends `message:send` then `typing:stop`; the server has already stopped
+/// typing for it, so the other side hears exactly one `typing:stop` per sent message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_typing_stop_per_sent_message() {
+    let s = TestServer::start().await;
+    let (a, b) = (brand(1), influencer(2));
+    let conv = s.direct(a, b).await;
+    let (mut ca, _) = Client::chat(s.addr, a).await;
+    let (mut cb, _) = Client::chat(s.addr, b).await;
+    for c in [&mut ca, &mut cb] {
+        c.join(conv).await;
+    }
+    for round in 0..3 {
+        ca.emit("typing:start", json!({"conversationId": conv}))
+            .await;
+        ca.emit(
+            "message:send",
+            json!({"conversationId": conv, "content": format!("m{round}")}),
+        )
+        .await;
+        ca.emit("typing:stop", json!({"conversationId": conv}))
+            .await;
+    }
+    // A last message marks the end: everything the three rounds caused has arrived before it.
+    ca.emit(
+        "message:send",
+        json!({"conversationId": conv, "content": "end"}),
+    )
+    .await;
+    let mut frames = Vec::new();
+    loop {
+        let f = cb.next_raw().await.expect("frames until the last message");
+        let end = f.starts_with(r#"42/chat,["message:new","#) && f.contains(r#""content":"end""#);
+        frames.push(f);
+        if end {
+            break;
+        }
+    }
+    // ... and no late one after it.
+    cb.no_event("typing:stop", Duration::from_millis(300)).await;
+    let count = |name: &str| {
+        let prefix = format!("42/chat,[\"{name}\",");
+        frames.iter().filter(|f| f.starts_with(&prefix)).count()
+    };
+    assert_eq!(count("typing:start"), 3, "{frames:?}");
+    assert_eq!(count("message:new"), 4, "{frames:?}");
+    assert_eq!(count("typing:stop"), 3, "one stop per message: {frames:?}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_stops_by_itself_after_six_seconds() {
     let s = TestServer::start().await;

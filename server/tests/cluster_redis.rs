@@ -528,3 +528,144 @@ async fn concurrent_senders_on_two_nodes_are_seen_in_id_order() {
         node.stop().await;
     }
 }
+
+/// Connects `user` to `/chat` on two nodes at the same moment: both Engine.IO sessions are
+/// opened first, then both CONNECT packets go out together.
+async fn connect_twice_at_once(
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+    user: chatwire::store::UserKey,
+) -> (Client, Client) {
+    let (mut ca, mut cb) = tokio::join!(Client::connect(a), Client::connect(b));
+    let connect = format!(r#"40/chat,{{"token":"{}"}}"#, common::token(user));
+    tokio::join!(ca.send(&connect), cb.send(&connect));
+    tokio::join!(
+        ca.event("connection:success"),
+        cb.event("connection:success")
+    );
+    (ca, cb)
+}
+
+/// What a watcher heard about `user` since the last call: exactly one `event`, then nothing
+/// more of it for 300 ms; then `user:check:online` answers `online`.
+async fn hears_once(w: &mut Client, event: &str, online: bool, round: usize) {
+    let got = tokio::time::timeout(Duration::from_secs(5), w.event(event))
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: no {event}"));
+    assert_eq!(got, json!({"userId": 61, "userType": "influencer"}));
+    for name in ["user:online", "user:offline"] {
+        w.no_event(name, Duration::from_millis(300)).await;
+    }
+    w.emit(
+        "user:check:online",
+        json!({"userId": 61, "userType": "influencer"}),
+    )
+    .await;
+    assert_eq!(
+        w.event("user:online:status").await["isOnline"],
+        json!(online),
+        "round {round}: state after {event}"
+    );
+}
+
+/// Two sockets of one user connect at the same moment on two different nodes, then both
+/// disconnect at once, 20 times: a watcher on each of three nodes hears exactly one
+/// `user:online` and, once both are gone, exactly one `user:offline` each round, and ends with
+/// the right state (each node announces cluster-wide changes to its own sockets only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_first_sockets_on_two_nodes_announce_once() {
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&db.url, &redis.url()).await);
+    }
+    let u = influencer(61);
+    let mut watchers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let w = brand(62 + i64::try_from(i).unwrap());
+        n.direct(u, w).await;
+        watchers.push(Client::chat(n.addr, w).await.0);
+    }
+    // Let the nodes' subscriptions and snapshots settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for round in 0..20 {
+        let (c0, c1) = connect_twice_at_once(nodes[0].addr, nodes[1].addr, u).await;
+        let [w0, w1, w2] = &mut watchers[..] else {
+            unreachable!()
+        };
+        tokio::join!(
+            hears_once(w0, "user:online", true, round),
+            hears_once(w1, "user:online", true, round),
+            hears_once(w2, "user:online", true, round),
+        );
+        drop((c0, c1));
+        tokio::join!(
+            hears_once(w0, "user:offline", false, round),
+            hears_once(w1, "user:offline", false, round),
+            hears_once(w2, "user:offline", false, round),
+        );
+    }
+    drop(watchers);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// `message:notification` goes to participants with no socket in the room on any node: user U
+/// with socket 1 in the room on node 0 and socket 2 outside it on node 1 gets no notification on
+/// socket 2, whichever node the message comes from; once socket 1 leaves the room, the next
+/// message notifies socket 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_judges_the_room_across_nodes() {
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&db.url, &redis.url()).await);
+    }
+    let (a, u) = (brand(71), influencer(72));
+    let cid = nodes[0].direct(a, u).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut u1, _) = Client::chat(nodes[0].addr, u).await;
+    let (mut u2, _) = Client::chat(nodes[1].addr, u).await;
+    u1.join(cid).await;
+    // The sender on a third node, and a second device of the sender on socket 2's node.
+    let (mut a2, _) = Client::chat(nodes[2].addr, a).await;
+    let (mut a1, _) = Client::chat(nodes[1].addr, a).await;
+    // Let the join reach the other nodes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (sender, content) in [(&mut a2, "from node 2"), (&mut a1, "from node 1")] {
+        sender
+            .emit(
+                "message:send",
+                json!({"conversationId": cid, "content": content}),
+            )
+            .await;
+        sender.event("message:sent").await;
+        assert_eq!(u1.event("message:new").await["content"], json!(content));
+        u2.no_event("message:notification", Duration::from_millis(500))
+            .await;
+    }
+    u1.emit("conversation:leave", json!({"conversationId": cid}))
+        .await;
+    u1.event("conversation:left").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a2.emit(
+        "message:send",
+        json!({"conversationId": cid, "content": "now?"}),
+    )
+    .await;
+    let note = u2.event("message:notification").await;
+    assert_eq!(note["conversationId"], json!(cid));
+    assert_eq!(note["message"]["content"], json!("now?"));
+    // Socket 1 is out of the room too now: it is notified as well.
+    assert_eq!(
+        u1.event("message:notification").await["message"]["content"],
+        json!("now?")
+    );
+    drop((u1, u2, a1, a2));
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -220,6 +220,45 @@ fn typing_only_from_the_room_and_stops_by_itself() {
 }
 
 #[test]
+fn typing_stop_broadcasts_only_while_typing() {
+    let (chat, conv) = setup();
+    let socket = RefCell::new(ChatSocket::new(brand(1)));
+    let payload = format!(r#"{{"conversationId":{conv}}}"#);
+    event(&chat, &socket, "conversation:join", None, &payload);
+    let stops = |fx: &Effects| {
+        fx.iter()
+            .filter(|e| matches!(e, Effect::Broadcast { frame, .. } if text(frame).contains("typing:stop")))
+            .count()
+    };
+    // Not typing yet: a stop says nothing.
+    assert!(event(&chat, &socket, "typing:stop", None, &payload).is_empty());
+    // The guide's send: start, send (the server stops typing), then the client's own stop.
+    event(&chat, &socket, "typing:start", None, &payload);
+    let send = event(
+        &chat,
+        &socket,
+        "message:send",
+        None,
+        &format!(r#"{{"conversationId":{conv},"content":"hi"}}"#),
+    );
+    assert_eq!(stops(&send), 1, "{send:?}");
+    let stop = event(&chat, &socket, "typing:stop", None, &payload);
+    assert!(stop.is_empty(), "a second typing:stop: {stop:?}");
+    // Repeated starts are still broadcast; one stop ends them, the next says nothing.
+    for _ in 0..2 {
+        let start = event(&chat, &socket, "typing:start", None, &payload);
+        assert!(
+            matches!(&start[0], Effect::Broadcast { frame, .. } if text(frame).contains("typing:start"))
+        );
+    }
+    assert_eq!(
+        stops(&event(&chat, &socket, "typing:stop", None, &payload)),
+        1
+    );
+    assert!(event(&chat, &socket, "typing:stop", None, &payload).is_empty());
+}
+
+#[test]
 fn disconnect_stops_typing_and_leaves_every_room() {
     let (chat, conv) = setup();
     let socket = RefCell::new(ChatSocket::new(influencer(2)));

@@ -1,7 +1,10 @@
 //! `typing:start` / `typing:stop`: broadcast to the room except the typist, only from a socket in
 //! the room. Each start (re)arms a 6 s deadline after which the server's timer calls
 //! [`crate::Chat::typing_due`], which sends `typing:stop` on the typist's behalf; leave,
-//! disconnect and a sent message also stop typing.
+//! disconnect and a sent message also stop typing. A `typing:stop` from a socket that is not
+//! typing there broadcasts nothing: clients such as the guide's emit `typing:stop` right after
+//! `message:send`, when the server has already stopped typing for them, and the room would
+//! otherwise hear every stop twice.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -38,7 +41,8 @@ pub fn broadcast(conversation_id: i64, user: UserKey, start: bool) -> Effect {
 }
 
 /// `typing:start` / `typing:stop` from a socket. Only a socket in the room may type there;
-/// others are ignored (the contract has no reply). A repeated start only moves the deadline.
+/// others are ignored (the contract has no reply). A repeated start only moves the deadline (and
+/// is broadcast again); a stop is broadcast only when the socket was typing there.
 pub(crate) fn on_typing(ev: &Event<'_>, payload: &Value, start: bool) -> Effects {
     let event = if start { "typing:start" } else { "typing:stop" };
     let req = match ConversationRef::parse(payload) {
@@ -64,10 +68,11 @@ pub(crate) fn on_typing(ev: &Event<'_>, payload: &Value, start: bool) -> Effects
                 s.typing.push((conv, until));
                 Some(true)
             }
-            (false, p) => {
-                p.map(|p| s.typing.remove(p));
+            (false, Some(p)) => {
+                s.typing.remove(p);
                 None
             }
+            (false, None) => return Effects::new(),
         }
     };
     let mut fx = Effects::new();

@@ -77,6 +77,12 @@ pub trait Adapter: Send + Sync {
     fn cluster_connected(&self) -> Option<bool> {
         None
     }
+    /// `user`'s first socket on this node joined `room` (`present`) or its last one left it
+    /// (see [`Mesh::room_user_changed`]).
+    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool) {}
+    /// Keeps in `users` only those with no socket in `room` on another node (see
+    /// [`Mesh::retain_absent_elsewhere`]).
+    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) {}
 }
 
 /// Single-process adapter: each operation is a [`ClusterMsg`] to the owner shard of its room or

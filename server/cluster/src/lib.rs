@@ -30,9 +30,9 @@ pub mod shard;
 
 pub use adapter::{Adapter, LocalAdapter, Online};
 pub use mesh::{Injector, Mesh};
-pub use msg::{AckEmit, ClusterMsg, LocalSocket, Published, ShardView};
+pub use msg::{AckEmit, ClusterMsg, HandshakeFacts, LocalSocket, Published, ShardView};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
 pub use redis::{RedisAdapter, RedisConfig};
-pub use rooms::{Member, RoomName, Rooms, SocketKey, room_owner};
+pub use rooms::{Member, Membership, RoomName, Rooms, SocketKey, room_owner};
 pub use shard::ClusterShard;

@@ -30,6 +30,13 @@ pub trait Mesh {
     fn disconnect(&self, sockets: &[u64], close: bool);
     /// Emits an event with an ack id to each of these local sockets (see [`AckEmit`]).
     fn emit_with_ack(&self, emit: AckEmit);
+    /// `user`'s first socket on this node joined `room` (`present`) or its last one left it,
+    /// seen by the room's owner shard (the adapter tells other nodes). A single node has no
+    /// one to tell.
+    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool) {}
+    /// Keeps in `users` only those with no socket in `room` on another node (a single node:
+    /// all of them).
+    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) {}
 }
 
 /// A handle to every shard's channel that threads other than shards hold (the Redis task), to

@@ -44,6 +44,26 @@ pub struct LocalSocket {
     pub id: String,
     /// Its authenticated user.
     pub user: Option<UserKey>,
+    /// What its connection's handshake told the server (None when unknown).
+    pub handshake: Option<HandshakeFacts>,
+}
+
+/// The facts of a connection's Engine.IO handshake that `fetchSockets()` shows other nodes
+/// (Socket.IO's `socket.handshake`). Kept per connection, so it holds no heap: the url and
+/// query are rebuilt from the transport, the date string from `issued_ms`. Request headers and
+/// the CONNECT's `auth` (which carries the token) are not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeFacts {
+    /// When the handshake was served (Unix milliseconds).
+    pub issued_ms: i64,
+    /// The client's address as the server saw it (the TCP peer).
+    pub address: std::net::IpAddr,
+    /// The handshake request carried an `Origin` header (Socket.IO's `xdomain`).
+    pub xdomain: bool,
+    /// Served over TLS.
+    pub secure: bool,
+    /// The handshake's transport: WebSocket (true) or polling.
+    pub websocket: bool,
 }
 
 /// One shard's answer to [`ClusterMsg::Inspect`].

@@ -36,6 +36,24 @@ pub struct Member {
     pub user: Option<UserKey>,
 }
 
+/// What a join or a leave changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Nothing: the socket was already in the room (join) or was not in it (leave).
+    Unchanged,
+    /// The socket joined or left; its user (if any) has another socket in the room.
+    Socket,
+    /// The socket was its user's first in the room (join) or its last (leave).
+    User(UserKey),
+}
+
+impl Membership {
+    /// True when the socket joined or left.
+    pub fn changed(self) -> bool {
+        self != Membership::Unchanged
+    }
+}
+
 /// Sockets of one shard that a broadcast must reach.
 pub type ShardTargets = SmallVec<[(u16, Vec<u64>); 2]>;
 
@@ -71,12 +89,13 @@ pub fn room_owner(room: &str, shards: usize) -> usize {
 }
 
 impl Rooms {
-    /// Adds a member; false when the socket was already in the room.
-    pub fn join(&mut self, room: RoomName, member: Member) -> bool {
+    /// Adds a member (see [`Membership`]).
+    pub fn join(&mut self, room: RoomName, member: Member) -> Membership {
         let room = self.rooms.entry(room).or_default();
         if room.members.iter().any(|m| m.socket == member.socket) {
-            return false;
+            return Membership::Unchanged;
         }
+        let mut change = Membership::Socket;
         if let Some(user) = member.user {
             match room.users.binary_search_by_key(&user, |(u, _)| *u) {
                 Ok(i) => {
@@ -84,22 +103,26 @@ impl Rooms {
                         entry.1 += 1;
                     }
                 }
-                Err(i) => room.users.insert(i, (user, 1)),
+                Err(i) => {
+                    room.users.insert(i, (user, 1));
+                    change = Membership::User(user);
+                }
             }
         }
         room.members.push(member);
-        true
+        change
     }
 
-    /// Removes a member; false when it was not in the room. Empty rooms are dropped.
-    pub fn leave(&mut self, name: &str, socket: SocketKey) -> bool {
+    /// Removes a member (see [`Membership`]). Empty rooms are dropped.
+    pub fn leave(&mut self, name: &str, socket: SocketKey) -> Membership {
         let Some(room) = self.rooms.get_mut(name) else {
-            return false;
+            return Membership::Unchanged;
         };
         let Some(pos) = room.members.iter().position(|m| m.socket == socket) else {
-            return false;
+            return Membership::Unchanged;
         };
         let member = room.members.swap_remove(pos);
+        let mut change = Membership::Socket;
         if let Some(user) = member.user
             && let Ok(i) = room.users.binary_search_by_key(&user, |(u, _)| *u)
         {
@@ -107,13 +130,14 @@ impl Rooms {
                 Some(entry) if entry.1 > 1 => entry.1 -= 1,
                 _ => {
                     room.users.remove(i);
+                    change = Membership::User(user);
                 }
             }
         }
         if room.members.is_empty() {
             self.rooms.remove(name);
         }
-        true
+        change
     }
 
     /// Every room owned here with its member sockets (for requests from other nodes).
@@ -177,20 +201,27 @@ mod tests {
             user_type: UserType::Brand,
             id: 5,
         };
-        assert!(rooms.join(
-            room.clone(),
-            Member {
-                socket: key(0, 1),
-                user: Some(u)
-            }
-        ));
-        assert!(!rooms.join(
-            room.clone(),
-            Member {
-                socket: key(0, 1),
-                user: Some(u)
-            }
-        ));
+        assert_eq!(
+            rooms.join(
+                room.clone(),
+                Member {
+                    socket: key(0, 1),
+                    user: Some(u)
+                }
+            ),
+            Membership::User(u)
+        );
+        assert!(
+            !rooms
+                .join(
+                    room.clone(),
+                    Member {
+                        socket: key(0, 1),
+                        user: Some(u)
+                    }
+                )
+                .changed()
+        );
         rooms.join(
             room.clone(),
             Member {
@@ -210,7 +241,7 @@ mod tests {
         assert_eq!(t[0], (0, vec![1]));
         assert_eq!(t[1], (1, vec![7]));
         assert!(rooms.has_user(&room, u));
-        assert!(rooms.leave(&room, key(0, 1)));
+        assert_eq!(rooms.leave(&room, key(0, 1)), Membership::User(u));
         assert!(!rooms.has_user(&room, u));
         rooms.leave(&room, key(1, 7));
         rooms.leave(&room, key(0, 2));
@@ -225,21 +256,26 @@ mod tests {
             user_type: UserType::Influencer,
             id: 9,
         };
-        for local in [1, 2] {
-            rooms.join(
-                room.clone(),
-                Member {
-                    socket: key(0, local),
-                    user: Some(u),
-                },
-            );
-        }
-        assert!(rooms.leave(&room, key(0, 1)));
+        let joins: Vec<Membership> = [1, 2]
+            .into_iter()
+            .map(|local| {
+                rooms.join(
+                    room.clone(),
+                    Member {
+                        socket: key(0, local),
+                        user: Some(u),
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(joins, [Membership::User(u), Membership::Socket]);
+        assert_eq!(rooms.leave(&room, key(0, 1)), Membership::Socket);
         assert!(rooms.has_user(&room, u), "second device still in the room");
-        assert!(rooms.leave(&room, key(0, 2)));
+        assert_eq!(rooms.leave(&room, key(0, 2)), Membership::User(u));
         assert!(!rooms.has_user(&room, u));
-        assert!(
-            !rooms.leave(&room, key(0, 2)),
+        assert_eq!(
+            rooms.leave(&room, key(0, 2)),
+            Membership::Unchanged,
             "leaving twice changes nothing"
         );
     }

@@ -12,7 +12,7 @@ use crate::mesh::Mesh;
 use crate::msg::{ClusterMsg, Published, ShardView};
 use crate::order::{Held, Order};
 use crate::presence::Presence;
-use crate::rooms::{RoomName, Rooms, SocketKey};
+use crate::rooms::{Membership, RoomName, Rooms, SocketKey};
 
 /// Histogram: sockets a room broadcast reached.
 pub const BROADCAST_FANOUT: &str = "chatwire_broadcast_fanout";
@@ -49,10 +49,16 @@ impl ClusterShard {
     pub fn handle(&self, mesh: &dyn Mesh, msg: ClusterMsg) {
         match msg {
             ClusterMsg::Join { room, member } => {
-                self.rooms.borrow_mut().join(room, member);
+                let change = self.rooms.borrow_mut().join(room.clone(), member);
+                if let Membership::User(user) = change {
+                    mesh.room_user_changed(&room, user, true);
+                }
             }
             ClusterMsg::Leave { room, socket } => {
-                self.rooms.borrow_mut().leave(&room, socket);
+                let change = self.rooms.borrow_mut().leave(&room, socket);
+                if let Membership::User(user) = change {
+                    mesh.room_user_changed(&room, user, false);
+                }
             }
             ClusterMsg::Broadcast {
                 room,
@@ -194,7 +200,8 @@ impl ClusterShard {
         }
     }
 
-    /// `frame` to every user of `users` (but `sender`) with no socket in `room` (owned here).
+    /// `frame` to every user of `users` (but `sender`) with no socket in `room` (owned here)
+    /// on this node nor, as far as this node knows, on any other.
     fn notify_absent(
         &self,
         mesh: &dyn Mesh,
@@ -203,7 +210,7 @@ impl ClusterShard {
         sender: Option<UserKey>,
         frame: &TextFrame,
     ) {
-        let absent: Arc<[UserKey]> = {
+        let mut absent: Vec<UserKey> = {
             let rooms = self.rooms.borrow();
             users
                 .iter()
@@ -211,6 +218,10 @@ impl ClusterShard {
                 .filter(|u| Some(*u) != sender && !rooms.has_user(room, *u))
                 .collect()
         };
+        if !absent.is_empty() {
+            mesh.retain_absent_elsewhere(room, &mut absent);
+        }
+        let absent: Arc<[UserKey]> = absent.into();
         if !absent.is_empty() {
             for shard in 0..mesh.shard_count() {
                 mesh.send(

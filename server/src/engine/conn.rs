@@ -19,13 +19,47 @@ use super::wire::Wire;
 use crate::ratelimit::MessageLimiter;
 use crate::sio::slot::SocketSlot;
 
-/// What the handshake request told us, kept for namespace CONNECTs.
-#[derive(Debug, Default)]
+/// What the handshake request told us, kept for namespace CONNECTs and other nodes'
+/// `fetchSockets()`.
+#[derive(Debug)]
 pub struct Handshake {
     /// The `Authorization` header of the handshake request, if any (fallback token source).
     pub authorization: Option<Box<str>>,
     /// The session's place under the session caps, freed with the connection.
     pub session_permit: Option<crate::http::sessions::SessionPermit>,
+    /// When, from where and how (no heap: 32 bytes).
+    pub facts: chatwire_cluster::HandshakeFacts,
+}
+
+impl Handshake {
+    /// The handshake of a request from `peer` over `transport`, served now.
+    pub fn new(
+        headers: &hyper::HeaderMap,
+        peer: std::net::IpAddr,
+        transport: chatwire_protocol::engine::handshake::Transport,
+        session_permit: Option<crate::http::sessions::SessionPermit>,
+    ) -> Handshake {
+        let issued_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Handshake {
+            authorization: headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(Into::into),
+            session_permit,
+            facts: chatwire_cluster::HandshakeFacts {
+                issued_ms,
+                address: peer,
+                xdomain: headers.contains_key(hyper::header::ORIGIN),
+                secure: false,
+                websocket: matches!(
+                    transport,
+                    chatwire_protocol::engine::handshake::Transport::Websocket
+                ),
+            },
+        }
+    }
 }
 
 /// Mutable connection state.

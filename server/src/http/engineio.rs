@@ -120,7 +120,13 @@ async fn route(
         }
         (Transport::Websocket, None) => match new_session(&shard, info) {
             Ok(permit) => {
-                super::websocket::upgrade(shard, req, None, Some(permit), engine_only).await
+                let handshake = Handshake::new(
+                    req.headers(),
+                    info.peer.ip(),
+                    Transport::Websocket,
+                    Some(permit),
+                );
+                super::websocket::upgrade(shard, req, None, Some(handshake), engine_only).await
             }
             Err(r) => refusal(r),
         },
@@ -128,19 +134,16 @@ async fn route(
             if req.method() != Method::GET {
                 return handshake_error(HandshakeError::BadHandshakeMethod);
             }
-            let authorization = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(Into::into);
             let session_permit = match new_session(&shard, info) {
                 Ok(permit) => Some(permit),
                 Err(r) => return refusal(r),
             };
-            let handshake = Handshake {
-                authorization,
+            let handshake = Handshake::new(
+                req.headers(),
+                info.peer.ip(),
+                Transport::Polling,
                 session_permit,
-            };
+            );
             super::polling::handshake(&shard, handshake, engine_only)
         }
         (Transport::Polling, Some(sid)) => {

@@ -65,7 +65,7 @@ pub async fn upgrade(
     shard: Rc<Shard>,
     mut req: Request<Incoming>,
     sid: Option<Sid>,
-    session_permit: Option<crate::http::sessions::SessionPermit>,
+    handshake: Option<Handshake>,
     engine_only: bool,
 ) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
@@ -99,11 +99,6 @@ pub async fn upgrade(
             UpgradeAnswer::NotUpgradable => return accept_and_close(&shard, &mut req, &accept),
         }
     }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(Into::into);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shard = shard.clone();
     let fut = async move {
@@ -118,17 +113,10 @@ pub async fn upgrade(
         let Some((stream, read_buf)) = into_tcp(upgraded) else {
             return;
         };
-        match sid {
-            None => {
-                let conn = crate::session::open(
-                    &shard,
-                    Transport::Websocket,
-                    Handshake {
-                        authorization,
-                        session_permit,
-                    },
-                    engine_only,
-                );
+        match (sid, handshake) {
+            (None, Some(handshake)) => {
+                let conn =
+                    crate::session::open(&shard, Transport::Websocket, handshake, engine_only);
                 let ws = WebSocketStream::from_partially_read(
                     wire(&shard, stream),
                     read_buf.to_vec(),
@@ -141,10 +129,12 @@ pub async fn upgrade(
                 // No separate timer task: the active loop drives the heartbeat itself.
                 spawn_active(shard, conn, ws);
             }
-            Some(sid) if usize::from(sid.shard()) == usize::from(shard.index) => {
+            // No sid and no handshake cannot happen (the caller gives one or the other).
+            (None, None) => {}
+            (Some(sid), _) if usize::from(sid.shard()) == usize::from(shard.index) => {
                 run_probe(shard, sid, stream, read_buf).await;
             }
-            Some(sid) => match stream.into_std() {
+            (Some(sid), _) => match stream.into_std() {
                 Ok(std_stream) => {
                     let owner = usize::from(sid.shard());
                     let msg = ShardMsg::Upgrade(Box::new(UpgradeForward {

@@ -395,6 +395,7 @@ impl Mesh for Shard {
                         local: *local,
                         id: slot.id.to_string(),
                         user: Some(chat.state.borrow().user),
+                        handshake: Some(conn.handshake.facts),
                     });
                 }
             }
@@ -412,6 +413,14 @@ impl Mesh for Shard {
         if let Some(me) = current() {
             (self.hooks.emit_with_ack)(&me, emit);
         }
+    }
+
+    fn room_user_changed(&self, room: &str, user: UserKey, present: bool) {
+        self.adapter().room_user_changed(room, user, present);
+    }
+
+    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) {
+        self.adapter().retain_absent_elsewhere(room, users);
     }
 }
 

@@ -58,22 +58,62 @@ pub(crate) fn write_temp_id(t: &TempId, out: &mut Vec<u8>) {
     }
 }
 
+/// A UTC date and time of day from Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    /// Year.
+    pub year: i64,
+    /// Month, 1-12.
+    pub month: i64,
+    /// Day of the month, 1-31.
+    pub day: i64,
+    /// Day of the week, 0 = Sunday.
+    pub weekday: i64,
+    /// Seconds since midnight.
+    pub second_of_day: i64,
+    /// Milliseconds past the second.
+    pub millis: i64,
+}
+
+impl Civil {
+    /// The UTC date of `ms` (Unix milliseconds).
+    pub fn from_ms(ms: i64) -> Civil {
+        let secs = ms.div_euclid(1000);
+        let millis = ms.rem_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let second_of_day = secs.rem_euclid(86_400);
+        // Civil-from-days (H. Hinnant), valid for the whole i64 day range we can meet.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            // 1970-01-01 was a Thursday.
+            weekday: (days + 4).rem_euclid(7),
+            second_of_day,
+            millis,
+        }
+    }
+}
+
 /// Appends `ms` (Unix milliseconds) as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quotes included).
 pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), valid for the whole i64 day range we can meet.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let Civil {
+        year,
+        month,
+        day,
+        second_of_day: sod,
+        millis,
+        ..
+    } = Civil::from_ms(ms);
     let s = format!(
         "\"{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z\"",
         sod / 3600,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 pub use any::AnyStore;
 pub use json::{
-    write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str,
+    Civil, write_i64 as json_i64, write_opt_str as json_opt_str, write_str as json_str,
     write_timestamp as json_timestamp,
 };
 pub use memory::MemoryStore;

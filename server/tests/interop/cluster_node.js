@@ -48,6 +48,7 @@ run(async () => {
   nodeClient.on("q", (arg, ack) => ack({ client: arg }));
 
   // A client of the chatwire node, joined to the conversation.
+  const cwBefore = Date.now();
   const cw = connect(`${BASE}/chat`, { transports: ["websocket"], auth: { token: "1:brand" } });
   await waitFor(cw, "connection:success", "chatwire client connects");
   cw.emit("conversation:join", { conversationId: CID });
@@ -104,6 +105,35 @@ run(async () => {
   check(remote.rooms.has(ROOM), "fetched chatwire socket is in its conversation room", [...remote.rooms]);
   const inRoom = await timed("fetchSockets in a room", nsp.in(ROOM).fetchSockets());
   check(inRoom.length === 2, "fetchSockets in the room: node + chatwire socket", inRoom.map((s) => s.id));
+
+  // The chatwire socket's handshake holds what Socket.IO's own server would give, minus the
+  // request headers and auth (not kept; the token never goes over Redis).
+  const hs = (inRoom.find((s) => s.id === cwId) || {}).handshake || {};
+  const fetchedAt = Date.now();
+  check(
+    hs.address === "127.0.0.1" || hs.address === "::ffff:127.0.0.1",
+    "fetched handshake: the client's address",
+    hs,
+  );
+  check(
+    Number.isInteger(hs.issued) && hs.issued >= cwBefore - 1000 && hs.issued <= fetchedAt,
+    "fetched handshake: issued within the test's window",
+    { issued: hs.issued, cwBefore, fetchedAt },
+  );
+  const time = Date.parse(hs.time);
+  check(
+    typeof hs.time === "string" && Math.abs(time - hs.issued) < 1000,
+    "fetched handshake: time is the handshake's date",
+    hs.time,
+  );
+  check(hs.query && hs.query.EIO === "4" && hs.query.transport === "websocket", "fetched handshake: query", hs.query);
+  check(hs.url === "/socket.io/?EIO=4&transport=websocket", "fetched handshake: url", hs.url);
+  check(hs.secure === false && hs.xdomain === false, "fetched handshake: secure and xdomain", hs);
+  check(
+    JSON.stringify(hs.auth) === "{}" && !JSON.stringify(hs).includes("1:brand"),
+    "fetched handshake: no token",
+    hs,
+  );
 
   const rooms = await timed("allRooms", nsp.adapter.allRooms());
   check(rooms.has(ROOM), "allRooms includes chatwire's rooms", [...rooms]);

@@ -14,10 +14,13 @@
 //!   A committed message's `flags` carry `chatwirePrev`, its conversation's previous id (Node
 //!   nodes ignore unknown flags; see [`wire::Flags`]);
 //! - `<p>-request#<nsp>#` / `<p>-response#<nsp>#`: the adapter's requests and answers;
-//! - `<p>-chatwire#<nsp>#`: chatwire's own presence and notifications (no Socket.IO adapter
-//!   listens there).
+//! - `<p>-chatwire#<nsp>#`: chatwire's own presence, conversation rooms (which users have a
+//!   socket in which conversation room on which node, see [`rooms`]) and notifications (no
+//!   Socket.IO adapter listens there).
 
+mod handshake;
 mod presence;
+pub mod rooms;
 mod task;
 pub mod wire;
 
@@ -36,11 +39,12 @@ use crate::presence::presence_owner;
 use crate::rooms::{Member, RoomName, SocketKey, room_owner};
 
 pub use presence::{Change, ClusterPresence};
+pub use rooms::ClusterRooms;
 
 /// Gauge: 1 while the Redis connections are up.
 pub const REDIS_CONNECTED: &str = "chatwire_redis_connected";
 /// Counter: messages dropped, by `reason` (oversize, malformed, unsupported, queue_full,
-/// disconnected, shard_full).
+/// disconnected, shard_full, room_cap).
 pub const REDIS_DROPPED: &str = "chatwire_redis_dropped_total";
 /// Counter: PUBLISH commands sent.
 pub const REDIS_PUBLISHED: &str = "chatwire_redis_published_total";
@@ -64,11 +68,14 @@ pub struct RedisConfig {
     pub heartbeat: Duration,
     /// A node silent this long is dead: its users go offline.
     pub node_timeout: Duration,
+    /// Most (conversation, user) pairs kept of the cluster's conversation rooms (this node's
+    /// and the others', ~32 bytes each); past it, new ones are dropped and counted.
+    pub max_room_pairs: usize,
 }
 
 impl RedisConfig {
     /// Defaults for `url`: prefix `socket.io`, namespace `/chat`, 16,384 queued messages,
-    /// 1 MiB messages, heartbeat 2 s, node timeout 10 s.
+    /// 1 MiB messages, heartbeat 2 s, node timeout 10 s, 1,048,576 room pairs.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -78,6 +85,7 @@ impl RedisConfig {
             max_message: 1 << 20,
             heartbeat: Duration::from_secs(2),
             node_timeout: Duration::from_secs(10),
+            max_room_pairs: 1 << 20,
         }
     }
 
@@ -136,6 +144,9 @@ struct State {
     /// Presence over the cluster (locked on a user's first/last socket and on other nodes'
     /// presence messages, never per message).
     presence: Mutex<ClusterPresence>,
+    /// Conversation rooms over the cluster (locked on a user's first/last socket in a room
+    /// here, on other nodes' room messages, and once per notification).
+    rooms: Mutex<ClusterRooms>,
     /// Rooms other nodes made sockets join, left when the socket goes.
     joined: Mutex<HashMap<SocketKey, Vec<RoomName>>>,
     /// Redis reachable.
@@ -151,6 +162,12 @@ impl State {
 
     fn presence(&self) -> std::sync::MutexGuard<'_, ClusterPresence> {
         self.presence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, ClusterRooms> {
+        self.rooms
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -196,6 +213,7 @@ impl RedisAdapter {
         let (tx, rx) = flume::bounded(cfg.queue.max(1));
         let state = Arc::new(State {
             uid: new_uid(),
+            rooms: Mutex::new(ClusterRooms::new(cfg.max_room_pairs)),
             cfg,
             out: tx,
             shards: OnceLock::new(),
@@ -312,6 +330,44 @@ impl Adapter for RedisAdapter {
             online,
         }));
         announce
+    }
+
+    /// A user's first socket here joined a conversation room or its last one left: kept for
+    /// this node's snapshots and told to the other nodes.
+    fn room_user_changed(&self, room: &str, user: UserKey, present: bool) {
+        let Some(conversation) = rooms::conversation_of(room) else {
+            return;
+        };
+        match self
+            .state
+            .rooms()
+            .local_change((conversation, user), present)
+        {
+            rooms::Applied::Changed => {}
+            rooms::Applied::Same => return,
+            rooms::Applied::Capped => {
+                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(1);
+                return;
+            }
+        }
+        self.state.enqueue(Out::Node(wire::NodeMsg::Room {
+            node: self.state.uid.clone(),
+            conversation,
+            user: user.into(),
+            in_room: present,
+        }));
+    }
+
+    /// `message:notification` goes to users in the room nowhere: drops those in it on
+    /// another node.
+    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) {
+        let Some(conversation) = rooms::conversation_of(room) else {
+            return;
+        };
+        let rooms = self.state.rooms();
+        if !rooms.is_empty() {
+            users.retain(|u| !rooms.elsewhere(conversation, *u));
+        }
     }
 
     fn socket_gone(&self, mesh: &dyn Mesh, socket: SocketKey) {

@@ -78,6 +78,11 @@ impl ClusterPresence {
         self.nodes.len()
     }
 
+    /// True when `node` is known alive.
+    pub fn knows(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
     /// A delta from `node`.
     pub fn remote_change(
         &mut self,

@@ -93,6 +93,9 @@ async fn session(
     };
     publish_now(&mut publisher, &cfg.node_channel(), node_bytes(&hello)).await?;
     publish_now(&mut publisher, &cfg.node_channel(), snapshot_bytes(state)).await?;
+    for part in rooms_snapshot_parts(state) {
+        publish_now(&mut publisher, &cfg.node_channel(), part).await?;
+    }
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     let mut batch = Vec::with_capacity(PIPELINE_MAX);
     loop {
@@ -131,6 +134,7 @@ async fn session(
                 publish_now(&mut publisher, &cfg.node_channel(), node_bytes(&beat)).await?;
                 let changes = state.presence().expire(Instant::now(), cfg.node_timeout);
                 announce(state, changes);
+                forget_dead_rooms(state);
             }
         }
     }
@@ -165,6 +169,50 @@ fn snapshot_bytes(state: &State) -> Vec<u8> {
         node: state.uid.clone(),
         users,
     })
+}
+
+/// Pairs per [`NodeMsg::Rooms`] part (~15 bytes each on the wire: far under `max_message`).
+const ROOMS_PER_PART: usize = 4096;
+
+/// This node's conversation rooms as [`NodeMsg::Rooms`] parts (one, empty, when it has none:
+/// the first part clears what others knew).
+fn rooms_snapshot_parts(state: &State) -> Vec<Vec<u8>> {
+    let pairs = state.rooms().local_pairs();
+    let mut parts = Vec::with_capacity(pairs.len() / ROOMS_PER_PART + 1);
+    let mut chunks = pairs.chunks(ROOMS_PER_PART);
+    let mut first = true;
+    loop {
+        let chunk = chunks.next();
+        if chunk.is_none() && !first {
+            break;
+        }
+        let pairs = chunk
+            .unwrap_or_default()
+            .iter()
+            .map(|(c, u)| (*c, WireUser::from(*u)))
+            .collect();
+        parts.push(node_bytes(&NodeMsg::Rooms {
+            node: state.uid.clone(),
+            first,
+            pairs,
+        }));
+        first = false;
+    }
+    parts
+}
+
+/// Forgets the conversation rooms of nodes the presence gave up on.
+fn forget_dead_rooms(state: &State) {
+    let alive: HashSet<String> = {
+        let presence = state.presence();
+        state
+            .rooms()
+            .node_names()
+            .into_iter()
+            .filter(|n| presence.knows(n))
+            .collect()
+    };
+    state.rooms().retain_nodes(|n| alive.contains(n));
 }
 
 /// The channel and bytes of a queued message (None: nothing to publish, e.g. an ack frame).
@@ -323,6 +371,39 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
                 channel: state.cfg.node_channel(),
                 payload: snapshot_bytes(state),
             });
+            for payload in rooms_snapshot_parts(state) {
+                state.enqueue(Out::Raw {
+                    channel: state.cfg.node_channel(),
+                    payload,
+                });
+            }
+        }
+        NodeMsg::Room {
+            node,
+            conversation,
+            user,
+            in_room,
+        } => {
+            let user = user.key().ok_or(Drop::Malformed)?;
+            state.presence().seen(&node, now);
+            let applied = state
+                .rooms()
+                .remote_change(&node, (conversation, user), in_room);
+            if applied == super::rooms::Applied::Capped {
+                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(1);
+            }
+        }
+        NodeMsg::Rooms { node, first, pairs } => {
+            let pairs = pairs
+                .into_iter()
+                .map(|(c, u)| u.key().map(|u| (c, u)))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(Drop::Malformed)?;
+            state.presence().seen(&node, now);
+            let capped = state.rooms().snapshot(&node, pairs, first);
+            if capped > 0 {
+                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(capped as u64);
+            }
         }
         NodeMsg::Snapshot { node, users } => {
             let users = users.into_iter().filter_map(WireUser::key).collect();
@@ -366,11 +447,18 @@ fn announce_to(shards: &dyn Injector, changes: Vec<Change>) {
     }
 }
 
+/// A local `/chat` socket: (id, user, handshake facts).
+type SocketInfo = (
+    String,
+    Option<chatwire_store::UserKey>,
+    Option<crate::msg::HandshakeFacts>,
+);
+
 /// Every local `/chat` socket and room, gathered from the shards.
 #[derive(Debug, Default)]
 struct NodeView {
-    /// Socket -> (id, user).
-    sockets: HashMap<SocketKey, (String, Option<chatwire_store::UserKey>)>,
+    /// Socket -> (id, user, handshake).
+    sockets: HashMap<SocketKey, SocketInfo>,
     /// Room -> members.
     rooms: HashMap<RoomName, Vec<Member>>,
 }
@@ -397,7 +485,7 @@ impl NodeView {
                     shard: part.shard,
                     local: s.local,
                 };
-                view.sockets.insert(key, (s.id, s.user));
+                view.sockets.insert(key, (s.id, s.user, s.handshake));
             }
             for (room, members) in part.rooms {
                 view.rooms.entry(room).or_default().extend(members);
@@ -413,7 +501,7 @@ impl NodeView {
         }
         self.sockets
             .iter()
-            .filter(|(_, (id, _))| id == room)
+            .filter(|(_, (id, ..))| id == room)
             .map(|(k, _)| *k)
             .collect()
     }
@@ -458,7 +546,7 @@ impl NodeView {
     /// The rooms of a socket, its own id first (Socket.IO's `socket.rooms`).
     fn rooms_of(&self, socket: SocketKey) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some((id, _)) = self.sockets.get(&socket) {
+        if let Some((id, ..)) = self.sockets.get(&socket) {
             out.push(id.clone());
         }
         for (room, members) in &self.rooms {
@@ -471,22 +559,19 @@ impl NodeView {
 
     fn all_rooms(&self) -> Vec<String> {
         let mut out: Vec<String> = self.rooms.keys().map(|r| r.to_string()).collect();
-        out.extend(self.sockets.values().map(|(id, _)| id.clone()));
+        out.extend(self.sockets.values().map(|(id, ..)| id.clone()));
         out
     }
 
     fn describe(&self, socket: SocketKey) -> Json {
-        let (id, user) = self.sockets.get(&socket).cloned().unwrap_or_default();
+        let (id, user, facts) = self.sockets.get(&socket).cloned().unwrap_or_default();
         let data = match user {
             Some(u) => json!({"userId": u.id, "userType": u.user_type.as_str()}),
             None => json!({}),
         };
         json!({
             "id": id,
-            "handshake": {
-                "headers": {}, "time": "", "address": "", "xdomain": false, "secure": false,
-                "issued": 0, "url": "/socket.io/", "query": {}, "auth": {},
-            },
+            "handshake": super::handshake::handshake_json(facts.as_ref()),
             "rooms": self.rooms_of(socket),
             "data": data,
         })
@@ -495,7 +580,7 @@ impl NodeView {
     fn find(&self, sid: &str) -> Option<SocketKey> {
         self.sockets
             .iter()
-            .find(|(_, (id, _))| id == sid)
+            .find(|(_, (id, ..))| id == sid)
             .map(|(k, _)| *k)
     }
 }
@@ -565,7 +650,7 @@ fn handle_request(state: &State, shards: &dyn Injector, view: &NodeView, kind: u
             let ids: Vec<String> = view
                 .select(&rooms, &[])
                 .into_iter()
-                .filter_map(|s| view.sockets.get(&s).map(|(id, _)| id.clone()))
+                .filter_map(|s| view.sockets.get(&s).map(|(id, ..)| id.clone()))
                 .collect();
             respond(state, json!({"requestId": request_id, "sockets": ids}));
         }
@@ -726,7 +811,7 @@ fn apply_membership(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for socket in targets {
-        let user = view.sockets.get(socket).and_then(|(_, u)| *u);
+        let user = view.sockets.get(socket).and_then(|(_, u, _)| *u);
         for name in names {
             let room: RoomName = name.as_str().into();
             let owner = room_owner(&room, shards.shard_count());

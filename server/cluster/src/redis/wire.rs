@@ -428,6 +428,29 @@ pub enum NodeMsg {
         /// Online on the sender now.
         online: bool,
     },
+    /// A user's first socket on the sender joined a conversation's room (`in_room`), or its
+    /// last one there left.
+    Room {
+        /// Sender.
+        node: String,
+        /// The conversation.
+        conversation: i64,
+        /// The user.
+        user: WireUser,
+        /// In the room on the sender now.
+        in_room: bool,
+    },
+    /// A part of the sender's conversation rooms (answering [`NodeMsg::Hello`] after the
+    /// [`NodeMsg::Snapshot`]): (conversation, user) pairs; the first part replaces what was
+    /// known of the sender.
+    Rooms {
+        /// Sender.
+        node: String,
+        /// The first part.
+        first: bool,
+        /// (conversation, user) pairs.
+        pairs: Vec<(i64, WireUser)>,
+    },
     /// `message:notification` for participants with no socket in the room.
     Notify {
         /// Sender.
@@ -449,6 +472,8 @@ impl NodeMsg {
             | NodeMsg::Hello { node }
             | NodeMsg::Snapshot { node, .. }
             | NodeMsg::Presence { node, .. }
+            | NodeMsg::Room { node, .. }
+            | NodeMsg::Rooms { node, .. }
             | NodeMsg::Notify { node, .. } => node,
         }
     }
