@@ -134,7 +134,7 @@ pub async fn upgrade(
                 conn.outbox.unpop(open);
                 // No separate timer task: the active loop drives the heartbeat itself.
                 let wire = wire(&shard, stream);
-                spawn_active(shard, conn, Start::Fresh(wire, read_buf));
+                spawn_active(shard, conn, Start::Fresh(wire, read_buf.to_vec()));
             }
             Some(sid) if usize::from(sid.shard()) == usize::from(shard.index) => {
                 run_probe(shard, sid, stream, read_buf).await;
@@ -355,7 +355,7 @@ enum Start {
     /// A new WebSocket over an upgraded stream (and the bytes read past the request): built
     /// inside the loop's future, which then holds it once (an async fn's argument is held
     /// twice: as passed, and as the local the body uses).
-    Fresh(Wire, Bytes),
+    Fresh(Wire, Vec<u8>),
     /// A WebSocket that ran the upgrade probe.
     Probed(Box<Ws>),
 }
@@ -386,7 +386,7 @@ async fn run_active(shard: Rc<Shard>, conn: Rc<Conn>, start: Start) {
         Start::Fresh(wire, read_buf) => {
             WebSocketStream::from_partially_read(
                 wire,
-                read_buf.to_vec(),
+                read_buf,
                 Role::Server,
                 Some(ws_config(&shard)),
             )
