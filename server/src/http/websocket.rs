@@ -537,7 +537,7 @@ mod tests {
     /// Every idle WebSocket keeps its task: the future of the active loop, in a block rounded
     /// up to 128 bytes (tokio's task cell). This future was 1,840 bytes in a test build (a
     /// 2,176-byte task per connection in release) while it held the WebSocket twice and awaited
-    /// the write, stall and close paths inline; 952 since. A sub-future awaited inline in the
+    /// the write, stall and close paths inline; 936 since. A sub-future awaited inline in the
     /// loop, or the WebSocket passed as an argument again, would grow it past the bound.
     #[test]
     fn the_active_loop_stays_small() {
