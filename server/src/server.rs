@@ -178,7 +178,7 @@ impl Server {
             protocol,
             outbound_frames: config.outbound_queue.max(16),
             outbound_bytes: config.max_payload.saturating_mul(4).max(1 << 20),
-            ws_read_buffer: 1024,
+            ws_read_buffer: crate::shared::WS_READ_BUFFER,
             header_read_timeout: config.header_read_timeout(),
             origin: OriginPolicy::from_config(config),
             fleet,

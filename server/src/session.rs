@@ -41,12 +41,26 @@ pub fn on_timer(conn: &Rc<Conn>, shard: &Rc<Shard>) {
 /// Feeds one Engine.IO packet from the transport and processes what it produced.
 /// Returns false when the connection is closed.
 pub async fn on_packet(conn: &Rc<Conn>, shard: &Rc<Shard>, packet: EnginePacket) -> bool {
+    match feed_packet(conn, shard, packet) {
+        Some(done) => on_events(conn, shard, done).await,
+        None => false,
+    }
+}
+
+/// The synchronous half of [`on_packet`]: hands the packet to the session. None when the
+/// connection is (now) closed. Kept out of the async half so the packet is not held in the
+/// future of every WebSocket's loop, which awaits [`on_events`] inline.
+pub fn feed_packet<'a>(
+    conn: &Rc<Conn>,
+    shard: &'a Rc<Shard>,
+    packet: EnginePacket,
+) -> Option<PacketDone<'a>> {
     if conn.closed.get() {
-        return false;
+        return None;
     }
     // What this packet delivers to other WebSockets is written once each, when it is done.
     shard.begin_packet();
-    let _done = PacketDone(shard);
+    let done = PacketDone(shard);
     let result = conn
         .state
         .borrow_mut()
@@ -55,10 +69,17 @@ pub async fn on_packet(conn: &Rc<Conn>, shard: &Rc<Shard>, packet: EnginePacket)
     if let Err(e) = result {
         tracing::debug!(sid = %conn.sid, error = %e, "bad engine.io packet: closing");
         terminate(conn, shard, "parse error");
-        return false;
+        return None;
     }
     conn.flush_transmits();
     conn.rearm.notify_one();
+    Some(done)
+}
+
+/// The async half of [`on_packet`]: processes the events the packet produced (Socket.IO
+/// messages go up to [`crate::sio`], boxed: only while one is processed). `_done` ends the
+/// packet when this returns. Returns false when the connection is closed.
+pub async fn on_events(conn: &Rc<Conn>, shard: &Rc<Shard>, _done: PacketDone<'_>) -> bool {
     loop {
         let event = conn.state.borrow_mut().session.poll_event();
         let Some(event) = event else { break };
@@ -241,7 +262,7 @@ pub fn disconnect_sockets(shard: &Rc<Shard>, sockets: &[u64], close: bool) {
 }
 
 /// Ends a [`Shard::begin_packet`] when dropped.
-struct PacketDone<'a>(&'a Shard);
+pub struct PacketDone<'a>(&'a Shard);
 
 impl Drop for PacketDone<'_> {
     fn drop(&mut self) {

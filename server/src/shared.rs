@@ -18,6 +18,12 @@ use crate::ratelimit::ConnectionLimiter;
 use crate::route::Committer;
 use crate::shutdown::Shutdown;
 
+/// tungstenite's read buffer per WebSocket: one block each connection keeps for its life (idle
+/// or not), and the most one read takes. 512 bytes hold a client event (a chat message with its
+/// envelope is a few hundred bytes); a longer frame is read in pieces of this size. It was 1 KiB:
+/// 512 bytes more per idle connection.
+pub const WS_READ_BUFFER: usize = 512;
+
 /// What the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -37,7 +43,7 @@ pub struct Shared {
     pub outbound_frames: usize,
     /// Most bytes queued to one client before it is dropped.
     pub outbound_bytes: usize,
-    /// tungstenite read buffer per WebSocket.
+    /// tungstenite read buffer per WebSocket ([`WS_READ_BUFFER`]).
     pub ws_read_buffer: usize,
     /// HTTP header read timeout.
     pub header_read_timeout: Duration,

@@ -74,8 +74,10 @@ pub enum Admitted {
 /// A socket's place in its conversations, and the offsets it has been given.
 #[derive(Debug, Default)]
 pub struct Cursors {
-    /// Where the session started: conversation -> last id then (from the session row).
-    base: HashMap<i64, i64>,
+    /// Where the session started: conversation -> last id then (from the session row), sorted
+    /// by conversation. A sorted slice, not a map: every recoverable socket keeps it for its
+    /// life, and it changes only when the session starts (`tests::cursors_stay_small`).
+    base: Box<[(i64, i64)]>,
     /// Conversations advanced past `base`: the last id delivered, sorted by conversation.
     seen: Vec<(i64, i64)>,
     /// A recovered session: frames at or below `base` were received before the drop, or
@@ -89,8 +91,8 @@ pub struct Cursors {
     /// The held frames overflowed [`MAX_HELD`]: the recovery must be abandoned.
     lost: bool,
     /// Read pointers the client had when the session started (a recovered session: where it
-    /// was; from the session row).
-    read_base: HashMap<Reader, i64>,
+    /// was; from the session row), sorted by reader.
+    read_base: Box<[(Reader, i64)]>,
     /// Readers whose receipts told the socket more than `read_base`: the highest pointer
     /// delivered, sorted, at most [`MAX_READ_ENTRIES`].
     reads: Vec<(Reader, i64)>,
@@ -101,7 +103,7 @@ impl Cursors {
     /// named in the offset, which is safe). `resumed` for a recovered session.
     pub fn new(base: HashMap<i64, i64>, resumed: bool) -> Cursors {
         Cursors {
-            base,
+            base: sorted(base),
             resumed,
             ..Cursors::default()
         }
@@ -109,12 +111,12 @@ impl Cursors {
 
     /// This session with the read pointers its client had when it started.
     pub fn with_read_base(mut self, read_base: HashMap<Reader, i64>) -> Cursors {
-        self.read_base = read_base;
+        self.read_base = sorted(read_base);
         self
     }
 
     /// The read pointers the client had when the session started.
-    pub fn read_base(&self) -> &HashMap<Reader, i64> {
+    pub fn read_base(&self) -> &[(Reader, i64)] {
         &self.read_base
     }
 
@@ -126,7 +128,7 @@ impl Cursors {
             .ok()
             .and_then(|i| self.reads.get(i))
             .map_or(0, |(_, m)| *m);
-        seen.max(self.read_base.get(&reader).copied().unwrap_or(0))
+        seen.max(lookup(&self.read_base, reader).unwrap_or(0))
     }
 
     /// Sets the session's start, read after the socket was subscribed (fresh sessions).
@@ -136,11 +138,11 @@ impl Cursors {
             .into_iter()
             .filter(|(c, id)| base.get(c).is_none_or(|b| id > b))
             .collect();
-        self.base = base;
+        self.base = sorted(base);
     }
 
     /// The session's start.
-    pub fn base(&self) -> &HashMap<i64, i64> {
+    pub fn base(&self) -> &[(i64, i64)] {
         &self.base
     }
 
@@ -189,7 +191,7 @@ impl Cursors {
                 return self.tail_for(frame);
             }
         };
-        let base = self.base.get(&stream).copied();
+        let base = lookup(&self.base, stream);
         let slot = self.seen.binary_search_by_key(&stream, |(c, _)| *c);
         let last = match slot {
             Ok(i) => self.seen.get(i).map(|(_, id)| *id),
@@ -261,7 +263,7 @@ impl Cursors {
 
     /// The client was told `reader`'s pointer `m`.
     fn note_read(&mut self, reader: Reader, m: i64) {
-        if m <= self.read_base.get(&reader).copied().unwrap_or(0) {
+        if m <= lookup(&self.read_base, reader).unwrap_or(0) {
             return;
         }
         match self.reads.binary_search_by_key(&reader, |(r, _)| *r) {
@@ -275,6 +277,22 @@ impl Cursors {
             Err(_) => {}
         }
     }
+}
+
+/// A map's entries as a slice sorted by key.
+fn sorted<K: Ord>(map: HashMap<K, i64>) -> Box<[(K, i64)]> {
+    let mut entries: Vec<(K, i64)> = map.into_iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.into_boxed_slice()
+}
+
+/// The value of `key` in a slice sorted by key.
+fn lookup<K: Ord>(entries: &[(K, i64)], key: K) -> Option<i64> {
+    entries
+        .binary_search_by(|(k, _)| k.cmp(&key))
+        .ok()
+        .and_then(|i| entries.get(i))
+        .map(|(_, v)| *v)
 }
 
 /// What a client's offset names: per conversation the last message delivered, and per reader
@@ -350,6 +368,20 @@ fn push_base36(n: i64, out: &mut String) {
 mod tests {
     use super::*;
     use chatwire_protocol::socket::emit;
+
+    /// Every recoverable socket keeps its cursors (176 bytes, and a hash table per start map
+    /// when they were maps).
+    #[test]
+    fn cursors_stay_small() {
+        let size = std::mem::size_of::<Cursors>();
+        assert!(size <= 112, "Cursors is {size} bytes");
+        let c = Cursors::new(HashMap::from([(7, 3), (2, 9), (5, 1)]), false)
+            .with_read_base(HashMap::from([((5, 2), 4), ((2, 8), 6)]));
+        assert_eq!(c.base(), &[(2, 9), (5, 1), (7, 3)]);
+        assert_eq!(c.read_base(), &[((2, 8), 6), ((5, 2), 4)]);
+        assert_eq!(c.read_known((5, 2)), 4);
+        assert_eq!(c.read_known((5, 3)), 0);
+    }
 
     fn ev(c: i64, id: i64) -> TextFrame {
         emit::event(
