@@ -77,18 +77,20 @@ if [ "$CRITERION" = 1 ]; then
   # Short form: the codec benches measured 0.6 s each; the batch writer bench (PostgreSQL) with
   # half the messages, the server's own lanes only and 3 s paced runs (BENCH_FULL: all of both).
   if [ "${BENCH_FULL:-0}" = 1 ]; then
-    crit=(--warm-up-time 1 --measurement-time 2)
+    crit=(--warm-up-time 1 --measurement-time 2 --noplot)
     codec_box="${CRITERION_SECS:-300}" writer_box="${CRITERION_SECS:-300}"
   else
     : "${BENCH_MESSAGES:=150000}" "${BENCH_PACE_SECS:=3}" "${BENCH_SINGLE:=5000}" "${BENCH_LANES:=0}"
-    crit=(--warm-up-time 0.3 --measurement-time 0.6)
+    crit=(--warm-up-time 0.3 --measurement-time 0.6 --noplot)
     codec_box="${CRITERION_SECS:-40}" writer_box="${CRITERION_SECS:-60}"
   fi
   export BENCH_MESSAGES BENCH_PACE_SECS BENCH_SINGLE BENCH_LANES
-  # One bench in its box; its log in $BENCH_OUT, the lines worth reading printed. The codec's
-  # first: a slow database cannot cut it short.
+  # One bench in its box; its log in $BENCH_OUT/criterion/ (the load run clears the logs at the
+  # top of $BENCH_OUT), the lines worth reading printed. The codec's first: a slow database
+  # cannot cut it short. No plots (criterion's HTML plots took most of the codec's box).
+  mkdir -p "$BENCH_OUT/criterion"
   crit_box() {
-    local name=$1 box=$2 rc=0 log="$BENCH_OUT/criterion-$1.log"
+    local name=$1 box=$2 rc=0 log="$BENCH_OUT/criterion/$1.log"
     shift 2
     (cd "$ROOT" && timeout "$box" cargo bench -p chatwire-bench --bench "$name" -- "$@") \
       > "$log" 2>&1 || rc=$?
