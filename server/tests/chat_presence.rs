@@ -132,11 +132,8 @@ async fn typing_broadcast_and_stops() {
     s.stop().await;
 }
 
-/// The guide's client sends `message:send` then `typing:stop`; the server has already stopped
-/// typing for it, so the other side hears exactly one `typing:stop` per sent message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_typing_stop_per_sent_message() {
-    let s = TestServer::start().await;
+/// Brand 1 and influencer 2 in a direct conversation, both joined to its room.
+async fn joined_pair(s: &TestServer) -> (i64, Client, Client) {
     let (a, b) = (brand(1), influencer(2));
     let conv = s.direct(a, b).await;
     let (mut ca, _) = Client::chat(s.addr, a).await;
@@ -144,6 +141,15 @@ async fn one_typing_stop_per_sent_message() {
     for c in [&mut ca, &mut cb] {
         c.join(conv).await;
     }
+    (conv, ca, cb)
+}
+
+/// The guide's client sends `message:send` then `typing:stop`; the server has already stopped
+/// typing for it, so the other side hears exactly one `typing:stop` per sent message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_typing_stop_per_sent_message() {
+    let s = TestServer::start().await;
+    let (conv, mut ca, mut cb) = joined_pair(&s).await;
     for round in 0..3 {
         ca.emit("typing:start", json!({"conversationId": conv}))
             .await;
@@ -185,13 +191,7 @@ async fn one_typing_stop_per_sent_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_stops_by_itself_after_six_seconds() {
     let s = TestServer::start().await;
-    let (a, b) = (brand(1), influencer(2));
-    let conv = s.direct(a, b).await;
-    let (mut ca, _) = Client::chat(s.addr, a).await;
-    let (mut cb, _) = Client::chat(s.addr, b).await;
-    for c in [&mut ca, &mut cb] {
-        c.join(conv).await;
-    }
+    let (conv, mut ca, mut cb) = joined_pair(&s).await;
     let started = std::time::Instant::now();
     ca.emit("typing:start", json!({"conversationId": conv}))
         .await;
@@ -217,13 +217,7 @@ async fn typing_stops_by_itself_after_six_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts() {
     let s = TestServer::start().await;
-    let (a, b) = (brand(1), influencer(2));
-    let conv = s.direct(a, b).await;
-    let (mut ca, _) = Client::chat(s.addr, a).await;
-    let (mut cb, _) = Client::chat(s.addr, b).await;
-    for c in [&mut ca, &mut cb] {
-        c.join(conv).await;
-    }
+    let (conv, mut ca, mut cb) = joined_pair(&s).await;
     ca.emit(
         "message:send",
         json!({"conversationId": conv, "content": "1"}),
