@@ -11,6 +11,7 @@
 pub mod any;
 pub mod batch;
 mod dedup;
+mod group;
 mod json;
 pub mod memory;
 pub mod postgres;

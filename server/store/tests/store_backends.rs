@@ -714,3 +714,105 @@ async fn postgres_gives_each_message_its_exact_predecessor() {
         .unwrap();
     assert_eq!(next[0].as_ref().unwrap().prev, Some(last));
 }
+
+/// Read pointer moves that arrive together go to PostgreSQL as one statement, and each call still
+/// gets its own answer: targets, `forbidden` and `not_found` stay with the call that earned them,
+/// pointers never move backwards, and two nodes moving the same pointers at once both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_concurrent_read_pointer_moves() {
+    let db = pg::TestDb::create().await;
+    let AnyStore::Postgres(node_a) = AnyStore::connect(&db.url, true).await.unwrap() else {
+        panic!("a postgres:// URL opens the PostgreSQL store");
+    };
+    let AnyStore::Postgres(node_b) = AnyStore::connect(&db.url, false).await.unwrap() else {
+        panic!("a postgres:// URL opens the PostgreSQL store");
+    };
+    let (a, b) = (
+        std::sync::Arc::new(AnyStore::Postgres(node_a.clone())),
+        std::sync::Arc::new(AnyStore::Postgres(node_b.clone())),
+    );
+    // 20 direct conversations, 3 messages each from the brand.
+    let mut convs = Vec::new();
+    for i in 0..20 {
+        let (brand_i, infl_i) = (brand(500 + i), infl(600 + i));
+        let conv = a.create_direct(brand_i, infl_i).await.unwrap().0.id;
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(
+                send(&a, msg(conv, brand_i, &format!("m{n}"), None))
+                    .await
+                    .message
+                    .id,
+            );
+        }
+        convs.push((conv, infl_i, ids));
+    }
+    let before = node_a.read_batches();
+    type Want = Result<i64, StoreError>;
+    let mut calls: Vec<tokio::task::JoinHandle<(Want, Want)>> = Vec::new();
+    let outsider = infl(999);
+    for (conv, reader, ids) in &convs {
+        let (conv, reader, ids) = (*conv, *reader, ids.clone());
+        let cases: [(UserKey, i64, Option<i64>, Want); 6] = [
+            (reader, conv, Some(ids[0]), Ok(ids[0])),
+            (reader, conv, None, Ok(ids[2])),
+            (reader, conv, Some(ids[1]), Ok(ids[1])),
+            (outsider, conv, None, Err(StoreError::Forbidden)),
+            (
+                reader,
+                conv,
+                Some(ids[2] + 10_000),
+                Err(StoreError::NotFound),
+            ),
+            (reader, conv + 100_000, None, Err(StoreError::NotFound)),
+        ];
+        for (k, (user, c, up_to, want)) in cases.into_iter().enumerate() {
+            // Every other call from the second node, in the other order.
+            let store = if k % 2 == 0 { a.clone() } else { b.clone() };
+            calls.push(tokio::spawn(async move {
+                (store.mark_read(c, user, up_to).await, want)
+            }));
+        }
+    }
+    for call in calls {
+        let (got, want) = call.await.unwrap();
+        assert_eq!(got, want);
+    }
+    let batches = node_a.read_batches() - before;
+    assert!(
+        batches < 60,
+        "60 concurrent moves on one node took {batches} statements"
+    );
+    // Each reader's pointer ends at the newest message: the lower moves did not pull it back.
+    let all: Vec<i64> = convs.iter().map(|(c, _, _)| *c).collect();
+    let mut got = a.read_pointers(&all).await.unwrap();
+    got.sort_unstable();
+    let mut want: Vec<(i64, UserKey, i64)> =
+        convs.iter().map(|(c, r, ids)| (*c, *r, ids[2])).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+
+    // Profiles from token claims, upserted together by a connect storm on node A: node B (which
+    // has none of them cached) reads each user's own claims back.
+    let claims = |i: i64| Profile {
+        username: format!("storm_{i}"),
+        first_name: Some(format!("F{i}")),
+        last_name: (i % 2 == 0).then(|| format!("L{i}")),
+        profile_image: None,
+    };
+    let upserts: Vec<_> = (0..50)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { a.ensure_user(brand(700 + i), Some(claims(i))).await })
+        })
+        .collect();
+    for (i, u) in upserts.into_iter().enumerate() {
+        assert_eq!(*u.await.unwrap().unwrap(), claims(i as i64));
+    }
+    for i in 0..50 {
+        assert_eq!(
+            *b.ensure_user(brand(700 + i), None).await.unwrap(),
+            claims(i)
+        );
+    }
+}

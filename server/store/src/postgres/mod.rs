@@ -21,6 +21,7 @@
 
 mod conversations;
 mod copy;
+mod grouped;
 mod insert;
 
 use insert::{FAST_INSERT_SQL, INSERT_SQL, find_by_key};
@@ -65,6 +66,10 @@ pub struct PgStore {
     write_path: Arc<AtomicU8>,
     /// The collation `?q=` search folds case with (see `conversations::search_collation`).
     search_collation: &'static str,
+    /// Read pointer moves, grouped into one statement per batch (`grouped.rs`).
+    reads: crate::group::GroupCall<grouped::ReadMove, i64>,
+    /// Users' profiles from token claims, upserted in groups likewise.
+    upserts: crate::group::GroupCall<(UserKey, Profile), ()>,
 }
 
 impl PgStore {
@@ -95,6 +100,8 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
         let search_collation = conversations::search_collation(&pool).await?;
+        let reads = grouped::reads(pool.clone());
+        let upserts = grouped::profiles(pool.clone());
         Ok(PgStore {
             pool,
             write_pool,
@@ -102,6 +109,8 @@ impl PgStore {
             profiles: Arc::new(ProfileCache::new(100_000)),
             write_path: Arc::new(AtomicU8::new(WritePath::default() as u8)),
             search_collation,
+            reads,
+            upserts,
         })
     }
 
@@ -123,6 +132,12 @@ impl PgStore {
     /// The query pool (tests and benches use it to inspect the tables).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Statements that moved read pointers so far (each carries every `mark_read` call that
+    /// arrived while the previous one ran).
+    pub fn read_batches(&self) -> u64 {
+        self.reads.batches()
     }
 
     /// The pool of recovery session rows (tests read its settings).
@@ -349,24 +364,7 @@ impl Store for PgStore {
                 if let Some(c) = cached.filter(|c| **c == p) {
                     return Ok(c);
                 }
-                sqlx::query(
-                    "INSERT INTO users (user_type, id, username, first_name, last_name, profile_image)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (user_type, id) DO UPDATE SET username = EXCLUDED.username,
-                        first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
-                        profile_image = EXCLUDED.profile_image
-                     WHERE (users.username, users.first_name, users.last_name, users.profile_image)
-                        IS DISTINCT FROM (EXCLUDED.username, EXCLUDED.first_name, EXCLUDED.last_name,
-                                          EXCLUDED.profile_image)",
-                )
-                .bind(user.user_type.code())
-                .bind(user.id)
-                .bind(&p.username)
-                .bind(&p.first_name)
-                .bind(&p.last_name)
-                .bind(&p.profile_image)
-                .execute(&self.pool)
-                .await?;
+                self.upserts.call((user, p.clone())).await?;
                 let p = Arc::new(p);
                 self.profiles.insert(user, p.clone());
                 Ok(p)
@@ -584,38 +582,13 @@ impl Store for PgStore {
         reader: UserKey,
         up_to: Option<i64>,
     ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "WITH target AS (
-                SELECT CASE WHEN $4::int8 IS NULL
-                    THEN (SELECT COALESCE(max(id), 0) FROM messages WHERE conversation_id = $1)
-                    ELSE (SELECT id FROM messages WHERE conversation_id = $1 AND id = $4) END AS id
-             ),
-             upd AS (
-                UPDATE participants p SET last_read_message_id = t.id FROM target t
-                WHERE p.conversation_id = $1 AND p.user_type = $2 AND p.user_id = $3
-                  AND t.id IS NOT NULL AND p.last_read_message_id < t.id
-                RETURNING 1
-             )
-             SELECT (SELECT id FROM target) AS target,
-                    EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
-                        AS is_participant,
-                    EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS conversation_exists,
-                    (SELECT count(*) FROM upd) AS updated",
-        )
-        .bind(conversation_id)
-        .bind(reader.user_type.code())
-        .bind(reader.id)
-        .bind(up_to)
-        .fetch_one(&self.pool)
-        .await?;
-        if !row.try_get::<bool, _>("conversation_exists")? {
-            return Err(StoreError::NotFound);
-        }
-        if !row.try_get::<bool, _>("is_participant")? {
-            return Err(StoreError::Forbidden);
-        }
-        row.try_get::<Option<i64>, _>("target")?
-            .ok_or(StoreError::NotFound)
+        self.reads
+            .call(grouped::ReadMove {
+                conversation_id,
+                reader,
+                up_to,
+            })
+            .await
     }
 
     async fn create_direct(

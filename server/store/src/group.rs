@@ -1,0 +1,318 @@
+//! Group calls: one statement for many concurrent calls of the same kind.
+//!
+//! The first call starts a batch; calls that arrive while it runs wait and go together as the
+//! next one (group commit without a window: light load pays one round trip, heavy load gets
+//! large batches and one commit per batch instead of one per call). PostgreSQL's read pointers
+//! use it: every recipient of a message marks it read, so a busy server sees tens of read
+//! pointer moves per message, and one transaction each (each waiting for the write-ahead log's
+//! flush) is what ran out first in a connect storm.
+//!
+//! The batch runs in its own task, so a caller that goes away (its socket closed) never cuts a
+//! batch short for the others. Bounded: past `max_queued` waiting calls a call fails at once with
+//! `Unavailable`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// What a batch returns: one result per call, in the calls' order, or one error for all.
+pub(crate) type BatchResult<T> = Result<Vec<Result<T, StoreError>>, StoreError>;
+/// The future of one batch.
+pub(crate) type BatchFuture<T> = Pin<Box<dyn Future<Output = BatchResult<T>> + Send>>;
+type Run<Q, T> = Box<dyn Fn(Vec<Q>) -> BatchFuture<T> + Send + Sync>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Calls of one kind, grouped (see the module's doc). Clones share the queue.
+pub(crate) struct GroupCall<Q, T> {
+    inner: Arc<Inner<Q, T>>,
+}
+
+struct Inner<Q, T> {
+    state: Mutex<State<Q, T>>,
+    run: Run<Q, T>,
+    max_queued: usize,
+    max_batch: usize,
+    batches: AtomicU64,
+}
+
+struct State<Q, T> {
+    queue: VecDeque<(Q, Reply<T>)>,
+    /// A task is draining the queue.
+    running: bool,
+}
+
+impl<Q, T> Clone for GroupCall<Q, T> {
+    fn clone(&self) -> Self {
+        GroupCall {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<Q, T> fmt::Debug for GroupCall<Q, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupCall")
+            .field("max_queued", &self.inner.max_queued)
+            .field("max_batch", &self.inner.max_batch)
+            .field("batches", &self.inner.batches.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<Q: Send + 'static, T: Send + 'static> GroupCall<Q, T> {
+    /// Calls go to `run` in batches of at most `max_batch`; at most `max_queued` wait.
+    pub(crate) fn new(
+        max_queued: usize,
+        max_batch: usize,
+        run: impl Fn(Vec<Q>) -> BatchFuture<T> + Send + Sync + 'static,
+    ) -> Self {
+        GroupCall {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    running: false,
+                }),
+                run: Box::new(run),
+                max_queued,
+                max_batch: max_batch.max(1),
+                batches: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Queues `req` and waits for its batch. Must run inside a tokio runtime (the batch is a task
+    /// of the runtime that starts it).
+    pub(crate) async fn call(&self, req: Q) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut s = self.inner.lock();
+            if s.queue.len() >= self.inner.max_queued {
+                return Err(StoreError::Unavailable(format!(
+                    "{} calls already waiting for the database",
+                    s.queue.len()
+                )));
+            }
+            s.queue.push_back((req, tx));
+            !std::mem::replace(&mut s.running, true)
+        };
+        if start {
+            tokio::spawn(drain(self.inner.clone()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the database call was cut off by shutdown".into(),
+            ))
+        })
+    }
+
+    /// Batches run so far (tests and metrics).
+    pub(crate) fn batches(&self) -> u64 {
+        self.inner.batches.load(Ordering::Relaxed)
+    }
+}
+
+impl<Q, T> Inner<Q, T> {
+    /// The state; a panic elsewhere while holding it leaves nothing half-done (every change is
+    /// one push or one drain), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, State<Q, T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs batches until the queue is empty.
+async fn drain<Q, T>(inner: Arc<Inner<Q, T>>) {
+    // Dropped mid-batch only when the runtime shuts down: the calls still queued fail and the
+    // next call starts a new task.
+    struct Stop<'a, Q, T>(&'a Inner<Q, T>, bool);
+    impl<Q, T> Drop for Stop<'_, Q, T> {
+        fn drop(&mut self) {
+            if self.1 {
+                let mut s = self.0.lock();
+                s.running = false;
+                for (_, reply) in s.queue.drain(..) {
+                    let _ = reply.send(Err(StoreError::Unavailable(
+                        "the database call was cut off by shutdown".into(),
+                    )));
+                }
+            }
+        }
+    }
+    let mut stop = Stop(&inner, true);
+    loop {
+        let (reqs, replies): (Vec<Q>, Vec<Reply<T>>) = {
+            let mut s = inner.lock();
+            if s.queue.is_empty() {
+                s.running = false;
+                stop.1 = false;
+                return;
+            }
+            let n = s.queue.len().min(inner.max_batch);
+            s.queue.drain(..n).unzip()
+        };
+        inner.batches.fetch_add(1, Ordering::Relaxed);
+        match (inner.run)(reqs).await {
+            Ok(results) if results.len() == replies.len() => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Ok(results) => {
+                let e = StoreError::Internal(format!(
+                    "a batch of {} calls answered {}",
+                    replies.len(),
+                    results.len()
+                ));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Doubles each number after a pause; 13 fails on its own, a batch holding 99 fails whole.
+    fn doubler(sizes: Arc<Mutex<Vec<usize>>>) -> GroupCall<i64, i64> {
+        GroupCall::new(1_000, 64, move |reqs: Vec<i64>| {
+            let sizes = sizes.clone();
+            Box::pin(async move {
+                sizes.lock().unwrap().push(reqs.len());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if reqs.contains(&99) {
+                    return Err(StoreError::Unavailable("99".into()));
+                }
+                Ok(reqs
+                    .into_iter()
+                    .map(|r| {
+                        if r == 13 {
+                            Err(StoreError::NotFound)
+                        } else {
+                            Ok(r * 2)
+                        }
+                    })
+                    .collect())
+            }) as BatchFuture<i64>
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_share_batches_and_each_gets_its_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let g = doubler(sizes.clone());
+        // 99 would fail its whole batch: that case has its own test.
+        let calls: Vec<_> = (0..200)
+            .filter(|&i| i != 99)
+            .map(|i| {
+                let g = g.clone();
+                tokio::spawn(async move { (i, g.call(i).await) })
+            })
+            .collect();
+        for c in calls {
+            let (i, got) = c.await.unwrap();
+            if i == 13 {
+                assert_eq!(
+                    got,
+                    Err(StoreError::NotFound),
+                    "an error stays with its call"
+                );
+            } else {
+                assert_eq!(got, Ok(i * 2));
+            }
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 199);
+        assert!(
+            sizes.iter().all(|&n| n <= 64),
+            "batches keep their bound: {sizes:?}"
+        );
+        assert!(
+            sizes.len() <= 10,
+            "199 concurrent calls took {} batches",
+            sizes.len()
+        );
+        assert_eq!(g.batches(), sizes.len() as u64);
+        // Alone, a call is a batch of one, with no wait for company.
+        assert_eq!(g.call(4).await, Ok(8));
+        assert_eq!(g.batches(), sizes.len() as u64 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_its_calls_only_and_the_next_batch_runs() {
+        let g = doubler(Arc::new(Mutex::new(Vec::new())));
+        let bad = tokio::spawn({
+            let g = g.clone();
+            async move { g.call(99).await }
+        });
+        assert!(matches!(
+            bad.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(g.call(5).await, Ok(10));
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_limit_a_call_fails_at_once() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let g: GroupCall<i64, i64> = GroupCall::new(2, 1, {
+            let started = started.clone();
+            move |reqs: Vec<i64>| {
+                started.fetch_add(1, Ordering::Relaxed);
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(reqs.into_iter().map(Ok).collect())
+                }) as BatchFuture<i64>
+            }
+        });
+        // One running, two waiting: the fourth is refused.
+        let spawn = |i: i64| {
+            let g = g.clone();
+            tokio::spawn(async move { g.call(i).await })
+        };
+        let mut held = vec![spawn(0)];
+        while started.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        held.push(spawn(1));
+        held.push(spawn(2));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(matches!(g.call(3).await, Err(StoreError::Unavailable(_))));
+        for (i, h) in held.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap(), Ok(i as i64));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_cut_the_batch_short() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let g = doubler(sizes.clone());
+        let first = tokio::spawn({
+            let g = g.clone();
+            async move { g.call(1).await }
+        });
+        let second = tokio::spawn({
+            let g = g.clone();
+            async move { g.call(2).await }
+        });
+        tokio::task::yield_now().await;
+        first.abort();
+        assert_eq!(second.await.unwrap(), Ok(4));
+        assert_eq!(g.call(3).await, Ok(6));
+    }
+}

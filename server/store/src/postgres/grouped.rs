@@ -1,0 +1,185 @@
+//! Writes that come in crowds, grouped into one statement and one commit per batch
+//! ([`GroupCall`]); each call still gets its own answer.
+//!
+//! - Read pointers: every recipient of a message marks it read, so a busy server sees many
+//!   pointer moves per message; a call's answer is its target id, or `not_found` / `forbidden`
+//!   for itself alone.
+//! - Profiles from token claims: a connect storm brings each user's first connect to a node at
+//!   once, and each upserts the user's row.
+
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+use crate::group::{BatchFuture, BatchResult, GroupCall};
+use crate::{Profile, StoreError, UserKey};
+
+/// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
+const MAX_QUEUED: usize = 20_000;
+/// Moves per statement.
+const MAX_BATCH: usize = 2_000;
+/// A deadlock with another node's batch (rows locked in another order) is retried this often.
+const DEADLOCK_RETRIES: usize = 3;
+
+/// One `mark_read` call.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReadMove {
+    pub(super) conversation_id: i64,
+    pub(super) reader: UserKey,
+    pub(super) up_to: Option<i64>,
+}
+
+/// Each input row's target (the message named, or the newest; NULL when the named message is
+/// not in the conversation), whether its reader is a participant and its conversation exists.
+/// The pointers move to the highest target per participant, never backwards, locked in key
+/// order (two nodes' batches take their rows in the same order). `upd`, like every
+/// data-modifying CTE, runs whether or not the final SELECT reads it.
+const MARK_READ_SQL: &str = "
+WITH req AS (
+    SELECT * FROM unnest($1::int8[], $2::int2[], $3::int8[], $4::int8[])
+        WITH ORDINALITY AS r(conv, utype, uid, up_to, ord)
+), target AS (
+    SELECT r.ord, r.conv, r.utype, r.uid,
+        CASE WHEN r.up_to IS NULL
+            THEN (SELECT COALESCE(max(m.id), 0) FROM messages m WHERE m.conversation_id = r.conv)
+            ELSE (SELECT m.id FROM messages m WHERE m.conversation_id = r.conv AND m.id = r.up_to)
+        END AS id
+    FROM req r
+), wanted AS (
+    SELECT conv, utype, uid, max(id) AS id FROM target WHERE id IS NOT NULL
+    GROUP BY conv, utype, uid
+), locked AS (
+    SELECT p.conversation_id, p.user_type, p.user_id, w.id
+    FROM participants p JOIN wanted w
+      ON p.conversation_id = w.conv AND p.user_type = w.utype AND p.user_id = w.uid
+    WHERE p.last_read_message_id < w.id
+    ORDER BY p.conversation_id, p.user_type, p.user_id
+    FOR UPDATE OF p
+), upd AS (
+    UPDATE participants p SET last_read_message_id = GREATEST(p.last_read_message_id, l.id)
+    FROM locked l
+    WHERE p.conversation_id = l.conversation_id AND p.user_type = l.user_type
+      AND p.user_id = l.user_id
+    RETURNING 1
+)
+SELECT t.ord, t.id AS target,
+    EXISTS (SELECT 1 FROM participants p
+            WHERE p.conversation_id = t.conv AND p.user_type = t.utype AND p.user_id = t.uid)
+        AS is_participant,
+    EXISTS (SELECT 1 FROM conversations c WHERE c.id = t.conv) AS conversation_exists
+FROM target t
+ORDER BY t.ord";
+
+/// The grouped `mark_read` of one store (its clones share it).
+pub(super) fn reads(pool: PgPool) -> GroupCall<ReadMove, i64> {
+    GroupCall::new(MAX_QUEUED, MAX_BATCH, move |moves: Vec<ReadMove>| {
+        let pool = pool.clone();
+        Box::pin(async move { mark_read_batch(&pool, &moves).await }) as BatchFuture<i64>
+    })
+}
+
+/// One statement for `moves`; a deadlock with another node's batch is retried.
+async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<i64> {
+    let convs: Vec<i64> = moves.iter().map(|m| m.conversation_id).collect();
+    let types: Vec<i16> = moves.iter().map(|m| m.reader.user_type.code()).collect();
+    let ids: Vec<i64> = moves.iter().map(|m| m.reader.id).collect();
+    let up_to: Vec<Option<i64>> = moves.iter().map(|m| m.up_to).collect();
+    let rows = retry_deadlocks(|| {
+        sqlx::query(MARK_READ_SQL)
+            .bind(&convs)
+            .bind(&types)
+            .bind(&ids)
+            .bind(&up_to)
+            .fetch_all(pool)
+    })
+    .await?;
+    if rows.len() != moves.len() {
+        return Err(StoreError::Internal(format!(
+            "read pointers: {} moves answered {} rows",
+            moves.len(),
+            rows.len()
+        )));
+    }
+    rows.iter().map(|row| Ok(one(row))).collect()
+}
+
+/// One call's answer from its row.
+fn one(row: &sqlx::postgres::PgRow) -> Result<i64, StoreError> {
+    if !row.try_get::<bool, _>("conversation_exists")? {
+        return Err(StoreError::NotFound);
+    }
+    if !row.try_get::<bool, _>("is_participant")? {
+        return Err(StoreError::Forbidden);
+    }
+    row.try_get::<Option<i64>, _>("target")?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Creates or updates users from their token's profile claims, in key order (two nodes' batches
+/// lock rows in the same order); a user named twice in one batch keeps the later claims. A row
+/// that already holds those claims is not written.
+const UPSERT_PROFILES_SQL: &str = "
+INSERT INTO users (user_type, id, username, first_name, last_name, profile_image)
+SELECT DISTINCT ON (utype, uid) utype, uid, username, first_name, last_name, profile_image
+FROM unnest($1::int2[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS r(utype, uid, username, first_name, last_name, profile_image, ord)
+ORDER BY utype, uid, ord DESC
+ON CONFLICT (user_type, id) DO UPDATE SET username = EXCLUDED.username,
+    first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+    profile_image = EXCLUDED.profile_image
+WHERE (users.username, users.first_name, users.last_name, users.profile_image)
+    IS DISTINCT FROM (EXCLUDED.username, EXCLUDED.first_name, EXCLUDED.last_name,
+                      EXCLUDED.profile_image)";
+
+/// The grouped profile upsert of one store (its clones share it).
+pub(super) fn profiles(pool: PgPool) -> GroupCall<(UserKey, Profile), ()> {
+    GroupCall::new(
+        MAX_QUEUED,
+        MAX_BATCH,
+        move |users: Vec<(UserKey, Profile)>| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let types: Vec<i16> = users.iter().map(|(u, _)| u.user_type.code()).collect();
+                let ids: Vec<i64> = users.iter().map(|(u, _)| u.id).collect();
+                let column = |f: fn(&Profile) -> &Option<String>| -> Vec<Option<String>> {
+                    users.iter().map(|(_, p)| f(p).clone()).collect()
+                };
+                let usernames: Vec<String> =
+                    users.iter().map(|(_, p)| p.username.clone()).collect();
+                let first = column(|p| &p.first_name);
+                let last = column(|p| &p.last_name);
+                let image = column(|p| &p.profile_image);
+                retry_deadlocks(|| {
+                    sqlx::query(UPSERT_PROFILES_SQL)
+                        .bind(&types)
+                        .bind(&ids)
+                        .bind(&usernames)
+                        .bind(&first)
+                        .bind(&last)
+                        .bind(&image)
+                        .execute(&pool)
+                })
+                .await?;
+                Ok(users.iter().map(|_| Ok(())).collect())
+            }) as BatchFuture<()>
+        },
+    )
+}
+
+/// Runs `statement`, again when PostgreSQL broke a deadlock by failing it (another node's batch
+/// held rows this one wanted), at most [`DEADLOCK_RETRIES`] times.
+async fn retry_deadlocks<R, F>(statement: impl Fn() -> F) -> Result<R, StoreError>
+where
+    F: std::future::Future<Output = Result<R, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match statement().await {
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("40P01") && attempt < DEADLOCK_RETRIES =>
+            {
+                attempt += 1;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
