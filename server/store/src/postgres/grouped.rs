@@ -29,7 +29,10 @@ pub(super) struct ReadMove {
 }
 
 /// Each input row's target (the message named, or the newest; NULL when the named message is
-/// not in the conversation), whether its reader is a participant and its conversation exists.
+/// not in the conversation), whether its reader is a participant and its conversation exists:
+/// every lookup one index probe per row (LATERAL with LIMIT 1, which the planner cannot turn into
+/// a hash join), never a scan of a whole table, whose cost would grow with the table rather than
+/// the batch.
 /// The pointers move to the highest target per participant, never backwards, locked in key
 /// order (two nodes' batches take their rows in the same order). `upd`, like every
 /// data-modifying CTE, runs whether or not the final SELECT reads it.
@@ -39,18 +42,28 @@ WITH req AS (
         WITH ORDINALITY AS r(conv, utype, uid, up_to, ord)
 ), target AS (
     SELECT r.ord, r.conv, r.utype, r.uid,
+        pp.member IS NOT NULL AS is_participant,
+        cc.id IS NOT NULL AS conversation_exists,
         CASE WHEN r.up_to IS NULL
             THEN (SELECT COALESCE(max(m.id), 0) FROM messages m WHERE m.conversation_id = r.conv)
             ELSE (SELECT m.id FROM messages m WHERE m.conversation_id = r.conv AND m.id = r.up_to)
         END AS id
     FROM req r
+    LEFT JOIN LATERAL (
+        SELECT 1 AS member FROM participants p
+        WHERE p.conversation_id = r.conv AND p.user_type = r.utype AND p.user_id = r.uid LIMIT 1
+    ) pp ON true
+    LEFT JOIN LATERAL (SELECT c.id FROM conversations c WHERE c.id = r.conv LIMIT 1) cc ON true
 ), wanted AS (
-    SELECT conv, utype, uid, max(id) AS id FROM target WHERE id IS NOT NULL
+    SELECT conv, utype, uid, max(id) AS id FROM target
+    WHERE id IS NOT NULL AND is_participant
     GROUP BY conv, utype, uid
 ), locked AS (
     SELECT p.conversation_id, p.user_type, p.user_id, w.id
-    FROM participants p JOIN wanted w
-      ON p.conversation_id = w.conv AND p.user_type = w.utype AND p.user_id = w.uid
+    FROM wanted w JOIN LATERAL (
+        SELECT * FROM participants p
+        WHERE p.conversation_id = w.conv AND p.user_type = w.utype AND p.user_id = w.uid LIMIT 1
+    ) p ON true
     WHERE p.last_read_message_id < w.id
     ORDER BY p.conversation_id, p.user_type, p.user_id
     FOR UPDATE OF p
@@ -61,13 +74,7 @@ WITH req AS (
       AND p.user_id = l.user_id
     RETURNING 1
 )
-SELECT t.ord, t.id AS target,
-    EXISTS (SELECT 1 FROM participants p
-            WHERE p.conversation_id = t.conv AND p.user_type = t.utype AND p.user_id = t.uid)
-        AS is_participant,
-    EXISTS (SELECT 1 FROM conversations c WHERE c.id = t.conv) AS conversation_exists
-FROM target t
-ORDER BY t.ord";
+SELECT ord, id AS target, is_participant, conversation_exists FROM target ORDER BY ord";
 
 /// The grouped `mark_read` of one store (its clones share it).
 pub(super) fn reads(pool: PgPool) -> GroupCall<ReadMove, i64> {
