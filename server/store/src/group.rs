@@ -7,9 +7,10 @@
 //! pointer moves per message, and one transaction each (each waiting for the write-ahead log's
 //! flush) is what ran out first in a connect storm.
 //!
-//! The batch runs in its own task, so a caller that goes away (its socket closed) never cuts a
-//! batch short for the others. Bounded: past `max_queued` waiting calls a call fails at once with
-//! `Unavailable`.
+//! The batch runs in its own task on the runtime the group was given, so a caller that goes away
+//! (its socket closed) never cuts a batch short for the others, and the group's connection lives
+//! on a runtime that outlives its callers'. Bounded: past `max_queued` waiting calls a call fails
+//! at once with `Unavailable`.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,6 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
@@ -37,6 +39,8 @@ pub(crate) struct GroupCall<Q, T> {
 struct Inner<Q, T> {
     state: Mutex<State<Q, T>>,
     run: Run<Q, T>,
+    /// Where batches run.
+    runtime: Handle,
     max_queued: usize,
     max_batch: usize,
     batches: AtomicU64,
@@ -67,8 +71,10 @@ impl<Q, T> fmt::Debug for GroupCall<Q, T> {
 }
 
 impl<Q: Send + 'static, T: Send + 'static> GroupCall<Q, T> {
-    /// Calls go to `run` in batches of at most `max_batch`; at most `max_queued` wait.
+    /// Calls go to `run`, on `runtime`, in batches of at most `max_batch`; at most `max_queued`
+    /// wait.
     pub(crate) fn new(
+        runtime: Handle,
         max_queued: usize,
         max_batch: usize,
         run: impl Fn(Vec<Q>) -> BatchFuture<T> + Send + Sync + 'static,
@@ -80,6 +86,7 @@ impl<Q: Send + 'static, T: Send + 'static> GroupCall<Q, T> {
                     running: false,
                 }),
                 run: Box::new(run),
+                runtime,
                 max_queued,
                 max_batch: max_batch.max(1),
                 batches: AtomicU64::new(0),
@@ -87,8 +94,7 @@ impl<Q: Send + 'static, T: Send + 'static> GroupCall<Q, T> {
         }
     }
 
-    /// Queues `req` and waits for its batch. Must run inside a tokio runtime (the batch is a task
-    /// of the runtime that starts it).
+    /// Queues `req` and waits for its batch (from any runtime or none).
     pub(crate) async fn call(&self, req: Q) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let start = {
@@ -103,7 +109,7 @@ impl<Q: Send + 'static, T: Send + 'static> GroupCall<Q, T> {
             !std::mem::replace(&mut s.running, true)
         };
         if start {
-            tokio::spawn(drain(self.inner.clone()));
+            self.inner.runtime.spawn(drain(self.inner.clone()));
         }
         rx.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
@@ -184,13 +190,14 @@ async fn drain<Q, T>(inner: Arc<Inner<Q, T>>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     /// Doubles each number after a pause; 13 fails on its own, a batch holding 99 fails whole.
     fn doubler(sizes: Arc<Mutex<Vec<usize>>>) -> GroupCall<i64, i64> {
-        GroupCall::new(1_000, 64, move |reqs: Vec<i64>| {
+        GroupCall::new(Handle::current(), 1_000, 64, move |reqs: Vec<i64>| {
             let sizes = sizes.clone();
             Box::pin(async move {
                 sizes.lock().unwrap().push(reqs.len());
@@ -270,7 +277,7 @@ mod tests {
     #[tokio::test]
     async fn past_the_queue_limit_a_call_fails_at_once() {
         let started = Arc::new(AtomicUsize::new(0));
-        let g: GroupCall<i64, i64> = GroupCall::new(2, 1, {
+        let g: GroupCall<i64, i64> = GroupCall::new(Handle::current(), 2, 1, {
             let started = started.clone();
             move |reqs: Vec<i64>| {
                 started.fetch_add(1, Ordering::Relaxed);

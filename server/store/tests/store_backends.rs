@@ -816,3 +816,108 @@ async fn postgres_groups_concurrent_read_pointer_moves() {
         );
     }
 }
+
+/// The grouped reads of a connect (a user's conversations, a conversation's participants), many
+/// at once: each call gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_concurrent_membership_reads() {
+    let db = pg::TestDb::create().await;
+    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    // Brand b_i in a direct conversation with influencer i_i and, for even i, a group of both
+    // with influencer i_(i+1).
+    let mut want = Vec::new();
+    for i in 0..30 {
+        let (b, f, g) = (brand(800 + i), infl(900 + i), infl(901 + i));
+        let direct = store.create_direct(b, f).await.unwrap().0.id;
+        let mut convs = vec![direct];
+        if i % 2 == 0 {
+            convs.push(store.create_group(b, &[f, g], None, 10).await.unwrap().id);
+        }
+        want.push((b, convs));
+    }
+    let calls: Vec<_> = want
+        .iter()
+        .cloned()
+        .map(|(user, convs)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let got = store.conversations_of(user).await.unwrap();
+                assert_eq!(got, convs, "conversations of {user:?}");
+                for c in convs {
+                    let members = store.participants(c).await.unwrap().unwrap();
+                    assert!(members.contains(&user), "{user:?} in {c}");
+                    assert!(members.windows(2).all(|w| w[0] < w[1]), "in key order");
+                }
+                assert_eq!(store.participants(-user.id).await.unwrap(), None);
+                assert!(
+                    store
+                        .conversations_of(infl(5_000 + user.id))
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+}
+
+/// A store outlives the runtimes that call it: shards stop one by one at shutdown, and a call
+/// from a shard still draining must not fail because the shard whose call started the batch it
+/// waits behind is gone (that batch ran on the stopped shard's runtime and died with it).
+#[test]
+fn postgres_calls_survive_the_runtime_that_started_their_batch() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let setup = rt();
+    let db = setup.block_on(pg::TestDb::create());
+    let store = std::sync::Arc::new(setup.block_on(AnyStore::connect(&db.url, true)).unwrap());
+    let (held, other) = setup.block_on(async {
+        let held = store.create_direct(brand(1), infl(1)).await.unwrap().0.id;
+        let other = store.create_direct(brand(2), infl(2)).await.unwrap().0.id;
+        send(&store, msg(held, brand(1), "hi", None)).await;
+        send(&store, msg(other, brand(2), "hi", None)).await;
+        (held, other)
+    });
+    // Another transaction holds infl(1)'s pointer row: a batch moving it waits.
+    let lock = setup.block_on(async {
+        let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = 1 AND user_type = 2 FOR UPDATE")
+            .bind(held)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx
+    });
+    // Shard A's call starts a batch, which blocks on the row.
+    let first = rt();
+    let a = store.clone();
+    first.block_on(async {
+        tokio::spawn(async move { a.mark_read(held, infl(1), None).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    });
+    // Shard B's call queues behind it; then shard A stops.
+    let b = store.clone();
+    let waiting = std::thread::spawn(move || rt().block_on(b.mark_read(other, infl(2), None)));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    setup.block_on(async { lock.rollback().await.unwrap() });
+    let got = waiting.join().unwrap();
+    assert!(matches!(got, Ok(id) if id > 0), "shard B's read: {got:?}");
+    setup.block_on(async move {
+        assert_eq!(
+            store.read_pointers(&[held]).await.unwrap().len(),
+            1,
+            "A's move landed too"
+        );
+        drop(db)
+    });
+}

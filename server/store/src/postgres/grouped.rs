@@ -6,12 +6,26 @@
 //!   for itself alone.
 //! - Profiles from token claims: a connect storm brings each user's first connect to a node at
 //!   once, and each upserts the user's row.
+//! - The reads of a connect: a user's conversations (whom to tell it came online) and a
+//!   conversation's participants (the chat layer caches them; a storm misses the cache for every
+//!   room at once).
+//!
+//! Each group has a connection of its own ([`own_pool`]): its one statement at a time never
+//! queues behind the query pool's traffic, and a storm's thousands of calls hold one connection
+//! between them instead of queueing for eight (each call used to wait up to the query pool's
+//! acquire timeout, then fail). The statements run on the store's own thread ([`StoreThread`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use crate::group::{BatchFuture, BatchResult, GroupCall};
-use crate::{Profile, StoreError, UserKey};
+use crate::{Profile, StoreError, UserKey, UserType};
 
 /// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
 const MAX_QUEUED: usize = 20_000;
@@ -19,6 +33,46 @@ const MAX_QUEUED: usize = 20_000;
 const MAX_BATCH: usize = 2_000;
 /// A deadlock with another node's batch (rows locked in another order) is retried this often.
 const DEADLOCK_RETRIES: usize = 3;
+
+/// The thread the groups' statements run on. A connection belongs to the runtime that opened it;
+/// shards' runtimes stop one by one at shutdown, and a group connection opened on the first to
+/// stop failed every call of the others while they drained. This runtime stops when the last
+/// clone of the store is dropped.
+#[derive(Debug)]
+pub(super) struct StoreThread {
+    runtime: Handle,
+    /// Dropped with the store: the thread's `block_on` returns and its runtime ends.
+    _stop: oneshot::Sender<()>,
+}
+
+impl StoreThread {
+    pub(super) fn start() -> Result<Arc<StoreThread>, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Internal(format!("store thread runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("chatwire-store".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| StoreError::Internal(format!("store thread: {e}")))?;
+        Ok(Arc::new(StoreThread {
+            runtime: handle,
+            _stop: stop,
+        }))
+    }
+}
+
+/// The connection of one group, opened on first use.
+pub(super) fn own_pool(opts: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(opts.clone())
+}
 
 /// One `mark_read` call.
 #[derive(Debug, Clone, Copy)]
@@ -77,11 +131,16 @@ WITH req AS (
 SELECT ord, id AS target, is_participant, conversation_exists FROM target ORDER BY ord";
 
 /// The grouped `mark_read` of one store (its clones share it).
-pub(super) fn reads(pool: PgPool) -> GroupCall<ReadMove, i64> {
-    GroupCall::new(MAX_QUEUED, MAX_BATCH, move |moves: Vec<ReadMove>| {
-        let pool = pool.clone();
-        Box::pin(async move { mark_read_batch(&pool, &moves).await }) as BatchFuture<i64>
-    })
+pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, i64> {
+    GroupCall::new(
+        io.runtime.clone(),
+        MAX_QUEUED,
+        MAX_BATCH,
+        move |moves: Vec<ReadMove>| {
+            let pool = pool.clone();
+            Box::pin(async move { mark_read_batch(&pool, &moves).await }) as BatchFuture<i64>
+        },
+    )
 }
 
 /// One statement for `moves`; a deadlock with another node's batch is retried.
@@ -138,8 +197,9 @@ WHERE (users.username, users.first_name, users.last_name, users.profile_image)
                       EXCLUDED.profile_image)";
 
 /// The grouped profile upsert of one store (its clones share it).
-pub(super) fn profiles(pool: PgPool) -> GroupCall<(UserKey, Profile), ()> {
+pub(super) fn profiles(io: &StoreThread, pool: PgPool) -> GroupCall<(UserKey, Profile), ()> {
     GroupCall::new(
+        io.runtime.clone(),
         MAX_QUEUED,
         MAX_BATCH,
         move |users: Vec<(UserKey, Profile)>| {
@@ -189,4 +249,98 @@ where
             other => return Ok(other?),
         }
     }
+}
+
+/// Participants of each conversation asked for, in key order (`OFFSET 0` keeps each lookup an
+/// index probe: the planner cannot fold the subquery into a join over the whole table).
+const PARTICIPANTS_SQL: &str = "
+SELECT r.conv, p.user_type, p.user_id
+FROM unnest($1::int8[]) AS r(conv), LATERAL (
+    SELECT user_type, user_id FROM participants p WHERE p.conversation_id = r.conv
+    ORDER BY user_type, user_id OFFSET 0
+) p";
+
+/// The grouped participants lookup (None: no such conversation).
+pub(super) fn participants(
+    io: &StoreThread,
+    pool: PgPool,
+) -> GroupCall<i64, Option<Arc<[UserKey]>>> {
+    GroupCall::new(
+        io.runtime.clone(),
+        MAX_QUEUED,
+        MAX_BATCH,
+        move |convs: Vec<i64>| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let mut unique = convs.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                let rows = sqlx::query(PARTICIPANTS_SQL)
+                    .bind(&unique)
+                    .fetch_all(&pool)
+                    .await?;
+                let mut by_conv: HashMap<i64, Vec<UserKey>> = HashMap::new();
+                for row in &rows {
+                    by_conv
+                        .entry(row.try_get("conv")?)
+                        .or_default()
+                        .push(key(row)?);
+                }
+                let by_conv: HashMap<i64, Arc<[UserKey]>> =
+                    by_conv.into_iter().map(|(c, u)| (c, u.into())).collect();
+                Ok(convs.iter().map(|c| Ok(by_conv.get(c).cloned())).collect())
+            }) as BatchFuture<Option<Arc<[UserKey]>>>
+        },
+    )
+}
+
+/// Conversations of each user asked for, in id order (index probes, as above).
+const CONVERSATIONS_OF_SQL: &str = "
+SELECT r.utype AS user_type, r.uid AS user_id, p.conversation_id
+FROM unnest($1::int2[], $2::int8[]) AS r(utype, uid), LATERAL (
+    SELECT conversation_id FROM participants p WHERE p.user_type = r.utype AND p.user_id = r.uid
+    ORDER BY conversation_id OFFSET 0
+) p";
+
+/// The grouped lookup of users' conversations.
+pub(super) fn conversations_of(io: &StoreThread, pool: PgPool) -> GroupCall<UserKey, Vec<i64>> {
+    GroupCall::new(
+        io.runtime.clone(),
+        MAX_QUEUED,
+        MAX_BATCH,
+        move |users: Vec<UserKey>| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let mut unique = users.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                let types: Vec<i16> = unique.iter().map(|u| u.user_type.code()).collect();
+                let ids: Vec<i64> = unique.iter().map(|u| u.id).collect();
+                let rows = sqlx::query(CONVERSATIONS_OF_SQL)
+                    .bind(&types)
+                    .bind(&ids)
+                    .fetch_all(&pool)
+                    .await?;
+                let mut by_user: HashMap<UserKey, Vec<i64>> = HashMap::new();
+                for row in &rows {
+                    by_user
+                        .entry(key(row)?)
+                        .or_default()
+                        .push(row.try_get("conversation_id")?);
+                }
+                Ok(users
+                    .iter()
+                    .map(|u| Ok(by_user.get(u).cloned().unwrap_or_default()))
+                    .collect())
+            }) as BatchFuture<Vec<i64>>
+        },
+    )
+}
+
+/// The user of a row with `user_type` and `user_id`.
+fn key(row: &sqlx::postgres::PgRow) -> Result<UserKey, StoreError> {
+    Ok(UserKey::new(
+        UserType::from_code(row.try_get("user_type")?)?,
+        row.try_get("user_id")?,
+    ))
 }

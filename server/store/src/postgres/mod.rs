@@ -70,6 +70,12 @@ pub struct PgStore {
     reads: crate::group::GroupCall<grouped::ReadMove, i64>,
     /// Users' profiles from token claims, upserted in groups likewise.
     upserts: crate::group::GroupCall<(UserKey, Profile), ()>,
+    /// Conversations' participants, read in groups likewise.
+    members: crate::group::GroupCall<i64, Option<Arc<[UserKey]>>>,
+    /// Users' conversations, read in groups likewise.
+    memberships: crate::group::GroupCall<UserKey, Vec<i64>>,
+    /// The thread the grouped statements run on (ends with the last clone).
+    _io: Arc<grouped::StoreThread>,
 }
 
 impl PgStore {
@@ -98,10 +104,13 @@ impl PgStore {
         let session_pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
+            .connect_lazy_with(opts.clone().options([("synchronous_commit", "off")]));
         let search_collation = conversations::search_collation(&pool).await?;
-        let reads = grouped::reads(pool.clone());
-        let upserts = grouped::profiles(pool.clone());
+        let io = grouped::StoreThread::start()?;
+        let reads = grouped::reads(&io, grouped::own_pool(&opts));
+        let upserts = grouped::profiles(&io, grouped::own_pool(&opts));
+        let members = grouped::participants(&io, grouped::own_pool(&opts));
+        let memberships = grouped::conversations_of(&io, grouped::own_pool(&opts));
         Ok(PgStore {
             pool,
             write_pool,
@@ -111,6 +120,9 @@ impl PgStore {
             search_collation,
             reads,
             upserts,
+            members,
+            memberships,
+            _io: io,
         })
     }
 
@@ -400,36 +412,11 @@ impl Store for PgStore {
         &self,
         conversation_id: i64,
     ) -> Result<Option<Arc<[UserKey]>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT user_type, user_id FROM participants WHERE conversation_id = $1 ORDER BY user_type, user_id",
-        )
-        .bind(conversation_id)
-        .fetch_all(&self.pool)
-        .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let users = rows
-            .iter()
-            .map(|r| {
-                Ok(UserKey::new(
-                    UserType::from_code(r.try_get("user_type")?)?,
-                    r.try_get("user_id")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some(users.into()))
+        self.members.call(conversation_id).await
     }
 
     async fn conversations_of(&self, user: UserKey) -> Result<Vec<i64>, StoreError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT conversation_id FROM participants WHERE user_type = $1 AND user_id = $2 ORDER BY conversation_id",
-        )
-        .bind(user.user_type.code())
-        .bind(user.id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids)
+        self.memberships.call(user).await
     }
 
     async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Outcome>, StoreError> {
