@@ -881,43 +881,80 @@ fn postgres_calls_survive_the_runtime_that_started_their_batch() {
     let (held, other) = setup.block_on(async {
         let held = store.create_direct(brand(1), infl(1)).await.unwrap().0.id;
         let other = store.create_direct(brand(2), infl(2)).await.unwrap().0.id;
-        send(&store, msg(held, brand(1), "hi", None)).await;
-        send(&store, msg(other, brand(2), "hi", None)).await;
         (held, other)
     });
-    // Another transaction holds infl(1)'s pointer row: a batch moving it waits.
+    // Another transaction holds the participants table: a batch reading it waits (for less
+    // than the group's 2 s lock timeout).
     let lock = setup.block_on(async {
         let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
         let mut tx = admin.begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = 1 AND user_type = 2 FOR UPDATE")
-            .bind(held)
+        sqlx::query("LOCK TABLE participants IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await
             .unwrap();
         tx
     });
-    // Shard A's call starts a batch, which blocks on the row.
+    // Shard A's call starts a batch, which waits for the table.
     let first = rt();
     let a = store.clone();
     first.block_on(async {
-        tokio::spawn(async move { a.mark_read(held, infl(1), None).await });
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::spawn(async move { a.participants(held).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     });
-    // Shard B's call queues behind it; then shard A stops.
+    // Shard B's call queues behind it; then shard A stops, then the table is let go.
     let b = store.clone();
-    let waiting = std::thread::spawn(move || rt().block_on(b.mark_read(other, infl(2), None)));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waiting = std::thread::spawn(move || rt().block_on(b.participants(other)));
+    std::thread::sleep(std::time::Duration::from_millis(200));
     drop(first);
     std::thread::sleep(std::time::Duration::from_millis(100));
     setup.block_on(async { lock.rollback().await.unwrap() });
     let got = waiting.join().unwrap();
-    assert!(matches!(got, Ok(id) if id > 0), "shard B's read: {got:?}");
-    setup.block_on(async move {
-        assert_eq!(
-            store.read_pointers(&[held]).await.unwrap().len(),
-            1,
-            "A's move landed too"
-        );
-        drop(db)
+    let members: Option<std::sync::Arc<[UserKey]>> = Some(vec![brand(2), infl(2)].into());
+    assert_eq!(got, Ok(members), "shard B's call");
+    setup.block_on(async move { drop(db) });
+}
+
+/// A user's row held by another transaction holds back the other connects grouped with it for
+/// at most the group's lock timeout: they then upsert alone, and the held one waits alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_held_user_row_does_not_hold_back_other_connects() {
+    let db = pg::TestDb::create().await;
+    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let claims = |name: &str| Profile {
+        username: name.into(),
+        first_name: None,
+        last_name: None,
+        profile_image: None,
+    };
+    store.ensure_user(brand(1), None).await.unwrap();
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE user_type = 1 AND id = 1 FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let store = store.clone();
+        let p = claims("held");
+        async move { store.ensure_user(brand(1), Some(p)).await }
     });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let free = tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        store.ensure_user(brand(2), Some(claims("free"))),
+    )
+    .await
+    .expect("another user's connect went on while the row was held");
+    assert_eq!(free.unwrap().username, "free");
+    assert!(
+        !held.is_finished(),
+        "the held user's upsert waits for its row"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(held.await.unwrap().unwrap().username, "held");
+    let fresh = AnyStore::connect(&db.url, false).await.unwrap();
+    assert_eq!(
+        fresh.ensure_user(brand(1), None).await.unwrap().username,
+        "held"
+    );
 }

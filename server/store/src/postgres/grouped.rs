@@ -66,12 +66,25 @@ impl StoreThread {
     }
 }
 
-/// The connection of one group, opened on first use.
+/// The connection of one group, opened on first use. No statement of it waits more than
+/// [`LOCK_TIMEOUT`] for a row another transaction holds: a whole batch waits behind that one row.
 pub(super) fn own_pool(opts: &PgConnectOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(opts.clone())
+        .connect_lazy_with(opts.clone().options([("lock_timeout", LOCK_TIMEOUT)]))
+}
+
+/// How long a grouped statement waits for a locked row before its calls go alone.
+const LOCK_TIMEOUT: &str = "2s";
+
+/// What a grouped call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grouped<T> {
+    /// Done: the call's answer.
+    Done(T),
+    /// Another transaction held a row the call needed: the caller makes it alone.
+    Contended,
 }
 
 /// One `mark_read` call.
@@ -88,15 +101,18 @@ pub(super) struct ReadMove {
 /// a hash join), never a scan of a whole table, whose cost would grow with the table rather than
 /// the batch.
 /// The pointers move to the highest target per participant, never backwards, locked in key
-/// order (two nodes' batches take their rows in the same order). `upd`, like every
-/// data-modifying CTE, runs whether or not the final SELECT reads it.
+/// order. A row another transaction holds is skipped, never waited for (`SKIP LOCKED`): one
+/// reader's row held in the database must not hold back every other reader of the process
+/// behind it; `skipped` sends that move to [`mark_read_alone`], which waits for its row on its
+/// own. `upd`, like every data-modifying CTE, runs whether or not the final SELECT reads it.
 const MARK_READ_SQL: &str = "
 WITH req AS (
     SELECT * FROM unnest($1::int8[], $2::int2[], $3::int8[], $4::int8[])
         WITH ORDINALITY AS r(conv, utype, uid, up_to, ord)
 ), target AS (
     SELECT r.ord, r.conv, r.utype, r.uid,
-        pp.member IS NOT NULL AS is_participant,
+        pp.last_read,
+        pp.last_read IS NOT NULL AS is_participant,
         cc.id IS NOT NULL AS conversation_exists,
         CASE WHEN r.up_to IS NULL
             THEN (SELECT COALESCE(max(m.id), 0) FROM messages m WHERE m.conversation_id = r.conv)
@@ -104,7 +120,7 @@ WITH req AS (
         END AS id
     FROM req r
     LEFT JOIN LATERAL (
-        SELECT 1 AS member FROM participants p
+        SELECT p.last_read_message_id AS last_read FROM participants p
         WHERE p.conversation_id = r.conv AND p.user_type = r.utype AND p.user_id = r.uid LIMIT 1
     ) pp ON true
     LEFT JOIN LATERAL (SELECT c.id FROM conversations c WHERE c.id = r.conv LIMIT 1) cc ON true
@@ -120,7 +136,7 @@ WITH req AS (
     ) p ON true
     WHERE p.last_read_message_id < w.id
     ORDER BY p.conversation_id, p.user_type, p.user_id
-    FOR UPDATE OF p
+    FOR UPDATE OF p SKIP LOCKED
 ), upd AS (
     UPDATE participants p SET last_read_message_id = GREATEST(p.last_read_message_id, l.id)
     FROM locked l
@@ -128,23 +144,47 @@ WITH req AS (
       AND p.user_id = l.user_id
     RETURNING 1
 )
-SELECT ord, id AS target, is_participant, conversation_exists FROM target ORDER BY ord";
+SELECT t.ord, t.id AS target, t.is_participant, t.conversation_exists,
+    t.is_participant AND t.id IS NOT NULL AND t.last_read < t.id AND NOT EXISTS (
+        SELECT 1 FROM locked l
+        WHERE l.conversation_id = t.conv AND l.user_type = t.utype AND l.user_id = t.uid
+    ) AS skipped
+FROM target t ORDER BY t.ord";
+
+/// One move alone, waiting for its row however long another transaction holds it (the old
+/// single-call statement; the fallback of a move its batch skipped).
+const MARK_READ_ONE_SQL: &str = "
+WITH target AS (
+    SELECT CASE WHEN $4::int8 IS NULL
+        THEN (SELECT COALESCE(max(id), 0) FROM messages WHERE conversation_id = $1)
+        ELSE (SELECT id FROM messages WHERE conversation_id = $1 AND id = $4) END AS id
+), upd AS (
+    UPDATE participants p SET last_read_message_id = t.id FROM target t
+    WHERE p.conversation_id = $1 AND p.user_type = $2 AND p.user_id = $3
+      AND t.id IS NOT NULL AND p.last_read_message_id < t.id
+    RETURNING 1
+)
+SELECT (SELECT id FROM target) AS target,
+    EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
+        AS is_participant,
+    EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS conversation_exists";
 
 /// The grouped `mark_read` of one store (its clones share it).
-pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, i64> {
+pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, Grouped<i64>> {
     GroupCall::new(
         io.runtime.clone(),
         MAX_QUEUED,
         MAX_BATCH,
         move |moves: Vec<ReadMove>| {
             let pool = pool.clone();
-            Box::pin(async move { mark_read_batch(&pool, &moves).await }) as BatchFuture<i64>
+            Box::pin(async move { mark_read_batch(&pool, &moves).await })
+                as BatchFuture<Grouped<i64>>
         },
     )
 }
 
 /// One statement for `moves`; a deadlock with another node's batch is retried.
-async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<i64> {
+async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<Grouped<i64>> {
     let convs: Vec<i64> = moves.iter().map(|m| m.conversation_id).collect();
     let types: Vec<i16> = moves.iter().map(|m| m.reader.user_type.code()).collect();
     let ids: Vec<i64> = moves.iter().map(|m| m.reader.id).collect();
@@ -165,7 +205,26 @@ async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<i64> 
             rows.len()
         )));
     }
-    rows.iter().map(|row| Ok(one(row))).collect()
+    Ok(rows
+        .iter()
+        .map(|row| match row.try_get::<bool, _>("skipped") {
+            Ok(true) => Ok(Grouped::Contended),
+            Ok(false) => one(row).map(Grouped::Done),
+            Err(e) => Err(e.into()),
+        })
+        .collect())
+}
+
+/// One move on its own (see [`MARK_READ_ONE_SQL`]).
+pub(super) async fn mark_read_alone(pool: &PgPool, m: ReadMove) -> Result<i64, StoreError> {
+    let row = sqlx::query(MARK_READ_ONE_SQL)
+        .bind(m.conversation_id)
+        .bind(m.reader.user_type.code())
+        .bind(m.reader.id)
+        .bind(m.up_to)
+        .fetch_one(pool)
+        .await?;
+    one(&row)
 }
 
 /// One call's answer from its row.
@@ -197,7 +256,10 @@ WHERE (users.username, users.first_name, users.last_name, users.profile_image)
                       EXCLUDED.profile_image)";
 
 /// The grouped profile upsert of one store (its clones share it).
-pub(super) fn profiles(io: &StoreThread, pool: PgPool) -> GroupCall<(UserKey, Profile), ()> {
+pub(super) fn profiles(
+    io: &StoreThread,
+    pool: PgPool,
+) -> GroupCall<(UserKey, Profile), Grouped<()>> {
     GroupCall::new(
         io.runtime.clone(),
         MAX_QUEUED,
@@ -205,36 +267,51 @@ pub(super) fn profiles(io: &StoreThread, pool: PgPool) -> GroupCall<(UserKey, Pr
         move |users: Vec<(UserKey, Profile)>| {
             let pool = pool.clone();
             Box::pin(async move {
-                let types: Vec<i16> = users.iter().map(|(u, _)| u.user_type.code()).collect();
-                let ids: Vec<i64> = users.iter().map(|(u, _)| u.id).collect();
-                let column = |f: fn(&Profile) -> &Option<String>| -> Vec<Option<String>> {
-                    users.iter().map(|(_, p)| f(p).clone()).collect()
-                };
-                let usernames: Vec<String> =
-                    users.iter().map(|(_, p)| p.username.clone()).collect();
-                let first = column(|p| &p.first_name);
-                let last = column(|p| &p.last_name);
-                let image = column(|p| &p.profile_image);
-                retry_deadlocks(|| {
-                    sqlx::query(UPSERT_PROFILES_SQL)
-                        .bind(&types)
-                        .bind(&ids)
-                        .bind(&usernames)
-                        .bind(&first)
-                        .bind(&last)
-                        .bind(&image)
-                        .execute(&pool)
-                })
-                .await?;
-                Ok(users.iter().map(|_| Ok(())).collect())
-            }) as BatchFuture<()>
+                match upsert_profiles(&pool, &users).await {
+                    Ok(()) => Ok(users.iter().map(|_| Ok(Grouped::Done(()))).collect()),
+                    // A user's row held past the group connection's `lock_timeout`: each call
+                    // of the batch upserts alone, waiting as long as it takes.
+                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                        Ok(users.iter().map(|_| Ok(Grouped::Contended)).collect())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }) as BatchFuture<Grouped<()>>
         },
     )
 }
 
+/// Upserts `users`' profiles (see [`UPSERT_PROFILES_SQL`]).
+pub(super) async fn upsert_profiles(
+    pool: &PgPool,
+    users: &[(UserKey, Profile)],
+) -> Result<(), sqlx::Error> {
+    let types: Vec<i16> = users.iter().map(|(u, _)| u.user_type.code()).collect();
+    let ids: Vec<i64> = users.iter().map(|(u, _)| u.id).collect();
+    let column = |f: fn(&Profile) -> &Option<String>| -> Vec<Option<String>> {
+        users.iter().map(|(_, p)| f(p).clone()).collect()
+    };
+    let usernames: Vec<String> = users.iter().map(|(_, p)| p.username.clone()).collect();
+    let first = column(|p| &p.first_name);
+    let last = column(|p| &p.last_name);
+    let image = column(|p| &p.profile_image);
+    retry_deadlocks(|| {
+        sqlx::query(UPSERT_PROFILES_SQL)
+            .bind(&types)
+            .bind(&ids)
+            .bind(&usernames)
+            .bind(&first)
+            .bind(&last)
+            .bind(&image)
+            .execute(pool)
+    })
+    .await?;
+    Ok(())
+}
+
 /// Runs `statement`, again when PostgreSQL broke a deadlock by failing it (another node's batch
 /// held rows this one wanted), at most [`DEADLOCK_RETRIES`] times.
-async fn retry_deadlocks<R, F>(statement: impl Fn() -> F) -> Result<R, StoreError>
+async fn retry_deadlocks<R, F>(statement: impl Fn() -> F) -> Result<R, sqlx::Error>
 where
     F: std::future::Future<Output = Result<R, sqlx::Error>>,
 {
@@ -246,7 +323,7 @@ where
             {
                 attempt += 1;
             }
-            other => return Ok(other?),
+            other => return other,
         }
     }
 }

@@ -67,9 +67,9 @@ pub struct PgStore {
     /// The collation `?q=` search folds case with (see `conversations::search_collation`).
     search_collation: &'static str,
     /// Read pointer moves, grouped into one statement per batch (`grouped.rs`).
-    reads: crate::group::GroupCall<grouped::ReadMove, i64>,
+    reads: crate::group::GroupCall<grouped::ReadMove, grouped::Grouped<i64>>,
     /// Users' profiles from token claims, upserted in groups likewise.
-    upserts: crate::group::GroupCall<(UserKey, Profile), ()>,
+    upserts: crate::group::GroupCall<(UserKey, Profile), grouped::Grouped<()>>,
     /// Conversations' participants, read in groups likewise.
     members: crate::group::GroupCall<i64, Option<Arc<[UserKey]>>>,
     /// Users' conversations, read in groups likewise.
@@ -376,7 +376,11 @@ impl Store for PgStore {
                 if let Some(c) = cached.filter(|c| **c == p) {
                     return Ok(c);
                 }
-                self.upserts.call((user, p.clone())).await?;
+                let claims = (user, p);
+                if self.upserts.call(claims.clone()).await? == grouped::Grouped::Contended {
+                    grouped::upsert_profiles(&self.pool, std::slice::from_ref(&claims)).await?;
+                }
+                let (_, p) = claims;
                 let p = Arc::new(p);
                 self.profiles.insert(user, p.clone());
                 Ok(p)
@@ -569,13 +573,16 @@ impl Store for PgStore {
         reader: UserKey,
         up_to: Option<i64>,
     ) -> Result<i64, StoreError> {
-        self.reads
-            .call(grouped::ReadMove {
-                conversation_id,
-                reader,
-                up_to,
-            })
-            .await
+        let m = grouped::ReadMove {
+            conversation_id,
+            reader,
+            up_to,
+        };
+        match self.reads.call(m).await? {
+            grouped::Grouped::Done(id) => Ok(id),
+            // Its row is held by another transaction: wait for it alone, not in the group.
+            grouped::Grouped::Contended => grouped::mark_read_alone(&self.pool, m).await,
+        }
     }
 
     async fn create_direct(
