@@ -1,4 +1,4 @@
-//! Writes that come in crowds, grouped into one statement and one commit per batch
+//! Calls that come in crowds, grouped into one statement per batch (one commit for the writes)
 //! ([`GroupCall`]); each call still gets its own answer.
 //!
 //! - Read pointers: every recipient of a message marks it read, so a busy server sees many
@@ -29,7 +29,7 @@ use crate::{Profile, StoreError, UserKey, UserType};
 
 /// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
 const MAX_QUEUED: usize = 20_000;
-/// Moves per statement.
+/// Calls per statement.
 const MAX_BATCH: usize = 2_000;
 /// A deadlock with another node's batch (rows locked in another order) is retried this often.
 const DEADLOCK_RETRIES: usize = 3;
