@@ -10,21 +10,49 @@ const path = require("path");
 const { fail } = require("./common");
 const WebSocket = require(path.join(__dirname, "..", "..", "..", "tools", "node", "node_modules", "ws"));
 
+// Profiles of earlier runs that the browser was still writing when they were removed (it is
+// killed as the test exits, and its helper processes outlive it briefly): removed once they are
+// an hour old, so test runs do not pile them up in the temp directory.
+function removeStaleProfiles() {
+  const tmp = os.tmpdir();
+  for (const name of fs.readdirSync(tmp)) {
+    if (!name.startsWith("chatwire-chromium-")) continue;
+    const dir = path.join(tmp, name);
+    try {
+      if (Date.now() - fs.statSync(dir).mtimeMs > 3600 * 1000) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    } catch (e) {
+      // Another run's, removed meanwhile.
+    }
+  }
+}
+
 // Resolves with the DevTools WebSocket URL; the browser is killed when this process exits.
+// Everything it writes goes under one temp directory (its profile, and its own temp files
+// through TMPDIR), removed on exit.
 function launchChromium(extraArgs = []) {
+  removeStaleProfiles();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chatwire-chromium-"));
   const child = spawn(process.env.CHROMIUM || "chromium", [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--no-first-run", "--no-default-browser-check", `--user-data-dir=${dir}`,
     "--remote-debugging-port=0", ...extraArgs,
     "about:blank",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TMPDIR: dir } });
   process.on("exit", () => {
     child.kill("SIGKILL");
-    try {
-      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-    } catch (e) {
-      // The browser may still be writing its profile as it dies; a leftover temp dir is harmless.
+    // Its helper processes may still write (and re-create the profile) for a moment after the
+    // kill: remove, wait, and remove again while it comes back, for up to a second.
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < 10; i++) {
+      try {
+        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+      } catch (e) {
+        // Being written as we remove it: the next round takes it.
+      }
+      Atomics.wait(pause, 0, 0, 100);
+      if (!fs.existsSync(dir)) break;
     }
   });
   return new Promise((resolve) => {
