@@ -568,9 +568,17 @@ async fn hold_conversation(
     admin: &sqlx::PgPool,
     conv: i64,
 ) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    hold(
+        admin,
+        &format!("SELECT id FROM conversations WHERE id = {conv} FOR NO KEY UPDATE"),
+    )
+    .await
+}
+
+/// A transaction that has run `locking` (and so holds what it locked) until it ends.
+async fn hold(admin: &sqlx::PgPool, locking: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut tx = admin.begin().await.unwrap();
-    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(conv)
+    sqlx::query(sqlx::AssertSqlSafe(locking.to_owned()))
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -887,12 +895,7 @@ fn postgres_calls_survive_the_runtime_that_started_their_batch() {
     // than the group's 2 s lock timeout).
     let lock = setup.block_on(async {
         let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
-        let mut tx = admin.begin().await.unwrap();
-        sqlx::query("LOCK TABLE participants IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx
+        hold(&admin, "LOCK TABLE participants IN ACCESS EXCLUSIVE MODE").await
     });
     // Shard A's call starts a batch, which waits for the table.
     let first = rt();
@@ -928,11 +931,11 @@ async fn postgres_a_held_user_row_does_not_hold_back_other_connects() {
     };
     store.ensure_user(brand(1), None).await.unwrap();
     let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let mut tx = admin.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM users WHERE user_type = 1 AND id = 1 FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let tx = hold(
+        &admin,
+        "SELECT 1 FROM users WHERE user_type = 1 AND id = 1 FOR UPDATE",
+    )
+    .await;
     let held = tokio::spawn({
         let store = store.clone();
         let p = claims("held");

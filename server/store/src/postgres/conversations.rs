@@ -11,7 +11,7 @@ use crate::direct_key;
 use crate::read_state::ReadFloor;
 use crate::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
-    MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey, UserType,
+    MessagePage, Participant, Profile, StoreError, UnreadCounts, UserKey,
 };
 
 /// Creates the users that do not exist yet, with default profiles.
@@ -136,10 +136,7 @@ async fn members(store: &PgStore, ids: &[i64]) -> Result<Members, StoreError> {
     .await?;
     let mut out: Members = HashMap::new();
     for row in rows {
-        let user = UserKey::new(
-            UserType::from_code(row.try_get("user_type")?)?,
-            row.try_get("user_id")?,
-        );
+        let user = super::user_from(&row, "user_type", "user_id")?;
         let profile = Arc::new(profile_from(&row, "")?);
         store.profiles.insert(user, profile.clone());
         out.entry(row.try_get("conversation_id")?)
@@ -193,10 +190,7 @@ async fn views(
         let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
         let last_message = match row.try_get::<Option<i64>, _>("id")? {
             Some(mid) => {
-                let sender = UserKey::new(
-                    UserType::from_code(row.try_get("sender_type")?)?,
-                    row.try_get("sender_id")?,
-                );
+                let sender = super::user_from(&row, "sender_type", "sender_id")?;
                 Some(message_from(
                     &row,
                     profile_in(&list, sender),
@@ -310,10 +304,7 @@ pub(super) async fn history(
     let more = rows.len() as i64 > limit;
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows.iter().take(limit as usize) {
-        let sender = UserKey::new(
-            UserType::from_code(row.try_get("sender_type")?)?,
-            row.try_get("sender_id")?,
-        );
+        let sender = super::user_from(row, "sender_type", "sender_id")?;
         let id: i64 = row.try_get("id")?;
         messages.push(message_from(
             row,

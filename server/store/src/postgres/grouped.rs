@@ -16,22 +16,24 @@
 //! acquire timeout, then fail). The statements run on the store's own thread ([`StoreThread`]).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use super::user_from;
 use crate::group::{BatchFuture, BatchResult, GroupCall};
-use crate::{Profile, StoreError, UserKey, UserType};
+use crate::{Profile, StoreError, UserKey};
 
 /// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
 const MAX_QUEUED: usize = 20_000;
 /// Calls per statement.
 const MAX_BATCH: usize = 2_000;
-/// A deadlock with another node's batch (rows locked in another order) is retried this often.
+/// A profile upsert that deadlocked with another node's batch is retried this often.
 const DEADLOCK_RETRIES: usize = 3;
 
 /// The thread the groups' statements run on. A connection belongs to the runtime that opened it;
@@ -183,21 +185,19 @@ pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, Group
     )
 }
 
-/// One statement for `moves`; a deadlock with another node's batch is retried.
+/// One statement for `moves` (it never waits for a row, so it cannot deadlock).
 async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<Grouped<i64>> {
     let convs: Vec<i64> = moves.iter().map(|m| m.conversation_id).collect();
     let types: Vec<i16> = moves.iter().map(|m| m.reader.user_type.code()).collect();
     let ids: Vec<i64> = moves.iter().map(|m| m.reader.id).collect();
     let up_to: Vec<Option<i64>> = moves.iter().map(|m| m.up_to).collect();
-    let rows = retry_deadlocks(|| {
-        sqlx::query(MARK_READ_SQL)
-            .bind(&convs)
-            .bind(&types)
-            .bind(&ids)
-            .bind(&up_to)
-            .fetch_all(pool)
-    })
-    .await?;
+    let rows = sqlx::query(MARK_READ_SQL)
+        .bind(&convs)
+        .bind(&types)
+        .bind(&ids)
+        .bind(&up_to)
+        .fetch_all(pool)
+        .await?;
     if rows.len() != moves.len() {
         return Err(StoreError::Internal(format!(
             "read pointers: {} moves answered {} rows",
@@ -228,7 +228,7 @@ pub(super) async fn mark_read_alone(pool: &PgPool, m: ReadMove) -> Result<i64, S
 }
 
 /// One call's answer from its row.
-fn one(row: &sqlx::postgres::PgRow) -> Result<i64, StoreError> {
+fn one(row: &PgRow) -> Result<i64, StoreError> {
     if !row.try_get::<bool, _>("conversation_exists")? {
         return Err(StoreError::NotFound);
     }
@@ -349,20 +349,16 @@ pub(super) fn participants(
         move |convs: Vec<i64>| {
             let pool = pool.clone();
             Box::pin(async move {
-                let mut unique = convs.clone();
-                unique.sort_unstable();
-                unique.dedup();
                 let rows = sqlx::query(PARTICIPANTS_SQL)
-                    .bind(&unique)
+                    .bind(distinct(&convs))
                     .fetch_all(&pool)
                     .await?;
-                let mut by_conv: HashMap<i64, Vec<UserKey>> = HashMap::new();
-                for row in &rows {
-                    by_conv
-                        .entry(row.try_get("conv")?)
-                        .or_default()
-                        .push(key(row)?);
-                }
+                let by_conv = by_key(&rows, |row| {
+                    Ok((
+                        row.try_get::<i64, _>("conv")?,
+                        user_from(row, "user_type", "user_id")?,
+                    ))
+                })?;
                 let by_conv: HashMap<i64, Arc<[UserKey]>> =
                     by_conv.into_iter().map(|(c, u)| (c, u.into())).collect();
                 Ok(convs.iter().map(|c| Ok(by_conv.get(c).cloned())).collect())
@@ -388,9 +384,7 @@ pub(super) fn conversations_of(io: &StoreThread, pool: PgPool) -> GroupCall<User
         move |users: Vec<UserKey>| {
             let pool = pool.clone();
             Box::pin(async move {
-                let mut unique = users.clone();
-                unique.sort_unstable();
-                unique.dedup();
+                let unique = distinct(&users);
                 let types: Vec<i16> = unique.iter().map(|u| u.user_type.code()).collect();
                 let ids: Vec<i64> = unique.iter().map(|u| u.id).collect();
                 let rows = sqlx::query(CONVERSATIONS_OF_SQL)
@@ -398,13 +392,12 @@ pub(super) fn conversations_of(io: &StoreThread, pool: PgPool) -> GroupCall<User
                     .bind(&ids)
                     .fetch_all(&pool)
                     .await?;
-                let mut by_user: HashMap<UserKey, Vec<i64>> = HashMap::new();
-                for row in &rows {
-                    by_user
-                        .entry(key(row)?)
-                        .or_default()
-                        .push(row.try_get("conversation_id")?);
-                }
+                let by_user = by_key(&rows, |row| {
+                    Ok((
+                        user_from(row, "user_type", "user_id")?,
+                        row.try_get::<i64, _>("conversation_id")?,
+                    ))
+                })?;
                 Ok(users
                     .iter()
                     .map(|u| Ok(by_user.get(u).cloned().unwrap_or_default()))
@@ -414,10 +407,23 @@ pub(super) fn conversations_of(io: &StoreThread, pool: PgPool) -> GroupCall<User
     )
 }
 
-/// The user of a row with `user_type` and `user_id`.
-fn key(row: &sqlx::postgres::PgRow) -> Result<UserKey, StoreError> {
-    Ok(UserKey::new(
-        UserType::from_code(row.try_get("user_type")?)?,
-        row.try_get("user_id")?,
-    ))
+/// The distinct keys a batch asks for, sorted: one lookup each, however many calls named it.
+fn distinct<K: Ord + Clone>(keys: &[K]) -> Vec<K> {
+    let mut unique = keys.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    unique
+}
+
+/// Rows split by the key `split` reads from each, values in the statement's order.
+fn by_key<K: Hash + Eq, V>(
+    rows: &[PgRow],
+    split: impl Fn(&PgRow) -> Result<(K, V), StoreError>,
+) -> Result<HashMap<K, Vec<V>>, StoreError> {
+    let mut out: HashMap<K, Vec<V>> = HashMap::new();
+    for row in rows {
+        let (k, v) = split(row)?;
+        out.entry(k).or_default().push(v);
+    }
+    Ok(out)
 }

@@ -178,10 +178,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?;
             for row in rows {
-                let user = UserKey::new(
-                    UserType::from_code(row.try_get("user_type")?)?,
-                    row.try_get("id")?,
-                );
+                let user = user_from(&row, "user_type", "id")?;
                 self.profiles
                     .insert(user, Arc::new(profile_from(&row, "")?));
             }
@@ -332,6 +329,18 @@ pub(super) fn profile_from(row: &PgRow, prefix: &str) -> Result<Profile, StoreEr
     })
 }
 
+/// The user a row names in `type_column` (its code) and `id_column`.
+pub(super) fn user_from(
+    row: &PgRow,
+    type_column: &str,
+    id_column: &str,
+) -> Result<UserKey, StoreError> {
+    Ok(UserKey::new(
+        UserType::from_code(row.try_get(type_column)?)?,
+        row.try_get(id_column)?,
+    ))
+}
+
 /// Reads a message row with columns id, conversation_id, sender_type, sender_id, message_type,
 /// content, attachment_url, attachment_name, created_ms.
 pub(super) fn message_from(
@@ -343,10 +352,7 @@ pub(super) fn message_from(
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,
-        sender: UserKey::new(
-            UserType::from_code(row.try_get("sender_type")?)?,
-            row.try_get("sender_id")?,
-        ),
+        sender: user_from(row, "sender_type", "sender_id")?,
         sender_profile: profile,
         message_type: MessageType::parse(&message_type)
             .ok_or_else(|| StoreError::Internal(format!("unknown message type {message_type}")))?,
