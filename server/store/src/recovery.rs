@@ -64,7 +64,7 @@ pub(crate) async fn sqlite_save(
     Ok(())
 }
 
-fn session_from<R: Row>(row: &R) -> Result<RecoverySession, StoreError>
+pub(crate) fn session_from<R: Row>(row: &R) -> Result<RecoverySession, StoreError>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -81,22 +81,6 @@ where
         state: row.try_get("state")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
     })
-}
-
-pub(crate) async fn pg_load(
-    pool: &sqlx::PgPool,
-    pid: &str,
-    now_ms: i64,
-) -> Result<Option<RecoverySession>, StoreError> {
-    let row = sqlx::query(
-        "SELECT pid, user_type, user_id, sid, state, expires_at_ms FROM recovery_sessions
-         WHERE pid = $1 AND expires_at_ms > $2",
-    )
-    .bind(pid)
-    .bind(now_ms)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(session_from).transpose()
 }
 
 pub(crate) async fn sqlite_load(
@@ -127,24 +111,19 @@ pub(crate) const SQLITE_DELETE: &str =
 pub(crate) const PG_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= $1";
 pub(crate) const SQLITE_PURGE: &str = "DELETE FROM recovery_sessions WHERE expires_at_ms <= ?";
 
-/// Each conversation of a user with its last message id (0 when it has none), by conversation.
-pub(crate) const PG_LAST_IDS: &str = "SELECT p.conversation_id,
-        COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
-     FROM participants p WHERE p.user_type = $1 AND p.user_id = $2 ORDER BY p.conversation_id";
+/// Each conversation of a user with its last message id (0 when it has none), by conversation
+/// (PostgreSQL reads them in groups: `postgres/grouped.rs`).
 pub(crate) const SQLITE_LAST_IDS: &str = "SELECT p.conversation_id,
         COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
      FROM participants p WHERE p.user_type = ? AND p.user_id = ? ORDER BY p.conversation_id";
 
-/// The read pointers above 0 of the participants of some conversations (an array; SQLite: a JSON
-/// array), by the primary key.
-pub(crate) const PG_READ_POINTERS: &str =
-    "SELECT conversation_id, user_type, user_id, last_read_message_id FROM participants
-     WHERE conversation_id = ANY($1::int8[]) AND last_read_message_id > 0";
+/// The read pointers above 0 of the participants of some conversations (a JSON array), by the
+/// primary key (PostgreSQL reads them in groups: `postgres/grouped.rs`).
 pub(crate) const SQLITE_READ_POINTERS: &str =
     "SELECT conversation_id, user_type, user_id, last_read_message_id FROM participants
      WHERE conversation_id IN (SELECT value FROM json_each(?)) AND last_read_message_id > 0";
 
-/// One row of [`PG_READ_POINTERS`] / [`SQLITE_READ_POINTERS`].
+/// One row of [`SQLITE_READ_POINTERS`] or of PostgreSQL's grouped read.
 pub(crate) fn pointer_from<R: Row>(row: &R) -> Result<(i64, UserKey, i64), StoreError>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,

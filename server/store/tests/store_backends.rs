@@ -872,6 +872,96 @@ async fn postgres_groups_concurrent_membership_reads() {
     }
 }
 
+/// The reads a reconnect storm makes, concurrently: each recovering socket's session row, its
+/// conversations' last ids, its rooms' read pointers and its missed messages (history pages,
+/// REST's too). Grouped on PostgreSQL; every call still gets its own answer, `forbidden` and
+/// `not_found` included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_concurrent_history_and_recovery_reads() {
+    use chatwire_store::{RecoverySession, StoreError};
+    let db = pg::TestDb::create().await;
+    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let mut cases = Vec::new();
+    for i in 0..30 {
+        let (b, f) = (brand(1_000 + i), infl(1_100 + i));
+        let conv = store.create_direct(b, f).await.unwrap().0.id;
+        let mut ids = Vec::new();
+        for k in 0..(i % 4 + 2) {
+            let text = if i % 2 == 0 && k == 0 {
+                "a needle".to_owned()
+            } else {
+                format!("m{i}-{k}")
+            };
+            ids.push(send(&store, msg(conv, b, &text, None)).await.message.id);
+        }
+        store.mark_read(conv, f, Some(ids[0])).await.unwrap();
+        store
+            .recovery_save(&RecoverySession {
+                pid: format!("p{i}"),
+                user: f,
+                sid: format!("s{i}"),
+                state: "{}".into(),
+                expires_at_ms: 10_000,
+            })
+            .await
+            .unwrap();
+        cases.push((i, b, f, conv, ids));
+    }
+    let calls: Vec<_> = cases
+        .into_iter()
+        .map(|(i, b, f, conv, ids)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let page = store.history(conv, f, q(2)).await.unwrap();
+                let newest: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+                assert_eq!(
+                    newest,
+                    [ids[ids.len() - 1], ids[ids.len() - 2]],
+                    "page of {conv}"
+                );
+                // A next page exactly when there are more than 2 messages.
+                let more = (ids.len() > 2).then(|| ids[ids.len() - 2]);
+                assert_eq!(page.next_cursor, more, "cursor of {conv}");
+                assert!(page.messages.iter().all(|m| m.conversation_id == conv));
+                let search = HistoryQuery {
+                    search: Some("NEEDLE"),
+                    ..q(10)
+                };
+                let found = store.history(conv, f, search).await.unwrap().messages;
+                let want: &[i64] = if i % 2 == 0 { &ids[..1] } else { &[] };
+                assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), want);
+                assert!(matches!(
+                    store.history(conv, infl(5_000), q(2)).await,
+                    Err(StoreError::Forbidden)
+                ));
+                assert!(matches!(
+                    store.history(-conv, f, q(2)).await,
+                    Err(StoreError::NotFound)
+                ));
+                assert_eq!(
+                    store.last_message_ids(b).await.unwrap(),
+                    [(conv, ids[ids.len() - 1])]
+                );
+                assert_eq!(
+                    store.read_pointers(&[conv]).await.unwrap(),
+                    [(conv, f, ids[0])]
+                );
+                let pid = format!("p{i}");
+                let row = store.recovery_load(&pid, 5_000).await.unwrap().unwrap();
+                assert_eq!((row.user, row.sid), (f, format!("s{i}")));
+                assert_eq!(
+                    store.recovery_load(&pid, 10_000).await.unwrap(),
+                    None,
+                    "expired"
+                );
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+}
+
 /// A store outlives the runtimes that call it: shards stop one by one at shutdown, and a call
 /// from a shard still draining must not fail because the shard whose call started the batch it
 /// waits behind is gone (that batch ran on the stopped shard's runtime and died with it).

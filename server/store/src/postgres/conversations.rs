@@ -8,6 +8,8 @@ use sqlx::Row;
 
 use super::{PgStore, message_from, ms, profile_from};
 use crate::direct_key;
+use crate::group::{BatchResult, GroupCall};
+use crate::profiles::ProfileCache;
 use crate::read_state::ReadFloor;
 use crate::{
     Conversation, ConversationCursor, ConversationKind, ConversationPage, HistoryQuery,
@@ -124,6 +126,15 @@ async fn view(store: &PgStore, id: i64, viewer: UserKey) -> Result<Conversation,
 type Members = HashMap<i64, Vec<(Participant, i64)>>;
 
 async fn members(store: &PgStore, ids: &[i64]) -> Result<Members, StoreError> {
+    members_on(&store.pool, &store.profiles, ids).await
+}
+
+/// [`members`] on `pool`, caching the profiles it reads in `profiles`.
+async fn members_on(
+    pool: &sqlx::PgPool,
+    profiles: &ProfileCache,
+    ids: &[i64],
+) -> Result<Members, StoreError> {
     let rows = sqlx::query(
         "SELECT p.conversation_id, p.user_type, p.user_id, p.last_read_message_id,
                 u.username, u.first_name, u.last_name, u.profile_image
@@ -132,13 +143,13 @@ async fn members(store: &PgStore, ids: &[i64]) -> Result<Members, StoreError> {
          ORDER BY p.conversation_id, p.user_type, p.user_id",
     )
     .bind(ids)
-    .fetch_all(&store.pool)
+    .fetch_all(pool)
     .await?;
     let mut out: Members = HashMap::new();
     for row in rows {
         let user = super::user_from(&row, "user_type", "user_id")?;
         let profile = Arc::new(profile_from(&row, "")?);
-        store.profiles.insert(user, profile.clone());
+        profiles.insert(user, profile.clone());
         out.entry(row.try_get("conversation_id")?)
             .or_default()
             .push((
@@ -272,43 +283,133 @@ pub(super) async fn history(
     viewer: UserKey,
     query: HistoryQuery<'_>,
 ) -> Result<MessagePage, StoreError> {
-    let list = members(store, &[conversation_id])
-        .await?
-        .remove(&conversation_id)
-        .unwrap_or_default();
-    if list.is_empty() {
-        return Err(StoreError::NotFound);
-    }
-    if !list.iter().any(|(p, _)| p.user == viewer) {
-        return Err(StoreError::Forbidden);
-    }
-    let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
-    let limit = i64::from(query.limit.max(1));
-    let sql = format!(
-        "SELECT id, conversation_id, sender_type, sender_id, message_type, content, attachment_url,
-                attachment_name, {} AS created_ms
-         FROM messages
-         WHERE conversation_id = $1 AND id < $2
-           AND ($3::text IS NULL OR strpos(lower(content{fold}), lower($3{fold})) > 0)
-         ORDER BY id DESC LIMIT $4",
+    store
+        .histories
+        .call(HistoryCall {
+            conversation_id,
+            viewer,
+            before: query.before,
+            limit: query.limit.max(1),
+            search: query.search.map(str::to_owned),
+        })
+        .await
+}
+
+/// One `history` call, grouped with the others that arrive while a batch runs: a reconnect
+/// storm reads every recovering socket's missed messages at once (`grouped.rs`).
+#[derive(Debug, Clone)]
+pub(super) struct HistoryCall {
+    conversation_id: i64,
+    viewer: UserKey,
+    before: Option<i64>,
+    limit: u32,
+    search: Option<String>,
+}
+
+/// Each call's page (one more row than its limit, to tell whether there is a next one), newest
+/// first; every page one index range scan (LATERAL).
+fn history_sql(collation: &str) -> String {
+    format!(
+        "SELECT r.ord, m.* FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[])
+            WITH ORDINALITY AS r(conv, before, search, lim, ord),
+         LATERAL (
+            SELECT id, conversation_id, sender_type, sender_id, message_type, content,
+                attachment_url, attachment_name, {} AS created_ms
+            FROM messages
+            WHERE conversation_id = r.conv AND id < r.before
+              AND (r.search IS NULL OR strpos(lower(content{fold}), lower(r.search{fold})) > 0)
+            ORDER BY id DESC LIMIT r.lim
+         ) m
+         ORDER BY r.ord, m.id DESC",
         ms("created_at"),
-        fold = store.search_collation,
-    );
+        fold = collation,
+    )
+}
+
+/// The pages of `calls`: the participants of their conversations in one statement (a call
+/// whose viewer is not one of them is `forbidden`, of a conversation with none `not_found`),
+/// then the messages of the others in one more.
+pub(super) async fn history_batch(
+    pool: &sqlx::PgPool,
+    profiles: &ProfileCache,
+    sql: &str,
+    calls: &[HistoryCall],
+) -> BatchResult<MessagePage> {
+    let mut convs: Vec<i64> = calls.iter().map(|c| c.conversation_id).collect();
+    convs.sort_unstable();
+    convs.dedup();
+    let members = members_on(pool, profiles, &convs).await?;
+    let mut answers: Vec<Result<MessagePage, StoreError>> = Vec::with_capacity(calls.len());
+    // The calls allowed to read, as indexes into `calls`.
+    let mut allowed = Vec::with_capacity(calls.len());
+    for (i, call) in calls.iter().enumerate() {
+        let list = members
+            .get(&call.conversation_id)
+            .map_or(&[][..], Vec::as_slice);
+        answers.push(if list.is_empty() {
+            Err(StoreError::NotFound)
+        } else if !list.iter().any(|(p, _)| p.user == call.viewer) {
+            Err(StoreError::Forbidden)
+        } else {
+            allowed.push(i);
+            Ok(MessagePage {
+                messages: Vec::new(),
+                next_cursor: None,
+            })
+        });
+    }
+    if allowed.is_empty() {
+        return Ok(answers);
+    }
+    let column = |f: fn(&HistoryCall) -> i64| -> Vec<i64> {
+        allowed.iter().map(|&i| f(&calls[i])).collect()
+    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(conversation_id)
-        .bind(query.before.unwrap_or(i64::MAX))
-        .bind(query.search)
-        .bind(limit + 1)
-        .fetch_all(&store.pool)
+        .bind(column(|c| c.conversation_id))
+        .bind(column(|c| c.before.unwrap_or(i64::MAX)))
+        .bind(
+            allowed
+                .iter()
+                .map(|&i| calls[i].search.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
+        .bind(column(|c| i64::from(c.limit) + 1))
+        .fetch_all(pool)
         .await?;
-    let more = rows.len() as i64 > limit;
-    let mut messages = Vec::with_capacity(rows.len());
-    for row in rows.iter().take(limit as usize) {
-        let sender = super::user_from(row, "sender_type", "sender_id")?;
+    let mut rows_of: Vec<Vec<&sqlx::postgres::PgRow>> = vec![Vec::new(); allowed.len()];
+    for row in &rows {
+        let ord: i64 = row.try_get("ord")?;
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|k| rows_of.get_mut(k))
+            .ok_or_else(|| StoreError::Internal(format!("history: row of call {ord}")))?;
+        slot.push(row);
+    }
+    for (k, &i) in allowed.iter().enumerate() {
+        answers[i] = page(&calls[i], &members, &rows_of[k]);
+    }
+    Ok(answers)
+}
+
+/// One call's page from its rows.
+fn page(
+    call: &HistoryCall,
+    members: &Members,
+    rows: &[&sqlx::postgres::PgRow],
+) -> Result<MessagePage, StoreError> {
+    let list = members
+        .get(&call.conversation_id)
+        .map_or(&[][..], Vec::as_slice);
+    let floor = ReadFloor::new(list.iter().map(|(p, ptr)| (p.user, *ptr)));
+    let limit = call.limit as usize;
+    let more = rows.len() > limit;
+    let mut messages = Vec::with_capacity(rows.len().min(limit));
+    for row in rows.iter().take(limit) {
+        let sender = super::user_from(*row, "sender_type", "sender_id")?;
         let id: i64 = row.try_get("id")?;
         messages.push(message_from(
             row,
-            profile_in(&list, sender),
+            profile_in(list, sender),
             floor.is_read(sender, id),
         )?);
     }
@@ -320,6 +421,20 @@ pub(super) async fn history(
     Ok(MessagePage {
         messages,
         next_cursor,
+    })
+}
+
+/// The grouped `history` of one store (`sql`: [`history_sql`] with its collation).
+pub(super) fn histories(
+    io: &super::grouped::StoreThread,
+    pool: sqlx::PgPool,
+    profiles: Arc<ProfileCache>,
+    collation: &str,
+) -> GroupCall<HistoryCall, MessagePage> {
+    let sql: Arc<str> = history_sql(collation).into();
+    super::grouped::group(io, pool, move |pool, calls: Vec<HistoryCall>| {
+        let (profiles, sql) = (profiles.clone(), sql.clone());
+        async move { history_batch(&pool, &profiles, &sql, &calls).await }
     })
 }
 

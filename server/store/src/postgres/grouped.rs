@@ -16,6 +16,7 @@
 //! acquire timeout, then fail). The statements run on the store's own thread ([`StoreThread`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::user_from;
 use crate::group::{BatchFuture, BatchResult, GroupCall};
+use crate::recovery::{RecoverySession, pointer_from, session_from};
 use crate::{Profile, StoreError, UserKey};
 
 /// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
@@ -41,7 +43,7 @@ const DEADLOCK_RETRIES: usize = 3;
 /// stop failed every call of the others while they drained. This runtime stops when the last
 /// clone of the store is dropped.
 #[derive(Debug)]
-pub(super) struct StoreThread {
+pub(crate) struct StoreThread {
     runtime: Handle,
     /// Dropped with the store: the thread's `block_on` returns and its runtime ends.
     _stop: oneshot::Sender<()>,
@@ -171,18 +173,30 @@ SELECT (SELECT id FROM target) AS target,
         AS is_participant,
     EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS conversation_exists";
 
-/// The grouped `mark_read` of one store (its clones share it).
-pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, Grouped<i64>> {
+/// A group whose batches `run` on `pool`, on the store thread.
+pub(super) fn group<Q, T, F>(
+    io: &StoreThread,
+    pool: PgPool,
+    run: impl Fn(PgPool, Vec<Q>) -> F + Send + Sync + 'static,
+) -> GroupCall<Q, T>
+where
+    Q: Send + 'static,
+    T: Send + 'static,
+    F: Future<Output = BatchResult<T>> + Send + 'static,
+{
     GroupCall::new(
         io.runtime.clone(),
         MAX_QUEUED,
         MAX_BATCH,
-        move |moves: Vec<ReadMove>| {
-            let pool = pool.clone();
-            Box::pin(async move { mark_read_batch(&pool, &moves).await })
-                as BatchFuture<Grouped<i64>>
-        },
+        move |calls: Vec<Q>| Box::pin(run(pool.clone(), calls)) as BatchFuture<T>,
     )
+}
+
+/// The grouped `mark_read` of one store (its clones share it).
+pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, Grouped<i64>> {
+    group(io, pool, |pool, moves: Vec<ReadMove>| async move {
+        mark_read_batch(&pool, &moves).await
+    })
 }
 
 /// One statement for `moves` (it never waits for a row, so it cannot deadlock).
@@ -260,23 +274,19 @@ pub(super) fn profiles(
     io: &StoreThread,
     pool: PgPool,
 ) -> GroupCall<(UserKey, Profile), Grouped<()>> {
-    GroupCall::new(
-        io.runtime.clone(),
-        MAX_QUEUED,
-        MAX_BATCH,
-        move |users: Vec<(UserKey, Profile)>| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                match upsert_profiles(&pool, &users).await {
-                    Ok(()) => Ok(users.iter().map(|_| Ok(Grouped::Done(()))).collect()),
-                    // A user's row held past the group connection's `lock_timeout`: each call
-                    // of the batch upserts alone, waiting as long as it takes.
-                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
-                        Ok(users.iter().map(|_| Ok(Grouped::Contended)).collect())
-                    }
-                    Err(e) => Err(e.into()),
+    group(
+        io,
+        pool,
+        |pool, users: Vec<(UserKey, Profile)>| async move {
+            match upsert_profiles(&pool, &users).await {
+                Ok(()) => Ok(users.iter().map(|_| Ok(Grouped::Done(()))).collect()),
+                // A user's row held past the group connection's `lock_timeout`: each call of the
+                // batch upserts alone, waiting as long as it takes.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                    Ok(users.iter().map(|_| Ok(Grouped::Contended)).collect())
                 }
-            }) as BatchFuture<Grouped<()>>
+                Err(e) => Err(e.into()),
+            }
         },
     )
 }
@@ -342,29 +352,21 @@ pub(super) fn participants(
     io: &StoreThread,
     pool: PgPool,
 ) -> GroupCall<i64, Option<Arc<[UserKey]>>> {
-    GroupCall::new(
-        io.runtime.clone(),
-        MAX_QUEUED,
-        MAX_BATCH,
-        move |convs: Vec<i64>| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let rows = sqlx::query(PARTICIPANTS_SQL)
-                    .bind(distinct(&convs))
-                    .fetch_all(&pool)
-                    .await?;
-                let by_conv = by_key(&rows, |row| {
-                    Ok((
-                        row.try_get::<i64, _>("conv")?,
-                        user_from(row, "user_type", "user_id")?,
-                    ))
-                })?;
-                let by_conv: HashMap<i64, Arc<[UserKey]>> =
-                    by_conv.into_iter().map(|(c, u)| (c, u.into())).collect();
-                Ok(convs.iter().map(|c| Ok(by_conv.get(c).cloned())).collect())
-            }) as BatchFuture<Option<Arc<[UserKey]>>>
-        },
-    )
+    group(io, pool, |pool, convs: Vec<i64>| async move {
+        let rows = sqlx::query(PARTICIPANTS_SQL)
+            .bind(distinct(&convs))
+            .fetch_all(&pool)
+            .await?;
+        let by_conv = by_key(&rows, |row| {
+            Ok((
+                row.try_get::<i64, _>("conv")?,
+                user_from(row, "user_type", "user_id")?,
+            ))
+        })?;
+        let by_conv: HashMap<i64, Arc<[UserKey]>> =
+            by_conv.into_iter().map(|(c, u)| (c, u.into())).collect();
+        Ok(convs.iter().map(|c| Ok(by_conv.get(c).cloned())).collect())
+    })
 }
 
 /// Conversations of each user asked for, in id order (index probes, as above).
@@ -377,34 +379,129 @@ FROM unnest($1::int2[], $2::int8[]) AS r(utype, uid), LATERAL (
 
 /// The grouped lookup of users' conversations.
 pub(super) fn conversations_of(io: &StoreThread, pool: PgPool) -> GroupCall<UserKey, Vec<i64>> {
-    GroupCall::new(
-        io.runtime.clone(),
-        MAX_QUEUED,
-        MAX_BATCH,
-        move |users: Vec<UserKey>| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let unique = distinct(&users);
-                let types: Vec<i16> = unique.iter().map(|u| u.user_type.code()).collect();
-                let ids: Vec<i64> = unique.iter().map(|u| u.id).collect();
-                let rows = sqlx::query(CONVERSATIONS_OF_SQL)
-                    .bind(&types)
-                    .bind(&ids)
-                    .fetch_all(&pool)
-                    .await?;
-                let by_user = by_key(&rows, |row| {
-                    Ok((
-                        user_from(row, "user_type", "user_id")?,
-                        row.try_get::<i64, _>("conversation_id")?,
-                    ))
-                })?;
-                Ok(users
+    group(io, pool, |pool, users: Vec<UserKey>| async move {
+        per_user(&pool, CONVERSATIONS_OF_SQL, &users, |row| {
+            row.try_get::<i64, _>("conversation_id")
+        })
+        .await
+    })
+}
+
+/// Each conversation of each user asked for with its last message id (0 when it has none), in
+/// conversation order (index probes, as above).
+const LAST_IDS_SQL: &str = "
+SELECT r.utype AS user_type, r.uid AS user_id, p.conversation_id,
+    COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = p.conversation_id), 0)
+        AS last_id
+FROM unnest($1::int2[], $2::int8[]) AS r(utype, uid), LATERAL (
+    SELECT conversation_id FROM participants p WHERE p.user_type = r.utype AND p.user_id = r.uid
+    ORDER BY conversation_id OFFSET 0
+) p";
+
+/// The grouped `last_message_ids` (where a recovering socket's missed messages start).
+pub(super) fn last_ids(io: &StoreThread, pool: PgPool) -> GroupCall<UserKey, Vec<(i64, i64)>> {
+    group(io, pool, |pool, users: Vec<UserKey>| async move {
+        per_user(&pool, LAST_IDS_SQL, &users, |row| {
+            Ok((row.try_get("conversation_id")?, row.try_get("last_id")?))
+        })
+        .await
+    })
+}
+
+/// Runs `sql` (its parameters: the distinct users' types and ids; its rows: `user_type`,
+/// `user_id` and what `value` reads) and answers each user's call with its values in the
+/// statement's order.
+async fn per_user<V: Clone>(
+    pool: &PgPool,
+    sql: &'static str,
+    users: &[UserKey],
+    value: impl Fn(&PgRow) -> Result<V, sqlx::Error>,
+) -> BatchResult<Vec<V>> {
+    let unique = distinct(users);
+    let types: Vec<i16> = unique.iter().map(|u| u.user_type.code()).collect();
+    let ids: Vec<i64> = unique.iter().map(|u| u.id).collect();
+    let rows = sqlx::query(sql)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let by_user = by_key(&rows, |row| {
+        Ok((user_from(row, "user_type", "user_id")?, value(row)?))
+    })?;
+    Ok(users
+        .iter()
+        .map(|u| Ok(by_user.get(u).cloned().unwrap_or_default()))
+        .collect())
+}
+
+/// The sessions asked for, expired or not (each call checks its own clock).
+const RECOVERY_SESSIONS_SQL: &str = "
+SELECT pid, user_type, user_id, sid, state, expires_at_ms FROM recovery_sessions
+WHERE pid = ANY($1::text[])";
+
+/// The grouped `recovery_load`: a reconnect storm reads one session row per client.
+pub(super) fn recovery_sessions(
+    io: &StoreThread,
+    pool: PgPool,
+) -> GroupCall<(String, i64), Option<RecoverySession>> {
+    group(io, pool, |pool, calls: Vec<(String, i64)>| async move {
+        let pids: Vec<String> = distinct(&calls).into_iter().map(|(pid, _)| pid).collect();
+        let rows = sqlx::query(RECOVERY_SESSIONS_SQL)
+            .bind(&pids)
+            .fetch_all(&pool)
+            .await?;
+        let mut by_pid = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let session = session_from(row)?;
+            by_pid.insert(session.pid.clone(), session);
+        }
+        Ok(calls
+            .iter()
+            .map(|(pid, now_ms)| {
+                Ok(by_pid
+                    .get(pid)
+                    .filter(|s| s.expires_at_ms > *now_ms)
+                    .cloned())
+            })
+            .collect())
+    })
+}
+
+/// The read pointers above 0 of the participants of each conversation asked for (index probes).
+const READ_POINTERS_SQL: &str = "
+SELECT r.conv AS conversation_id, p.user_type, p.user_id, p.last_read_message_id
+FROM unnest($1::int8[]) AS r(conv), LATERAL (
+    SELECT user_type, user_id, last_read_message_id FROM participants p
+    WHERE p.conversation_id = r.conv AND p.last_read_message_id > 0 OFFSET 0
+) p";
+
+/// The grouped `read_pointers`: each call names its conversations (a recovering socket's rooms).
+pub(super) fn read_pointers(
+    io: &StoreThread,
+    pool: PgPool,
+) -> GroupCall<Vec<i64>, Vec<(i64, UserKey, i64)>> {
+    group(io, pool, |pool, calls: Vec<Vec<i64>>| async move {
+        let all: Vec<i64> = calls.iter().flatten().copied().collect();
+        let rows = sqlx::query(READ_POINTERS_SQL)
+            .bind(distinct(&all))
+            .fetch_all(&pool)
+            .await?;
+        let by_conv = by_key(&rows, |row| {
+            let pointer = pointer_from(row)?;
+            Ok((pointer.0, pointer))
+        })?;
+        Ok(calls
+            .iter()
+            .map(|convs| {
+                Ok(distinct(convs)
                     .iter()
-                    .map(|u| Ok(by_user.get(u).cloned().unwrap_or_default()))
+                    .filter_map(|c| by_conv.get(c))
+                    .flatten()
+                    .copied()
                     .collect())
-            }) as BatchFuture<Vec<i64>>
-        },
-    )
+            })
+            .collect())
+    })
 }
 
 /// The distinct keys a batch asks for, sorted: one lookup each, however many calls named it.

@@ -64,8 +64,6 @@ pub struct PgStore {
     profiles: Arc<ProfileCache>,
     /// How batches are written ([`WritePath`] as u8; benches compare them).
     write_path: Arc<AtomicU8>,
-    /// The collation `?q=` search folds case with (see `conversations::search_collation`).
-    search_collation: &'static str,
     /// Read pointer moves, grouped into one statement per batch (`grouped.rs`).
     reads: crate::group::GroupCall<grouped::ReadMove, grouped::Grouped<i64>>,
     /// Users' profiles from token claims, upserted in groups likewise.
@@ -74,8 +72,21 @@ pub struct PgStore {
     members: crate::group::GroupCall<i64, Option<Arc<[UserKey]>>>,
     /// Users' conversations, read in groups likewise.
     memberships: crate::group::GroupCall<UserKey, Vec<i64>>,
+    /// The reads of a recovering socket, in groups likewise (a reconnect storm brings thousands
+    /// at once): its session row, its conversations' last ids, its rooms' read pointers.
+    recoveries: RecoveryReads,
+    /// History pages, read in groups likewise.
+    histories: crate::group::GroupCall<conversations::HistoryCall, super::MessagePage>,
     /// The thread the grouped statements run on (ends with the last clone).
     _io: Arc<grouped::StoreThread>,
+}
+
+/// The grouped reads of a recovering socket ([`PgStore::recoveries`]).
+#[derive(Debug, Clone)]
+struct RecoveryReads {
+    sessions: crate::group::GroupCall<(String, i64), Option<super::RecoverySession>>,
+    last_ids: crate::group::GroupCall<UserKey, Vec<(i64, i64)>>,
+    pointers: crate::group::GroupCall<Vec<i64>, Vec<(i64, UserKey, i64)>>,
 }
 
 impl PgStore {
@@ -111,17 +122,32 @@ impl PgStore {
         let upserts = grouped::profiles(&io, grouped::own_pool(&opts));
         let members = grouped::participants(&io, grouped::own_pool(&opts));
         let memberships = grouped::conversations_of(&io, grouped::own_pool(&opts));
+        // One connection between the three: a recovery makes one call of each in turn.
+        let recovery_pool = grouped::own_pool(&opts);
+        let profiles = Arc::new(ProfileCache::new(100_000));
+        let histories = conversations::histories(
+            &io,
+            grouped::own_pool(&opts),
+            profiles.clone(),
+            search_collation,
+        );
+        let recoveries = RecoveryReads {
+            sessions: grouped::recovery_sessions(&io, recovery_pool.clone()),
+            last_ids: grouped::last_ids(&io, recovery_pool.clone()),
+            pointers: grouped::read_pointers(&io, recovery_pool),
+        };
         Ok(PgStore {
             pool,
             write_pool,
             session_pool,
-            profiles: Arc::new(ProfileCache::new(100_000)),
+            profiles,
             write_path: Arc::new(AtomicU8::new(WritePath::default() as u8)),
-            search_collation,
             reads,
             upserts,
             members,
             memberships,
+            recoveries,
+            histories,
             _io: io,
         })
     }
@@ -636,22 +662,14 @@ impl Store for PgStore {
     }
 
     async fn last_message_ids(&self, user: UserKey) -> Result<Vec<(i64, i64)>, StoreError> {
-        Ok(sqlx::query_as(super::recovery::PG_LAST_IDS)
-            .bind(user.user_type.code())
-            .bind(user.id)
-            .fetch_all(&self.pool)
-            .await?)
+        self.recoveries.last_ids.call(user).await
     }
 
     async fn read_pointers(
         &self,
         conversations: &[i64],
     ) -> Result<Vec<(i64, UserKey, i64)>, StoreError> {
-        let rows = sqlx::query(super::recovery::PG_READ_POINTERS)
-            .bind(conversations)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(super::recovery::pointer_from).collect()
+        self.recoveries.pointers.call(conversations.to_vec()).await
     }
 
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
@@ -663,7 +681,10 @@ impl Store for PgStore {
         pid: &str,
         now_ms: i64,
     ) -> Result<Option<super::RecoverySession>, StoreError> {
-        super::recovery::pg_load(&self.pool, pid, now_ms).await
+        self.recoveries
+            .sessions
+            .call((pid.to_owned(), now_ms))
+            .await
     }
 
     async fn recovery_touch(&self, pids: &[String], expires_at_ms: i64) -> Result<(), StoreError> {
