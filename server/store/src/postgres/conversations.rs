@@ -405,7 +405,7 @@ fn page(
     let more = rows.len() > limit;
     let mut messages = Vec::with_capacity(rows.len().min(limit));
     for row in rows.iter().take(limit) {
-        let sender = super::user_from(*row, "sender_type", "sender_id")?;
+        let sender = super::user_from(row, "sender_type", "sender_id")?;
         let id: i64 = row.try_get("id")?;
         messages.push(message_from(
             row,
