@@ -26,7 +26,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use chatwire_protocol::socket::TextFrame;
@@ -144,9 +144,10 @@ struct State {
     /// Presence over the cluster (locked on a user's first/last socket and on other nodes'
     /// presence messages, never per message).
     presence: Mutex<ClusterPresence>,
-    /// Conversation rooms over the cluster (locked on a user's first/last socket in a room
-    /// here, on other nodes' room messages, and once per notification).
-    rooms: Mutex<ClusterRooms>,
+    /// Conversation rooms over the cluster: written on a user's first/last socket in a room
+    /// here and on other nodes' room messages; read once per notification, by any shard at
+    /// once (a shared lock: notifications never wait for each other).
+    rooms: RwLock<ClusterRooms>,
     /// Rooms other nodes made sockets join, left when the socket goes.
     joined: Mutex<HashMap<SocketKey, Vec<RoomName>>>,
     /// Redis reachable.
@@ -166,9 +167,15 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn rooms(&self) -> std::sync::MutexGuard<'_, ClusterRooms> {
+    fn rooms(&self) -> std::sync::RwLockWriteGuard<'_, ClusterRooms> {
         self.rooms
-            .lock()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rooms_read(&self) -> std::sync::RwLockReadGuard<'_, ClusterRooms> {
+        self.rooms
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -213,7 +220,7 @@ impl RedisAdapter {
         let (tx, rx) = flume::bounded(cfg.queue.max(1));
         let state = Arc::new(State {
             uid: new_uid(),
-            rooms: Mutex::new(ClusterRooms::new(cfg.max_room_pairs)),
+            rooms: RwLock::new(ClusterRooms::new(cfg.max_room_pairs)),
             cfg,
             out: tx,
             shards: OnceLock::new(),
@@ -364,7 +371,7 @@ impl Adapter for RedisAdapter {
         let Some(conversation) = rooms::conversation_of(room) else {
             return;
         };
-        let rooms = self.state.rooms();
+        let rooms = self.state.rooms_read();
         if !rooms.is_empty() {
             users.retain(|u| !rooms.elsewhere(conversation, *u));
         }

@@ -177,7 +177,7 @@ const ROOMS_PER_PART: usize = 4096;
 /// This node's conversation rooms as [`NodeMsg::Rooms`] parts (one, empty, when it has none:
 /// the first part clears what others knew).
 fn rooms_snapshot_parts(state: &State) -> Vec<Vec<u8>> {
-    let pairs = state.rooms().local_pairs();
+    let pairs = state.rooms_read().local_pairs();
     let mut parts = Vec::with_capacity(pairs.len() / ROOMS_PER_PART + 1);
     let mut chunks = pairs.chunks(ROOMS_PER_PART);
     let mut first = true;
@@ -206,7 +206,7 @@ fn forget_dead_rooms(state: &State) {
     let alive: HashSet<String> = {
         let presence = state.presence();
         state
-            .rooms()
+            .rooms_read()
             .node_names()
             .into_iter()
             .filter(|n| presence.knows(n))
