@@ -3,9 +3,10 @@
 //! The first call starts a batch; calls that arrive while it runs wait and go together as the
 //! next one (group commit without a window: light load pays one round trip, heavy load gets
 //! large batches and one commit per batch instead of one per call). PostgreSQL's read pointer
-//! moves, profile upserts and membership reads use it (`postgres/grouped.rs`): one transaction
-//! per read receipt, each waiting for the write-ahead log's flush, and one pooled connection per
-//! read of a connecting user are what ran out first in a connect storm.
+//! moves, profile upserts, membership reads and the reads of a recovering socket use it
+//! (`postgres/grouped.rs`): one transaction per read receipt, each waiting for the write-ahead
+//! log's flush, and one pooled connection per read of a connecting or recovering user are what
+//! ran out first in a storm.
 //!
 //! The batch runs in its own task on the runtime the group was given, so a caller that goes away
 //! (its socket closed) never cuts a batch short for the others, and the group's connection lives

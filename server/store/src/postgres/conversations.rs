@@ -283,20 +283,33 @@ pub(super) async fn history(
     viewer: UserKey,
     query: HistoryQuery<'_>,
 ) -> Result<MessagePage, StoreError> {
-    store
-        .histories
-        .call(HistoryCall {
-            conversation_id,
-            viewer,
-            before: query.before,
-            limit: query.limit.max(1),
-            search: query.search.map(str::to_owned),
-        })
-        .await
+    let call = HistoryCall {
+        conversation_id,
+        viewer,
+        before: query.before,
+        limit: query.limit.max(1),
+        search: query.search.map(str::to_owned),
+    };
+    if call.search.is_none() {
+        return store.histories.call(call).await;
+    }
+    // A search reads every message of the conversation: alone on the query pool, never in a
+    // group whose other pages would wait for it.
+    let mut pages = history_batch(
+        &store.pool,
+        &store.profiles,
+        &store.history_sql,
+        std::slice::from_ref(&call),
+    )
+    .await?;
+    pages
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Internal("history: no page".into())))
 }
 
-/// One `history` call, grouped with the others that arrive while a batch runs: a reconnect
-/// storm reads every recovering socket's missed messages at once (`grouped.rs`).
+/// One `history` call. Pages without a search are grouped with the others that arrive while a
+/// batch runs: a reconnect storm reads every recovering socket's missed messages at once
+/// (`grouped.rs`).
 #[derive(Debug, Clone)]
 pub(super) struct HistoryCall {
     conversation_id: i64,
@@ -308,7 +321,7 @@ pub(super) struct HistoryCall {
 
 /// Each call's page (one more row than its limit, to tell whether there is a next one), newest
 /// first; every page one index range scan (LATERAL).
-fn history_sql(collation: &str) -> String {
+pub(super) fn history_sql(collation: &str) -> String {
     format!(
         "SELECT r.ord, m.* FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[])
             WITH ORDINALITY AS r(conv, before, search, lim, ord),
@@ -329,7 +342,7 @@ fn history_sql(collation: &str) -> String {
 /// The pages of `calls`: the participants of their conversations in one statement (a call
 /// whose viewer is not one of them is `forbidden`, of a conversation with none `not_found`),
 /// then the messages of the others in one more.
-pub(super) async fn history_batch(
+async fn history_batch(
     pool: &sqlx::PgPool,
     profiles: &ProfileCache,
     sql: &str,
@@ -429,9 +442,8 @@ pub(super) fn histories(
     io: &super::grouped::StoreThread,
     pool: sqlx::PgPool,
     profiles: Arc<ProfileCache>,
-    collation: &str,
+    sql: Arc<str>,
 ) -> GroupCall<HistoryCall, MessagePage> {
-    let sql: Arc<str> = history_sql(collation).into();
     super::grouped::group(io, pool, move |pool, calls: Vec<HistoryCall>| {
         let (profiles, sql) = (profiles.clone(), sql.clone());
         async move { history_batch(&pool, &profiles, &sql, &calls).await }

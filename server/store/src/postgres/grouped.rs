@@ -9,6 +9,9 @@
 //! - The reads of a connect: a user's conversations (whom to tell it came online) and a
 //!   conversation's participants (the chat layer caches them; a storm misses the cache for every
 //!   room at once).
+//! - The reads of a recovering socket: its session row, its conversations' last message ids and
+//!   its rooms' read pointers (here), and its missed messages: history pages without a search
+//!   (`conversations.rs`, REST's pages too).
 //!
 //! Each group has a connection of its own ([`own_pool`]): its one statement at a time never
 //! queues behind the query pool's traffic, and a storm's thousands of calls hold one connection

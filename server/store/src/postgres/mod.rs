@@ -75,7 +75,10 @@ pub struct PgStore {
     /// The reads of a recovering socket, in groups likewise (a reconnect storm brings thousands
     /// at once): its session row, its conversations' last ids, its rooms' read pointers.
     recoveries: RecoveryReads,
-    /// History pages, read in groups likewise.
+    /// The history statement (`conversations::history_sql`, with the collation `?q=` search
+    /// folds case with).
+    history_sql: Arc<str>,
+    /// History pages without a search, read in groups likewise.
     histories: crate::group::GroupCall<conversations::HistoryCall, super::MessagePage>,
     /// The thread the grouped statements run on (ends with the last clone).
     _io: Arc<grouped::StoreThread>,
@@ -125,11 +128,12 @@ impl PgStore {
         // One connection between the three: a recovery makes one call of each in turn.
         let recovery_pool = grouped::own_pool(&opts);
         let profiles = Arc::new(ProfileCache::new(100_000));
+        let history_sql: Arc<str> = conversations::history_sql(search_collation).into();
         let histories = conversations::histories(
             &io,
             grouped::own_pool(&opts),
             profiles.clone(),
-            search_collation,
+            history_sql.clone(),
         );
         let recoveries = RecoveryReads {
             sessions: grouped::recovery_sessions(&io, recovery_pool.clone()),
@@ -147,6 +151,7 @@ impl PgStore {
             members,
             memberships,
             recoveries,
+            history_sql,
             histories,
             _io: io,
         })
