@@ -33,7 +33,8 @@ DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, ST
 MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 both chatwire servers in a cgroup with that CPU quota, to show what the gate catches),
 BENCH_BASE_BIN (another chatwire binary, e.g. a build of an earlier commit: add the server
-"chatwire-base" to SERVERS to run it on the memory store beside the others, an A/B in one run).
+"chatwire-base" to SERVERS to run it on the memory store beside the others, "chatwire-base-pg" on
+PostgreSQL, an A/B in one run).
 """
 import json
 import os
@@ -147,12 +148,12 @@ def wait_ready(name, port, proc, secs=60):
 
 
 def start(name, port, setup):
-    if name == "chatwire-pg":
+    if name in ("chatwire-pg", "chatwire-base-pg"):
         reset_database()
     if name.startswith("chatwire"):
-        db = DATABASE_URL if name == "chatwire-pg" else "memory"
+        db = DATABASE_URL if name in ("chatwire-pg", "chatwire-base-pg") else "memory"
         binary = f"{BIN}/chatwire"
-        if name == "chatwire-base":
+        if name.startswith("chatwire-base"):
             if not BASE_BIN:
                 sys.exit("chatwire-base needs BENCH_BASE_BIN (the other chatwire binary)")
             binary = BASE_BIN
@@ -367,7 +368,7 @@ def main():
     # A missing binary would fail every run, which reads as a collapsed knee, not as a setup error.
     needed = [f"{BIN}/chatwire-loadgen"]
     needed += [f"{BIN}/chatwire"] if any(s.startswith("chatwire") for s in SERVERS) else []
-    needed += [BASE_BIN] if "chatwire-base" in SERVERS and BASE_BIN else []
+    needed += [BASE_BIN] if any(s.startswith("chatwire-base") for s in SERVERS) and BASE_BIN else []
     missing = [b for b in needed if not os.access(b, os.X_OK)]
     if missing:
         sys.exit(f"bench: not built: {', '.join(missing)} (cargo build --release -p chatwire "
