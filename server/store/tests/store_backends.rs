@@ -825,12 +825,19 @@ async fn postgres_groups_concurrent_read_pointer_moves() {
     }
 }
 
+/// A fresh PostgreSQL database and a store on it, to share between tasks (keep the database
+/// alive as long as the store).
+async fn shared_pg_store() -> (pg::TestDb, std::sync::Arc<AnyStore>) {
+    let db = pg::TestDb::create().await;
+    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    (db, store)
+}
+
 /// The grouped reads of a connect (a user's conversations, a conversation's participants), many
 /// at once: each call gets its own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_groups_concurrent_membership_reads() {
-    let db = pg::TestDb::create().await;
-    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (_db, store) = shared_pg_store().await;
     // Brand b_i in a direct conversation with influencer i_i and, for even i, a group of both
     // with influencer i_(i+1).
     let mut want = Vec::new();
@@ -879,8 +886,7 @@ async fn postgres_groups_concurrent_membership_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_groups_concurrent_history_and_recovery_reads() {
     use chatwire_store::{RecoverySession, StoreError};
-    let db = pg::TestDb::create().await;
-    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (_db, store) = shared_pg_store().await;
     let mut cases = Vec::new();
     for i in 0..30 {
         let (b, f) = (brand(1_000 + i), infl(1_100 + i));
@@ -1011,8 +1017,7 @@ fn postgres_calls_survive_the_runtime_that_started_their_batch() {
 /// at most the group's lock timeout: they then upsert alone, and the held one waits alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_held_user_row_does_not_hold_back_other_connects() {
-    let db = pg::TestDb::create().await;
-    let store = std::sync::Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (db, store) = shared_pg_store().await;
     let claims = |name: &str| Profile {
         username: name.into(),
         first_name: None,

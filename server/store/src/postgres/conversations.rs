@@ -348,10 +348,8 @@ async fn history_batch(
     sql: &str,
     calls: &[HistoryCall],
 ) -> BatchResult<MessagePage> {
-    let mut convs: Vec<i64> = calls.iter().map(|c| c.conversation_id).collect();
-    convs.sort_unstable();
-    convs.dedup();
-    let members = members_on(pool, profiles, &convs).await?;
+    let convs: Vec<i64> = calls.iter().map(|c| c.conversation_id).collect();
+    let members = members_on(pool, profiles, &super::grouped::distinct(&convs)).await?;
     let mut answers: Vec<Result<MessagePage, StoreError>> = Vec::with_capacity(calls.len());
     // The calls allowed to read, as indexes into `calls`.
     let mut allowed = Vec::with_capacity(calls.len());

@@ -215,13 +215,7 @@ async fn mark_read_batch(pool: &PgPool, moves: &[ReadMove]) -> BatchResult<Group
         .bind(&up_to)
         .fetch_all(pool)
         .await?;
-    if rows.len() != moves.len() {
-        return Err(StoreError::Internal(format!(
-            "read pointers: {} moves answered {} rows",
-            moves.len(),
-            rows.len()
-        )));
-    }
+    super::one_row_each("read pointer moves", moves.len(), rows.len())?;
     Ok(rows
         .iter()
         .map(|row| match row.try_get::<bool, _>("skipped") {
@@ -508,7 +502,7 @@ pub(super) fn read_pointers(
 }
 
 /// The distinct keys a batch asks for, sorted: one lookup each, however many calls named it.
-fn distinct<K: Ord + Clone>(keys: &[K]) -> Vec<K> {
+pub(super) fn distinct<K: Ord + Clone>(keys: &[K]) -> Vec<K> {
     let mut unique = keys.to_vec();
     unique.sort_unstable();
     unique.dedup();

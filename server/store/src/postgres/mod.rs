@@ -47,6 +47,16 @@ fn ms(col: &str) -> String {
     MS.replace("{}", col)
 }
 
+/// A statement that answers one row per input row did: `asked` inputs, `answered` rows.
+fn one_row_each(what: &str, asked: usize, answered: usize) -> Result<(), StoreError> {
+    if asked == answered {
+        return Ok(());
+    }
+    Err(StoreError::Internal(format!(
+        "{what}: {asked} asked, {answered} rows answered"
+    )))
+}
+
 /// PostgreSQL implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -543,13 +553,7 @@ impl Store for PgStore {
             )
             .fetch_all(&self.write_pool)
             .await?;
-        if rows.len() != unique.len() {
-            return Err(StoreError::Internal(format!(
-                "batch of {} returned {} rows",
-                unique.len(),
-                rows.len()
-            )));
-        }
+        one_row_each("message inserts", unique.len(), rows.len())?;
         // Back to input order (ordinality is 1-based); the join above does not keep it.
         let mut rows: Vec<(i64, PgRow)> = rows
             .into_iter()
