@@ -669,3 +669,87 @@ async fn notification_judges_the_room_across_nodes() {
         n.stop().await;
     }
 }
+
+/// Node B's word that a user left a room reaches node A about a Redis round trip late, and a
+/// message committed meanwhile is judged on A with the user still in the room on B: A sends
+/// the user's other socket no notification, while B's socket left before the message reached
+/// it. B's leave names the newest message it had handed the room; A then sends what it held
+/// back for later messages. Node B is played here by the test, on the node channel, so the
+/// late leave comes exactly when the test says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_leave_elsewhere_brings_back_the_notifications_held_for_it() {
+    use chatwire_cluster::redis::wire::{NodeMsg, WireUser};
+    let redis = redis_support::TestRedis::start();
+    let db = pg::TestDb::create().await;
+    let node_a = node(&db.url, &redis.url()).await;
+    let (a, u) = (brand(81), influencer(82));
+    let cid = node_a.direct(a, u).await;
+    let (mut sender, _) = Client::chat(node_a.addr, a).await;
+    let (mut other_device, _) = Client::chat(node_a.addr, u).await;
+    let channel = "socket.io-chatwire#/chat#";
+    let node_b = |in_room: bool, seen: Option<i64>| {
+        redis.publish_raw(
+            channel,
+            &NodeMsg::Room {
+                node: "node-b".into(),
+                conversation: cid,
+                user: WireUser::from(u),
+                in_room,
+                seen,
+            }
+            .to_bytes(),
+        );
+    };
+    let mut send = async |content: &str| -> i64 {
+        sender
+            .emit(
+                "message:send",
+                json!({"conversationId": cid, "content": content}),
+            )
+            .await;
+        sender.event("message:sent").await["message"]["id"]
+            .as_i64()
+            .unwrap()
+    };
+
+    // In the room on B: nothing here. B had handed the room the first message when the user
+    // left: only the second one is due, once.
+    node_b(true, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = send("seen on b").await;
+    let _second = send("not seen on b").await;
+    other_device
+        .no_event("message:notification", Duration::from_millis(500))
+        .await;
+    node_b(false, Some(first));
+    let note = other_device.event("message:notification").await;
+    assert_eq!(note["message"]["content"], json!("not seen on b"));
+    other_device
+        .no_event("message:notification", Duration::from_millis(500))
+        .await;
+
+    // B had handed it everything: nothing is due.
+    node_b(true, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = send("all seen on b").await;
+    other_device
+        .no_event("message:notification", Duration::from_millis(500))
+        .await;
+    node_b(false, Some(third));
+    other_device
+        .no_event("message:notification", Duration::from_millis(700))
+        .await;
+
+    // A node that cannot say what it handed out (an older release): all of it is due.
+    node_b(true, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send("unknown on b").await;
+    other_device
+        .no_event("message:notification", Duration::from_millis(500))
+        .await;
+    node_b(false, None);
+    let note = other_device.event("message:notification").await;
+    assert_eq!(note["message"]["content"], json!("unknown on b"));
+    drop((sender, other_device));
+    node_a.stop().await;
+}

@@ -79,10 +79,12 @@ pub trait Adapter: Send + Sync {
     }
     /// `user`'s first socket on this node joined `room` (`present`) or its last one left it
     /// (see [`Mesh::room_user_changed`]).
-    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool) {}
-    /// Keeps in `users` only those with no socket in `room` on another node (see
-    /// [`Mesh::retain_absent_elsewhere`]).
-    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) {}
+    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool, _seen: Option<i64>) {}
+    /// Keeps in `users` only those with no socket in `room` on another node, returns those it
+    /// dropped (see [`Mesh::retain_absent_elsewhere`]).
+    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) -> Vec<UserKey> {
+        Vec::new()
+    }
 }
 
 /// Single-process adapter: each operation is a [`ClusterMsg`] to the owner shard of its room or

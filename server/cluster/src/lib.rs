@@ -10,6 +10,8 @@
 //! - [`redis`]: [`RedisAdapter`], several nodes through Redis (wire-compatible with
 //!   `@socket.io/redis-adapter` 8.3); [`order`]: id order of conversations written from
 //!   several nodes.
+//! - [`recheck`]: notifications held back for a user in the room on another node, sent after
+//!   all when that node says the user left.
 //! - [`recording`]: an adapter that records every call, for tests that prove nothing bypasses
 //!   the seam.
 //!
@@ -23,6 +25,7 @@ pub mod mesh;
 pub mod msg;
 pub mod order;
 pub mod presence;
+pub mod recheck;
 pub mod recording;
 pub mod redis;
 pub mod rooms;

@@ -31,12 +31,15 @@ pub trait Mesh {
     /// Emits an event with an ack id to each of these local sockets (see [`AckEmit`]).
     fn emit_with_ack(&self, emit: AckEmit);
     /// `user`'s first socket on this node joined `room` (`present`) or its last one left it,
-    /// seen by the room's owner shard (the adapter tells other nodes). A single node has no
-    /// one to tell.
-    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool) {}
+    /// seen by the room's owner shard (the adapter tells other nodes). On a leave, `seen` is
+    /// the newest message id this node had handed the room (None: none lately). A single node
+    /// has no one to tell.
+    fn room_user_changed(&self, _room: &str, _user: UserKey, _present: bool, _seen: Option<i64>) {}
     /// Keeps in `users` only those with no socket in `room` on another node (a single node:
-    /// all of them).
-    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) {}
+    /// all of them); returns those it dropped.
+    fn retain_absent_elsewhere(&self, _room: &str, _users: &mut Vec<UserKey>) -> Vec<UserKey> {
+        Vec::new()
+    }
 }
 
 /// A handle to every shard's channel that threads other than shards hold (the Redis task), to

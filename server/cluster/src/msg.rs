@@ -151,10 +151,23 @@ pub enum ClusterMsg {
     NotifyAbsent {
         /// The conversation's room.
         room: RoomName,
+        /// The message's id (None: the committing node did not say).
+        id: Option<i64>,
         /// Participants other than the sender.
         users: Arc<[UserKey]>,
         /// The encoded notification.
         frame: TextFrame,
+    },
+    /// Another node says `user`'s last socket there left a conversation room owned here,
+    /// after that node had delivered the room's messages up to `seen` (None: not known): the
+    /// notifications held back from the user since are due (see [`crate::recheck`]).
+    LeftElsewhere {
+        /// The conversation's room.
+        room: RoomName,
+        /// The user.
+        user: UserKey,
+        /// The newest message id the other node had handed the room when the user left.
+        seen: Option<i64>,
     },
     /// Describe this shard's sockets and the rooms it owns (requests from other nodes).
     Inspect(flume::Sender<ShardView>),

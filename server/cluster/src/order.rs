@@ -204,6 +204,12 @@ impl Order {
         order
     }
 
+    /// The highest id of `room` handed out so far (None: no state for the room, so nothing
+    /// handed out lately).
+    pub fn released(&self, room: &str) -> Option<i64> {
+        self.rooms.get(room).map(|st| st.released)
+    }
+
     /// A message `id` of `room`, whose conversation's previous id is `prev` (None: unknown),
     /// from `source` (None: this node). Returns what may go out now, in order (it, and held
     /// messages it unblocked); the rest waits for [`Order::due`].

@@ -12,6 +12,7 @@ use crate::mesh::Mesh;
 use crate::msg::{ClusterMsg, Published, ShardView};
 use crate::order::{Held, Order};
 use crate::presence::Presence;
+use crate::recheck::Recheck;
 use crate::rooms::{Membership, RoomName, Rooms, SocketKey};
 
 /// Histogram: sockets a room broadcast reached.
@@ -31,6 +32,8 @@ pub struct ClusterShard {
     several_nodes: bool,
     /// Set by the first message from another node (also orders a shard built for one node).
     remote_seen: std::cell::Cell<bool>,
+    /// Notifications held back from users in the room on another node (see [`crate::recheck`]).
+    recheck: RefCell<Recheck>,
 }
 
 impl ClusterShard {
@@ -51,13 +54,16 @@ impl ClusterShard {
             ClusterMsg::Join { room, member } => {
                 let change = self.rooms.borrow_mut().join(room.clone(), member);
                 if let Membership::User(user) = change {
-                    mesh.room_user_changed(&room, user, true);
+                    mesh.room_user_changed(&room, user, true, None);
                 }
             }
             ClusterMsg::Leave { room, socket } => {
                 let change = self.rooms.borrow_mut().leave(&room, socket);
                 if let Membership::User(user) = change {
-                    mesh.room_user_changed(&room, user, false);
+                    // What this node handed the room so far reached the user here; later
+                    // messages will not (other nodes send those as notifications).
+                    let seen = self.order.borrow().released(&room);
+                    mesh.room_user_changed(&room, user, false, seen);
                 }
             }
             ClusterMsg::Broadcast {
@@ -96,8 +102,16 @@ impl ClusterShard {
                 }
             }
             ClusterMsg::PresenceAnnounce { user, online } => mesh.presence_announce(user, online),
-            ClusterMsg::NotifyAbsent { room, users, frame } => {
-                self.notify_absent(mesh, &room, &users, None, &frame);
+            ClusterMsg::NotifyAbsent {
+                room,
+                id,
+                users,
+                frame,
+            } => {
+                self.notify_absent(mesh, &room, id, &users, None, &frame);
+            }
+            ClusterMsg::LeftElsewhere { room, user, seen } => {
+                self.left_elsewhere(mesh, &room, user, seen);
             }
             ClusterMsg::Inspect(reply) => {
                 let _ = reply.send(ShardView {
@@ -141,6 +155,7 @@ impl ClusterShard {
         self.notify_absent(
             mesh,
             &p.room,
+            Some(p.id),
             &p.participants,
             Some(p.sender),
             &p.notification_frame,
@@ -200,12 +215,14 @@ impl ClusterShard {
         }
     }
 
-    /// `frame` to every user of `users` (but `sender`) with no socket in `room` (owned here)
-    /// on this node nor, as far as this node knows, on any other.
+    /// `frame` (of message `id`) to every user of `users` (but `sender`) with no socket in
+    /// `room` (owned here) on this node nor, as far as this node knows, on any other; held back
+    /// a while from those in the room on another node only, in case they just left it there.
     fn notify_absent(
         &self,
         mesh: &dyn Mesh,
-        room: &str,
+        room: &RoomName,
+        id: Option<i64>,
         users: &[UserKey],
         sender: Option<UserKey>,
         frame: &TextFrame,
@@ -219,20 +236,40 @@ impl ClusterShard {
                 .collect()
         };
         if !absent.is_empty() {
-            mesh.retain_absent_elsewhere(room, &mut absent);
-        }
-        let absent: Arc<[UserKey]> = absent.into();
-        if !absent.is_empty() {
-            for shard in 0..mesh.shard_count() {
-                mesh.send(
-                    shard,
-                    ClusterMsg::DeliverToUsers {
-                        frame: frame.clone(),
-                        users: absent.clone(),
-                    },
-                );
+            let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
+            if !elsewhere.is_empty() {
+                self.recheck
+                    .borrow_mut()
+                    .hold(room, id, elsewhere, frame.clone(), Instant::now());
             }
         }
+        deliver_to_users(mesh, frame, absent);
+    }
+
+    /// Another node says `user`'s last socket there left `room` (owned here), after it had
+    /// delivered the room's messages up to `seen`: the notifications held back from the user
+    /// for later ones go out now, unless the user is still in the room somewhere.
+    fn left_elsewhere(&self, mesh: &dyn Mesh, room: &RoomName, user: UserKey, seen: Option<i64>) {
+        if self.rooms.borrow().has_user(room, user) {
+            return;
+        }
+        let mut users = vec![user];
+        let _still_elsewhere = mesh.retain_absent_elsewhere(room, &mut users);
+        if users.is_empty() {
+            return;
+        }
+        let due = self
+            .recheck
+            .borrow_mut()
+            .left(room, user, seen, Instant::now());
+        for frame in due {
+            deliver_to_users(mesh, &frame, vec![user]);
+        }
+    }
+
+    /// Rooms with notifications held back in case their users left the room elsewhere.
+    pub fn recheck_rooms(&self) -> usize {
+        self.recheck.borrow().room_count()
     }
 
     /// True when `user` (owned here) has at least one socket.
@@ -253,5 +290,22 @@ impl ClusterShard {
     /// Members of a room owned here.
     pub fn room_len(&self, room: &str) -> usize {
         self.rooms.borrow().len(room)
+    }
+}
+
+/// `frame` to every local socket of `users`, on every shard (a user's sockets may be on any).
+fn deliver_to_users(mesh: &dyn Mesh, frame: &TextFrame, users: Vec<UserKey>) {
+    if users.is_empty() {
+        return;
+    }
+    let users: Arc<[UserKey]> = users.into();
+    for shard in 0..mesh.shard_count() {
+        mesh.send(
+            shard,
+            ClusterMsg::DeliverToUsers {
+                frame: frame.clone(),
+                users: users.clone(),
+            },
+        );
     }
 }

@@ -415,12 +415,12 @@ impl Mesh for Shard {
         }
     }
 
-    fn room_user_changed(&self, room: &str, user: UserKey, present: bool) {
-        self.adapter().room_user_changed(room, user, present);
+    fn room_user_changed(&self, room: &str, user: UserKey, present: bool, seen: Option<i64>) {
+        self.adapter().room_user_changed(room, user, present, seen);
     }
 
-    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) {
-        self.adapter().retain_absent_elsewhere(room, users);
+    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) -> Vec<UserKey> {
+        self.adapter().retain_absent_elsewhere(room, users)
     }
 }
 

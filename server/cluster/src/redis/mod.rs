@@ -124,6 +124,7 @@ enum Out {
     /// `message:notification` for other nodes' participants (encoded on the Redis thread).
     Notify {
         room: RoomName,
+        id: i64,
         users: Vec<wire::WireUser>,
         frame: TextFrame,
     },
@@ -289,6 +290,7 @@ impl Adapter for RedisAdapter {
         if !users.is_empty() {
             self.state.enqueue(Out::Notify {
                 room: message.room.clone(),
+                id: message.id,
                 users,
                 frame: message.notification_frame.clone(),
             });
@@ -341,7 +343,7 @@ impl Adapter for RedisAdapter {
 
     /// A user's first socket here joined a conversation room or its last one left: kept for
     /// this node's snapshots and told to the other nodes.
-    fn room_user_changed(&self, room: &str, user: UserKey, present: bool) {
+    fn room_user_changed(&self, room: &str, user: UserKey, present: bool, seen: Option<i64>) {
         let Some(conversation) = rooms::conversation_of(room) else {
             return;
         };
@@ -362,19 +364,28 @@ impl Adapter for RedisAdapter {
             conversation,
             user: user.into(),
             in_room: present,
+            seen,
         }));
     }
 
     /// `message:notification` goes to users in the room nowhere: drops those in it on
     /// another node.
-    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) {
+    fn retain_absent_elsewhere(&self, room: &str, users: &mut Vec<UserKey>) -> Vec<UserKey> {
+        let mut dropped = Vec::new();
         let Some(conversation) = rooms::conversation_of(room) else {
-            return;
+            return dropped;
         };
         let rooms = self.state.rooms_read();
         if !rooms.is_empty() {
-            users.retain(|u| !rooms.elsewhere(conversation, *u));
+            users.retain(|u| {
+                let elsewhere = rooms.elsewhere(conversation, *u);
+                if elsewhere {
+                    dropped.push(*u);
+                }
+                !elsewhere
+            });
         }
+        dropped
     }
 
     fn socket_gone(&self, mesh: &dyn Mesh, socket: SocketKey) {

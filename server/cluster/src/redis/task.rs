@@ -155,7 +155,7 @@ async fn publish_now(
 }
 
 fn node_bytes(msg: &NodeMsg) -> Vec<u8> {
-    rmp_serde::to_vec(msg).unwrap_or_default()
+    msg.to_bytes()
 }
 
 fn snapshot_bytes(state: &State) -> Vec<u8> {
@@ -228,13 +228,19 @@ fn encode_out(state: &State, out: Out) -> Option<(String, Vec<u8>)> {
             Some((format!("{}{}#", cfg.broadcast_channel(), room), bytes))
         }
         Out::Node(msg) => Some((cfg.node_channel(), node_bytes(&msg))),
-        Out::Notify { room, users, frame } => {
+        Out::Notify {
+            room,
+            id,
+            users,
+            frame,
+        } => {
             let (_, data) = wire::frame_event(&frame)?;
             let msg = NodeMsg::Notify {
                 node: state.uid.clone(),
                 room: room.to_string(),
                 users,
                 data: serde_json::to_string(&data).ok()?,
+                id: Some(id),
             };
             Some((cfg.node_channel(), node_bytes(&msg)))
         }
@@ -383,14 +389,28 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
             conversation,
             user,
             in_room,
+            seen,
         } => {
             let user = user.key().ok_or(Drop::Malformed)?;
             state.presence().seen(&node, now);
             let applied = state
                 .rooms()
                 .remote_change(&node, (conversation, user), in_room);
-            if applied == super::rooms::Applied::Capped {
-                metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(1);
+            match applied {
+                super::rooms::Applied::Capped => {
+                    metrics::counter!(REDIS_DROPPED, "reason" => "room_cap").increment(1);
+                }
+                // The user left the room there: notifications held back meanwhile may be due.
+                super::rooms::Applied::Changed if !in_room => {
+                    let room: RoomName = format!("conversation:{conversation}").into();
+                    let owner = room_owner(&room, shards.shard_count());
+                    inject(
+                        shards,
+                        owner,
+                        ClusterMsg::LeftElsewhere { room, user, seen },
+                    );
+                }
+                _ => {}
             }
         }
         NodeMsg::Rooms { node, first, pairs } => {
@@ -416,7 +436,11 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
             announce_to(shards, change.into_iter().collect());
         }
         NodeMsg::Notify {
-            room, users, data, ..
+            room,
+            users,
+            data,
+            id,
+            ..
         } => {
             let data: Json = serde_json::from_str(&data).map_err(|_| Drop::Malformed)?;
             let frame =
@@ -427,7 +451,12 @@ fn on_node(state: &Arc<State>, shards: &dyn Injector, payload: &[u8]) -> Result<
             inject(
                 shards,
                 owner,
-                ClusterMsg::NotifyAbsent { room, users, frame },
+                ClusterMsg::NotifyAbsent {
+                    room,
+                    id,
+                    users,
+                    frame,
+                },
             );
         }
     }

@@ -439,6 +439,10 @@ pub enum NodeMsg {
         user: WireUser,
         /// In the room on the sender now.
         in_room: bool,
+        /// On a leave: the newest message id the sender had handed the room (the user's
+        /// sockets there saw it and those before; None: none lately, or an older node).
+        #[serde(default)]
+        seen: Option<i64>,
     },
     /// A part of the sender's conversation rooms (answering [`NodeMsg::Hello`] after the
     /// [`NodeMsg::Snapshot`]): (conversation, user) pairs; the first part replaces what was
@@ -461,10 +465,20 @@ pub enum NodeMsg {
         users: Vec<WireUser>,
         /// The notification's `[event, ...args]`, as JSON text.
         data: String,
+        /// The message's id (None from an older node).
+        #[serde(default)]
+        id: Option<i64>,
     },
 }
 
 impl NodeMsg {
+    /// Its msgpack bytes, fields by name: an older node skips a field it does not know, and a
+    /// field added with `#[serde(default)]` is None in an older node's message (which came as
+    /// an array, fields in order).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
     /// The sending node.
     pub fn node(&self) -> &str {
         match self {
@@ -608,5 +622,101 @@ mod tests {
             decode_json_or_msgpack(&[0xc4, 0x01, 0x00]).err(),
             Some(Drop::Unsupported)
         );
+    }
+
+    /// A node of the release before `seen` and `id` were added, as far as the node channel
+    /// goes (same variants, same order).
+    #[derive(Debug, Serialize, Deserialize)]
+    enum OlderNodeMsg {
+        Heartbeat {
+            node: String,
+        },
+        Hello {
+            node: String,
+        },
+        Snapshot {
+            node: String,
+            users: Vec<WireUser>,
+        },
+        Presence {
+            node: String,
+            user: WireUser,
+            online: bool,
+        },
+        Room {
+            node: String,
+            conversation: i64,
+            user: WireUser,
+            in_room: bool,
+        },
+        Rooms {
+            node: String,
+            first: bool,
+            pairs: Vec<(i64, WireUser)>,
+        },
+        Notify {
+            node: String,
+            room: String,
+            users: Vec<WireUser>,
+            data: String,
+        },
+    }
+
+    #[test]
+    fn node_messages_decode_across_one_release_both_ways() {
+        let user = WireUser(1, 7);
+        let older = rmp_serde::to_vec(&OlderNodeMsg::Room {
+            node: "n1".into(),
+            conversation: 4,
+            user,
+            in_room: false,
+        })
+        .unwrap();
+        match rmp_serde::from_slice::<NodeMsg>(&older).unwrap() {
+            NodeMsg::Room { seen, in_room, .. } => assert_eq!((seen, in_room), (None, false)),
+            other => panic!("{other:?}"),
+        }
+        let older = rmp_serde::to_vec(&OlderNodeMsg::Notify {
+            node: "n1".into(),
+            room: "conversation:4".into(),
+            users: vec![user],
+            data: "[]".into(),
+        })
+        .unwrap();
+        match rmp_serde::from_slice::<NodeMsg>(&older).unwrap() {
+            NodeMsg::Notify { id, .. } => assert_eq!(id, None),
+            other => panic!("{other:?}"),
+        }
+        // And an older node still reads this release's messages (it ignores the new field).
+        let newer = NodeMsg::Room {
+            node: "n2".into(),
+            conversation: 4,
+            user,
+            in_room: false,
+            seen: Some(11),
+        }
+        .to_bytes();
+        match rmp_serde::from_slice::<OlderNodeMsg>(&newer).unwrap() {
+            OlderNodeMsg::Room {
+                conversation,
+                in_room,
+                ..
+            } => {
+                assert_eq!((conversation, in_room), (4, false));
+            }
+            other => panic!("{other:?}"),
+        }
+        let newer = NodeMsg::Notify {
+            node: "n2".into(),
+            room: "conversation:4".into(),
+            users: vec![user],
+            data: "[]".into(),
+            id: Some(12),
+        }
+        .to_bytes();
+        assert!(matches!(
+            rmp_serde::from_slice::<OlderNodeMsg>(&newer).unwrap(),
+            OlderNodeMsg::Notify { .. }
+        ));
     }
 }
