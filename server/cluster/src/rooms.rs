@@ -154,13 +154,23 @@ impl Rooms {
         let Some(room) = self.rooms.get(room) else {
             return out;
         };
-        for m in &room.members {
-            if Some(m.socket) == except {
-                continue;
+        let members = room.members.iter().filter(|m| Some(m.socket) != except);
+        // Counted first, so each shard's list is allocated once at its size (no regrowth).
+        let mut counts: SmallVec<[(u16, usize); 4]> = SmallVec::new();
+        for m in members.clone() {
+            match counts.iter_mut().find(|(s, _)| *s == m.socket.shard) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((m.socket.shard, 1)),
             }
-            match out.iter_mut().find(|(s, _)| *s == m.socket.shard) {
-                Some((_, locals)) => locals.push(m.socket.local),
-                None => out.push((m.socket.shard, vec![m.socket.local])),
+        }
+        out.extend(
+            counts
+                .into_iter()
+                .map(|(shard, n)| (shard, Vec::with_capacity(n))),
+        );
+        for m in members {
+            if let Some((_, locals)) = out.iter_mut().find(|(s, _)| *s == m.socket.shard) {
+                locals.push(m.socket.local);
             }
         }
         out
@@ -171,6 +181,17 @@ impl Rooms {
         self.rooms
             .get(room)
             .is_some_and(|r| r.users.binary_search_by_key(&user, |(u, _)| *u).is_ok())
+    }
+
+    /// Those of `users`, but `skip`, with no socket in the room (the room is looked up once:
+    /// a notification costs one lookup and a binary search per participant).
+    pub fn absent(&self, room: &str, users: &[UserKey], skip: Option<UserKey>) -> Vec<UserKey> {
+        let present: &[(UserKey, u32)] = self.rooms.get(room).map_or(&[], |r| &r.users);
+        users
+            .iter()
+            .copied()
+            .filter(|u| Some(*u) != skip && present.binary_search_by_key(u, |(k, _)| *k).is_err())
+            .collect()
     }
 
     /// Number of members of a room.
@@ -277,6 +298,37 @@ mod tests {
             rooms.leave(&room, key(0, 2)),
             Membership::Unchanged,
             "leaving twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn absent_users_are_those_without_a_socket_in_the_room() {
+        let mut rooms = Rooms::default();
+        let room: RoomName = Arc::from("conversation:3");
+        let user = |id| UserKey {
+            user_type: if id % 2 == 0 {
+                UserType::Brand
+            } else {
+                UserType::Influencer
+            },
+            id,
+        };
+        for (local, id) in [(1, 5), (2, 3), (3, 8)] {
+            rooms.join(
+                room.clone(),
+                Member {
+                    socket: key(0, local),
+                    user: Some(user(id)),
+                },
+            );
+        }
+        let everyone: Vec<UserKey> = (1..=8).map(user).collect();
+        let absent = rooms.absent(&room, &everyone, Some(user(1)));
+        assert_eq!(absent, [2, 4, 6, 7].map(user));
+        assert_eq!(
+            rooms.absent("conversation:4", &everyone[..2], None),
+            everyone[..2],
+            "nobody is in a room that does not exist"
         );
     }
 

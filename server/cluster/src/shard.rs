@@ -227,14 +227,7 @@ impl ClusterShard {
         sender: Option<UserKey>,
         frame: &TextFrame,
     ) {
-        let mut absent: Vec<UserKey> = {
-            let rooms = self.rooms.borrow();
-            users
-                .iter()
-                .copied()
-                .filter(|u| Some(*u) != sender && !rooms.has_user(room, *u))
-                .collect()
-        };
+        let mut absent = self.rooms.borrow().absent(room, users, sender);
         if !absent.is_empty() {
             let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
             if !elsewhere.is_empty() {
