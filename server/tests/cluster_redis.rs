@@ -686,6 +686,8 @@ async fn a_late_leave_elsewhere_brings_back_the_notifications_held_for_it() {
     let cid = node_a.direct(a, u).await;
     let (mut sender, _) = Client::chat(node_a.addr, a).await;
     let (mut other_device, _) = Client::chat(node_a.addr, u).await;
+    const RECHECK_SENT: &str = "chatwire_notify_recheck_sent_total";
+    let sent_before = counter(&metrics(node_a.addr).await, RECHECK_SENT);
     let channel = "socket.io-chatwire#/chat#";
     let node_b = |in_room: bool, seen: Option<i64>| {
         redis.publish_raw(
@@ -750,6 +752,9 @@ async fn a_late_leave_elsewhere_brings_back_the_notifications_held_for_it() {
     node_b(false, None);
     let note = other_device.event("message:notification").await;
     assert_eq!(note["message"]["content"], json!("unknown on b"));
+    // Counted (the registry is the test process's: other tests may add to it meanwhile).
+    let sent = counter(&metrics(node_a.addr).await, RECHECK_SENT) - sent_before;
+    assert!(sent >= 2.0, "{RECHECK_SENT} rose by {sent}");
     drop((sender, other_device));
     node_a.stop().await;
 }

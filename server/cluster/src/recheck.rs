@@ -12,9 +12,9 @@
 //! newer messages, or of every message when B could not say ([`Recheck::left`]): a user gets a
 //! notification it may not need rather than miss one.
 //!
-//! Bounded: [`PER_ROOM_MAX`] notifications per room, rooms swept of expired ones as they grow,
-//! and no more than [`ROOMS_MAX`] rooms (a notification past that is not kept, counted in
-//! [`RECHECK_DROPPED`]).
+//! Bounded: [`PER_ROOM_MAX`] notifications per room and [`HELD_MAX`] per shard (past that a
+//! notification is not kept, counted in [`RECHECK_DROPPED`]); rooms are swept of expired ones
+//! as they grow.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,10 +29,13 @@ use crate::rooms::RoomName;
 pub const RECHECK_FOR: Duration = Duration::from_secs(10);
 /// Most held-back notifications kept per room (the oldest go first).
 pub const PER_ROOM_MAX: usize = 64;
-/// Most rooms with held-back notifications per shard.
-pub const ROOMS_MAX: usize = 16_384;
-/// Counter: held-back notifications not kept (a shard's rooms at [`ROOMS_MAX`]).
+/// Most held-back notifications per shard (each keeps its frame alive: ~1 KiB).
+pub const HELD_MAX: usize = 16_384;
+/// Counter: held-back notifications not kept (a shard at [`HELD_MAX`]).
 pub const RECHECK_DROPPED: &str = "chatwire_notify_recheck_dropped_total";
+/// Counter: held-back notifications sent after all (another node's leave showed the user
+/// missed the message there).
+pub const RECHECK_SENT: &str = "chatwire_notify_recheck_sent_total";
 
 /// One notification held back from some users.
 #[derive(Debug)]
@@ -51,8 +54,9 @@ struct HeldBack {
 #[derive(Debug, Default)]
 pub struct Recheck {
     rooms: HashMap<RoomName, VecDeque<HeldBack>>,
-    /// Rooms after the last sweep: the next sweep comes when there are twice as many (or
-    /// [`ROOMS_MAX`], then at most once a second).
+    /// Notifications kept, over all rooms.
+    len: usize,
+    /// Rooms after the last sweep: the next sweep comes when there are twice as many.
     swept_at: usize,
     /// When the last sweep ran.
     last_sweep: Option<Instant>,
@@ -72,18 +76,24 @@ impl Recheck {
         if users.is_empty() {
             return;
         }
-        if !self.rooms.contains_key(room) && self.sweep_due(now) {
+        let new_room = !self.rooms.contains_key(room);
+        let full = self.len >= HELD_MAX;
+        let second_ago = self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if (new_room && self.rooms.len() >= (self.swept_at * 2).max(1024)) || (full && second_ago) {
             self.sweep(now);
         }
-        if !self.rooms.contains_key(room) && self.rooms.len() >= ROOMS_MAX {
+        if self.len >= HELD_MAX {
             metrics::counter!(RECHECK_DROPPED).increment(1);
             return;
         }
         let held = self.rooms.entry(room.clone()).or_default();
-        expire(held, now);
-        if held.len() >= PER_ROOM_MAX {
-            held.pop_front();
+        self.len -= expire(held, now);
+        if held.len() >= PER_ROOM_MAX && held.pop_front().is_some() {
+            self.len -= 1;
         }
+        self.len += 1;
         held.push_back(HeldBack {
             at: now,
             id,
@@ -107,7 +117,7 @@ impl Recheck {
         let Some(held) = self.rooms.get_mut(room) else {
             return Vec::new();
         };
-        expire(held, now);
+        self.len -= expire(held, now);
         let mut due = Vec::new();
         for h in held.iter_mut() {
             let Some(i) = h.users.iter().position(|u| *u == user) else {
@@ -123,7 +133,10 @@ impl Recheck {
                 due.push(h.frame.clone());
             }
         }
+        metrics::counter!(RECHECK_SENT).increment(due.len() as u64);
+        let before = held.len();
         held.retain(|h| !h.users.is_empty());
+        self.len -= before - held.len();
         if held.is_empty() {
             self.rooms.remove(room);
         }
@@ -135,36 +148,41 @@ impl Recheck {
         self.rooms.len()
     }
 
-    /// True when a new room should first sweep the expired ones away: the rooms doubled
-    /// since the last sweep, or they are at the cap and the last sweep is a second old.
-    fn sweep_due(&self, now: Instant) -> bool {
-        let len = self.rooms.len();
-        if len < ROOMS_MAX {
-            return len >= (self.swept_at * 2).max(1024);
-        }
-        self.last_sweep
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+    /// Notifications kept.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Drops what expired.
+    /// True when nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Drops what expired (when the rooms doubled since the last sweep, or when full, at most
+    /// once a second).
     fn sweep(&mut self, now: Instant) {
+        let mut gone = 0;
         self.rooms.retain(|_, held| {
-            expire(held, now);
+            gone += expire(held, now);
             !held.is_empty()
         });
+        self.len -= gone;
         self.swept_at = self.rooms.len();
         self.last_sweep = Some(now);
     }
 }
 
-/// Drops the expired front of one room's queue (it is in time order).
-fn expire(held: &mut VecDeque<HeldBack>, now: Instant) {
+/// Drops the expired front of one room's queue (it is in time order); returns how many.
+fn expire(held: &mut VecDeque<HeldBack>, now: Instant) -> usize {
+    let mut n = 0;
     while held
         .front()
         .is_some_and(|h| now.duration_since(h.at) >= RECHECK_FOR)
     {
         held.pop_front();
+        n += 1;
     }
+    n
 }
 
 #[cfg(test)]
@@ -243,23 +261,16 @@ mod tests {
         let due = r.left("conversation:1", user(1), None, t0);
         assert_eq!(due.len(), PER_ROOM_MAX);
         assert!(text(&due[0]).contains("\"id\":10"), "the oldest went first");
-        // Rooms: expired ones are swept as they grow, live ones are capped.
-        for i in 0..ROOMS_MAX {
-            r.hold(
-                &room(&format!("conversation:{i}")),
-                None,
-                vec![user(1)],
-                frame(0),
-                t0,
-            );
+        assert!(r.is_empty());
+        // A shard keeps HELD_MAX at most; expired ones make room again.
+        for i in 0..HELD_MAX {
+            let name = room(&format!("conversation:{}", i % 5000));
+            r.hold(&name, None, vec![user(1)], frame(0), t0);
         }
-        assert_eq!(r.room_count(), ROOMS_MAX);
+        assert_eq!(r.len(), HELD_MAX);
         r.hold(&room("conversation:x"), None, vec![user(1)], frame(0), t0);
-        assert_eq!(
-            r.room_count(),
-            ROOMS_MAX,
-            "past the cap a new room is not kept"
-        );
+        assert_eq!(r.len(), HELD_MAX, "past the cap nothing more is kept");
+        assert!(r.left("conversation:x", user(1), None, t0).is_empty());
         let later = t0 + RECHECK_FOR;
         r.hold(
             &room("conversation:y"),
@@ -268,6 +279,6 @@ mod tests {
             frame(0),
             later,
         );
-        assert_eq!(r.room_count(), 1, "expired rooms were swept");
+        assert_eq!((r.len(), r.room_count()), (1, 1), "expired ones were swept");
     }
 }

@@ -260,11 +260,6 @@ impl ClusterShard {
         }
     }
 
-    /// Rooms with notifications held back in case their users left the room elsewhere.
-    pub fn recheck_rooms(&self) -> usize {
-        self.recheck.borrow().room_count()
-    }
-
     /// True when `user` (owned here) has at least one socket.
     pub fn is_online(&self, user: UserKey) -> bool {
         self.presence.borrow().is_online(user)
