@@ -28,6 +28,11 @@ Writes <out>/runs.json: the meta (commit, cores, load average before the run, co
 run (server, setup, workload, load, repeat, verdict, p50, p99, server CPU) and each knee search's
 probes. scripts/bench_report.py turns it into figures, the table and the gate.
 
+After every run the next one waits until the machine is idle again (SETTLE_BUSY, SETTLE_SECS): a
+server that fell behind goes on working off its backlog after its load generator left, and
+with the servers sharing CPU 0 that work would land in the next server's run (every server's
+first run of a point passing and the next two failing, in a run that skipped this).
+
 Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
@@ -85,6 +90,12 @@ DATABASE_URL = ENV("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cha
 QUOTA = ENV("BENCH_CHATWIRE_QUOTA", "")
 BASE_BIN = ENV("BENCH_BASE_BIN", "")
 WORKLOADS = ENV("WORKLOADS", "direct group").split()
+# After each run, until the machine is idle again (the servers share CPU 0 when pinned, and a
+# server that fell behind keeps working off its backlog after the load generator left: that
+# work would run inside the next server's run): under SETTLE_BUSY cores busy over 0.3 s, for at
+# most SETTLE_SECS.
+SETTLE_SECS = float(ENV("SETTLE_SECS", "10"))
+SETTLE_BUSY = float(ENV("SETTLE_BUSY", "0.1"))
 
 procs = {}  # server name -> Popen
 cgroups = []
@@ -193,6 +204,29 @@ def stop_all():
         del procs[name]
 
 
+def busy_ticks():
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat)."""
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = v[3] + v[4]  # idle, iowait
+    return sum(v) - idle, sum(v)
+
+
+def settle():
+    """Waits until the machine is idle (under SETTLE_BUSY cores busy over 0.3 s; at most
+    SETTLE_SECS); returns the seconds waited."""
+    began = time.time()
+    cores = os.cpu_count() or 1
+    before = busy_ticks()
+    while time.time() - began < SETTLE_SECS:
+        time.sleep(0.3)
+        now = busy_ticks()
+        busy, total = now[0] - before[0], now[1] - before[1]
+        if total and busy / total * cores < SETTLE_BUSY:
+            break
+        before = now
+    return round(time.time() - began, 2)
+
+
 def percentile(buckets, q):
     total = sum(c for _, c in buckets)
     seen = 0
@@ -228,7 +262,8 @@ def loadgen(name, server, setup, workload, load, repeat, idle=False):
         subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, timeout=STEP_SECS + 180)
     rec = {"name": name, "server": server, "setup": setup, "workload": workload,
            "load": load, "repeat": repeat, "kind": "idle" if idle else "load",
-           "wall_secs": round(time.time() - began, 2), "pass": False}
+           "wall_secs": round(time.time() - began, 2), "pass": False,
+           "settle_secs": settle()}
     if not os.path.exists(path):
         rec["error"] = "no results (see log)"
         return rec
@@ -390,6 +425,7 @@ def main():
                    "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
+                   "settle_secs": SETTLE_SECS, "settle_busy": SETTLE_BUSY,
                    "chatwire_cpu_quota": float(QUOTA) if QUOTA else None},
     }
     log(f"== load: {' '.join(SERVERS)}; setups {' '.join(SETUPS)}; {REPEATS} runs per point "
@@ -445,9 +481,11 @@ def main():
                         ok = sum(r["pass"] for r in rs) * 2 > len(rs)
                         state[s].verdict[x] = ok
                         p99 = sorted(r.get("p99_ms") or float("inf") for r in rs)
+                        waited = sum(r.get("settle_secs", 0) for r in rs)
                         log(f"   {setup:<6} {workload:<6} {s:<12} {x:>9,.0f}/s: "
                             f"{'pass' if ok else 'FAIL'} ({sum(r['pass'] for r in rs)}/{len(rs)}), "
-                            f"p99 {' '.join(f'{v:.1f}' for v in p99)} ms")
+                            f"p99 {' '.join(f'{v:.1f}' for v in p99)} ms"
+                            + (f", {waited:.1f} s to settle after" if waited >= 1 else ""))
                         pending[s] = state[s].next()
                 for s in servers:
                     k = state[s]
@@ -469,7 +507,9 @@ def main():
     meta["load_secs"] = round(time.time() - began)
     json.dump({"meta": meta, "runs": runs, "searches": searches},
               open(f"{OUT}/runs.json", "w"), indent=1)
-    log(f"runs: {OUT}/runs.json ({len(runs)} runs, {meta['load_secs']} s)")
+    meta["settle_secs"] = round(sum(r.get("settle_secs", 0) for r in runs))
+    log(f"runs: {OUT}/runs.json ({len(runs)} runs, {meta['load_secs']} s, of which "
+        f"{meta['settle_secs']} s waiting for the machine to settle between runs)")
 
 
 if __name__ == "__main__":
