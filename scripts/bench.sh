@@ -46,13 +46,15 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
   : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}"
 elif [ "${BENCH_FULL:-0}" = 1 ]; then
   : "${STEP_SECS:=5}" "${FIXED_SETUPS:=pinned shared}" "${MAX_PROBES:=10}" "${CRITERION_SECS:=300}"
+  : "${MAX_DESCENTS:=0}"
   : "${DIRECT_FIXED:=5000 10000 15000}" "${GROUP_FIXED:=49000 98000}"
   : "${SHARED_SERVERS:=chatwire chatwire-pg socketioxide node}"
 fi
 # A baseline is what later runs search beside: its knees are searched to 5% (up to 6 probes once
 # a load passed), so that a later run re-brackets an unchanged knee in two probes.
-[ "$SAVE" = 1 ] && : "${MAX_PROBES:=6}"
-export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES IDLE_USERS STEP_SECS FIXED_SETUPS
+# It also follows a collapsed knee down to the floor (MAX_DESCENTS=0): a check stops after 3.
+[ "$SAVE" = 1 ] && : "${MAX_PROBES:=6}" "${MAX_DESCENTS:=0}"
+export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES MAX_DESCENTS IDLE_USERS STEP_SECS FIXED_SETUPS
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 export BASELINE
 BENCH_OUT="${BENCH_OUT:-$CARGO_TARGET_DIR/loadtest/bench}"

@@ -17,8 +17,9 @@ has failed it goes up, while none has passed it goes down, in steps that start a
 and grow while the verdict stays the same (x1.25, x1.56, x2.44, ...), so a knee near the last
 one is bracketed finely and one that moved far, or collapsed, is still found in a few probes;
 then bisection in ratio until first fail / last pass <= 1 + KNEE_TOL. MAX_PROBES bounds the
-probes once a load passed; the way down is bounded only by a floor (1/16 of the lowest fixed
-load), so a collapsed knee is measured rather than left at "no pass". Each search records its
+probes once a load passed; MAX_DESCENTS the probes on the way down while nothing passed (3; 0:
+down to a floor, 1/16 of the lowest fixed load, as `--save-baseline` and BENCH_FULL do), so a
+knee that collapsed further is reported below the lowest probe. Each search records its
 bracket (first fail / last pass); the report lists knees whose bracket is wider than 1 + KNEE_TOL.
 
 Idle (first setup, once per server before the loads): RSS per idle connection and server CPU per
@@ -35,7 +36,7 @@ first run of a point passing and the next two failing, in a run that skipped thi
 
 Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
-MAX_PROBES, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
+MAX_PROBES, MAX_DESCENTS, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 both chatwire servers in a cgroup with that CPU quota, to show what the gate catches),
 BENCH_BASE_BIN (another chatwire binary, e.g. a build of an earlier commit: add the server
 "chatwire-base" to SERVERS to run it on the memory store beside the others, "chatwire-base-pg" on
@@ -83,6 +84,11 @@ FIXED_SETUPS = ENV("FIXED_SETUPS", "pinned").split()
 KNEE_TOL = float(ENV("KNEE_TOL", "0.05"))
 STEP_UP = float(ENV("STEP_UP", "1.25"))
 MAX_PROBES = int(ENV("MAX_PROBES", "2"))
+# Probes on the way down while nothing passed (0: down to the floor). Three reach 4.8x below the
+# first failing load (x1.25, x1.56, x2.44 after the baseline's knee and 5% beside it); a knee
+# lower still is reported as below the lowest probe, which the gate already fails, and measuring
+# it exactly cost a slow day's check 4-8 more probes per knee.
+MAX_DESCENTS = int(ENV("MAX_DESCENTS", "3"))
 P99_MS = float(ENV("P99_MS", "50"))
 IDLE_USERS = int(ENV("IDLE_USERS", "4000"))
 BASELINE = ENV("BASELINE", os.path.join(ROOT, "bench", "baseline", "bench.json"))
@@ -319,7 +325,8 @@ class Knee:
         self.seed_tight = seed_tight
         self.verdict = {}  # load -> majority pass
         self.probes = 0  # probes once a load passed (bounded by MAX_PROBES)
-        self.descents = 0  # probes below every failing load while nothing passed
+        self.descents = 0  # growing steps taken below every failing load while nothing passed
+        self.down = 0  # probes of any kind while nothing passed (bounded by MAX_DESCENTS)
         self.ascents = 0  # probes above every passing load while nothing failed
 
     def lo(self):
@@ -352,8 +359,9 @@ class Knee:
             # then in steps that start at STEP_UP (<= 25%) and grow while loads keep failing
             # (x1.25, x1.56, x2.44, x5.96 below the lowest failure), so a knee near the fixed
             # loads is bracketed finely and a collapsed one is still found in a few probes.
-            if hi <= KNEE_FLOOR:
+            if hi <= KNEE_FLOOR or (MAX_DESCENTS and self.down >= MAX_DESCENTS):
                 return None
+            self.down += 1
             if self.seed and self.seed < hi and self.untried(self.seed):
                 cand = self.seed
             elif hi == self.seed and self.seed_tight:
@@ -425,6 +433,7 @@ def main():
                    "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
+                   "max_probes": MAX_PROBES, "max_descents": MAX_DESCENTS,
                    "settle_secs": SETTLE_SECS, "settle_busy": SETTLE_BUSY,
                    "chatwire_cpu_quota": float(QUOTA) if QUOTA else None},
     }
