@@ -6,7 +6,8 @@
 //! moves, profile upserts, membership reads and the reads of a recovering socket use it
 //! (`postgres/grouped.rs`): one transaction per read receipt, each waiting for the write-ahead
 //! log's flush, and one pooled connection per read of a connecting or recovering user are what
-//! ran out first in a storm.
+//! ran out first in a storm. Both databases save recovery session rows through it (one
+//! statement, or one transaction on SQLite, per batch).
 //!
 //! The batch runs in its own task on the runtime the group was given, so a caller that goes away
 //! (its socket closed) never cuts a batch short for the others, and the group's connection lives
@@ -24,6 +25,64 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
+
+/// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
+const MAX_QUEUED: usize = 20_000;
+/// Calls per statement.
+const MAX_BATCH: usize = 2_000;
+
+/// The thread the groups' statements run on. A connection belongs to the runtime that opened it;
+/// shards' runtimes stop one by one at shutdown, and a group connection opened on the first to
+/// stop failed every call of the others while they drained. This runtime stops when the last
+/// clone of the store is dropped.
+#[derive(Debug)]
+pub(crate) struct StoreThread {
+    runtime: Handle,
+    /// Dropped with the store: the thread's `block_on` returns and its runtime ends.
+    _stop: oneshot::Sender<()>,
+}
+
+impl StoreThread {
+    pub(crate) fn start() -> Result<Arc<StoreThread>, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Internal(format!("store thread runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("chatwire-store".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| StoreError::Internal(format!("store thread: {e}")))?;
+        Ok(Arc::new(StoreThread {
+            runtime: handle,
+            _stop: stop,
+        }))
+    }
+}
+
+/// A group whose batches `run` on `pool` (a connection pool of either database), on the
+/// store thread.
+pub(crate) fn group<P, Q, T, F>(
+    io: &StoreThread,
+    pool: P,
+    run: impl Fn(P, Vec<Q>) -> F + Send + Sync + 'static,
+) -> GroupCall<Q, T>
+where
+    P: Clone + Send + Sync + 'static,
+    Q: Send + 'static,
+    T: Send + 'static,
+    F: Future<Output = BatchResult<T>> + Send + 'static,
+{
+    GroupCall::new(
+        io.runtime.clone(),
+        MAX_QUEUED,
+        MAX_BATCH,
+        move |calls: Vec<Q>| Box::pin(run(pool.clone(), calls)) as BatchFuture<T>,
+    )
+}
 
 /// What a batch returns: one result per call, in the calls' order, or one error for all.
 pub(crate) type BatchResult<T> = Result<Vec<Result<T, StoreError>>, StoreError>;

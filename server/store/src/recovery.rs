@@ -23,44 +23,43 @@ pub struct RecoverySession {
     pub expires_at_ms: i64,
 }
 
-pub(crate) async fn pg_save(pool: &sqlx::PgPool, s: &RecoverySession) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (pid) DO UPDATE SET user_type = EXCLUDED.user_type,
-           user_id = EXCLUDED.user_id, sid = EXCLUDED.sid, state = EXCLUDED.state,
-           expires_at_ms = EXCLUDED.expires_at_ms",
-    )
-    .bind(&s.pid)
-    .bind(s.user.user_type.code())
-    .bind(s.user.id)
-    .bind(&s.sid)
-    .bind(&s.state)
-    .bind(s.expires_at_ms)
-    .execute(pool)
-    .await?;
-    Ok(())
+/// The sessions of a batch of saves to write: the last call per pid (one statement cannot
+/// change a row twice, and the last state is the one that counts), in pid order (rows locked
+/// in one order by every writer).
+pub(crate) fn last_per_pid(calls: &[RecoverySession]) -> Vec<&RecoverySession> {
+    let mut last: std::collections::BTreeMap<&str, &RecoverySession> =
+        std::collections::BTreeMap::new();
+    for s in calls {
+        last.insert(&s.pid, s);
+    }
+    last.into_values().collect()
 }
 
-pub(crate) async fn sqlite_save(
+/// Session rows in one transaction (one commit for a batch of saves, see
+/// `SqliteStore::session_saves`).
+pub(crate) async fn sqlite_save_batch(
     pool: &sqlx::SqlitePool,
-    s: &RecoverySession,
+    calls: &[RecoverySession],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (pid) DO UPDATE SET user_type = excluded.user_type,
-           user_id = excluded.user_id, sid = excluded.sid, state = excluded.state,
-           expires_at_ms = excluded.expires_at_ms",
-    )
-    .bind(&s.pid)
-    .bind(s.user.user_type.code())
-    .bind(s.user.id)
-    .bind(&s.sid)
-    .bind(&s.state)
-    .bind(s.expires_at_ms)
-    .execute(pool)
-    .await?;
+    let mut tx = pool.begin().await?;
+    for s in last_per_pid(calls) {
+        sqlx::query(
+            "INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (pid) DO UPDATE SET user_type = excluded.user_type,
+               user_id = excluded.user_id, sid = excluded.sid, state = excluded.state,
+               expires_at_ms = excluded.expires_at_ms",
+        )
+        .bind(&s.pid)
+        .bind(s.user.user_type.code())
+        .bind(s.user.id)
+        .bind(&s.sid)
+        .bind(&s.state)
+        .bind(s.expires_at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -379,7 +379,7 @@ async fn search_folds_unicode_case(store: &AnyStore) {
 
 /// Recoverable sessions: saved, read back until they expire, touched, deleted, purged; and the
 /// per-conversation last ids a session starts from.
-async fn recovery_sessions(store: &AnyStore) {
+async fn recovery_sessions(store: &std::sync::Arc<AnyStore>) {
     use chatwire_store::RecoverySession;
     let (a, b) = (brand(70), infl(71));
     let conv = store.create_direct(a, b).await.unwrap().0.id;
@@ -427,6 +427,37 @@ async fn recovery_sessions(store: &AnyStore) {
     store.recovery_save(&row).await.unwrap();
     store.recovery_delete(&["p1".into()]).await.unwrap();
     assert_eq!(store.recovery_load("p1", 0).await.unwrap(), None, "deleted");
+    // A storm of saves at once (the databases write them in groups: the first call alone,
+    // the others together in the next batch): every one is kept, and a pid saved twice at
+    // once (both in that batch) fails neither save and keeps one of the two states.
+    let saves: Vec<_> = (0..300)
+        .map(|i| RecoverySession {
+            pid: format!("storm{i}"),
+            state: format!("{{\"n\":{i}}}"),
+            ..row.clone()
+        })
+        .chain(std::iter::once(RecoverySession {
+            pid: "storm150".into(),
+            state: "{\"n\":-1}".into(),
+            ..row.clone()
+        }))
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move { store.recovery_save(&r).await })
+        })
+        .collect();
+    for save in saves {
+        save.await.unwrap().unwrap();
+    }
+    for i in (0..300).filter(|i| *i != 150) {
+        let back = store.recovery_load(&format!("storm{i}"), 0).await.unwrap();
+        assert_eq!(back.map(|s| s.state), Some(format!("{{\"n\":{i}}}")));
+    }
+    let twice = store.recovery_load("storm150", 0).await.unwrap().unwrap();
+    assert!(
+        ["{\"n\":150}", "{\"n\":-1}"].contains(&twice.state.as_str()),
+        "{twice:?}"
+    );
 }
 
 /// The read pointers of some conversations' participants (what a recovery compares with the
@@ -453,6 +484,7 @@ async fn read_pointers(store: &AnyStore) {
 }
 
 async fn suite(store: AnyStore) {
+    let store = std::sync::Arc::new(store);
     read_pointers(&store).await;
     recovery_sessions(&store).await;
     identity(&store).await;
@@ -503,6 +535,11 @@ async fn postgres_session_rows_commit_asynchronously_and_nothing_else_does() {
         mode(store.session_pool()).await,
         "off",
         "recovery session rows"
+    );
+    assert_eq!(
+        mode(store.session_save_pool()).await,
+        "off",
+        "recovery session rows, saved in groups"
     );
     // The rows themselves behave as before (the suite above checks save/load/touch/purge).
     let row = chatwire_store::RecoverySession {

@@ -437,12 +437,12 @@ fn page(
 
 /// The grouped `history` of one store (`sql`: [`history_sql`] with its collation).
 pub(super) fn histories(
-    io: &super::grouped::StoreThread,
+    io: &crate::group::StoreThread,
     pool: sqlx::PgPool,
     profiles: Arc<ProfileCache>,
     sql: Arc<str>,
 ) -> GroupCall<HistoryCall, MessagePage> {
-    super::grouped::group(io, pool, move |pool, calls: Vec<HistoryCall>| {
+    crate::group::group(io, pool, move |pool, calls: Vec<HistoryCall>| {
         let (profiles, sql) = (profiles.clone(), sql.clone());
         async move { history_batch(&pool, &profiles, &sql, &calls).await }
     })

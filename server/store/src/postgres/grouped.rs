@@ -12,6 +12,7 @@
 //! - The reads of a recovering socket: its session row, its conversations' last message ids and
 //!   its rooms' read pointers (here), and its missed messages: history pages without a search
 //!   (`conversations.rs`, REST's pages too).
+//! - Session rows: every socket saves one at its connect and again at each room it joins.
 //!
 //! Each group has a connection of its own ([`own_pool`]): its one statement at a time never
 //! queues behind the query pool's traffic, and a storm's thousands of calls hold one connection
@@ -19,59 +20,20 @@
 //! acquire timeout, then fail). The statements run on the store's own thread ([`StoreThread`]).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 
 use super::user_from;
-use crate::group::{BatchFuture, BatchResult, GroupCall};
+use crate::group::{BatchResult, GroupCall, StoreThread, group};
 use crate::recovery::{RecoverySession, pointer_from, session_from};
 use crate::{Profile, StoreError, UserKey};
 
-/// Calls waiting beyond this fail at once with `unavailable` (the client may retry).
-const MAX_QUEUED: usize = 20_000;
-/// Calls per statement.
-const MAX_BATCH: usize = 2_000;
 /// A profile upsert that deadlocked with another node's batch is retried this often.
 const DEADLOCK_RETRIES: usize = 3;
-
-/// The thread the groups' statements run on. A connection belongs to the runtime that opened it;
-/// shards' runtimes stop one by one at shutdown, and a group connection opened on the first to
-/// stop failed every call of the others while they drained. This runtime stops when the last
-/// clone of the store is dropped.
-#[derive(Debug)]
-pub(crate) struct StoreThread {
-    runtime: Handle,
-    /// Dropped with the store: the thread's `block_on` returns and its runtime ends.
-    _stop: oneshot::Sender<()>,
-}
-
-impl StoreThread {
-    pub(super) fn start() -> Result<Arc<StoreThread>, StoreError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Internal(format!("store thread runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("chatwire-store".into())
-            .spawn(move || {
-                let _ = runtime.block_on(stopped);
-            })
-            .map_err(|e| StoreError::Internal(format!("store thread: {e}")))?;
-        Ok(Arc::new(StoreThread {
-            runtime: handle,
-            _stop: stop,
-        }))
-    }
-}
 
 /// The connection of one group, opened on first use. No statement of it waits more than
 /// [`LOCK_TIMEOUT`] for a row another transaction holds: a whole batch waits behind that one row.
@@ -175,25 +137,6 @@ SELECT (SELECT id FROM target) AS target,
     EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_type = $2 AND user_id = $3)
         AS is_participant,
     EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS conversation_exists";
-
-/// A group whose batches `run` on `pool`, on the store thread.
-pub(super) fn group<Q, T, F>(
-    io: &StoreThread,
-    pool: PgPool,
-    run: impl Fn(PgPool, Vec<Q>) -> F + Send + Sync + 'static,
-) -> GroupCall<Q, T>
-where
-    Q: Send + 'static,
-    T: Send + 'static,
-    F: Future<Output = BatchResult<T>> + Send + 'static,
-{
-    GroupCall::new(
-        io.runtime.clone(),
-        MAX_QUEUED,
-        MAX_BATCH,
-        move |calls: Vec<Q>| Box::pin(run(pool.clone(), calls)) as BatchFuture<T>,
-    )
-}
 
 /// The grouped `mark_read` of one store (its clones share it).
 pub(super) fn reads(io: &StoreThread, pool: PgPool) -> GroupCall<ReadMove, Grouped<i64>> {
@@ -429,6 +372,40 @@ async fn per_user<V: Clone>(
         .iter()
         .map(|u| Ok(by_user.get(u).cloned().unwrap_or_default()))
         .collect())
+}
+
+/// Session rows as one upsert (see [`session_saves`]).
+const SAVE_SESSIONS_SQL: &str = "
+INSERT INTO recovery_sessions (pid, user_type, user_id, sid, state, expires_at_ms)
+SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[], $5::text[], $6::int8[])
+ON CONFLICT (pid) DO UPDATE SET user_type = EXCLUDED.user_type,
+  user_id = EXCLUDED.user_id, sid = EXCLUDED.sid, state = EXCLUDED.state,
+  expires_at_ms = EXCLUDED.expires_at_ms";
+
+/// The grouped `recovery_save`: a connect storm saves a session row per client at its connect
+/// and again at each room it joins. One statement each, on the session pool's 4 connections,
+/// queued past the pool's timeout on a slow machine (1,000 clients, 103 sessions never started,
+/// so 103 clients could not recover).
+pub(super) fn session_saves(io: &StoreThread, pool: PgPool) -> GroupCall<RecoverySession, ()> {
+    group(io, pool, |pool, calls: Vec<RecoverySession>| async move {
+        let rows = crate::recovery::last_per_pid(&calls);
+        let pids: Vec<&str> = rows.iter().map(|s| s.pid.as_str()).collect();
+        let types: Vec<i16> = rows.iter().map(|s| s.user.user_type.code()).collect();
+        let ids: Vec<i64> = rows.iter().map(|s| s.user.id).collect();
+        let sids: Vec<&str> = rows.iter().map(|s| s.sid.as_str()).collect();
+        let states: Vec<&str> = rows.iter().map(|s| s.state.as_str()).collect();
+        let expiries: Vec<i64> = rows.iter().map(|s| s.expires_at_ms).collect();
+        sqlx::query(SAVE_SESSIONS_SQL)
+            .bind(&pids)
+            .bind(&types)
+            .bind(&ids)
+            .bind(&sids)
+            .bind(&states)
+            .bind(&expiries)
+            .execute(&pool)
+            .await?;
+        Ok(calls.iter().map(|_| Ok(())).collect())
+    })
 }
 
 /// The sessions asked for, expired or not (each call checks its own clock).

@@ -85,13 +85,17 @@ pub struct PgStore {
     /// The reads of a recovering socket, in groups likewise (a reconnect storm brings thousands
     /// at once): its session row, its conversations' last ids, its rooms' read pointers.
     recoveries: RecoveryReads,
+    /// Session rows written in groups likewise (a connect storm saves thousands at once).
+    session_saves: crate::group::GroupCall<super::RecoverySession, ()>,
+    /// Their connection (as the session pool's, commits do not wait for the log's flush).
+    session_save_pool: PgPool,
     /// The history statement (`conversations::history_sql`, with the collation `?q=` search
     /// folds case with).
     history_sql: Arc<str>,
     /// History pages without a search, read in groups likewise.
     histories: crate::group::GroupCall<conversations::HistoryCall, super::MessagePage>,
     /// The thread the grouped statements run on (ends with the last clone).
-    _io: Arc<grouped::StoreThread>,
+    _io: Arc<crate::group::StoreThread>,
 }
 
 /// The grouped reads of a recovering socket ([`PgStore::recoveries`]).
@@ -130,7 +134,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(opts.clone().options([("synchronous_commit", "off")]));
         let search_collation = conversations::search_collation(&pool).await?;
-        let io = grouped::StoreThread::start()?;
+        let io = crate::group::StoreThread::start()?;
         let reads = grouped::reads(&io, grouped::own_pool(&opts));
         let upserts = grouped::profiles(&io, grouped::own_pool(&opts));
         let members = grouped::participants(&io, grouped::own_pool(&opts));
@@ -145,6 +149,11 @@ impl PgStore {
             profiles.clone(),
             history_sql.clone(),
         );
+        // Session rows may lose their last moments in a crash (as on the session pool): a
+        // client then connects without recovery.
+        let session_save_pool =
+            grouped::own_pool(&opts.clone().options([("synchronous_commit", "off")]));
+        let session_saves = grouped::session_saves(&io, session_save_pool.clone());
         let recoveries = RecoveryReads {
             sessions: grouped::recovery_sessions(&io, recovery_pool.clone()),
             last_ids: grouped::last_ids(&io, recovery_pool.clone()),
@@ -161,6 +170,8 @@ impl PgStore {
             members,
             memberships,
             recoveries,
+            session_saves,
+            session_save_pool,
             history_sql,
             histories,
             _io: io,
@@ -193,9 +204,15 @@ impl PgStore {
         self.reads.batches()
     }
 
-    /// The pool of recovery session rows (tests read its settings).
+    /// The pool of recovery session rows' touches, deletes and purges (tests read its
+    /// settings).
     pub fn session_pool(&self) -> &PgPool {
         &self.session_pool
+    }
+
+    /// The connection recovery session rows are saved on, in groups (tests read its settings).
+    pub fn session_save_pool(&self) -> &PgPool {
+        &self.session_save_pool
     }
 
     /// Profiles of `users`, from the cache or one query for the missing ones.
@@ -682,7 +699,7 @@ impl Store for PgStore {
     }
 
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
-        super::recovery::pg_save(&self.session_pool, session).await
+        self.session_saves.call(session.clone()).await
     }
 
     async fn recovery_load(

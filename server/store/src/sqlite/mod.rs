@@ -42,6 +42,12 @@ pub struct SqliteStore {
     profiles: Arc<ProfileCache>,
     /// Last timestamp handed out (keeps `created_at` non-decreasing in id order).
     clock: Arc<AtomicI64>,
+    /// Session rows, saved in groups on the write connection: a connect storm saves one per
+    /// client at its connect and at each room it joins, and one transaction each queued them
+    /// past the connection's timeout (see [`crate::group`]).
+    session_saves: crate::group::GroupCall<super::RecoverySession, ()>,
+    /// The thread the grouped saves run on (ends with the last clone).
+    _io: Arc<crate::group::StoreThread>,
 }
 
 impl SqliteStore {
@@ -77,11 +83,22 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
+        let io = crate::group::StoreThread::start()?;
+        let session_saves = crate::group::group(
+            &io,
+            write.clone(),
+            |pool, calls: Vec<super::RecoverySession>| async move {
+                super::recovery::sqlite_save_batch(&pool, &calls).await?;
+                Ok(calls.iter().map(|_| Ok(())).collect())
+            },
+        );
         Ok(SqliteStore {
             write,
             read,
             profiles: Arc::new(ProfileCache::new(100_000)),
             clock: Arc::new(AtomicI64::new(0)),
+            session_saves,
+            _io: io,
         })
     }
 
@@ -548,7 +565,7 @@ impl Store for SqliteStore {
     }
 
     async fn recovery_save(&self, session: &super::RecoverySession) -> Result<(), StoreError> {
-        super::recovery::sqlite_save(&self.write, session).await
+        self.session_saves.call(session.clone()).await
     }
 
     async fn recovery_load(
