@@ -127,15 +127,7 @@ impl Adapter for LocalAdapter {
     }
 
     fn notify_users(&self, mesh: &dyn Mesh, users: Arc<[UserKey]>, frame: TextFrame) {
-        for shard in 0..mesh.shard_count() {
-            mesh.send(
-                shard,
-                ClusterMsg::DeliverToUsers {
-                    frame: frame.clone(),
-                    users: users.clone(),
-                },
-            );
-        }
+        crate::shard::deliver_to_users(mesh, &frame, users);
     }
 
     fn presence_up(&self, mesh: &dyn Mesh, user: UserKey) {

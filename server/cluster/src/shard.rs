@@ -236,7 +236,7 @@ impl ClusterShard {
                     .hold(room, id, elsewhere, frame.clone(), Instant::now());
             }
         }
-        deliver_to_users(mesh, frame, absent);
+        deliver_to_users(mesh, frame, absent.into());
     }
 
     /// Another node says `user`'s last socket there left `room` (owned here), after it had
@@ -256,7 +256,7 @@ impl ClusterShard {
             .borrow_mut()
             .left(room, user, seen, Instant::now());
         for frame in due {
-            deliver_to_users(mesh, &frame, vec![user]);
+            deliver_to_users(mesh, &frame, Arc::from([user]));
         }
     }
 
@@ -282,11 +282,10 @@ impl ClusterShard {
 }
 
 /// `frame` to every local socket of `users`, on every shard (a user's sockets may be on any).
-fn deliver_to_users(mesh: &dyn Mesh, frame: &TextFrame, users: Vec<UserKey>) {
+pub(crate) fn deliver_to_users(mesh: &dyn Mesh, frame: &TextFrame, users: Arc<[UserKey]>) {
     if users.is_empty() {
         return;
     }
-    let users: Arc<[UserKey]> = users.into();
     for shard in 0..mesh.shard_count() {
         mesh.send(
             shard,
