@@ -78,9 +78,13 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Internal(format!("migrations: {e}")))?;
         }
+        // Reads wait up to 15 s for a connection: a reconnect storm of 1,000 recovering clients,
+        // each reading its missed messages, kept the 4 connections busy past 5 s, and each read
+        // that gave up was a client that could not recover (`recovery.rs`'s SQLite storm failed
+        // `make test` twice, 871 and 889 of 1,000). A late page beats an `unavailable` one.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(15))
             .connect_with(opts)
             .await?;
         let io = crate::group::StoreThread::start()?;
