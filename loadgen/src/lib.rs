@@ -155,7 +155,8 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 }
 
 /// goose's configuration for this run: our reports unless the command line named its own;
-/// goose's host is the first node (goose takes one URL, `-H` may list a fleet).
+/// goose's host is the first node (goose takes one URL, `-H` may list a fleet). Without a
+/// report, goose's own metrics are turned off unless something else of goose reads them.
 fn goose_config(args: &RunArgs, base_url: &str) -> goose::config::GooseConfiguration {
     let mut config = args.goose.clone();
     config.host = Some(base_url.to_owned());
@@ -166,7 +167,28 @@ fn goose_config(args: &RunArgs, base_url: &str) -> goose::config::GooseConfigura
                 .push(out_path(args, ext).display().to_string());
         }
     }
+    if !goose_reads_its_metrics(&config) {
+        // The run's figures come from the users' own histograms (`results.json`); goose's
+        // metrics only feed goose's reports. Kept on, they cost a fifth of this process's CPU per
+        // message (two records per round, aggregated on goose's metrics channel), which is what
+        // caps a pinned 1:1 run.
+        config.no_metrics = true;
+    }
     config
+}
+
+/// Whether any of goose's outputs reads goose's metrics: a report, a log, a threshold, the
+/// dashboard (goose refuses each of them together with `--no-metrics`).
+fn goose_reads_its_metrics(config: &goose::config::GooseConfiguration) -> bool {
+    !config.report_file.is_empty()
+        || config.request_log.is_some()
+        || config.transaction_log.is_some()
+        || config.scenario_log.is_some()
+        || config.error_log.is_some()
+        || config.pdf_print_html.is_some()
+        || config.co_mitigation.is_some()
+        || !config.threshold.is_empty()
+        || config.dashboard
 }
 
 /// `<out-dir>/<name>.<ext>`.
@@ -397,5 +419,28 @@ mod tests {
         );
         assert!(nodes("http://127.0.0.1:3400,ws://127.0.0.1:3401", "/chat", t).is_err());
         assert!(nodes(",", "/chat", t).is_err());
+    }
+
+    fn config_for(extra: &[&str]) -> goose::config::GooseConfiguration {
+        use clap::Parser as _;
+        let mut argv = vec!["chatwire-loadgen", "run", "-H", "http://127.0.0.1:3400"];
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        goose_config(&args, "http://127.0.0.1:3400")
+    }
+
+    #[test]
+    fn goose_keeps_its_metrics_only_for_what_reads_them() {
+        let reports = config_for(&[]);
+        assert!(!reports.no_metrics, "goose's reports need its metrics");
+        assert_eq!(reports.report_file.len(), 3);
+        assert!(config_for(&["--no-goose-reports"]).no_metrics);
+        assert!(!config_for(&["--no-goose-reports", "--request-log", "r.log"]).no_metrics);
+        assert!(!config_for(&["--no-goose-reports", "--report-file", "r.html"]).no_metrics);
+        assert!(!config_for(&["--no-goose-reports", "--error-log", "e.log"]).no_metrics);
+        assert!(config_for(&["--no-goose-reports", "--no-metrics"]).no_metrics);
     }
 }
