@@ -19,7 +19,9 @@
 #   scripts/bench.sh --summary-only   print the summary of the last run again (with --check: gate it)
 #   BENCH_QUICK=1                     smoke form: chatwire and socketioxide, pinned, fewer points
 #   BENCH_FULL=1                      longer steps, fixed loads in both setups, full criterion
-#   BENCH_CHATWIRE_QUOTA=0.5          chatwire servers held to half a core (cgroup), to see the gate fail
+#   BENCH_CHATWIRE_QUOTA=0.5          the chatwire servers under test held to half a core (cgroup), to
+#                                     see the gate fail (the baseline's build beside them is not held)
+#   BENCH_AB=0                        a check without the baseline's build beside it (scripts/bench_base.sh)
 # Knobs (bench_load.py): SERVERS, SHARED_SERVERS, SETUPS, WORKLOADS, REPEATS, STEP_SECS, DIRECT_FIXED, GROUP_FIXED,
 # FIXED_SETUPS, MAX_PROBES, DIRECT_USERS, GROUP_USERS, IDLE_USERS, BENCH_DATABASE_URL, BASELINE.
 set -euo pipefail
@@ -113,6 +115,30 @@ if [ "$RUN" = 1 ]; then
   echo "== building release binaries and peers"
   (cd "$ROOT" && cargo build --release --quiet -p chatwire -p chatwire-loadgen)
   "$ROOT/scripts/peers.sh" build
+  # A check runs the baseline's own build beside this one (chatwire-base, chatwire-base-pg) and
+  # judges against it: the saved figures alone cannot tell a slower build from a slower machine.
+  # To stay in its time, a check leaves out what it does not judge: chatwire-norec and node
+  # (make bench runs them). BENCH_AB=0 judges against the saved figures only.
+  if [ "$CHECK" = 1 ] && [ "${BENCH_AB:-1}" = 1 ] && [ -z "${BENCH_BASE_BIN:-}" ] \
+      && [ -f "$BASELINE" ]; then
+    if BENCH_BASE_BIN="$(bash "$ROOT/scripts/bench_base.sh" "$BASELINE")"; then
+      BENCH_BASE_COMMIT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["meta"]["commit"])' "$BASELINE")"
+      export BENCH_BASE_BIN BENCH_BASE_COMMIT
+      with_base=()
+      for s in ${SERVERS:-chatwire chatwire-pg socketioxide}; do
+        with_base+=("$s")
+        case "$s" in
+          chatwire|chatwire-pg) [[ " ${SERVERS:-} " == *" ${s/chatwire/chatwire-base} "* ]] \
+            || with_base+=("${s/chatwire/chatwire-base}") ;;
+        esac
+      done
+      SERVERS="${with_base[*]}"
+      export SERVERS
+      echo "   the baseline's build ($BENCH_BASE_COMMIT: $BENCH_BASE_BIN) runs beside this one"
+    else
+      echo "   (no build of the baseline's commit: judged against the saved figures only)"
+    fi
+  fi
   # One process may hold this many sockets; the load generator raises its own soft limit too.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   python3 "$ROOT/scripts/bench_load.py"

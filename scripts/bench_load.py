@@ -37,7 +37,7 @@ first run of a point passing and the next two failing, in a run that skipped thi
 Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, MAX_DESCENTS, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
-both chatwire servers in a cgroup with that CPU quota, to show what the gate catches),
+the chatwire servers under test, not the baseline's build, in a cgroup with that CPU quota, to show what the gate catches),
 BENCH_BASE_BIN (another chatwire binary, e.g. a build of an earlier commit: add the server
 "chatwire-base" to SERVERS to run it on the memory store beside the others, "chatwire-base-pg" on
 PostgreSQL, an A/B in one run).
@@ -140,9 +140,19 @@ def cpu_cgroup(cores):
     return d
 
 
-def reset_database():
-    admin = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    db = DATABASE_URL.rsplit("/", 1)[1].split("?")[0]
+def database_url(name):
+    """chatwire-pg's database, or the baseline's build's own beside it (chatwire-base-pg): each
+    server drops and creates its database when it starts, which must not hit the other's."""
+    if name != "chatwire-base-pg":
+        return DATABASE_URL
+    head, tail = DATABASE_URL.rsplit("/", 1)
+    db, _, query = tail.partition("?")
+    return f"{head}/{db}_base" + (f"?{query}" if query else "")
+
+
+def reset_database(url):
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    db = url.rsplit("/", 1)[1].split("?")[0]
     for sql in (f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'CREATE DATABASE "{db}"'):
         r = subprocess.run(["psql", admin, "-qc", sql], capture_output=True, text=True)
         if r.returncode:
@@ -168,9 +178,9 @@ def wait_ready(name, port, proc, secs=60):
 
 def start(name, port, setup):
     if name in ("chatwire-pg", "chatwire-base-pg"):
-        reset_database()
+        reset_database(database_url(name))
     if name.startswith("chatwire"):
-        db = DATABASE_URL if name in ("chatwire-pg", "chatwire-base-pg") else "memory"
+        db = database_url(name) if name in ("chatwire-pg", "chatwire-base-pg") else "memory"
         binary = f"{BIN}/chatwire"
         if name.startswith("chatwire-base"):
             if not BASE_BIN:
@@ -192,7 +202,8 @@ def start(name, port, setup):
         cmd = ["taskset", "-c", "0"] + cmd
     logf = open(f"{OUT}/server-{name}.log", "a")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
-    if QUOTA and name.startswith("chatwire"):
+    if QUOTA and name.startswith("chatwire") and not name.startswith("chatwire-base"):
+        # The build under test only: the baseline's build beside it is the yardstick.
         d = cgroups[0] if cgroups else cpu_cgroup(QUOTA)
         # cgroup.procs moves the whole process, threads included (v1 and v2).
         open(f"{d}/cgroup.procs", "w").write(str(proc.pid))
@@ -432,7 +443,9 @@ def main():
             os.remove(os.path.join(OUT, f))
     meta = {
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
-        "dirty": bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no")),
+        # (the baseline files themselves excepted: --save-baseline rewrites them as it runs)
+        "dirty": bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no -- . ':!bench/baseline'")),
+        "base_commit": ENV("BENCH_BASE_COMMIT") or None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
         "cpu_model": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
@@ -480,7 +493,10 @@ def main():
                 fixed = FIXED[workload] if setup in FIXED_SETUPS else []
                 # The search starts at the baseline's knee, else at this run's knee in the other setup.
                 def knee(s):
-                    seed, tight = seeds.get((setup, s, workload)) or (found.get((s, workload)), False)
+                    # The baseline's build starts where the baseline's knee was.
+                    seed, tight = (seeds.get((setup, s, workload))
+                                   or seeds.get((setup, s.replace("-base", ""), workload))
+                                   or (found.get((s, workload)), False))
                     return Knee(seed, fixed, max(FIXED[workload]), search=s not in FIXED_ONLY,
                                 seed_tight=tight, skip_above_fail=not s.startswith("chatwire"))
                 state = {s: knee(s) for s in servers}

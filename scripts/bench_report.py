@@ -39,6 +39,10 @@ MIN_MARGIN = 0.10
 LATENCY_FLOOR_MS = 0.5
 TOO_NOISY = 0.5
 GATED = ("chatwire", "chatwire-pg")
+# The baseline's own build (scripts/bench_base.sh), run interleaved with this one on each store when
+# scripts/bench.sh --check could provide it: chatwire's figures are judged against its figures in
+# this run, not against the saved ones, which a machine that drifted since would misjudge.
+REFERENCE = {"chatwire": "chatwire-base", "chatwire-pg": "chatwire-base-pg"}
 # The peer whose figures, measured interleaved in the same run, tell how far the machine drifted.
 DRIFT_PEER = "socketioxide"
 # Run at the fixed loads only (no knee): chatwire with recovery off, beside chatwire (recovery on).
@@ -212,35 +216,32 @@ def gate(figs, base_figs, meta=None, base_meta=None):
     idle_differs = idle_users(meta) != idle_users(base_meta)
     for f in figs:
         b = base.get(f["id"])
-        if not b or not b.get("median"):
+        r = reference_of(f, now)
+        if f["workload"] == "idle" and idle_differs and not r:
+            if b and b.get("median"):
+                f["not_compared"] = (f"{idle_users(meta)} idle connections, "
+                                     f"{idle_users(base_meta)} in the baseline")
             continue
-        if f["workload"] == "idle" and idle_differs:
-            f["not_compared"] = (f"{idle_users(meta)} idle connections, "
-                                 f"{idle_users(base_meta)} in the baseline")
-            continue
-        f["baseline"] = {k: b[k] for k in ("median", "min", "max", "runs", "spread")}
-        f["ratio_to_baseline"] = round(f["median"] / b["median"], 3)
-        if not f["gated"]:
+        if b and b.get("median") and not (f["workload"] == "idle" and idle_differs):
+            f["baseline"] = {k: b[k] for k in ("median", "min", "max", "runs", "spread")}
+            f["ratio_to_baseline"] = round(f["median"] / b["median"], 3)
+        else:
+            b = None
+        if r:
+            f["reference"] = {k: r[k] for k in ("server", "median", "min", "max", "runs", "spread")}
+            f["ratio_to_reference"] = round(f["median"] / r["median"], 3)
+        if not f["gated"] or not (r or b):
             continue
         compared += 1
-        margin = max(MIN_MARGIN, 2 * (f["spread"] + b.get("spread", 0)))
-        if f.get("below_lowest_probe"):
-            # The median is only an upper bound (most runs passed no load tried): its spread
-            # says nothing, and being worse than the baseline by the plain margin is enough.
-            margin = MIN_MARGIN
-        worse = (b["median"] - f["median"]) if f["higher_is_better"] else (f["median"] - b["median"])
-        floor = LATENCY_FLOOR_MS if f["unit"] == "ms" else 0
-        # Every run now worse than every baseline run by the plain margin: a regression however
-        # wide either spread is (a collapsed knee, a latency that went up by multiples).
-        if f["higher_is_better"]:
-            apart = b.get("min", b["median"]) - f["max"] > MIN_MARGIN * b["median"]
-        else:
-            apart = f["min"] - b.get("max", b["median"]) > max(MIN_MARGIN * b["median"], floor)
+        # The baseline's build measured beside this one is the better yardstick: the same
+        # machine, the same minutes. The saved figures are then reported, not judged.
+        ref = r or b
+        bad, margin, apart = judge(f, ref)
         f["margin"] = round(margin, 3)
         # So wide a margin hides real regressions of that size: say so rather than pass quietly.
         f["too_noisy_to_judge"] = margin >= TOO_NOISY and not apart
-        if worse > max(margin * b["median"], floor) or apart:
-            why = excused(f, b, now, base, floor)
+        if bad:
+            why = knee_bracket(f, ref) if r else excused(f, b, now, base, floor_of(f))
             if why:
                 f["worse_but_not_regressed"] = why
             else:
@@ -263,6 +264,50 @@ def gate(figs, base_figs, meta=None, base_meta=None):
     return regressed, compared
 
 
+def floor_of(f):
+    return LATENCY_FLOOR_MS if f["unit"] == "ms" else 0
+
+
+def judge(f, ref):
+    """(worse beyond the margin, margin, every run apart): `f` against `ref`, a figure of the
+    same id measured in this run by the baseline's build, or the saved baseline's."""
+    margin = max(MIN_MARGIN, 2 * (f["spread"] + ref.get("spread", 0)))
+    if f.get("below_lowest_probe"):
+        # The median is only an upper bound (most runs passed no load tried): its spread
+        # says nothing, and being worse than the reference by the plain margin is enough.
+        margin = MIN_MARGIN
+    worse = (ref["median"] - f["median"]) if f["higher_is_better"] else (f["median"] - ref["median"])
+    floor = floor_of(f)
+    # Every run now worse than every reference run by the plain margin: a regression however
+    # wide either spread is (a collapsed knee, a latency that went up by multiples).
+    if f["higher_is_better"]:
+        apart = ref.get("min", ref["median"]) - f["max"] > MIN_MARGIN * ref["median"]
+    else:
+        apart = f["min"] - ref.get("max", ref["median"]) > max(MIN_MARGIN * ref["median"], floor)
+    return worse > max(margin * ref["median"], floor) or apart, margin, apart
+
+
+def reference_of(f, now):
+    """The same figure of the baseline's build measured interleaved in this run, if any."""
+    other = REFERENCE.get(f["server"])
+    r = now.get(f["id"].replace(f"/{f['server']}/", f"/{other}/", 1)) if other else None
+    return r if r and r.get("median") else None
+
+
+def knee_bracket(f, ref):
+    """A knee is known only to lie below its first failing load: if that load is not worse
+    than the reference's knee by MIN_MARGIN, the search cannot tell the two apart."""
+    if f["metric"] != "knee":
+        return None
+    ff = f.get("first_fail")
+    if ff is None or ff >= ref["median"] * (1 - MIN_MARGIN):
+        whose = f"{ref['server']}'s in this run" if ref.get("server") in REFERENCE.values() \
+            else "the baseline's"
+        return (f"within the search's bracket: the knee lies below {fmt(ff) if ff else 'no failed load'}, "
+                f"{whose} is {fmt(ref['median'])}")
+    return None
+
+
 def excused(f, b, now, base, floor):
     """Why a figure worse than the baseline is still not a regression (None: it is one).
 
@@ -272,13 +317,9 @@ def excused(f, b, now, base, floor):
     interleaved in this run, moved the same way, chatwire is judged against the baseline scaled
     by that drift, with the peer's spreads added to the margin."""
     if f["metric"] == "knee":
-        ff = f.get("first_fail")
-        if ff is None or ff >= b["median"] * (1 - MIN_MARGIN):
-            return (f"within the search's bracket: the knee lies below {fmt(ff) if ff else 'no failed load'}, "
-                    f"the baseline's is {fmt(b['median'])}")
         # A peer's knee is often a bound (its search climbs from the baseline's), so it says
         # little about drift: knees are judged by their bracket only.
-        return None
+        return knee_bracket(f, b)
     pid = f["id"].replace(f"/{f['server']}/", f"/{DRIFT_PEER}/", 1)
     p_now, p_base = now.get(pid), base.get(pid)
     if not (p_now and p_base and p_now.get("median") and p_base.get("median")):
@@ -345,6 +386,11 @@ def main():
         bm = base.get("meta", {})
         print(f"-- compared with baseline {baseline_path} (commit {bm.get('commit')}, "
               f"{bm.get('date')}, load average before {bm.get('loadavg_before')})")
+        refs = sorted({f["reference"]["server"] for f in figs if f.get("reference")})
+        print("   figure: this run vs the saved baseline | vs "
+              + (f"the baseline's build run beside it ({', '.join(refs)}); the gate judges "
+                 "against the latter where it has the figure" if refs else
+                 "the baseline's build in this run (not run: judged against the saved figures)"))
         if bm.get("config", {}).get("step_secs") != data["meta"]["config"]["step_secs"] or \
                 bm.get("config", {}).get("users") != data["meta"]["config"]["users"]:
             print("   note: the baseline was taken with other users or step length; ratios are approximate")
@@ -354,11 +400,15 @@ def main():
             if f.get("not_measured"):
                 print(f"   {f['id']:<40} {'-':>9} vs {fmt(f['baseline']['median']):>9}       "
                       "REGRESSED: not measured (no run gave a value)")
-            if f["server"] in GATED and "ratio_to_baseline" in f:
+            if f["server"] in GATED and ("ratio_to_baseline" in f or "ratio_to_reference" in f):
                 mark = "REGRESSED" if f.get("regressed") else \
                     f"worse, not gated: {f['worse_but_not_regressed']}" if f.get("worse_but_not_regressed") else ""
-                print(f"   {f['id']:<40} {fmt(f['median']):>9} vs {fmt(f['baseline']['median']):>9} "
-                      f"{f['ratio_to_baseline']:5.2f}x (margin {f['margin'] * 100:.0f}%) {mark}")
+                saved = (f"{fmt(f['baseline']['median']):>9} {f['ratio_to_baseline']:5.2f}x"
+                         if "baseline" in f else f"{'-':>9} {'':>5} ")
+                here = (f"{fmt(f['reference']['median']):>9} {f['ratio_to_reference']:5.2f}x"
+                        if "reference" in f else f"{'-':>9} {'':>5} ")
+                margin = f" (margin {f['margin'] * 100:.0f}%)" if "margin" in f else ""
+                print(f"   {f['id']:<40} {fmt(f['median']):>9} vs {saved} | {here}{margin} {mark}")
         if check:
             if regressed:
                 print(f"bench-check: FAIL, {len(regressed)} of {compared} chatwire figures regressed:")
@@ -368,9 +418,11 @@ def main():
                               f"a value), baseline {fmt(f['baseline']['median'])}")
                         continue
                     below = "below the lowest probe " if f.get("below_lowest_probe") else ""
+                    ref = f.get("reference") or f["baseline"]
+                    whose = f"{ref['server']} in this run" if f.get("reference") else "baseline"
                     print(f"   {f['id']} ({f['title']}): {below}{fmt(f['median'])} {f['unit']} "
-                          f"[{fmt(f['min'])}-{fmt(f['max'])}] vs baseline {fmt(f['baseline']['median'])} "
-                          f"[{fmt(f['baseline']['min'])}-{fmt(f['baseline']['max'])}], "
+                          f"[{fmt(f['min'])}-{fmt(f['max'])}] vs {whose} {fmt(ref['median'])} "
+                          f"[{fmt(ref['min'])}-{fmt(ref['max'])}], "
                           f"margin {f['margin'] * 100:.0f}%")
                 status = 1
             elif not compared:
