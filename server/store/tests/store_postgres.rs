@@ -70,31 +70,24 @@ async fn hold(admin: &sqlx::PgPool, locking: &str) -> sqlx::Transaction<'static,
 #[tokio::test]
 async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
     use chatwire_store::postgres::WritePath;
-    let TwoWriters {
-        _db,
-        store,
-        a,
-        conv,
-        other,
-        admin,
-        ..
-    } = two_writers(80).await;
+    let w = two_writers(80).await;
     for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
-        store.set_write_path(path);
+        w.store.set_write_path(path);
         // Another node's transaction: holds the conversation's lock and drew an id.
-        let mut tx = hold_conversation(&admin, conv).await;
+        let mut tx = hold_conversation(&w.admin, w.conv).await;
         let held: i64 = sqlx::query_scalar("SELECT nextval('messages_id_seq')")
             .fetch_one(&mut *tx)
             .await
             .unwrap();
         // Another conversation is not held up.
-        let free = store
-            .insert_batch(&[msg(other, a, "free", None)])
+        let free = w
+            .store
+            .insert_batch(&[msg(w.other, w.a, "free", None)])
             .await
             .unwrap();
         assert!(free[0].is_ok());
-        let batch = [msg(conv, a, "waits", None)];
-        let mut insert = std::pin::pin!(store.insert_batch(&batch));
+        let batch = [msg(w.conv, w.a, "waits", None)];
+        let mut insert = std::pin::pin!(w.store.insert_batch(&batch));
         let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut insert).await;
         assert!(
             early.is_err(),
@@ -116,48 +109,41 @@ async fn postgres_commits_a_conversations_ids_in_id_order_across_writers() {
 #[tokio::test]
 async fn postgres_gives_each_message_its_exact_predecessor() {
     use chatwire_store::postgres::WritePath;
-    let TwoWriters {
-        _db,
-        store,
-        a,
-        b,
-        conv,
-        other,
-        admin,
-    } = two_writers(90).await;
-    let first = store
-        .insert_batch(&[msg(conv, a, "first", None)])
+    let w = two_writers(90).await;
+    let first = w
+        .store
+        .insert_batch(&[msg(w.conv, w.a, "first", None)])
         .await
         .unwrap();
     let first = first[0].as_ref().unwrap();
     assert_eq!(first.prev, Some(0), "a conversation's first message");
     let mut last = first.message.id;
     for path in [WritePath::Insert, WritePath::Statement, WritePath::Copy] {
-        store.set_write_path(path);
+        w.store.set_write_path(path);
         // Another node's writer: holds the lock, stores a message and moves last_message_id.
-        let mut tx = hold_conversation(&admin, conv).await;
+        let mut tx = hold_conversation(&w.admin, w.conv).await;
         let theirs: i64 = sqlx::query_scalar(
             "INSERT INTO messages (id, conversation_id, sender_type, sender_id, message_type, content)
              VALUES (nextval('messages_id_seq'), $1, 2, $2, 'text', 'theirs') RETURNING id",
         )
-        .bind(conv)
-        .bind(b.id)
+        .bind(w.conv)
+        .bind(w.b.id)
         .fetch_one(&mut *tx)
         .await
         .unwrap();
         sqlx::query("UPDATE conversations SET last_message_id = $2 WHERE id = $1")
-            .bind(conv)
+            .bind(w.conv)
             .bind(theirs)
             .execute(&mut *tx)
             .await
             .unwrap();
         // Two of ours in one batch, with another conversation's in between.
         let batch = [
-            msg(conv, a, "one", Some(TempId::Str(format!("{path:?}-1")))),
-            msg(other, a, "elsewhere", None),
-            msg(conv, a, "two", Some(TempId::Str(format!("{path:?}-2")))),
+            msg(w.conv, w.a, "one", Some(TempId::Str(format!("{path:?}-1")))),
+            msg(w.other, w.a, "elsewhere", None),
+            msg(w.conv, w.a, "two", Some(TempId::Str(format!("{path:?}-2")))),
         ];
-        let mut insert = std::pin::pin!(store.insert_batch(&batch));
+        let mut insert = std::pin::pin!(w.store.insert_batch(&batch));
         let early = tokio::time::timeout(std::time::Duration::from_millis(200), &mut insert).await;
         assert!(early.is_err(), "{path:?}: waits for the lock");
         tx.commit().await.unwrap();
@@ -181,10 +167,11 @@ async fn postgres_gives_each_message_its_exact_predecessor() {
         assert!(out[1].prev.is_some(), "{path:?}: {:?}", out[1].prev);
         last = out[2].message.id;
         // A retried send is a duplicate: no predecessor claimed, nothing moved.
-        let again = store
+        let again = w
+            .store
             .insert_batch(&[msg(
-                conv,
-                a,
+                w.conv,
+                w.a,
                 "two",
                 Some(TempId::Str(format!("{path:?}-2"))),
             )])
@@ -194,8 +181,9 @@ async fn postgres_gives_each_message_its_exact_predecessor() {
         assert!(again.duplicate);
         assert_eq!(again.prev, None);
     }
-    let next = store
-        .insert_batch(&[msg(conv, b, "next", None)])
+    let next = w
+        .store
+        .insert_batch(&[msg(w.conv, w.b, "next", None)])
         .await
         .unwrap();
     assert_eq!(next[0].as_ref().unwrap().prev, Some(last));
