@@ -121,8 +121,8 @@ if [ "$RUN" = 1 ]; then
   # (make bench runs them). BENCH_AB=0 judges against the saved figures only.
   if [ "$CHECK" = 1 ] && [ "${BENCH_AB:-1}" = 1 ] && [ -z "${BENCH_BASE_BIN:-}" ] \
       && [ -f "$BASELINE" ]; then
-    if BENCH_BASE_BIN="$(bash "$ROOT/scripts/bench_base.sh" "$BASELINE")"; then
-      BENCH_BASE_COMMIT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["meta"]["commit"])' "$BASELINE")"
+    if base="$(bash "$ROOT/scripts/bench_base.sh" "$BASELINE")"; then
+      read -r BENCH_BASE_COMMIT BENCH_BASE_BIN <<< "$base"
       export BENCH_BASE_BIN BENCH_BASE_COMMIT
       with_base=()
       for s in ${SERVERS:-chatwire chatwire-pg socketioxide}; do
