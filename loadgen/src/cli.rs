@@ -105,7 +105,8 @@ pub struct RunArgs {
     /// Length of the send phase (seconds), starting once every user joined.
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
-    /// Quiet seconds after the send phase for in-flight deliveries.
+    /// Longest wait (seconds) after the send phase for in-flight replies and deliveries; the
+    /// drain ends as soon as all arrived.
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
     /// Longest wait (seconds) for every user to be ready before sending starts anyway.

@@ -1,8 +1,9 @@
 //! The run's shared state: scenario settings, conversations, the start barrier and the stats.
 //!
 //! Timeline of a run: users connect and join (goose ramps them up); once every user is ready
-//! (or the barrier times out) the send phase starts for `duration`; then no one sends for
-//! `drain` while the last deliveries arrive; then users disconnect and hand in their stats.
+//! (or the barrier times out) the send phase starts for `duration`; then no one sends while the
+//! last replies and deliveries arrive (the drain: until all did, at most `drain`); then users
+//! disconnect and hand in their stats.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,7 +54,8 @@ pub struct Settings {
     pub pad: usize,
     /// Length of the send phase.
     pub duration: Duration,
-    /// Quiet time after the send phase for in-flight deliveries.
+    /// Longest wait after the send phase for in-flight replies and deliveries (the drain ends
+    /// as soon as all arrived).
     pub drain: Duration,
     /// Longest wait for every user to be ready before sending starts anyway.
     pub barrier_timeout: Duration,
@@ -101,6 +103,16 @@ impl Settings {
         i64::try_from(global / self.room_size.max(1) + 1).unwrap_or(i64::MAX)
     }
 
+    /// Whether every member of this process's rooms is one of its users: then its own counts
+    /// tell when every delivery arrived. Seeded over REST, a process's rooms are its own; by
+    /// convention, when its range starts and ends at multiples of the room size.
+    pub fn rooms_are_own(&self) -> bool {
+        let room = self.room_size.max(1);
+        self.seed == SeedMode::Rest
+            || (self.first_user_id.saturating_sub(1).is_multiple_of(room)
+                && self.users.is_multiple_of(room))
+    }
+
     /// Whether the user at `index` starts on polling.
     pub fn uses_polling(&self, index: u64) -> bool {
         let share = self.polling_share.clamp(0.0, 1.0);
@@ -119,6 +131,9 @@ impl Settings {
             .copied()
     }
 }
+
+/// How often a drain looks whether the run is quiet.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// Shared by every user of the run.
 #[derive(Debug)]
@@ -141,6 +156,8 @@ pub struct Ctx {
     first_ready: OnceLock<Instant>,
     /// When sending starts (set once, by the last ready user or the barrier timeout).
     send_start: OnceLock<Instant>,
+    /// Set once the users' drain is over (the first user to reach it waits it out for all).
+    drained: tokio::sync::OnceCell<()>,
     /// Wakes the users waiting at the barrier.
     started: tokio::sync::Notify,
     /// Set when the run is over (progress reporter stops).
@@ -178,6 +195,7 @@ impl Ctx {
             finished: AtomicU64::new(0),
             first_ready: OnceLock::new(),
             send_start: OnceLock::new(),
+            drained: tokio::sync::OnceCell::new(),
             started: tokio::sync::Notify::new(),
             done: AtomicBool::new(false),
             http,
@@ -233,6 +251,34 @@ impl Ctx {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether nothing is in flight: every user stopped sending, every send was answered and
+    /// every delivery its answer promised arrived. Never, when rooms reach into another process
+    /// (its senders' deliveries to this one's users are not counted here).
+    pub fn quiet(&self) -> bool {
+        let live = &self.live;
+        self.settings.rooms_are_own()
+            && self.finished.load(Ordering::Acquire) >= self.ready.load(Ordering::Acquire)
+            && Live::get(&live.sent_acks) >= Live::get(&live.sends)
+            && Live::get(&live.deliveries) >= Live::get(&live.expected_deliveries)
+    }
+
+    /// Waits until the run is quiet, at most `limit`. A run whose last deliveries arrived ends
+    /// its drain then, not `limit` later: a bench of many short runs spent a quarter of its time
+    /// waiting out drains of nothing.
+    pub async fn drain_for(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while !self.quiet() && Instant::now() < until {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    /// The users' drain, waited out once for all of them (`settings.drain` at most).
+    pub async fn drained(&self) {
+        self.drained
+            .get_or_init(|| self.drain_for(self.settings.drain))
+            .await;
     }
 
     /// When sending started, if it has.
@@ -333,5 +379,66 @@ mod tests {
         let s = settings(100, 10, 1);
         let polling = (0..100).filter(|i| s.uses_polling(*i)).count();
         assert_eq!(polling, 25);
+    }
+
+    #[test]
+    fn rooms_are_own_when_seeded_or_aligned_to_whole_rooms() {
+        assert!(settings(20, 10, 1).rooms_are_own());
+        assert!(settings(20, 10, 21).rooms_are_own());
+        // A process whose last room the next process's users complete, or whose first room
+        // began in the previous process.
+        assert!(!settings(15, 10, 1).rooms_are_own());
+        assert!(!settings(20, 10, 6).rooms_are_own());
+        let mut seeded = settings(15, 10, 6);
+        seeded.seed = SeedMode::Rest;
+        assert!(seeded.rooms_are_own());
+    }
+
+    #[tokio::test]
+    async fn the_drain_ends_when_the_last_delivery_arrives_not_at_its_limit() {
+        let ctx = Ctx::new(settings(2, 2, 1)).unwrap();
+        let long = Duration::from_secs(60);
+        ctx.mark_ready();
+        ctx.mark_ready();
+        // One message sent and answered, its delivery to the other member still on its way.
+        Live::add(&ctx.live.sends, 1);
+        Live::add(&ctx.live.sent_acks, 1);
+        Live::add(&ctx.live.expected_deliveries, 1);
+        ctx.finished.store(2, Ordering::Release);
+        assert!(!ctx.quiet());
+        let waiting = tokio::time::timeout(Duration::from_millis(100), ctx.drain_for(long));
+        assert!(
+            waiting.await.is_err(),
+            "the drain ended with a delivery in flight"
+        );
+        Live::add(&ctx.live.deliveries, 1);
+        assert!(ctx.quiet());
+        let done = tokio::time::timeout(Duration::from_secs(10), ctx.drained());
+        assert!(
+            done.await.is_ok(),
+            "the drain went on after everything arrived"
+        );
+
+        // An unanswered send keeps it going too; so does a user still sending.
+        Live::add(&ctx.live.sends, 1);
+        assert!(!ctx.quiet());
+        Live::add(&ctx.live.sent_acks, 1);
+        ctx.finished.store(1, Ordering::Release);
+        assert!(!ctx.quiet());
+        ctx.finished.store(2, Ordering::Release);
+        assert!(ctx.quiet());
+    }
+
+    #[tokio::test]
+    async fn the_drain_waits_its_limit_when_rooms_reach_into_another_process() {
+        let ctx = Ctx::new(settings(3, 2, 1)).unwrap();
+        for _ in 0..3 {
+            ctx.mark_ready();
+        }
+        ctx.finished.store(3, Ordering::Release);
+        assert!(!ctx.quiet());
+        let began = Instant::now();
+        ctx.drain_for(Duration::from_millis(50)).await;
+        assert!(began.elapsed() >= Duration::from_millis(50));
     }
 }

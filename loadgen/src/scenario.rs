@@ -442,7 +442,7 @@ async fn round(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
     Ok(())
 }
 
-/// on stop: wait for every user to stop sending, drain, close, merge the stats.
+/// on stop: wait for every user to stop sending, drain (see `Ctx::drained`), close, merge the stats.
 async fn disconnect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
     let Some(session) = user.get_session_data::<Session>().cloned() else {
         return Ok(());
@@ -456,7 +456,7 @@ async fn disconnect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(s.drain).await;
+    ctx.drained().await;
     if let Some(tx) = &sess.tx {
         let _ = tx.send(Command::Close).await;
     }

@@ -62,7 +62,8 @@ pub async fn watch(ctx: &Ctx, pid: u32) -> ServerSample {
     let window = std::time::Instant::now();
     tokio::time::sleep_until((start + ctx.settings.duration).into()).await;
     // Deliveries of the last sends land within the drain; count their server work too.
-    tokio::time::sleep(ctx.settings.drain.min(Duration::from_secs(1))).await;
+    ctx.drain_for(ctx.settings.drain.min(Duration::from_secs(1)))
+        .await;
     sample.cpu_secs = cpu_secs(pid).unwrap_or(cpu0) - cpu0;
     sample.loadgen_cpu_secs = crate::own_cpu_secs() - own0;
     sample.window_secs = window.elapsed().as_secs_f64();
