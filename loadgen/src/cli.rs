@@ -130,6 +130,12 @@ pub struct RunArgs {
     /// How conversations exist: created over REST, or by convention (peers).
     #[arg(long, value_enum, default_value = "rest")]
     pub seed: SeedMode,
+    /// With `--seed rest`: the seeded conversations' ids, kept in this file. A run whose
+    /// server, users and room size match the file's reuses them instead of seeding again (a
+    /// series of runs against one server then seeds once); otherwise it seeds and writes them.
+    /// Delete it when the server starts over with an empty store.
+    #[arg(long)]
+    pub conversations_file: Option<PathBuf>,
     /// Directory for reports, results and the plot.
     #[arg(long, default_value = "target/loadtest")]
     pub out_dir: PathBuf,

@@ -132,6 +132,41 @@ impl Settings {
     }
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Settings for unit tests: `users` from id `first` in rooms of `room`, a server at port 1
+    /// (nothing listens there).
+    pub(crate) fn for_tests(users: u64, room: u64, first: u64) -> Self {
+        Settings {
+            target: Target {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                host: "127.0.0.1:1".into(),
+                namespace: "/chat".into(),
+                timeout: Duration::from_secs(1),
+            },
+            more_targets: vec![],
+            base_url: "http://127.0.0.1:1".into(),
+            first_user_id: first,
+            users,
+            room_size: room,
+            rate: 1.0,
+            typing_pause: Duration::ZERO,
+            typing: true,
+            read: true,
+            idle: false,
+            pad: 0,
+            duration: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
+            barrier_timeout: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(1),
+            polling_share: 0.25,
+            source_ips: vec![],
+            credentials: Credentials::Dev,
+            seed: SeedMode::None,
+        }
+    }
+}
+
 /// How often a drain looks whether the run is quiet.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 
@@ -298,33 +333,7 @@ mod tests {
     use super::*;
 
     fn settings(users: u64, room: u64, first: u64) -> Settings {
-        Settings {
-            target: Target {
-                addr: "127.0.0.1:1".parse().unwrap(),
-                host: "127.0.0.1:1".into(),
-                namespace: "/chat".into(),
-                timeout: Duration::from_secs(1),
-            },
-            more_targets: vec![],
-            base_url: "http://127.0.0.1:1".into(),
-            first_user_id: first,
-            users,
-            room_size: room,
-            rate: 1.0,
-            typing_pause: Duration::ZERO,
-            typing: true,
-            read: true,
-            idle: false,
-            pad: 0,
-            duration: Duration::from_secs(1),
-            drain: Duration::from_secs(1),
-            barrier_timeout: Duration::from_secs(1),
-            reply_timeout: Duration::from_secs(1),
-            polling_share: 0.25,
-            source_ips: vec![],
-            credentials: Credentials::Dev,
-            seed: SeedMode::None,
-        }
+        Settings::for_tests(users, room, first)
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the run, `POST /api/chat/conversations` as the room's first member: a 1:1 conversation for
 //! rooms of 2, a group with the other members otherwise. The ids go into [`Ctx::conversations`].
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,57 @@ pub async fn seed(ctx: &Arc<Ctx>) -> anyhow::Result<std::time::Duration> {
         }
     }
     Ok(started.elapsed())
+}
+
+/// What a conversations file holds: the rooms it was seeded for, and their ids by slot.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Seeded {
+    base_url: String,
+    first_user: u64,
+    users: u64,
+    room_size: u64,
+    ids: Vec<i64>,
+}
+
+impl Seeded {
+    fn of(ctx: &Ctx, ids: Vec<i64>) -> Self {
+        let s = &ctx.settings;
+        Self {
+            base_url: s.base_url.clone(),
+            first_user: s.first_user_id,
+            users: s.users,
+            room_size: s.room_size,
+            ids,
+        }
+    }
+}
+
+/// Seeds (see [`seed`]) unless `file` holds this run's rooms on this server, then takes their
+/// ids from it; else writes them there. Returns how long seeding took (`None`: taken from the
+/// file). A file seeded for another server, user range or room size is seeded over.
+pub async fn seed_once(ctx: &Arc<Ctx>, file: &Path) -> anyhow::Result<Option<std::time::Duration>> {
+    let slots = usize::try_from(ctx.settings.conversations())?;
+    let kept = std::fs::read(file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Seeded>(&bytes).ok())
+        .filter(|kept| kept.ids.len() == slots && *kept == Seeded::of(ctx, kept.ids.clone()));
+    if let Some(kept) = kept {
+        let mut ids = ctx
+            .conversations
+            .write()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        *ids = kept.ids;
+        return Ok(None);
+    }
+    let took = seed(ctx).await?;
+    let ids = ctx
+        .conversations
+        .read()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let text = serde_json::to_vec(&Seeded::of(ctx, ids))?;
+    std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    Ok(Some(took))
 }
 
 /// Creates the conversation of room `slot`.
@@ -86,4 +138,46 @@ async fn create(ctx: &Ctx, client: &reqwest::Client, slot: u64) -> anyhow::Resul
         .and_then(serde_json::Value::as_i64)
         .context("conversation without id")?;
     Ok((usize::try_from(slot)?, id))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ctx::{SeedMode, Settings};
+
+    fn ctx(users: u64, room: u64) -> Arc<Ctx> {
+        let mut settings = Settings::for_tests(users, room, 1);
+        settings.seed = SeedMode::Rest;
+        Ctx::new(settings).unwrap()
+    }
+
+    fn file(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("chatwire-seed-{}-{name}.json", std::process::id()))
+    }
+
+    /// Nothing listens at the settings' server: seeding there fails, so a run that succeeds
+    /// took its ids from the file.
+    #[tokio::test]
+    async fn a_file_of_the_same_rooms_is_reused_and_any_other_is_seeded_over() {
+        let path = file("reuse");
+        let same = ctx(6, 2);
+        let kept = Seeded::of(&same, vec![41, 42, 43]);
+        std::fs::write(&path, serde_json::to_vec(&kept).unwrap()).unwrap();
+        assert_eq!(seed_once(&same, &path).await.unwrap(), None);
+        assert_eq!(*same.conversations.read().unwrap(), vec![41, 42, 43]);
+
+        // Another room size, user count or server: seeded again (and here that fails).
+        for other in [ctx(6, 3), ctx(8, 2)] {
+            assert!(seed_once(&other, &path).await.is_err());
+        }
+        let mut moved = Settings::for_tests(6, 2, 1);
+        moved.seed = SeedMode::Rest;
+        moved.base_url = "http://127.0.0.1:2".into();
+        assert!(seed_once(&Ctx::new(moved).unwrap(), &path).await.is_err());
+        // An unreadable file too.
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(seed_once(&same, &path).await.is_err());
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -80,8 +80,9 @@ async fn fifty_users_get_every_message_once() {
     let _ = std::fs::remove_dir_all(out);
 }
 
-/// A second run against the same server reuses the same 1:1 conversations (REST returns the
-/// existing ones): its sends must be new messages, never answered as repeats of the first run.
+/// A second run against the same server reuses the same 1:1 conversations (the first run kept
+/// their ids in a file; REST would return the existing ones): its sends must be new messages,
+/// never answered as repeats of the first run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_conversations_is_delivered_too() {
     let mut config = Config::for_tests();
@@ -92,6 +93,7 @@ async fn a_second_run_on_the_same_conversations_is_delivered_too() {
     let out = std::env::temp_dir().join(format!("chatwire-loadgen-again-{}", std::process::id()));
     let host = format!("http://{}", server.addr);
     let out_dir = out.display().to_string();
+    let kept = out.join("conversations.json").display().to_string();
     for round in ["first", "second"] {
         let cli = Cli::try_parse_from([
             "chatwire-loadgen",
@@ -115,6 +117,8 @@ async fn a_second_run_on_the_same_conversations_is_delivered_too() {
             "--name",
             round,
             "--no-goose-reports",
+            "--conversations-file",
+            &kept,
         ])
         .expect("arguments parse");
         let Command::Run(args) = cli.command else {
@@ -133,6 +137,8 @@ async fn a_second_run_on_the_same_conversations_is_delivered_too() {
             r.deliveries, r.expected_deliveries,
             "{round} run: every message delivered"
         );
+        let file = std::fs::read_to_string(&kept).expect("the ids are kept");
+        assert!(file.contains("\"ids\""), "{file}");
     }
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(out);
