@@ -274,7 +274,16 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         attack
     };
     let wall = Instant::now();
-    let goose_result = attack.execute().await;
+    // Without reports goose's end of the run is not needed: the run ends as soon as every user
+    // finished and the drain is over (`Ctx::end_all`), not at goose's next look.
+    let goose_result = if reports {
+        attack.execute().await.map(drop)
+    } else {
+        tokio::select! {
+            r = attack.execute() => r.map(drop),
+            () = ctx.end_all() => Ok(()),
+        }
+    };
     ctx.done.store(true, Ordering::Release);
     let timeline = progress.await.unwrap_or_default();
     if let Err(e) = goose_result {

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::conn::{self, Command, Shared, TaskCtx};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, UserEnd};
 use crate::net;
 use crate::stats::{Live, UserStats};
 use crate::wire;
@@ -255,6 +255,7 @@ async fn connect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
         user_id: me.id,
     }));
     user.set_session_data(session.clone());
+    ctx.on_end(session.0.clone());
     ctx.mark_ready();
 
     // Start barrier, then a random offset inside the first period so sends spread out.
@@ -457,15 +458,27 @@ async fn disconnect(user: &mut GooseUser, ctx: Arc<Ctx>) -> TransactionResult {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ctx.drained().await;
-    if let Some(tx) = &sess.tx {
-        let _ = tx.send(Command::Close).await;
-    }
-    let task = sess.task.lock().ok().and_then(|mut t| t.take());
-    if let Some(task) = task
-        && let Ok(stats) = task.await
-        && let Ok(mut run) = ctx.run.lock()
-    {
-        run.merge_user(&stats);
-    }
+    sess.end(&ctx).await;
     Ok(())
+}
+
+impl UserEnd for SessionInner {
+    /// Closes the connection and merges the user's stats into the run (once: the connection
+    /// task's handle is taken).
+    fn end<'a>(&'a self, ctx: &'a Ctx) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let task = self.task.lock().ok().and_then(|mut t| t.take());
+            let Some(task) = task else {
+                return;
+            };
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(Command::Close).await;
+            }
+            if let Ok(stats) = task.await
+                && let Ok(mut run) = ctx.run.lock()
+            {
+                run.merge_user(&stats);
+            }
+        })
+    }
 }

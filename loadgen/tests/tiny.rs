@@ -137,6 +137,9 @@ async fn a_second_run_on_the_same_conversations_is_delivered_too() {
             r.deliveries, r.expected_deliveries,
             "{round} run: every message delivered"
         );
+        // Without goose reports the run ends without goose's on-stop transactions: every
+        // user's latencies must still be merged.
+        assert_eq!(r.percentiles("delivery").count, r.deliveries, "{round}");
         let file = std::fs::read_to_string(&kept).expect("the ids are kept");
         assert!(file.contains("\"ids\""), "{file}");
     }
