@@ -34,7 +34,7 @@ server that fell behind goes on working off its backlog after its load generator
 with the servers sharing CPU 0 that work would land in the next server's run (every server's
 first run of a point passing and the next two failing, in a run that skipped this).
 
-Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS,
+Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS, RAMP_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, MAX_DESCENTS, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 the chatwire servers under test, not the baseline's build, in a cgroup with that CPU quota, to show what the gate catches),
@@ -75,7 +75,11 @@ SHARED_SERVERS = [s for s in ENV("SHARED_SERVERS", " ".join(
 SETUPS = ENV("SETUPS", "pinned shared").split()
 REPEATS = int(ENV("REPEATS", "3"))
 STEP_SECS = float(ENV("STEP_SECS", "1.5"))
+# The longest drain: a run ends as soon as its last delivery arrived.
 DRAIN_SECS = float(ENV("DRAIN_SECS", "0.5"))
+# Users connect and join over this long before the send phase (4,000 users at 8,000 a second
+# cost the server about 0.4 s of CPU on its core: a shorter ramp only queues them).
+RAMP_SECS = float(ENV("RAMP_SECS", "0.5"))
 USERS = {"direct": int(ENV("DIRECT_USERS", "4000")), "group": int(ENV("GROUP_USERS", "2000"))}
 ROOM = {"direct": 2, "group": 50}
 FIXED = {"direct": floats("DIRECT_FIXED", "10000 15000"),
@@ -267,10 +271,14 @@ def loadgen(name, server, setup, workload, load, repeat, idle=False):
            "--seed", "rest" if server.startswith("chatwire") else "none",
            "--server-pid", str(proc.pid), "--out-dir", OUT, "--name", name,
            "--no-goose-reports", "--progress-secs", "1", "--first-user", str(first),
-           "-u", str(users), "-r", str(users), "--room-size", str(room),
+           "-u", str(users), "-r", str(round(users / RAMP_SECS)), "--room-size", str(room),
            "--no-typing", "--no-read", "--drain", str(DRAIN_SECS)]
-    cmd += ["--idle", "--duration", "1"] if idle else [
+    cmd += ["--idle", "--duration", "0.5"] if idle else [
         "--rate", f"{rate:.6f}", "--duration", str(STEP_SECS)]
+    if not idle and server.startswith("chatwire"):
+        # Seeded once per server process and workload (the file names the server's port): finding
+        # 2,000 existing conversations again took chatwire-pg 1.9 s before every run.
+        cmd += ["--conversations-file", f"{OUT}/{server}-{workload}.conversations.json"]
     if setup == "pinned":
         cmd = ["taskset", "-c", "1"] + cmd
     path = f"{OUT}/{name}.results.json"
@@ -439,7 +447,7 @@ def main():
                  "-p chatwire-loadgen)")
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        if f.endswith((".results.json", ".svg", ".log")):
+        if f.endswith((".results.json", ".svg", ".log", ".conversations.json")):
             os.remove(os.path.join(OUT, f))
     meta = {
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
@@ -453,7 +461,7 @@ def main():
         "config": {"servers": SERVERS, "shared_servers": SHARED_SERVERS, "setups": SETUPS,
                    "workloads": WORKLOADS,
                    "repeats": REPEATS,
-                   "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "users": USERS,
+                   "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "ramp_secs": RAMP_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
                    "max_probes": MAX_PROBES, "max_descents": MAX_DESCENTS,
