@@ -140,8 +140,8 @@ if [ "$RUN" = 1 ]; then
     fi
   fi
   # A check's shared setup runs the memory store's servers only: its PostgreSQL knees were judged
-  # with 20-166% margins (the database's own commit times move them), so they decided nothing
-  # and took a fifth of the check's time. The pinned setup still judges chatwire-pg.
+  # with 20-166% margins (the database's own commit times move them), so they decided nothing,
+  # and its runs were the longest. The pinned setup still judges chatwire-pg.
   if [ "$CHECK" = 1 ] && [ -z "${SHARED_SERVERS:-}" ]; then
     shared=()
     for s in ${SERVERS:-chatwire chatwire-norec chatwire-pg socketioxide node}; do

@@ -320,8 +320,8 @@ impl Ctx {
     }
 
     /// Waits until the run is quiet, at most `limit`. A run whose last deliveries arrived ends
-    /// its drain then, not `limit` later: a bench of many short runs spent a quarter of its time
-    /// waiting out drains of nothing.
+    /// its drain then, not `limit` later: a bench of 1.5 s runs spent 0.5 s of every run
+    /// waiting out a drain of nothing.
     pub async fn drain_for(&self, limit: Duration) {
         let until = Instant::now() + limit;
         while !self.quiet() && Instant::now() < until {

@@ -257,6 +257,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     let run_time = cap.as_secs() as usize;
     let config = goose_config(args, &ctx.settings.base_url);
     let reports = !config.report_file.is_empty();
+    let goose_ends_the_run = !config.no_metrics;
     let attack = GooseAttack::initialize_with_config(config)?
         .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
         .register_scenario(scenario::scenario(&ctx))
@@ -274,9 +275,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
         attack
     };
     let wall = Instant::now();
-    // Without reports goose's end of the run is not needed: the run ends as soon as every user
-    // finished and the drain is over (`Ctx::end_all`), not at goose's next look.
-    let goose_result = if reports {
+    // When nothing reads goose's metrics (no report, log or threshold: they are turned off),
+    // goose's own end of the run is not needed: the run ends as soon as every user finished and
+    // the drain is over (`Ctx::end_all`), not at goose's next look.
+    let goose_result = if goose_ends_the_run {
         attack.execute().await.map(drop)
     } else {
         tokio::select! {
