@@ -35,6 +35,7 @@ with the servers sharing CPU 0 that work would land in the next server's run (ev
 first run of a point passing and the next two failing, in a run that skipped this).
 
 Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS, RAMP_SECS,
+IDLE_RAMP_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, MAX_DESCENTS, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 the chatwire servers under test, not the baseline's build, in a cgroup with that CPU quota, to show what the gate catches),
@@ -80,6 +81,10 @@ DRAIN_SECS = float(ENV("DRAIN_SECS", "0.5"))
 # Users connect and join over this long before the send phase (4,000 users at 8,000 a second
 # cost the server about 0.4 s of CPU on its core: a shorter ramp only queues them).
 RAMP_SECS = float(ENV("RAMP_SECS", "0.5"))
+# Idle runs ramp over 1 s: their RSS is read right after the last join, and a faster connect
+# storm leaves more behind (4,000 users pinned, fresh servers, 3 runs each: 4.9-5.2 KiB per
+# connection over 1 s, 5.5-6.0 over 0.5 s).
+IDLE_RAMP_SECS = float(ENV("IDLE_RAMP_SECS", "1"))
 USERS = {"direct": int(ENV("DIRECT_USERS", "4000")), "group": int(ENV("GROUP_USERS", "2000"))}
 ROOM = {"direct": 2, "group": 50}
 FIXED = {"direct": floats("DIRECT_FIXED", "10000 15000"),
@@ -271,7 +276,8 @@ def loadgen(name, server, setup, workload, load, repeat, idle=False):
            "--seed", "rest" if server.startswith("chatwire") else "none",
            "--server-pid", str(proc.pid), "--out-dir", OUT, "--name", name,
            "--no-goose-reports", "--progress-secs", "1", "--first-user", str(first),
-           "-u", str(users), "-r", str(round(users / RAMP_SECS)), "--room-size", str(room),
+           "-u", str(users), "-r", str(round(users / (IDLE_RAMP_SECS if idle else RAMP_SECS))),
+           "--room-size", str(room),
            "--no-typing", "--no-read", "--drain", str(DRAIN_SECS)]
     cmd += ["--idle", "--duration", "0.5"] if idle else [
         "--rate", f"{rate:.6f}", "--duration", str(STEP_SECS)]
@@ -461,7 +467,7 @@ def main():
         "config": {"servers": SERVERS, "shared_servers": SHARED_SERVERS, "setups": SETUPS,
                    "workloads": WORKLOADS,
                    "repeats": REPEATS,
-                   "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "ramp_secs": RAMP_SECS, "users": USERS,
+                   "step_secs": STEP_SECS, "drain_secs": DRAIN_SECS, "ramp_secs": RAMP_SECS, "idle_ramp_secs": IDLE_RAMP_SECS, "users": USERS,
                    "fixed": FIXED, "fixed_setups": FIXED_SETUPS, "knee_tol": KNEE_TOL,
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
                    "max_probes": MAX_PROBES, "max_descents": MAX_DESCENTS,
