@@ -8,8 +8,9 @@ recreates), and the peers in bench/peers/ ("socketioxide", "node").
 
 Per setup and workload ("direct": 1:1, "group": rooms of 50) it runs rounds; a round gives every
 server that still needs one its next load point, and runs the round REPEATS times with the
-servers interleaved (A B C A B C A B C). A load point passes when the majority of its runs had
-delivery p99 <= P99_MS, no errors and every delivery made. Fixed loads come first (their runs are
+servers interleaved, each repeat starting one server later (A B C B C A C A B). A load point
+passes when the majority of its runs had delivery p99 <= P99_MS, no errors and every delivery
+made. Fixed loads come first (their runs are
 the CPU and latency figures; a peer's fixed loads above one it failed are skipped, chatwire's all
 run); then a knee search. It tries the saved baseline's knee and 5%
 beside it first when there is one (an unchanged knee is bracketed in two probes); while no load
@@ -429,6 +430,12 @@ class Knee:
         return round(hi / lo, 3) if lo and hi else None
 
 
+def rotated(items, k):
+    """`items` starting at its k-th (wrapping): the order of the k-th repeat of a round."""
+    k %= max(len(items), 1)
+    return items[k:] + items[:k]
+
+
 def grown_step(n):
     """The n-th step of a search that keeps one verdict: STEP_UP squared n times (x1.25, x1.56,
     x2.44), at most MAX_STEP. Squared without a bound, the fifth step was x35: a search seeded
@@ -495,7 +502,7 @@ def main():
                         for s in idle:
                             port += 1
                             start(s, port, setup)
-                        for s in idle:
+                        for s in rotated(idle, rep):
                             rec = loadgen(f"{setup}-{s}-idle-{rep}", s, setup, "idle", 0, rep, idle=True)
                             runs.append(rec)
                             log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
@@ -519,7 +526,10 @@ def main():
                     todo = [(s, x) for s, x in pending.items() if x is not None]
                     results = {s: [] for s, _ in todo}
                     for rep in range(REPEATS):
-                        for s, x in todo:
+                        # Each repeat starts one server later (A B C, B C A, C A B): a server that
+                        # always ran first, after another program's run, read worse tail latencies
+                        # than the very same binary running right after it.
+                        for s, x in rotated(todo, rep):
                             rec = loadgen(f"{setup}-{s}-{workload}-{x:.0f}-{rep}", s, setup, workload,
                                           x, rep)
                             rec["fixed"] = x in fixed
