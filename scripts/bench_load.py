@@ -526,9 +526,8 @@ def main():
                     todo = [(s, x) for s, x in pending.items() if x is not None]
                     results = {s: [] for s, _ in todo}
                     for rep in range(REPEATS):
-                        # Each repeat starts one server later (A B C, B C A, C A B): a server that
-                        # always ran first, after another program's run, read worse tail latencies
-                        # than the very same binary running right after it.
+                        # Each repeat starts one server later (A B C, B C A, C A B), so no server
+                        # always runs right after the same other one (docs/bench.md).
                         for s, x in rotated(todo, rep):
                             rec = loadgen(f"{setup}-{s}-{workload}-{x:.0f}-{rep}", s, setup, workload,
                                           x, rep)
