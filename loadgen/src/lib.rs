@@ -227,22 +227,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&args.out_dir)?;
     if ctx.settings.seed == ctx::SeedMode::Rest {
         let n = ctx.settings.conversations();
-        match &args.conversations_file {
-            Some(file) => match seed::seed_once(&ctx, file).await? {
-                Some(took) => eprintln!(
-                    "seeded {n} conversations over REST in {:.1}s (kept in {})",
-                    took.as_secs_f64(),
-                    file.display()
-                ),
-                None => eprintln!("{n} conversations seeded before, from {}", file.display()),
-            },
-            None => {
-                let took = seed::seed(&ctx).await?;
-                eprintln!(
-                    "seeded {n} conversations over REST in {:.1}s",
-                    took.as_secs_f64()
-                );
-            }
+        match seed::seed_once(&ctx, args.conversations_file.as_deref()).await? {
+            Some(took) => eprintln!(
+                "seeded {n} conversations over REST in {:.1}s",
+                took.as_secs_f64()
+            ),
+            None => eprintln!("{n} conversations seeded before, from --conversations-file"),
         }
     }
     let cpu_before = own_cpu_secs();

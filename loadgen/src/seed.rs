@@ -44,7 +44,7 @@ pub async fn seed(ctx: &Arc<Ctx>) -> anyhow::Result<std::time::Duration> {
 }
 
 /// What a conversations file holds: the rooms it was seeded for, and their ids by slot.
-#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 struct Seeded {
     base_url: String,
     first_user: u64,
@@ -64,17 +64,29 @@ impl Seeded {
             ids,
         }
     }
+
+    /// Whether these are the rooms of `ctx`'s run on its server.
+    fn is_for(&self, ctx: &Ctx) -> bool {
+        let s = &ctx.settings;
+        self.base_url == s.base_url
+            && self.first_user == s.first_user_id
+            && self.users == s.users
+            && self.room_size == s.room_size
+            && u64::try_from(self.ids.len()).is_ok_and(|n| n == s.conversations())
+    }
 }
 
-/// Seeds (see [`seed`]) unless `file` holds this run's rooms on this server, then takes their
-/// ids from it; else writes them there. Returns how long seeding took (`None`: taken from the
-/// file). A file seeded for another server, user range or room size is seeded over.
-pub async fn seed_once(ctx: &Arc<Ctx>, file: &Path) -> anyhow::Result<Option<std::time::Duration>> {
-    let slots = usize::try_from(ctx.settings.conversations())?;
-    let kept = std::fs::read(file)
-        .ok()
+/// Seeds (see [`seed`]), unless `file` holds this run's rooms on this server: then takes their
+/// ids from it. Seeded ids are written to `file`. Returns how long seeding took (`None`: taken
+/// from the file). A file seeded for another server, user range or room size is seeded over.
+pub async fn seed_once(
+    ctx: &Arc<Ctx>,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<std::time::Duration>> {
+    let kept = file
+        .and_then(|f| std::fs::read(f).ok())
         .and_then(|bytes| serde_json::from_slice::<Seeded>(&bytes).ok())
-        .filter(|kept| kept.ids.len() == slots && *kept == Seeded::of(ctx, kept.ids.clone()));
+        .filter(|kept| kept.is_for(ctx));
     if let Some(kept) = kept {
         let mut ids = ctx
             .conversations
@@ -84,13 +96,15 @@ pub async fn seed_once(ctx: &Arc<Ctx>, file: &Path) -> anyhow::Result<Option<std
         return Ok(None);
     }
     let took = seed(ctx).await?;
-    let ids = ctx
-        .conversations
-        .read()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
-    let text = serde_json::to_vec(&Seeded::of(ctx, ids))?;
-    std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    if let Some(file) = file {
+        let ids = ctx
+            .conversations
+            .read()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        let text = serde_json::to_vec(&Seeded::of(ctx, ids))?;
+        std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    }
     Ok(Some(took))
 }
 
@@ -164,20 +178,24 @@ mod tests {
         let same = ctx(6, 2);
         let kept = Seeded::of(&same, vec![41, 42, 43]);
         std::fs::write(&path, serde_json::to_vec(&kept).unwrap()).unwrap();
-        assert_eq!(seed_once(&same, &path).await.unwrap(), None);
+        assert_eq!(seed_once(&same, Some(&path)).await.unwrap(), None);
         assert_eq!(*same.conversations.read().unwrap(), vec![41, 42, 43]);
 
         // Another room size, user count or server: seeded again (and here that fails).
         for other in [ctx(6, 3), ctx(8, 2)] {
-            assert!(seed_once(&other, &path).await.is_err());
+            assert!(seed_once(&other, Some(&path)).await.is_err());
         }
         let mut moved = Settings::for_tests(6, 2, 1);
         moved.seed = SeedMode::Rest;
         moved.base_url = "http://127.0.0.1:2".into();
-        assert!(seed_once(&Ctx::new(moved).unwrap(), &path).await.is_err());
+        assert!(
+            seed_once(&Ctx::new(moved).unwrap(), Some(&path))
+                .await
+                .is_err()
+        );
         // An unreadable file too.
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(seed_once(&same, &path).await.is_err());
+        assert!(seed_once(&same, Some(&path)).await.is_err());
         let _ = std::fs::remove_file(path);
     }
 }
