@@ -23,7 +23,7 @@
 #                                     see the gate fail (the baseline's build beside them is not held)
 #   BENCH_AB=0                        a check without the baseline's build beside it (scripts/bench_base.sh)
 # Knobs (bench_load.py): SERVERS, SHARED_SERVERS, SETUPS, WORKLOADS, REPEATS, STEP_SECS, DIRECT_FIXED, GROUP_FIXED,
-# FIXED_SETUPS, MAX_PROBES, DIRECT_USERS, GROUP_USERS, IDLE_USERS, BENCH_DATABASE_URL, BASELINE.
+# FIXED_SETUPS, MAX_PROBES, LOAD_SECS, DIRECT_USERS, GROUP_USERS, IDLE_USERS, BENCH_DATABASE_URL, BASELINE.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -45,18 +45,24 @@ done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   CRITERION=0
   : "${SERVERS:=chatwire socketioxide}" "${SETUPS:=pinned}" "${DIRECT_FIXED:=10000}"
-  : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}"
+  : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}" "${LOAD_SECS:=150}"
 elif [ "${BENCH_FULL:-0}" = 1 ]; then
   : "${STEP_SECS:=5}" "${FIXED_SETUPS:=pinned shared}" "${MAX_PROBES:=10}" "${CRITERION_SECS:=300}"
-  : "${MAX_DESCENTS:=0}"
+  : "${MAX_DESCENTS:=0}" "${LOAD_SECS:=0}"
   : "${DIRECT_FIXED:=5000 10000 15000}" "${GROUP_FIXED:=49000 98000}"
   : "${SHARED_SERVERS:=chatwire chatwire-pg socketioxide node}"
 fi
 # A baseline is what later runs search beside: its knees are searched to 5% (up to 6 probes once
 # a load passed), so that a later run re-brackets an unchanged knee in two probes.
 # It also follows a collapsed knee down to the floor (MAX_DESCENTS=0): a check stops after 3.
-[ "$SAVE" = 1 ] && : "${MAX_PROBES:=6}" "${MAX_DESCENTS:=0}"
-export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES MAX_DESCENTS IDLE_USERS STEP_SECS FIXED_SETUPS
+# Nor is its time bounded.
+[ "$SAVE" = 1 ] && : "${MAX_PROBES:=6}" "${MAX_DESCENTS:=0}" "${LOAD_SECS:=0}"
+# The load's time (bench_load.py LOAD_SECS: knee searches still unbracketed when it runs out stop,
+# each after one probe at least), so that on a noisy machine make bench stays under 10 minutes
+# and a check under 12, once built: the rest of make bench (criterion) took about 110 s, of a
+# check (instruction counts, build check, summary) about 100 s, and the last round may run over.
+if [ "$CHECK" = 1 ]; then : "${LOAD_SECS:=500}"; else : "${LOAD_SECS:=400}"; fi
+export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES MAX_DESCENTS IDLE_USERS STEP_SECS FIXED_SETUPS LOAD_SECS
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 export BASELINE
 BENCH_OUT="${BENCH_OUT:-$CARGO_TARGET_DIR/loadtest/bench}"

@@ -36,7 +36,7 @@ with the servers sharing CPU 0 that work would land in the next server's run (ev
 first run of a point passing and the next two failing, in a run that skipped this).
 
 Environment (scripts/bench.sh sets the presets): SERVERS, SHARED_SERVERS, SETUPS, REPEATS, STEP_SECS, DRAIN_SECS, RAMP_SECS,
-IDLE_RAMP_SECS,
+IDLE_RAMP_SECS, LOAD_SECS,
 DIRECT_USERS, GROUP_USERS, DIRECT_FIXED, GROUP_FIXED, FIXED_SETUPS, KNEE_TOL, STEP_UP,
 MAX_PROBES, MAX_DESCENTS, P99_MS, IDLE_USERS, BASELINE, BENCH_DATABASE_URL, BENCH_CHATWIRE_QUOTA (cores: runs
 the chatwire servers under test, not the baseline's build, in a cgroup with that CPU quota, to show what the gate catches),
@@ -114,6 +114,12 @@ WORKLOADS = ENV("WORKLOADS", "direct group").split()
 # most SETTLE_SECS.
 SETTLE_SECS = float(ENV("SETTLE_SECS", "10"))
 SETTLE_BUSY = float(ENV("SETTLE_BUSY", "0.1"))
+# The load part's time (0: none). Each setup and workload gets a share of what is left when it
+# starts, in proportion to its servers (twice for a setup with fixed loads); once its share is
+# spent, a knee search that already probed past the fixed loads stops after its round and is
+# reported as cut short by the time (a noisy machine needs more probes to bracket a knee: checks
+# of one build took 201 and 255 runs, 624 and 845 s).
+LOAD_SECS = float(ENV("LOAD_SECS", "0"))
 
 procs = {}  # server name -> Popen
 cgroups = []
@@ -356,6 +362,11 @@ class Knee:
         self.descents = 0  # growing steps taken below every failing load while nothing passed
         self.down = 0  # probes of any kind while nothing passed (bounded by MAX_DESCENTS)
         self.ascents = 0  # probes above every passing load while nothing failed
+        self.cut = False  # stopped by LOAD_SECS, not by its bracket or its probes
+
+    def searched(self):
+        """Whether a search probe ran (past the fixed loads: a cut may stop the search only then)."""
+        return self.probes + self.down > 0
 
     def lo(self):
         ok = [x for x, v in self.verdict.items() if v and all(
@@ -479,20 +490,30 @@ def main():
                    "step_up": STEP_UP, "p99_ms": P99_MS, "idle_users": IDLE_USERS,
                    "max_probes": MAX_PROBES, "max_descents": MAX_DESCENTS,
                    "settle_secs": SETTLE_SECS, "settle_busy": SETTLE_BUSY,
+                   "load_secs": LOAD_SECS or None,
                    "chatwire_cpu_quota": float(QUOTA) if QUOTA else None},
     }
     log(f"== load: {' '.join(SERVERS)}; setups {' '.join(SETUPS)}; {REPEATS} runs per point "
         f"(interleaved), {STEP_SECS:g} s each; load average before: {meta['loadavg_before']}")
     if QUOTA:
         log(f"   chatwire servers held to {QUOTA} core (cgroup quota)")
+    if LOAD_SECS:
+        log(f"   time for the load: {LOAD_SECS:.0f} s (LOAD_SECS)")
     seeds = baseline_knees()
     runs, searches, found = [], [], {}
     began = time.time()
     port = 3600
+    phases = [(setup, workload) for setup in SETUPS for workload in WORKLOADS]
+    weight = {ph: len(SHARED_SERVERS if ph[0] == "shared" else SERVERS)
+              * (2 if ph[0] in FIXED_SETUPS else 1) for ph in phases}
     try:
         for setup in SETUPS:
             servers = SHARED_SERVERS if setup == "shared" else SERVERS
             for workload in WORKLOADS:
+                left = phases[phases.index((setup, workload)):]
+                share = (LOAD_SECS - (time.time() - began)) * weight[(setup, workload)] \
+                    / sum(weight[ph] for ph in left)
+                deadline = time.time() + share if LOAD_SECS else None
                 if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
                     # Idle figures first, REPEATS times, each run in a fresh process of every
                     # server (a process that already held connections reuses their freed heap,
@@ -544,7 +565,11 @@ def main():
                             f"{'pass' if ok else 'FAIL'} ({sum(r['pass'] for r in rs)}/{len(rs)}), "
                             f"p99 {' '.join(f'{v:.1f}' for v in p99)} ms"
                             + (f", {waited:.1f} s to settle after" if waited >= 1 else ""))
+                        # (searched before next(): a search's first probe always runs)
+                        over = deadline and time.time() > deadline and state[s].searched()
                         pending[s] = state[s].next()
+                        if over and pending[s] is not None:
+                            pending[s], state[s].cut = None, True
                 for s in servers:
                     k = state[s]
                     if k.lo():
@@ -552,7 +577,8 @@ def main():
                     searches.append({"setup": setup, "workload": workload, "server": s,
                                      "seed": k.seed, "verdict": {str(x): v for x, v in k.verdict.items()},
                                      "last_pass": k.lo(), "first_fail": k.hi(),
-                                     "bracket": k.bracket(), "skipped_fixed": k.skipped})
+                                     "bracket": k.bracket(), "skipped_fixed": k.skipped,
+                                     "cut_by_time": k.cut})
                 stop_all()
                 log(f"   ({time.time() - began:.0f} s)")
     finally:

@@ -122,6 +122,7 @@ def figures(data):
             f["bracket"] = sr.get("bracket")
             tol = data["meta"]["config"].get("knee_tol", 0.05)
             f["coarse"] = f["bracket"] is None or f["bracket"] > (1 + tol) * 1.001
+            f["cut_by_time"] = bool(sr.get("cut_by_time"))
     for f in out:
         if f["server"] in GATED:
             f["ratio_to_peers"] = {}
@@ -364,11 +365,12 @@ def main():
     if coarse:
         tol = data["meta"]["config"].get("knee_tol", 0.05)
         print(f"-- knees the search left coarse (first fail / last pass above {1 + tol:g}: "
-              "MAX_PROBES ran out, or no load failed or passed)")
+              "MAX_PROBES ran out, the load's time (LOAD_SECS) did, or no load failed or passed)")
         for f in coarse:
             lo, hi = f.get("last_pass"), f.get("first_fail")
             print(f"   {f['id']:<40} last pass {fmt(lo)}, first fail {fmt(hi)}"
-                  + (f" ({f['bracket']:.2f}x)" if f.get("bracket") else ""))
+                  + (f" ({f['bracket']:.2f}x)" if f.get("bracket") else "")
+                  + (", cut short by the time" if f.get("cut_by_time") else ""))
     print("-- chatwire / peer (medians; above 1 is better for knees, below 1 for CPU and latency)")
     for f in figs:
         if f["server"] == "chatwire" and f["metric"] in ("knee", "cpu") and f.get("ratio_to_peers"):
