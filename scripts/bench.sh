@@ -45,7 +45,7 @@ done
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   CRITERION=0
   : "${SERVERS:=chatwire socketioxide}" "${SETUPS:=pinned}" "${DIRECT_FIXED:=10000}"
-  : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}" "${LOAD_SECS:=150}"
+  : "${GROUP_FIXED:=98000}" "${MAX_PROBES:=2}" "${IDLE_USERS:=1000}" "${LOAD_SECS:=180}"
 elif [ "${BENCH_FULL:-0}" = 1 ]; then
   : "${STEP_SECS:=5}" "${FIXED_SETUPS:=pinned shared}" "${MAX_PROBES:=10}" "${CRITERION_SECS:=300}"
   : "${MAX_DESCENTS:=0}" "${LOAD_SECS:=0}"
