@@ -61,7 +61,7 @@ fi
 # each after one probe at least), so that on a noisy machine make bench stays under 10 minutes
 # and a check under 12, once built: the rest of make bench (criterion) took about 110 s, of a
 # check (instruction counts, build check, summary) about 100 s, and the last round may run over.
-if [ "$CHECK" = 1 ]; then : "${LOAD_SECS:=500}"; else : "${LOAD_SECS:=400}"; fi
+if [ "$CHECK" = 1 ]; then : "${LOAD_SECS:=560}"; else : "${LOAD_SECS:=400}"; fi
 export SERVERS SHARED_SERVERS SETUPS DIRECT_FIXED GROUP_FIXED MAX_PROBES MAX_DESCENTS IDLE_USERS STEP_SECS FIXED_SETUPS LOAD_SECS
 BASELINE="${BASELINE:-$ROOT/bench/baseline/bench.json}"
 export BASELINE

@@ -114,11 +114,11 @@ WORKLOADS = ENV("WORKLOADS", "direct group").split()
 # most SETTLE_SECS.
 SETTLE_SECS = float(ENV("SETTLE_SECS", "10"))
 SETTLE_BUSY = float(ENV("SETTLE_BUSY", "0.1"))
-# The load part's time (0: none). Each setup and workload gets a share of what is left when it
-# starts, in proportion to its servers (twice for a setup with fixed loads); once its share is
-# spent, a knee search that already probed past the fixed loads stops after its round and is
-# reported as cut short by the time (a noisy machine needs more probes to bracket a knee: checks
-# of one build took 201 and 255 runs, 624 and 845 s).
+# The load part's time (0: none). Each setup and workload gets a share of what is left when its
+# loads start (after the idle runs), in proportion to its servers; once its share is spent, a
+# knee search that already probed past the fixed loads stops after its round and is reported as
+# cut short by the time (a noisy machine needs more probes to bracket a knee: checks of one
+# build took 201 and 255 runs, 624 and 845 s).
 LOAD_SECS = float(ENV("LOAD_SECS", "0"))
 
 procs = {}  # server name -> Popen
@@ -504,16 +504,13 @@ def main():
     began = time.time()
     port = 3600
     phases = [(setup, workload) for setup in SETUPS for workload in WORKLOADS]
-    weight = {ph: len(SHARED_SERVERS if ph[0] == "shared" else SERVERS)
-              * (2 if ph[0] in FIXED_SETUPS else 1) for ph in phases}
+    # (per server, a phase with fixed loads took about as long as one without: the shared
+    # setup's runs are slower, both cores being loaded)
+    weight = {ph: len(SHARED_SERVERS if ph[0] == "shared" else SERVERS) for ph in phases}
     try:
         for setup in SETUPS:
             servers = SHARED_SERVERS if setup == "shared" else SERVERS
             for workload in WORKLOADS:
-                left = phases[phases.index((setup, workload)):]
-                share = (LOAD_SECS - (time.time() - began)) * weight[(setup, workload)] \
-                    / sum(weight[ph] for ph in left)
-                deadline = time.time() + share if LOAD_SECS else None
                 if setup == SETUPS[0] and workload == WORKLOADS[0] and IDLE_USERS:
                     # Idle figures first, REPEATS times, each run in a fresh process of every
                     # server (a process that already held connections reuses their freed heap,
@@ -529,6 +526,11 @@ def main():
                             log(f"   {setup:<6} {s:<12} idle: {rec.get('rss_kib_per_conn', 0):.2f} KiB/conn, "
                                 f"connect+join {rec.get('connect_cpu_us_per_user', 0):.0f} us CPU/user")
                         stop_all()
+                # This phase's share of the time left (the idle runs above spend the first's).
+                left = phases[phases.index((setup, workload)):]
+                share = (LOAD_SECS - (time.time() - began)) * weight[(setup, workload)] \
+                    / sum(weight[ph] for ph in left)
+                deadline = time.time() + share if LOAD_SECS else None
                 for s in servers:
                     port += 1
                     start(s, port, setup)
