@@ -371,10 +371,15 @@ def main():
             print(f"   {f['id']:<40} last pass {fmt(lo)}, first fail {fmt(hi)}"
                   + (f" ({f['bracket']:.2f}x)" if f.get("bracket") else "")
                   + (", cut short by the time" if f.get("cut_by_time") else ""))
-    print("-- chatwire / peer (medians; above 1 is better for knees, below 1 for CPU and latency)")
+    print("-- chatwire / peer (medians; above 1 is better for knees, below 1 for CPU and latency;"
+          " ~ a knee the search left coarse, either side: the ratio is loose)")
     for f in figs:
         if f["server"] == "chatwire" and f["metric"] in ("knee", "cpu") and f.get("ratio_to_peers"):
-            r = "  ".join(f"{p} {v:.2f}x" for p, v in f["ratio_to_peers"].items())
+            def loose(p):
+                peer = by_id_of(figs, f, p)
+                return f.get("coarse") or bool(peer and peer.get("coarse"))
+            r = "  ".join(f"{p} {v:.2f}x" + ("~" if loose(p) else "")
+                          for p, v in f["ratio_to_peers"].items())
             print(f"   {f['setup']:<6} {f['title']:<48} {r}")
     off = [f for f in figs if f.get("ratio_to_recovery_off") and f["metric"] in ("cpu", "p50", "p99")]
     if off:
