@@ -143,18 +143,9 @@ impl Wire {
         let mut headers: Vec<u8> = Vec::with_capacity(frames.len() * 4);
         let mut spans = Vec::with_capacity(frames.len());
         for frame in frames {
-            let opcode = match frame {
-                Frame::Text(_) | Frame::Tailed(..) => OpCode::Data(Data::Text),
-                Frame::Binary(_) => OpCode::Data(Data::Binary),
-            };
-            let len = frame.len();
             let start = headers.len();
-            let header = FrameHeader {
-                opcode,
-                ..FrameHeader::default()
-            };
-            header
-                .format(len as u64, &mut headers)
+            header_of(frame)
+                .format(frame.len() as u64, &mut headers)
                 .map_err(io::Error::other)?;
             spans.push(start..headers.len());
         }
@@ -209,15 +200,7 @@ impl Wire {
         let mut buf = [0u8; SMALL_WRITE];
         let mut free: &mut [u8] = &mut buf;
         for frame in frames {
-            let opcode = match frame {
-                Frame::Text(_) | Frame::Tailed(..) => OpCode::Data(Data::Text),
-                Frame::Binary(_) => OpCode::Data(Data::Binary),
-            };
-            let header = FrameHeader {
-                opcode,
-                ..FrameHeader::default()
-            };
-            header
+            header_of(frame)
                 .format(frame.len() as u64, &mut free)
                 .map_err(io::Error::other)?;
             match frame {
@@ -241,6 +224,18 @@ impl Wire {
             return Ok(Some(false));
         }
         Ok(Some(true))
+    }
+}
+
+/// The header of `frame` as a server sends it: final, unmasked, text or binary.
+fn header_of(frame: &Frame) -> FrameHeader {
+    let opcode = match frame {
+        Frame::Text(_) | Frame::Tailed(..) => OpCode::Data(Data::Text),
+        Frame::Binary(_) => OpCode::Data(Data::Binary),
+    };
+    FrameHeader {
+        opcode,
+        ..FrameHeader::default()
     }
 }
 
