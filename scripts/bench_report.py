@@ -19,14 +19,14 @@ also by more than 0.5 ms, or when every run now is worse than every baseline run
 10% and more than half the wider set's spread (ranges apart, whatever the spreads); the peers'
 figures are reported, never gated. A knee whose runs mostly passed no load tried is "below the
 lowest probe": its median is that load (an upper bound), judged with the plain 10%. A figure
-whose margin is 50% or more, and whose ranges are not apart, is listed as too noisy to judge. A worse figure is still not a regression (the report
-says why) when it is a knee whose first failing load is within 10% of the baseline's knee (the
-search cannot tell them apart), or when socketioxide's same figure in this run moved alike: the
-machine's speed drifts between runs, so the figure is also judged against the baseline scaled by
-socketioxide's change, with socketioxide's spreads added to the margin, and fails only if it is
-worse by both measures (knees excepted: a peer's knee is often only a bound).
-Exit status: 0 pass, 1 regression, 2 no usable
-baseline.
+whose margin is 50% or more, and whose ranges are not apart, is listed as too noisy to judge. A
+worse figure is still not a regression (the report says why) when it is a knee whose first
+failing load is within 10% of the baseline's knee (the search cannot tell them apart), or when
+socketioxide's same figure in this run moved alike: the machine's speed drifts between runs, so
+the figure is also judged against the baseline scaled by socketioxide's change, with
+socketioxide's spreads added to the margin, and fails only if it is worse by both measures
+(knees excepted: a peer's knee is often only a bound).
+Exit status: 0 pass, 1 regression, 2 no usable baseline.
 """
 import json
 import os

@@ -203,15 +203,12 @@ impl Wire {
             header_of(frame)
                 .format(frame.len() as u64, &mut free)
                 .map_err(io::Error::other)?;
-            match frame {
-                Frame::Text(t) => free.write_all(t.as_bytes())?,
-                Frame::Binary(b) => free.write_all(b)?,
-                Frame::Tailed(t, tail) => {
-                    let bytes = t.as_bytes();
-                    free.write_all(&bytes[..bytes.len().saturating_sub(1)])?;
-                    free.write_all(tail)?;
-                }
-            }
+            let (head, tail) = match frame {
+                Frame::Binary(b) => (&b[..], &[][..]),
+                _ => frame.text_parts().unwrap_or_default(),
+            };
+            free.write_all(head)?;
+            free.write_all(tail)?;
         }
         let used = SMALL_WRITE - free.len();
         let written = match self.0.stream.try_write(&buf[..used]) {
