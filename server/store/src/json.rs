@@ -106,19 +106,41 @@ impl Civil {
 
 /// Appends `ms` (Unix milliseconds) as `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quotes included).
 pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
-    let Civil {
-        year,
-        month,
-        day,
-        second_of_day: sod,
-        millis,
-        ..
-    } = Civil::from_ms(ms);
+    let c = Civil::from_ms(ms);
+    if !(0..=9999).contains(&c.year) {
+        return write_timestamp_wide(out, c);
+    }
+    // Every field fits its width: spelled digit by digit, with no formatter.
+    let sod = c.second_of_day;
+    let mut s = *b"\"0000-00-00T00:00:00.000Z\"";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            s[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(1, 4, c.year);
+    put(6, 2, c.month);
+    put(9, 2, c.day);
+    put(12, 2, sod / 3600);
+    put(15, 2, (sod / 60) % 60);
+    put(18, 2, sod % 60);
+    put(21, 3, c.millis);
+    out.extend_from_slice(&s);
+}
+
+/// [`write_timestamp`] for a year outside 0-9999 (a sign or a fifth digit).
+fn write_timestamp_wide(out: &mut Vec<u8>, c: Civil) {
+    let sod = c.second_of_day;
     let s = format!(
-        "\"{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z\"",
+        "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\"",
+        c.year,
+        c.month,
+        c.day,
         sod / 3600,
         (sod / 60) % 60,
-        sod % 60
+        sod % 60,
+        c.millis
     );
     out.extend_from_slice(s.as_bytes());
 }
@@ -178,6 +200,31 @@ mod tests {
         out.clear();
         write_timestamp(&mut out, 0);
         assert_eq!(out, b"\"1970-01-01T00:00:00.000Z\"");
+    }
+
+    #[test]
+    fn timestamps_spelled_by_hand_match_the_formatter() {
+        // From the year -2 to 10001, in steps that visit every field's digits.
+        let (first, last) = (-62_230_000_000_000_i64, 253_440_000_000_000_i64);
+        let step = 7_919_993_519;
+        let (mut fast, mut wide) = (Vec::new(), Vec::new());
+        let mut ms = first;
+        while ms <= last {
+            for at in [ms, ms + 999, ms + 86_399_999] {
+                fast.clear();
+                wide.clear();
+                write_timestamp(&mut fast, at);
+                write_timestamp_wide(&mut wide, Civil::from_ms(at));
+                assert_eq!(fast, wide, "at {at} ms");
+            }
+            ms += step;
+        }
+        fast.clear();
+        write_timestamp(&mut fast, -1);
+        assert_eq!(fast, b"\"1969-12-31T23:59:59.999Z\"");
+        fast.clear();
+        write_timestamp(&mut fast, 253_402_300_800_000);
+        assert_eq!(fast, b"\"10000-01-01T00:00:00.000Z\"");
     }
 
     #[test]
