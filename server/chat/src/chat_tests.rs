@@ -386,3 +386,12 @@ fn committed_frames_are_built_once_in_contract_shape() {
     );
     assert!(text(&frames.sent[1]).starts_with(r#"43/chat,9[{"tempId":3,"#));
 }
+
+#[test]
+fn a_conversation_room_is_spelled_alike_on_the_stack_and_on_the_heap() {
+    for id in [0, 7, 42, 1_000_000, i64::MAX, -1, i64::MIN] {
+        let want = format!("conversation:{id}");
+        assert_eq!(&*room_name(id), want);
+        assert_eq!(with_room_name(id, |room| room.to_owned()), want);
+    }
+}

@@ -394,7 +394,22 @@ pub(crate) struct Event<'a> {
 
 /// The room of a conversation.
 pub fn room_name(conversation_id: i64) -> Arc<str> {
-    Arc::from(format!("conversation:{conversation_id}"))
+    with_room_name(conversation_id, |room| Arc::from(room))
+}
+
+/// Calls `f` with the room of a conversation, spelled on the stack (no allocation): for a room
+/// that is only looked at, such as its owner shard.
+pub fn with_room_name<R>(conversation_id: i64, f: impl FnOnce(&str) -> R) -> R {
+    const PREFIX: &[u8] = b"conversation:";
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(conversation_id).as_bytes();
+    // "conversation:" and at most 20 characters of an i64.
+    let mut buf = [0u8; 13 + 20];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let end = PREFIX.len() + digits.len();
+    buf[PREFIX.len()..end].copy_from_slice(digits);
+    // Both parts are ASCII.
+    f(std::str::from_utf8(&buf[..end]).unwrap_or_default())
 }
 
 /// `{userId, userType}` as JSON.

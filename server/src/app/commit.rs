@@ -15,7 +15,7 @@
 use std::rc::Rc;
 
 use chatwire_chat::message::{CommittedFrames, busy, committed, failed};
-use chatwire_chat::room_name;
+use chatwire_chat::{room_name, with_room_name};
 use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::batch::{Backlog, CommitSink};
@@ -38,7 +38,8 @@ pub fn submit(
 ) -> Result<(), (NewMessage, Route)> {
     match committer {
         Committer::Inline(_) => {
-            let owner = room_owner(&room_name(message.conversation_id), shard.shard_count());
+            let shards = shard.shard_count();
+            let owner = with_room_name(message.conversation_id, |room| room_owner(room, shards));
             shard.send_to(owner, ShardMsg::Store(Box::new((message, route))));
             Ok(())
         }
