@@ -190,16 +190,23 @@ impl TempId {
     /// The database key: `n:<number>` for numbers (an integral float equals the integer),
     /// `s:<string>` for strings.
     pub fn key(&self) -> String {
+        // Once per stored message: spelled without a formatter where the parts allow it.
+        let prefixed = |prefix: &str, rest: &str| {
+            let mut key = String::with_capacity(prefix.len() + rest.len());
+            key.push_str(prefix);
+            key.push_str(rest);
+            key
+        };
         match self {
-            TempId::Int(n) => format!("n:{n}"),
+            TempId::Int(n) => prefixed("n:", itoa::Buffer::new().format(*n)),
             TempId::Float(f) => {
                 if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                    format!("n:{}", *f as i64)
+                    prefixed("n:", itoa::Buffer::new().format(*f as i64))
                 } else {
                     format!("n:{f}")
                 }
             }
-            TempId::Str(s) => format!("s:{s}"),
+            TempId::Str(s) => prefixed("s:", s),
         }
     }
 
@@ -561,4 +568,27 @@ pub fn check_direct_pair(caller: UserKey, other: UserKey) -> Result<(), StoreErr
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TempId;
+
+    #[test]
+    fn idempotency_keys_keep_the_spelling_stored_rows_carry() {
+        let cases = [
+            (TempId::Int(42), "n:42"),
+            (TempId::Int(-7), "n:-7"),
+            (TempId::Int(i64::MIN), "n:-9223372036854775808"),
+            (TempId::Float(3.0), "n:3"),
+            (TempId::Float(-0.0), "n:0"),
+            (TempId::Float(2.5), "n:2.5"),
+            (TempId::Float(1e16), "n:10000000000000000"),
+            (TempId::Str("abc".into()), "s:abc"),
+            (TempId::Str(String::new()), "s:"),
+        ];
+        for (temp, key) in cases {
+            assert_eq!(temp.key(), key, "{temp:?}");
+        }
+    }
 }
