@@ -2,7 +2,6 @@
 //! sends, read pointers, hidden conversations, cursors), nothing survives a restart. Used by tests
 //! and demos. One mutex, never held across an await.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,7 +26,7 @@ struct Inner {
     /// Profiles by user.
     users: HashMap<UserKey, Arc<Profile>>,
     /// Conversations by id.
-    conversations: BTreeMap<i64, Conv>,
+    conversations: HashMap<i64, Conv>,
     /// The 1:1 conversation of each (sorted) pair.
     direct: HashMap<(UserKey, UserKey), i64>,
     /// Conversation ids of each user.
