@@ -15,12 +15,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -197,20 +198,24 @@ impl Wire {
         if bound > SMALL_WRITE {
             return Ok(None);
         }
-        let mut buf = [0u8; SMALL_WRITE];
-        let mut free: &mut [u8] = &mut buf;
+        // Inline storage (never spills: `bound` fits), not zeroed first.
+        let mut buf: SmallVec<[u8; SMALL_WRITE]> = SmallVec::new();
         for frame in frames {
+            let mut header = [0u8; MAX_HEADER];
+            let mut free: &mut [u8] = &mut header;
             header_of(frame)
                 .format(frame.len() as u64, &mut free)
                 .map_err(io::Error::other)?;
+            let header_len = MAX_HEADER - free.len();
             let (head, tail) = match frame {
                 Frame::Binary(b) => (&b[..], &[][..]),
                 _ => frame.text_parts().unwrap_or_default(),
             };
-            free.write_all(head)?;
-            free.write_all(tail)?;
+            buf.extend_from_slice(&header[..header_len]);
+            buf.extend_from_slice(head);
+            buf.extend_from_slice(tail);
         }
-        let used = SMALL_WRITE - free.len();
+        let used = buf.len();
         let written = match self.0.stream.try_write(&buf[..used]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
