@@ -202,6 +202,21 @@ pub fn offset_tail(offset: &str) -> Vec<u8> {
     out
 }
 
+/// [`offset_tail`] of an offset that `write` spells straight into the tail (no string of its
+/// own), `len` bytes at most (a capacity hint). Bytes that a JSON string cannot hold as they are
+/// (a quote, a backslash, a control character) make it fall back to [`offset_tail`], escaped.
+pub fn offset_tail_with(len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 4);
+    out.extend_from_slice(b",\"");
+    write(&mut out);
+    let offset = out.get(2..).unwrap_or_default();
+    if offset.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        return offset_tail(&String::from_utf8_lossy(offset));
+    }
+    out.extend_from_slice(b"\"]");
+    out
+}
+
 /// `44/nsp,{"message":"..."}`: a refused namespace CONNECT.
 pub fn connect_error(nsp: &str, message: &str) -> TextFrame {
     let mut out = Vec::with_capacity(20 + nsp.len() + message.len());
@@ -255,6 +270,19 @@ mod tests {
             text(connect_with_pid("/chat", "a", "p\"")),
             r#"40/chat,{"sid":"a","pid":"p\""}"#
         );
+    }
+
+    #[test]
+    fn a_tail_spelled_in_place_is_the_tail_of_the_offset() {
+        for offset in ["o", "o.2-l.14-lfls", "x", "o.1-4-a"] {
+            let spelled = offset_tail_with(1, |out| out.extend_from_slice(offset.as_bytes()));
+            assert_eq!(spelled, offset_tail(offset), "{offset}");
+        }
+        // Bytes a JSON string cannot carry as they are come out escaped.
+        for odd in ["a\"b", "a\\b", "a\nb"] {
+            let spelled = offset_tail_with(0, |out| out.extend_from_slice(odd.as_bytes()));
+            assert_eq!(spelled, offset_tail(odd), "{odd:?}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use chatwire_protocol::socket::emit::{offset_tail, takes_offset, with_tail};
+use chatwire_protocol::socket::emit::{offset_tail_with, takes_offset, with_tail};
 use chatwire_protocol::socket::{Position, TextFrame};
 
 /// Most conversations an offset names (about 15 bytes each).
@@ -221,31 +221,45 @@ impl Cursors {
         if !takes_offset(frame) {
             return Admitted::AsIs;
         }
-        Admitted::WithTail(offset_tail(&self.offset()))
+        Admitted::WithTail(offset_tail_with(self.offset_len(), |out| {
+            self.write_offset(out)
+        }))
     }
 
     /// The offset the client holds after the last admitted frame.
     pub fn offset(&self) -> String {
+        let mut out = Vec::with_capacity(self.offset_len());
+        self.write_offset(&mut out);
+        // Only ASCII is written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// An upper bound on the offset's length (13 base-36 digits per number).
+    fn offset_len(&self) -> usize {
+        1 + self.seen.len() * 28 + self.reads.len() * 42
+    }
+
+    /// Appends [`Cursors::offset`] to `out`.
+    fn write_offset(&self, out: &mut Vec<u8>) {
         if self.overflow {
-            return OVERFLOW.to_owned();
+            out.extend_from_slice(OVERFLOW.as_bytes());
+            return;
         }
-        let mut s = String::with_capacity(1 + self.seen.len() * 14);
-        s.push('o');
+        out.push(b'o');
         for (c, id) in &self.seen {
-            s.push('.');
-            push_base36(*c, &mut s);
-            s.push('-');
-            push_base36(*id, &mut s);
+            out.push(b'.');
+            push_base36(*c, out);
+            out.push(b'-');
+            push_base36(*id, out);
         }
         for ((c, reader), m) in &self.reads {
-            s.push('.');
-            push_base36(*c, &mut s);
-            s.push('-');
-            push_base36(*reader, &mut s);
-            s.push('-');
-            push_base36(*m, &mut s);
+            out.push(b'.');
+            push_base36(*c, out);
+            out.push(b'-');
+            push_base36(*reader, out);
+            out.push(b'-');
+            push_base36(*m, out);
         }
-        s
     }
 
     /// A live frame that was held while a recovery replayed: as [`Cursors::admit`], and a read
@@ -346,7 +360,7 @@ pub fn resume_point<K: Copy + Eq + Hash>(
     at
 }
 
-fn push_base36(n: i64, out: &mut String) {
+fn push_base36(n: i64, out: &mut Vec<u8>) {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut buf = [0u8; 13];
     let mut i = buf.len();
@@ -361,7 +375,7 @@ fn push_base36(n: i64, out: &mut String) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(&[])).unwrap_or("0"));
+    out.extend_from_slice(buf.get(i..).unwrap_or(b"0"));
 }
 
 #[cfg(test)]
