@@ -290,12 +290,31 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// True when `bytes` holds a control character (below 0x20), which a JSON string may not hold
+/// unescaped; eight bytes per step.
+pub(crate) fn has_control(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Nonzero exactly when some byte is below 0x20.
+        if w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20)
+}
+
+/// Eight bytes of 1.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The top bit of each of eight bytes.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
 /// The index of the first byte at or after `from` that a JSON string must escape. Tests eight
 /// bytes per step (a byte below 0x20, or equal to `"` or `\\`, anywhere in the word), then finds
 /// the byte within the word that did.
 fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let rest = bytes.get(from..)?;
     let mut chunks = rest.chunks_exact(8);
     let mut at = from;
@@ -438,6 +457,24 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
         }
+    }
+
+    #[test]
+    fn control_characters_are_found_at_every_place() {
+        for len in 1..20 {
+            for at in 0..len {
+                for c in [0u8, 0x08, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = c;
+                    assert!(has_control(&bytes), "{bytes:?}");
+                }
+                let mut clean = vec![0xe2u8; len];
+                clean[at] = b' ';
+                assert!(!has_control(&clean), "{clean:?}");
+            }
+        }
+        assert!(!has_control(b""));
+        assert!(!has_control("\u{7f}€😀 !~".as_bytes()));
     }
 
     /// Byte for byte what serde_json writes, for every character that needs escaping (and some

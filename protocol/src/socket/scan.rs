@@ -141,7 +141,7 @@ fn string(d: &[u8], mut i: usize) -> Option<usize> {
     loop {
         let rest = d.get(i..)?;
         let at = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest.get(..at)?.iter().any(|&b| b < 0x20) {
+        if crate::json::has_control(rest.get(..at)?) {
             return None;
         }
         i += at;
