@@ -228,13 +228,15 @@ impl ClusterShard {
         frame: &TextFrame,
     ) {
         let mut absent = self.rooms.borrow().absent(room, users, sender);
-        if !absent.is_empty() {
-            let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
-            if !elsewhere.is_empty() {
-                self.recheck
-                    .borrow_mut()
-                    .hold(room, id, elsewhere, frame.clone(), Instant::now());
-            }
+        if absent.is_empty() {
+            // Everyone is in the room (every 1:1 message between two online users): no list.
+            return;
+        }
+        let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
+        if !elsewhere.is_empty() {
+            self.recheck
+                .borrow_mut()
+                .hold(room, id, elsewhere, frame.clone(), Instant::now());
         }
         deliver_to_users(mesh, frame, absent.into());
     }
