@@ -27,7 +27,7 @@ use chatwire::chat::message::committed;
 use chatwire::chat::payload::SendPayload;
 use chatwire::chat::{Chat, ChatConfig, ChatSocket, Effect, event_frame, room_name};
 use chatwire::cluster::{
-    AckEmit, ClusterMsg, ClusterShard, LocalSocket, Member, Mesh, Published, SocketKey,
+    AckEmit, ClusterMsg, ClusterShard, LocalSocket, Member, Mesh, OnDemand, Published, SocketKey,
 };
 use chatwire::store::{AnyStore, MemoryStore, Store, UserKey, UserType};
 use chatwire_protocol::engine::packet::Packet as EnginePacket;
@@ -236,7 +236,7 @@ fn main() {
                     prev: Some(i as i64),
                     room: room.clone(),
                     new_frame: frame.clone(),
-                    notification_frame: note.clone(),
+                    notification: OnDemand::ready(note.clone()),
                     participants: participants.clone(),
                     sender: participants[0],
                     sender_socket: Some(SocketKey { shard: 0, local: 0 }),

@@ -376,7 +376,7 @@ fn committed_frames_are_built_once_in_contract_shape() {
     let frames = message::committed(&stored.message, Some(9));
     let new = text(&frames.new_frame);
     assert!(new.starts_with(r#"42/chat,["message:new",{"id":"#), "{new}");
-    let note = text(&frames.notification_frame);
+    let note = text(&frames.notification.frame());
     assert!(note.starts_with(&format!(
         r#"42/chat,["message:notification",{{"conversationId":{conv},"message":{{"#
     )));

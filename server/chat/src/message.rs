@@ -103,17 +103,45 @@ fn error_payload(err: &ChatError, temp_id: Option<&TempId>) -> Vec<u8> {
 pub struct CommittedFrames {
     /// `message:new`, for the room except the sending socket.
     pub new_frame: TextFrame,
-    /// `message:notification {conversationId, message}`, for participants not in the room.
-    pub notification_frame: TextFrame,
+    /// `message:notification`, for participants not in the room, encoded only if there are any.
+    pub notification: Notification,
     /// The sender's `message:sent {tempId, message}` and, with an ack id, its ack.
     pub sent: SmallVec<[TextFrame; 2]>,
+}
+
+/// What `message:notification {conversationId, message}` of a committed message is made of.
+/// Most messages notify nobody (every 1:1 message between two users in its room), so the frame
+/// is encoded by [`Notification::frame`] when someone is to get it, not with the others.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    conversation_id: i64,
+    at: Position,
+    /// The message object, as in `message:new`.
+    body: Vec<u8>,
+}
+
+impl Notification {
+    /// The `message:notification` frame.
+    pub fn frame(&self) -> TextFrame {
+        let mut note = Vec::with_capacity(self.body.len() + 40);
+        note.extend_from_slice(b"{\"conversationId\":");
+        note.extend_from_slice(itoa::Buffer::new().format(self.conversation_id).as_bytes());
+        note.extend_from_slice(b",\"message\":");
+        note.extend_from_slice(&self.body);
+        note.push(b'}');
+        event_frame("message:notification", &note).at(self.at)
+    }
 }
 
 /// Frames for a committed message; `duplicate` (a retried send) gets only the sender's answer.
 pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     let mut body = Vec::with_capacity(384);
     message.write_json(&mut body);
-    let (new_frame, notification_frame) = new_and_notification(message, &body);
+    // Each frame is the event at the message's place in its conversation: a socket that gets it
+    // moves its recovery offset there (the sender's reply too, so a recovery does not send the
+    // sender its own message again).
+    let at = position(message);
+    let new_frame = event_frame("message:new", &body).at(at);
     let mut sent = Vec::with_capacity(body.len() + 32);
     sent.extend_from_slice(b"{\"tempId\":");
     match &message.temp_id {
@@ -123,10 +151,6 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     sent.extend_from_slice(b",\"message\":");
     sent.extend_from_slice(&body);
     sent.push(b'}');
-    // Each frame is the event at the message's place in its conversation: a socket that gets it
-    // moves its recovery offset there (the sender's reply too, so a recovery does not send the
-    // sender its own message again).
-    let at = position(message);
     let mut sent_frames = SmallVec::new();
     sent_frames.push(event_frame("message:sent", &sent).at(at));
     if let Some(id) = ack {
@@ -135,7 +159,11 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     telemetry::count_event(telemetry::EVENTS_OUT, "message:sent");
     CommittedFrames {
         new_frame,
-        notification_frame,
+        notification: Notification {
+            conversation_id: message.conversation_id,
+            at,
+            body,
+        },
         sent: sent_frames,
     }
 }
@@ -145,7 +173,14 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
 pub fn replayed(message: &Message) -> (TextFrame, TextFrame) {
     let mut body = Vec::with_capacity(384);
     message.write_json(&mut body);
-    new_and_notification(message, &body)
+    let at = position(message);
+    let new_frame = event_frame("message:new", &body).at(at);
+    let notification = Notification {
+        conversation_id: message.conversation_id,
+        at,
+        body,
+    };
+    (new_frame, notification.frame())
 }
 
 /// The message's place in its conversation (recovery offsets).
@@ -154,25 +189,6 @@ fn position(message: &Message) -> Position {
         stream: message.conversation_id,
         seq: message.id,
     }
-}
-
-/// `message:new` (the message object `body`) and `message:notification {conversationId, message}`.
-fn new_and_notification(message: &Message, body: &[u8]) -> (TextFrame, TextFrame) {
-    let mut note = Vec::with_capacity(body.len() + 40);
-    note.extend_from_slice(b"{\"conversationId\":");
-    note.extend_from_slice(
-        itoa::Buffer::new()
-            .format(message.conversation_id)
-            .as_bytes(),
-    );
-    note.extend_from_slice(b",\"message\":");
-    note.extend_from_slice(body);
-    note.push(b'}');
-    let at = position(message);
-    (
-        event_frame("message:new", body).at(at),
-        event_frame("message:notification", &note).at(at),
-    )
 }
 
 /// The sender's `message:error` frames for a send the store could not commit: the store's

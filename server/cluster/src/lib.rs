@@ -33,7 +33,7 @@ pub mod shard;
 
 pub use adapter::{Adapter, LocalAdapter, Online};
 pub use mesh::{Injector, Mesh};
-pub use msg::{AckEmit, ClusterMsg, HandshakeFacts, LocalSocket, Published, ShardView};
+pub use msg::{AckEmit, ClusterMsg, HandshakeFacts, LocalSocket, OnDemand, Published, ShardView};
 pub use presence::{Presence, presence_owner};
 pub use recording::{Call, RecordingAdapter};
 pub use redis::{RedisAdapter, RedisConfig};

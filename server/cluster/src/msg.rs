@@ -22,8 +22,8 @@ pub struct Published {
     pub room: RoomName,
     /// `message:new`, encoded once.
     pub new_frame: TextFrame,
-    /// `message:notification`, encoded once.
-    pub notification_frame: TextFrame,
+    /// `message:notification`, encoded only for a participant outside the room, and then once.
+    pub notification: OnDemand,
     /// The conversation's participants (known before the commit: no lookup after it).
     pub participants: Arc<[UserKey]>,
     /// The sender, who never gets a notification for their own message.
@@ -33,6 +33,32 @@ pub struct Published {
     /// The sender's `message:sent` (+ ack) frames, delivered after `message:new` from the same
     /// owner, so the sender sees the conversation in id order too. Empty for REST sends.
     pub reply: Vec<TextFrame>,
+}
+
+/// A frame encoded only if it is sent (see [`Published::notification`]).
+pub struct OnDemand(Box<dyn Fn() -> TextFrame + Send>);
+
+impl OnDemand {
+    /// A frame `build` encodes, each time [`OnDemand::frame`] asks for it.
+    pub fn new(build: impl Fn() -> TextFrame + Send + 'static) -> Self {
+        OnDemand(Box::new(build))
+    }
+
+    /// A frame already encoded.
+    pub fn ready(frame: TextFrame) -> Self {
+        OnDemand::new(move || frame.clone())
+    }
+
+    /// The frame.
+    pub fn frame(&self) -> TextFrame {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for OnDemand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDemand(..)")
+    }
 }
 
 /// A `/chat` socket of a shard, as other nodes see it.

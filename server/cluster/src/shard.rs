@@ -108,7 +108,7 @@ impl ClusterShard {
                 users,
                 frame,
             } => {
-                self.notify_absent(mesh, &room, id, &users, None, &frame);
+                self.notify_absent(mesh, &room, id, &users, None, || frame);
             }
             ClusterMsg::LeftElsewhere { room, user, seen } => {
                 self.left_elsewhere(mesh, &room, user, seen);
@@ -158,7 +158,7 @@ impl ClusterShard {
             Some(p.id),
             &p.participants,
             Some(p.sender),
-            &p.notification_frame,
+            || p.notification.frame(),
         );
         if let Some(socket) = p.sender_socket {
             for frame in p.reply {
@@ -225,13 +225,16 @@ impl ClusterShard {
         id: Option<i64>,
         users: &[UserKey],
         sender: Option<UserKey>,
-        frame: &TextFrame,
+        frame: impl FnOnce() -> TextFrame,
     ) {
         let mut absent = self.rooms.borrow().absent(room, users, sender);
         if absent.is_empty() {
-            // Everyone is in the room (every 1:1 message between two online users): no list.
+            // Everyone is in the room (every 1:1 message between two online users): no list,
+            // no frame.
             return;
         }
+        let frame = frame();
+        let frame = &frame;
         let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
         if !elsewhere.is_empty() {
             self.recheck

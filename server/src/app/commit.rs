@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use chatwire_chat::message::{CommittedFrames, busy, committed, failed};
 use chatwire_chat::{room_name, with_room_name};
-use chatwire_cluster::{ClusterMsg, Published, SocketKey, room_owner};
+use chatwire_cluster::{ClusterMsg, OnDemand, Published, SocketKey, room_owner};
 use chatwire_protocol::socket::TextFrame;
 use chatwire_store::batch::{Backlog, CommitSink};
 use chatwire_store::{AnyStore, NewMessage, StoreError, Stored, TempId};
@@ -152,7 +152,7 @@ pub fn on_committed(stored: Stored, mut route: Route) -> Delivery {
     };
     let CommittedFrames {
         new_frame,
-        notification_frame,
+        notification,
         sent,
     } = committed(&stored.message, ack);
     if stored.duplicate {
@@ -171,7 +171,7 @@ pub fn on_committed(stored: Stored, mut route: Route) -> Delivery {
         prev: stored.prev,
         room: room_name(stored.message.conversation_id),
         new_frame,
-        notification_frame,
+        notification: OnDemand::new(move || notification.frame()),
         participants: route.participants,
         sender: stored.message.sender,
         sender_socket: socket,

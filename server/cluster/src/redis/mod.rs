@@ -292,7 +292,7 @@ impl Adapter for RedisAdapter {
                 room: message.room.clone(),
                 id: message.id,
                 users,
-                frame: message.notification_frame.clone(),
+                frame: message.notification.frame(),
             });
         }
         self.local.publish(mesh, message);
