@@ -233,8 +233,7 @@ impl ClusterShard {
             // no frame.
             return;
         }
-        let frame = frame();
-        let frame = &frame;
+        let frame = &frame();
         let elsewhere = mesh.retain_absent_elsewhere(room, &mut absent);
         if !elsewhere.is_empty() {
             self.recheck

@@ -5,7 +5,8 @@
 //!   crossed at all when the sender's shard owns the room.
 //! - [`Committer::Writer`] (SQLite, PostgreSQL): the batch writer commits it with others (group
 //!   commit: what queued during one commit forms the next batch); its [`ShardSink`] encodes the
-//!   frames once, on the writer thread, and hands the message to the room's owner shard.
+//!   frames once, on the writer thread, and hands the message to the room's owner shard. The
+//!   owner encodes `message:notification` itself, only for a participant outside the room.
 //!
 //! Either way the owner publishes through the [`Adapter`](chatwire_cluster::Adapter): the room's
 //! `message:new`, the notifications, then the sender's `message:sent` all leave one shard in id
