@@ -251,7 +251,7 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
 }
 
 /// Appends `s` as a JSON string literal (quotes and escapes included). Escapes what JSON must
-/// (`"`, `\\` and control characters) and nothing else, as serde_json does; the scan for them
+/// (`"`, `\` and control characters) and nothing else, as serde_json does; the scan for them
 /// goes eight bytes at a time.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -312,7 +312,7 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first byte at or after `from` that a JSON string must escape. Tests eight
-/// bytes per step (a byte below 0x20, or equal to `"` or `\\`, anywhere in the word), then finds
+/// bytes per step (a byte below 0x20, or equal to `"` or `\`, anywhere in the word), then finds
 /// the byte within the word that did.
 fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let rest = bytes.get(from..)?;
