@@ -34,7 +34,7 @@ use chatwire_store::UserKey;
 
 use crate::adapter::{Adapter, LocalAdapter, Online};
 use crate::mesh::{Injector, Mesh};
-use crate::msg::{ClusterMsg, Published};
+use crate::msg::{ClusterMsg, OnDemand, Published};
 use crate::presence::presence_owner;
 use crate::rooms::{Member, RoomName, SocketKey, room_owner};
 
@@ -275,7 +275,7 @@ impl Adapter for RedisAdapter {
         self.local.broadcast(mesh, room, frame, except);
     }
 
-    fn publish(&self, mesh: &dyn Mesh, message: Published) {
+    fn publish(&self, mesh: &dyn Mesh, mut message: Published) {
         self.state.enqueue(Out::Broadcast {
             room: message.room.clone(),
             frame: message.new_frame.clone(),
@@ -288,11 +288,14 @@ impl Adapter for RedisAdapter {
             .map(|u| wire::WireUser::from(*u))
             .collect();
         if !users.is_empty() {
+            // Encoded once: the local publish below reuses it for this node's absent users.
+            let frame = message.notification.frame();
+            message.notification = OnDemand::ready(frame.clone());
             self.state.enqueue(Out::Notify {
                 room: message.room.clone(),
                 id: message.id,
                 users,
-                frame: message.notification.frame(),
+                frame,
             });
         }
         self.local.publish(mesh, message);
