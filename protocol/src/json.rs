@@ -295,11 +295,7 @@ fn needs_escape(b: u8) -> bool {
 pub(crate) fn has_control(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // Nonzero exactly when some byte is below 0x20.
-        if w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0 {
+        if below_space(word(chunk)) != 0 {
             return true;
         }
     }
@@ -311,6 +307,23 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 /// The top bit of each of eight bytes.
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// Eight bytes as one word (`chunk` is eight bytes long).
+fn word(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    u64::from_le_bytes(word)
+}
+
+/// Nonzero exactly when some byte of `w` is below 0x20 (its top bit marks one such byte).
+fn below_space(w: u64) -> u64 {
+    w.wrapping_sub(ONES * 0x20) & !w & HIGH
+}
+
+/// Nonzero exactly when some byte of `w` is zero.
+fn has_zero(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGH
+}
+
 /// The index of the first byte at or after `from` that a JSON string must escape. Tests eight
 /// bytes per step (a byte below 0x20, or equal to `"` or `\`, anywhere in the word), then finds
 /// the byte within the word that did.
@@ -319,16 +332,10 @@ fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let mut chunks = rest.chunks_exact(8);
     let mut at = from;
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let slash = w ^ (ONES * u64::from(b'\\'));
-        // Nonzero exactly when some byte is below 0x20 or (after the xor) zero.
-        let hit = (w.wrapping_sub(ONES * 0x20) & !w
-            | quote.wrapping_sub(ONES) & !quote
-            | slash.wrapping_sub(ONES) & !slash)
-            & HIGH;
+        let w = word(chunk);
+        let hit = below_space(w)
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')));
         if hit != 0
             && let Some(i) = chunk.iter().position(|&b| needs_escape(b))
         {
