@@ -135,13 +135,8 @@ impl Notification {
 
 /// Frames for a committed message; `duplicate` (a retried send) gets only the sender's answer.
 pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
-    let mut body = Vec::with_capacity(384);
-    message.write_json(&mut body);
-    // Each frame is the event at the message's place in its conversation: a socket that gets it
-    // moves its recovery offset there (the sender's reply too, so a recovery does not send the
-    // sender its own message again).
-    let at = position(message);
-    let new_frame = event_frame("message:new", &body).at(at);
+    let (new_frame, notification) = new_and_notification(message);
+    let (at, body) = (notification.at, &notification.body);
     let mut sent = Vec::with_capacity(body.len() + 32);
     sent.extend_from_slice(b"{\"tempId\":");
     match &message.temp_id {
@@ -149,7 +144,7 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
         None => sent.extend_from_slice(b"null"),
     }
     sent.extend_from_slice(b",\"message\":");
-    sent.extend_from_slice(&body);
+    sent.extend_from_slice(body);
     sent.push(b'}');
     let mut sent_frames = SmallVec::new();
     sent_frames.push(event_frame("message:sent", &sent).at(at));
@@ -159,11 +154,7 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
     telemetry::count_event(telemetry::EVENTS_OUT, "message:sent");
     CommittedFrames {
         new_frame,
-        notification: Notification {
-            conversation_id: message.conversation_id,
-            at,
-            body,
-        },
+        notification,
         sent: sent_frames,
     }
 }
@@ -171,24 +162,28 @@ pub fn committed(message: &Message, ack: Option<u64>) -> CommittedFrames {
 /// `message:new` and `message:notification` of a stored message, as they went out live: what a
 /// recovery replays.
 pub fn replayed(message: &Message) -> (TextFrame, TextFrame) {
+    let (new_frame, notification) = new_and_notification(message);
+    (new_frame, notification.frame())
+}
+
+/// `message:new` of a stored message, and what its `message:notification` is made of. Each
+/// frame is the event at the message's place in its conversation: a socket that gets it moves
+/// its recovery offset there (the sender's reply too, so a recovery does not send the sender
+/// its own message again).
+fn new_and_notification(message: &Message) -> (TextFrame, Notification) {
     let mut body = Vec::with_capacity(384);
     message.write_json(&mut body);
-    let at = position(message);
+    let at = Position::Event {
+        stream: message.conversation_id,
+        seq: message.id,
+    };
     let new_frame = event_frame("message:new", &body).at(at);
     let notification = Notification {
         conversation_id: message.conversation_id,
         at,
         body,
     };
-    (new_frame, notification.frame())
-}
-
-/// The message's place in its conversation (recovery offsets).
-fn position(message: &Message) -> Position {
-    Position::Event {
-        stream: message.conversation_id,
-        seq: message.id,
-    }
+    (new_frame, notification)
 }
 
 /// The sender's `message:error` frames for a send the store could not commit: the store's
