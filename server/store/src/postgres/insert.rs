@@ -32,13 +32,18 @@ pub(super) const LOCK_CONVERSATIONS: &str = "locks AS MATERIALIZED (
 /// Moves each conversation's `last_message_id` to its newest message of the batch (rows `rows`
 /// with columns `conversation_id`, `id`), on the row [`LOCK_CONVERSATIONS`] locked: the next
 /// writer, on any node, reads it as its predecessor. One row update per conversation per batch.
+///
+/// `c.id = ANY($1)` repeats what the join already implies (every row's conversation is in `$1`)
+/// so that the plan finds the rows by the primary key even when it cannot see the batch: the
+/// writer's connections run generic plans ([`super::PgStore::connect`]), and without it the
+/// generic plan joined `a` to a scan of the whole `conversations` table.
 pub(super) fn advance_last(rows: &str) -> String {
     format!(
         "advanced AS (
             UPDATE conversations c SET last_message_id = GREATEST(c.last_message_id, a.last)
             FROM (SELECT conversation_id, max(id) AS last FROM {rows} WHERE id IS NOT NULL
                   GROUP BY conversation_id) a
-            WHERE c.id = a.conversation_id
+            WHERE c.id = a.conversation_id AND c.id = ANY($1::int8[])
             RETURNING 1
         )"
     )

@@ -124,11 +124,19 @@ impl PgStore {
         }
         // The batch writer's connections. No ping before each use: that is a round trip per
         // commit, and a broken connection fails the commit, which the writer retries anyway.
+        // Generic plans: the batch statements' shape never changes, only their arrays, and
+        // planning them afresh for every batch (PostgreSQL's choice for them) cost more than
+        // running them (a 5-row batch, idle: 0.34 ms planning + 0.25 ms running, against
+        // 0.01 + 0.23 with the generic plan). Every statement of this pool finds its rows by
+        // index under a generic plan (`insert.rs`, `copy.rs`).
         let write_pool = PgPoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(opts.clone());
+            .connect_lazy_with(
+                opts.clone()
+                    .options([("plan_cache_mode", "force_generic_plan")]),
+            );
         let session_pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(3))
