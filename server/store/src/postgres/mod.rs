@@ -498,6 +498,13 @@ impl Store for PgStore {
     async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Outcome>, StoreError> {
         let plan = super::dedup::BatchPlan::new(batch);
         let unique = plan.unique();
+        // The senders' profiles are read before anything is stored: once rows are stored, this
+        // call must answer for each of them. A failure after the commit would fail the batch,
+        // and its retry would find every row already stored and answer them as duplicates,
+        // which are never delivered live. Past the commit, a lookup that fails answers for its
+        // own row only (an unstored refusal, or a row another transaction stored).
+        let senders: Vec<UserKey> = unique.iter().map(|&i| batch[i].sender).collect();
+        let profiles = self.profiles_of(&senders).await?;
         let path = self.write_path.load(Ordering::Relaxed);
         if path != WritePath::Statement as u8 && !unique.is_empty() {
             let rows: Vec<copy::CopyRow<'_>> =
@@ -513,15 +520,16 @@ impl Store for PgStore {
                 created_ms,
             }) = fast
             {
-                let senders: Vec<UserKey> = rows.iter().map(|(m, _)| m.sender).collect();
-                let profiles = self.profiles_of(&senders).await?;
                 let mut outcomes = Vec::with_capacity(rows.len());
                 for ((((input, _), id), prev), profile) in
                     rows.iter().zip(ids).zip(prevs).zip(profiles)
                 {
                     outcomes.push(match id {
                         Some(id) => Ok(new_row(input, id, prev, created_ms, profile)),
-                        None => Err(self.refusal(input.conversation_id).await?),
+                        None => Err(self
+                            .refusal(input.conversation_id)
+                            .await
+                            .unwrap_or_else(|e| e)),
                     });
                 }
                 return Ok(plan.expand(batch, outcomes));
@@ -585,8 +593,6 @@ impl Store for PgStore {
             .map(|r| Ok((r.try_get::<i64, _>("ord")?, r)))
             .collect::<Result<_, StoreError>>()?;
         rows.sort_unstable_by_key(|(ord, _)| *ord);
-        let senders: Vec<UserKey> = unique.iter().map(|&i| batch[i].sender).collect();
-        let profiles = self.profiles_of(&senders).await?;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(unique.len());
         for (((_, row), &i), profile) in rows.iter().zip(unique).zip(profiles) {
             let input = &batch[i];
@@ -617,13 +623,14 @@ impl Store for PgStore {
             } else {
                 // Conflict with a row committed after this statement's snapshot (another node).
                 match plan.key(i) {
-                    Some(key) => match find_by_key(&self.pool, input, key).await? {
-                        Some(r) => message_from(&r, profile, false).map(|message| Stored {
+                    Some(key) => match find_by_key(&self.pool, input, key).await {
+                        Ok(Some(r)) => message_from(&r, profile, false).map(|message| Stored {
                             message,
                             duplicate: true,
                             prev: None,
                         }),
-                        None => Err(StoreError::Internal("conflicting row not found".into())),
+                        Ok(None) => Err(StoreError::Internal("conflicting row not found".into())),
+                        Err(e) => Err(e),
                     },
                     None => Err(StoreError::Internal("insert returned no row".into())),
                 }
