@@ -17,9 +17,10 @@
 //!   through [`CommitSink::failed`]. A batch the database rejects outright is split until the bad
 //!   message fails alone. Messages already past their deadline when dequeued fail at once,
 //!   so a stuck database drains the queue quickly instead of stacking deadlines. Nothing reported as
-//!   committed is ever lost; a failed one may still have been stored (a timed-out commit), which
-//!   the client's retry with the same tempId resolves without a duplicate: the writer remembers
-//!   such sends, so that retry reports the row as new and it is fanned out then.
+//!   committed is ever lost; a failed attempt may still have stored its rows (a commit that timed
+//!   out, or whose answer was lost with its connection). The writer remembers such sends, so the
+//!   attempt that finds them stored, its own next one or the client's retry with the same tempId,
+//!   reports them as new and they are fanned out then, once.
 //! - The sink never blocks the writer: what its receivers cannot take yet waits in its
 //!   [`Backlog`], which the writer pumps; past [`BatchConfig::max_backlog`] the writer takes no
 //!   new messages.
@@ -720,6 +721,9 @@ impl<S: CommitSink> Writer<S> {
                     }
                     Ok(Err(e @ StoreError::Unavailable(_))) => {
                         tracing::warn!(error = %e, size = messages.len(), "batch commit failed, retrying");
+                        // The connection may have failed after the commit: the next attempt
+                        // then finds the rows stored, and must publish them as new.
+                        self.uncertain.borrow_mut().insert(&messages);
                         last_error = e;
                     }
                     Ok(Err(e @ StoreError::Internal(_))) if messages.len() > 1 => {
@@ -777,7 +781,9 @@ impl<S: CommitSink> Writer<S> {
         for (message, reply) in messages.into_iter().zip(replies) {
             let error = match outcomes.next() {
                 Some(Ok(mut stored)) => {
-                    if stored.duplicate && self.uncertain.borrow_mut().resolve(&message) {
+                    // Resolved either way: a row this attempt stored was published now, and a
+                    // later retry of it is a plain duplicate.
+                    if self.uncertain.borrow_mut().resolve(&message) && stored.duplicate {
                         // Stored by an attempt that reported failure: nobody has seen it yet.
                         stored.duplicate = false;
                     }

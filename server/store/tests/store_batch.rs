@@ -594,6 +594,59 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
     writer.flush_and_stop().await;
 }
 
+/// A commit attempt that fails and is retried by the writer itself: the sender is answered once,
+/// by the attempt that stored the row, as new (it is published then); a later retry of the send
+/// by the client is a plain duplicate, not published a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_stored_by_the_writers_own_retry_is_published_once() {
+    let db = pg::TestDb::create().await;
+    let store = Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    let AnyStore::Postgres(pgs) = &*store else {
+        panic!("a PostgreSQL store");
+    };
+    // The writer's connections (opened at its first commit) cancel a statement after 100 ms:
+    // while the conversation's row is locked below, every attempt fails as `unavailable`.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} SET statement_timeout = '100ms'",
+        db.name
+    )))
+    .execute(pgs.pool())
+    .await
+    .unwrap();
+    let (tx, rx) = flume::unbounded();
+    let cfg = BatchConfig::default()
+        .with_lanes(1)
+        .with_commit_deadline(Duration::from_secs(10));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
+    let mut locker = pgs.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(conv.id)
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let send = || msg(conv.id, a(), Some(TempId::Str("t-1".into())));
+    let started = std::time::Instant::now();
+    writer.try_submit(send(), ReplyTo::None).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    locker.rollback().await.unwrap();
+    let (batches, failed) = collect(&rx, 1).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "stored only once the lock was gone, by a retry"
+    );
+    assert!(!batches[0][0].duplicate, "stored and published as new");
+    writer.try_submit(send(), ReplyTo::None).unwrap();
+    let (batches, failed) = collect(&rx, 1).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        batches[0][0].duplicate,
+        "the client's retry of a published send is a plain duplicate"
+    );
+    writer.flush_and_stop().await;
+}
+
 /// A reply route that counts itself when dropped (a route that answers its sender when dropped
 /// unanswered, as the server's does, tells the sender `unavailable` at that point).
 struct CountsDrop(Arc<std::sync::atomic::AtomicUsize>);

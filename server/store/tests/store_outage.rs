@@ -2,7 +2,7 @@
 //! database; it is cut in the middle of a stream of sends and restored. Senders must get an answer
 //! within the commit deadline while it is down (`unavailable` or a full queue), writes must resume
 //! by themselves, and after clients retry what was not acknowledged (same tempId), the table holds
-//! exactly the acknowledged messages, each once.
+//! exactly the acknowledged messages, each once, and every acknowledgement published its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../tests/support/pg.rs"]
@@ -17,15 +17,20 @@ use chatwire_store::batch::{BatchConfig, BatchWriter, CommitSink, WriterHandle};
 use chatwire_store::{
     AnyStore, MessageType, NewMessage, Store, StoreError, Stored, TempId, UserKey, UserType,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-/// A TCP proxy that can drop every connection and refuse new ones.
+/// A TCP proxy that can drop every connection and refuse new ones, or lose one answer.
 struct Proxy {
     addr: String,
     up: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
+    /// Set: the next bytes the database sends are dropped with their connection.
+    lose_answer: Arc<AtomicBool>,
+    /// An answer was lost.
+    lost: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -34,7 +39,12 @@ impl Proxy {
         let addr = listener.local_addr().unwrap().to_string();
         let up = Arc::new(AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (lose_answer, lost) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let (up2, conns2) = (up.clone(), conns.clone());
+        let (lose2, lost2) = (lose_answer.clone(), lost.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -45,15 +55,55 @@ impl Proxy {
                     continue;
                 }
                 let target = target.clone();
+                let (lose, lost) = (lose2.clone(), lost2.clone());
                 let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.split();
+                    let (mut from_server, mut to_server) = server.split();
+                    let down = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = from_server.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok(());
+                            }
+                            if carries_rows(&buf[..n]) && lose.swap(false, Ordering::SeqCst) {
+                                // Both sockets close when this task ends.
+                                lost.store(true, Ordering::SeqCst);
+                                return Ok(());
+                            }
+                            to_client.write_all(&buf[..n]).await?;
+                        }
+                        #[allow(unreachable_code)]
+                        Ok::<(), std::io::Error>(())
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut from_client, &mut to_server) => {}
+                        _ = down => {}
                     }
                 });
                 conns2.lock().unwrap().push(task.abort_handle());
             }
         });
-        Proxy { addr, up, conns }
+        Proxy {
+            addr,
+            up,
+            conns,
+            lose_answer,
+            lost,
+        }
+    }
+
+    /// Drops the next answer with rows the database sends, and its connection, as a network
+    /// failure right after a commit would.
+    fn lose_next_answer(&self) {
+        self.lose_answer.store(true, Ordering::SeqCst);
+    }
+
+    fn lost_an_answer(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     fn cut(&self) {
@@ -66,6 +116,19 @@ impl Proxy {
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+}
+
+/// True when these bytes from the database hold a row of a statement's answer (a `DataRow`
+/// message), not only a connection's start, a ping's `ReadyForQuery` or a statement's description.
+fn carries_rows(mut bytes: &[u8]) -> bool {
+    while bytes.len() >= 5 {
+        if bytes[0] == b'D' {
+            return true;
+        }
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        bytes = bytes.get(1 + len..).unwrap_or_default();
+    }
+    false
 }
 
 /// A waiter for one send's outcome, like a REST request.
@@ -103,7 +166,8 @@ type Record = (i64, Answer, Duration, Instant);
 
 #[derive(Debug)]
 enum Answer {
-    Acked(i64),
+    /// Stored with this id; `true` when reported as new (published), `false` as a duplicate.
+    Acked(i64, bool),
     Unavailable,
     QueueFull,
 }
@@ -133,7 +197,7 @@ async fn send(writer: WriterHandle<ReplyTo>, m: NewMessage) -> (Answer, Duration
         return (Answer::QueueFull, started.elapsed());
     }
     let answer = match rx.await {
-        Ok(Ok(stored)) => Answer::Acked(stored.message.id),
+        Ok(Ok(stored)) => Answer::Acked(stored.message.id, !stored.duplicate),
         Ok(Err(StoreError::Unavailable(_))) => Answer::Unavailable,
         other => panic!("unexpected answer {other:?}"),
     };
@@ -207,15 +271,15 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     let acked_before = answers
         .iter()
-        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t < cut_at)
+        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(..)) && *t < cut_at)
         .count();
     let refused_during: Vec<&Record> = answers
         .iter()
-        .filter(|(_, a, _, t)| !matches!(a, Answer::Acked(_)) && *t >= cut_at && *t < restored_at)
+        .filter(|(_, a, _, t)| !matches!(a, Answer::Acked(..)) && *t >= cut_at && *t < restored_at)
         .collect();
     let acked_after = answers
         .iter()
-        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(_)) && *t > restored_at + deadline)
+        .filter(|(_, a, _, t)| matches!(a, Answer::Acked(..)) && *t > restored_at + deadline)
         .count();
     assert!(
         acked_before > 100,
@@ -228,7 +292,7 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     );
     let slowest = answers
         .iter()
-        .filter(|(_, a, _, _)| !matches!(a, Answer::Acked(_)))
+        .filter(|(_, a, _, _)| !matches!(a, Answer::Acked(..)))
         .map(|(_, _, took, _)| *took)
         .max()
         .unwrap();
@@ -252,12 +316,17 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     );
 
     // Clients retry every send that was not acknowledged, with the same tempId.
+    // Acknowledged as duplicates: rows a failed attempt stored and nobody published.
+    let mut unpublished: Vec<i64> = Vec::new();
     let mut acked: HashMap<i64, i64> = HashMap::new();
     let mut retry: Vec<i64> = Vec::new();
     for (n, a, _, _) in &answers {
         match a {
-            Answer::Acked(id) => {
+            Answer::Acked(id, published) => {
                 assert!(acked.insert(*n, *id).is_none());
+                if !published {
+                    unpublished.push(*n);
+                }
             }
             _ => retry.push(*n),
         }
@@ -276,8 +345,11 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
                 .collect();
             for (n, t) in tasks {
                 match t.await.unwrap().0 {
-                    Answer::Acked(id) => {
+                    Answer::Acked(id, published) => {
                         acked.insert(n, id);
+                        if !published {
+                            unpublished.push(n);
+                        }
                     }
                     _ => still.push(n),
                 }
@@ -312,4 +384,55 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
     }
     let ids: HashSet<i64> = acked.values().copied().collect();
     assert_eq!(ids.len(), acked.len());
+    // Each send is acknowledged once here, so each acknowledgement must publish its message:
+    // a row stored by an attempt that failed (the cut fell between its commit and the answer)
+    // is published by the attempt, or the client's retry, that finds it.
+    assert!(
+        unpublished.is_empty(),
+        "acknowledged as duplicates, never delivered live: {unpublished:?}"
+    );
+}
+
+/// The connection drops after the database committed a batch and before its answer arrived: the
+/// writer retries, finds the row stored, and publishes it as new (its sender acknowledged once,
+/// its recipients told), not as a duplicate nobody is told about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_is_published_by_the_retry() {
+    let db = pg::TestDb::create().await;
+    let proxy = Proxy::start(db.addr.clone()).await;
+    let store = Arc::new(
+        AnyStore::connect(&db.url_via(&proxy.addr), true)
+            .await
+            .unwrap(),
+    );
+    let sender = UserKey::new(UserType::Brand, 1);
+    let (conv, _) = store
+        .create_direct(sender, UserKey::new(UserType::Influencer, 1))
+        .await
+        .unwrap();
+    let cfg = BatchConfig::default()
+        .with_lanes(1)
+        .with_retry_backoff(Duration::from_millis(10));
+    let writer = BatchWriter::spawn(store.clone(), cfg, Sink);
+    // The first send prepares the statement and caches the sender's profile: the next answer
+    // the database sends is the next insert's.
+    let (first, _) = send(writer.clone(), message(&[conv.id], sender, 1)).await;
+    assert!(matches!(first, Answer::Acked(_, true)), "{first:?}");
+    proxy.lose_next_answer();
+    let (answer, _) = send(writer.clone(), message(&[conv.id], sender, 2)).await;
+    assert!(proxy.lost_an_answer(), "the insert's answer was lost");
+    assert!(
+        matches!(answer, Answer::Acked(_, true)),
+        "acknowledged and published as new: {answer:?}"
+    );
+    writer.flush_and_stop().await;
+    let direct = AnyStore::connect(&db.url, false).await.unwrap();
+    let AnyStore::Postgres(pg) = &direct else {
+        unreachable!()
+    };
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE temp_id_key = 'n:2'")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "stored once");
 }
