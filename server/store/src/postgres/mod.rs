@@ -62,8 +62,11 @@ fn one_row_each(what: &str, asked: usize, answered: usize) -> Result<(), StoreEr
 pub struct PgStore {
     /// Pool for queries from any runtime (REST, identity, membership).
     pool: PgPool,
-    /// Small pool used only by the batch writer's thread, so its connections live on its runtime.
+    /// Small pool used only by the batch writer's thread, so its connections live on its runtime:
+    /// where `write_conns` takes its connections from, and the COPY path's transactions.
     write_pool: PgPool,
+    /// The batch statements' connections, taken from `write_pool` and kept between batches.
+    write_conns: Arc<HeldConnections>,
     /// Recovery session rows: their commits do not wait for the write-ahead log's flush
     /// (`synchronous_commit = off`). A connect storm writes two per user, and one-row commits
     /// that each wait for an `fdatasync` (3.3 ms on a small disk) are what gave out first; a row
@@ -170,6 +173,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             write_pool,
+            write_conns: Arc::default(),
             session_pool,
             profiles,
             write_path: Arc::new(AtomicU8::new(WritePath::default() as u8)),
@@ -274,6 +278,42 @@ pub enum WritePath {
     Insert = 2,
 }
 
+/// Connections the batch statements run on, kept out of the pool between batches. A connection
+/// handed back to a sqlx pool is pinged first: one more round trip to the database per batch
+/// (a `Sync` and its `ReadyForQuery`, 3 system calls on the writer's thread), which the lanes,
+/// each running one statement at a time, have no use for. Held as plain connections (detached
+/// from the pool), so dropping one closes its socket without needing a runtime.
+#[derive(Debug, Default)]
+struct HeldConnections {
+    idle: std::sync::Mutex<Vec<sqlx::PgConnection>>,
+}
+
+impl HeldConnections {
+    /// More stay open only while more lanes write at once (`WRITE_LANES`).
+    const MAX_IDLE: usize = 16;
+
+    /// An idle held connection, or a new one from `pool`.
+    async fn take(&self, pool: &PgPool) -> Result<sqlx::PgConnection, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => Ok(pool.acquire().await?.detach()),
+        }
+    }
+
+    /// Keeps `conn` for the next batch unless `outcome` says it may be broken: a statement the
+    /// database refused leaves its connection ready for the next one; anything else (the
+    /// connection lost, a protocol error) drops it.
+    fn give_back<T>(&self, conn: sqlx::PgConnection, outcome: &Result<T, sqlx::Error>) {
+        if matches!(outcome, Ok(_) | Err(sqlx::Error::Database(_))) {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < Self::MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
 /// The row a fast insert's statement answers: ids, predecessors (input order), creation time.
 type DrawnRow = (Vec<Option<i64>>, Vec<Option<i64>>, i64);
 
@@ -292,6 +332,7 @@ impl PgStore {
     /// not stored), their predecessors and the creation time, or None when a row is a retry or
     /// the database refused a value (nothing stored: the `ON CONFLICT` statement decides).
     async fn fast_insert(&self, rows: &[copy::CopyRow<'_>]) -> Result<Option<Drawn>, StoreError> {
+        let mut conn = self.write_conns.take(&self.write_pool).await?;
         let answer: Result<DrawnRow, sqlx::Error> =
             sqlx::query_as(sqlx::AssertSqlSafe(FAST_INSERT_SQL.as_str()))
                 .bind(
@@ -326,8 +367,9 @@ impl PgStore {
                         .collect::<Vec<Option<&str>>>(),
                 )
                 .bind(rows.iter().map(|(_, k)| *k).collect::<Vec<Option<&str>>>())
-                .fetch_one(&self.write_pool)
+                .fetch_one(&mut conn)
                 .await;
+        self.write_conns.give_back(conn, &answer);
         match answer {
             Ok((ids, prevs, created_ms))
                 if ids.len() == rows.len() && prevs.len() == rows.len() =>
@@ -535,6 +577,7 @@ impl Store for PgStore {
                 return Ok(plan.expand(batch, outcomes));
             }
         }
+        let mut conn = self.write_conns.take(&self.write_pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(INSERT_SQL.as_str()))
             .bind(
                 unique
@@ -584,8 +627,10 @@ impl Store for PgStore {
                     .map(|&i| plan.key(i))
                     .collect::<Vec<Option<&str>>>(),
             )
-            .fetch_all(&self.write_pool)
-            .await?;
+            .fetch_all(&mut conn)
+            .await;
+        self.write_conns.give_back(conn, &rows);
+        let rows = rows?;
         one_row_each("message inserts", unique.len(), rows.len())?;
         // Back to input order (ordinality is 1-based); the join above does not keep it.
         let mut rows: Vec<(i64, PgRow)> = rows
