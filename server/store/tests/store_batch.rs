@@ -93,6 +93,19 @@ async fn collect(
     (batches, failed)
 }
 
+/// Submits `m` again and asserts it is answered as a plain duplicate (not published again).
+async fn assert_plain_duplicate(
+    writer: &WriterHandle<ReplyTo>,
+    rx: &flume::Receiver<Event>,
+    m: NewMessage,
+    why: &str,
+) {
+    writer.try_submit(m, ReplyTo::None).unwrap();
+    let (batches, failed) = collect(rx, 1).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(batches[0][0].duplicate, "{why}");
+}
+
 async fn idempotency_and_restart(url: &str) {
     let store = Arc::new(AnyStore::connect(url, true).await.unwrap());
     let (conv, _) = store.create_direct(a(), b()).await.unwrap();
@@ -584,13 +597,7 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
         !batches[0][0].duplicate,
         "the retry publishes the row nobody was told about"
     );
-    writer.try_submit(send(), ReplyTo::None).unwrap();
-    let (batches, failed) = collect(&rx, 1).await;
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(
-        batches[0][0].duplicate,
-        "a second retry is a plain duplicate"
-    );
+    assert_plain_duplicate(&writer, &rx, send(), "a second retry is a plain duplicate").await;
     writer.flush_and_stop().await;
 }
 
@@ -637,13 +644,13 @@ async fn a_send_stored_by_the_writers_own_retry_is_published_once() {
         "stored only once the lock was gone, by a retry"
     );
     assert!(!batches[0][0].duplicate, "stored and published as new");
-    writer.try_submit(send(), ReplyTo::None).unwrap();
-    let (batches, failed) = collect(&rx, 1).await;
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(
-        batches[0][0].duplicate,
-        "the client's retry of a published send is a plain duplicate"
-    );
+    assert_plain_duplicate(
+        &writer,
+        &rx,
+        send(),
+        "the client's retry of a published send is a plain duplicate",
+    )
+    .await;
     writer.flush_and_stop().await;
 }
 

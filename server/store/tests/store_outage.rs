@@ -204,8 +204,8 @@ async fn send(writer: WriterHandle<ReplyTo>, m: NewMessage) -> (Answer, Duration
     (answer, started.elapsed())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outage_loses_nothing_acked_and_duplicates_nothing() {
+/// A fresh database, a proxy in front of it and a store that reaches it through the proxy.
+async fn behind_proxy() -> (pg::TestDb, Proxy, Arc<AnyStore>) {
     let db = pg::TestDb::create().await;
     let proxy = Proxy::start(db.addr.clone()).await;
     let store = Arc::new(
@@ -213,6 +213,12 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
             .await
             .unwrap(),
     );
+    (db, proxy, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_loses_nothing_acked_and_duplicates_nothing() {
+    let (db, proxy, store) = behind_proxy().await;
     let sender = UserKey::new(UserType::Brand, 1);
     // Four conversations, so batches are split over the writer's lanes.
     let mut convs = Vec::new();
@@ -398,13 +404,7 @@ async fn outage_loses_nothing_acked_and_duplicates_nothing() {
 /// its recipients told), not as a duplicate nobody is told about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_answer_was_lost_is_published_by_the_retry() {
-    let db = pg::TestDb::create().await;
-    let proxy = Proxy::start(db.addr.clone()).await;
-    let store = Arc::new(
-        AnyStore::connect(&db.url_via(&proxy.addr), true)
-            .await
-            .unwrap(),
-    );
+    let (db, proxy, store) = behind_proxy().await;
     let sender = UserKey::new(UserType::Brand, 1);
     let (conv, _) = store
         .create_direct(sender, UserKey::new(UserType::Influencer, 1))
