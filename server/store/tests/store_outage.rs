@@ -67,17 +67,15 @@ impl Proxy {
                         loop {
                             let n = from_server.read(&mut buf).await?;
                             if n == 0 {
-                                return Ok(());
+                                break Ok::<(), std::io::Error>(());
                             }
                             if carries_rows(&buf[..n]) && lose.swap(false, Ordering::SeqCst) {
                                 // Both sockets close when this task ends.
                                 lost.store(true, Ordering::SeqCst);
-                                return Ok(());
+                                break Ok(());
                             }
                             to_client.write_all(&buf[..n]).await?;
                         }
-                        #[allow(unreachable_code)]
-                        Ok::<(), std::io::Error>(())
                     };
                     tokio::select! {
                         _ = tokio::io::copy(&mut from_client, &mut to_server) => {}
