@@ -63,9 +63,42 @@ fn msg(cid: i64, sender: UserKey, temp: Option<TempId>) -> NewMessage {
 }
 
 fn spawn(store: Arc<AnyStore>, window_ms: u64) -> (WriterHandle<ReplyTo>, flume::Receiver<Event>) {
+    spawn_with(
+        store,
+        BatchConfig::default().with_window(Duration::from_millis(window_ms)),
+    )
+}
+
+/// A writer with `cfg` whose outcomes arrive on the returned receiver.
+fn spawn_with(
+    store: Arc<AnyStore>,
+    cfg: BatchConfig,
+) -> (WriterHandle<ReplyTo>, flume::Receiver<Event>) {
     let (tx, rx) = flume::unbounded();
-    let cfg = BatchConfig::default().with_window(Duration::from_millis(window_ms));
     (BatchWriter::spawn(store, cfg, Sink(tx)), rx)
+}
+
+/// One lane (commits in order, one connection) with this commit deadline.
+fn one_lane(commit_deadline: Duration) -> BatchConfig {
+    BatchConfig::default()
+        .with_lanes(1)
+        .with_commit_deadline(commit_deadline)
+}
+
+/// A fresh PostgreSQL database, a store on it and one conversation between `a()` and `b()`.
+async fn pg_conversation() -> (pg::TestDb, Arc<AnyStore>, i64) {
+    let db = pg::TestDb::create().await;
+    let store = Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
+    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
+    (db, store, conv.id)
+}
+
+/// The PostgreSQL store inside `store`.
+fn pg_of(store: &AnyStore) -> &chatwire_store::PgStore {
+    let AnyStore::Postgres(pgs) = store else {
+        panic!("a PostgreSQL store");
+    };
+    pgs
 }
 
 /// Waits until `n` results (committed or failed) arrived; returns committed rows and failures.
@@ -258,9 +291,10 @@ async fn per_conversation_order_across_lanes(url: &str) {
             .unwrap();
         convs.push(c.id);
     }
-    let (tx, rx) = flume::unbounded();
-    let cfg = BatchConfig::default().with_lanes(3).with_max_batch(256);
-    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
+    let (writer, rx) = spawn_with(
+        store.clone(),
+        BatchConfig::default().with_lanes(3).with_max_batch(256),
+    );
     let n = 3000;
     for i in 0..n {
         let cid = convs[i % convs.len()];
@@ -538,17 +572,9 @@ async fn a_full_receiver_never_stops_the_writer() {
 /// tempId finds the row and must publish it as new (nobody has seen it), once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
-    let db = pg::TestDb::create().await;
-    let store = Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
-    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
-    let AnyStore::Postgres(pgs) = &*store else {
-        panic!("a PostgreSQL store");
-    };
-    let (tx, rx) = flume::unbounded();
-    let cfg = BatchConfig::default()
-        .with_lanes(1)
-        .with_commit_deadline(Duration::from_millis(300));
-    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
+    let (_db, store, conv) = pg_conversation().await;
+    let pgs = pg_of(&store);
+    let (writer, rx) = spawn_with(store.clone(), one_lane(Duration::from_millis(300)));
     // Another transaction holds an uncommitted row with the same idempotency key: the writer's
     // INSERT, already sent whole, waits on it inside the database past its deadline. When that
     // transaction rolls back, the database finishes the abandoned INSERT and commits it.
@@ -557,11 +583,11 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
         "INSERT INTO messages (conversation_id, sender_type, sender_id, message_type, content, temp_id_key) \
          VALUES ($1, 1, 1, 'text', 'held', 's:t-1')", // a() is brand 1
     )
-    .bind(conv.id)
+    .bind(conv)
     .execute(&mut *locker)
     .await
     .unwrap();
-    let send = || msg(conv.id, a(), Some(TempId::Str("t-1".into())));
+    let send = || msg(conv, a(), Some(TempId::Str("t-1".into())));
     writer.try_submit(send(), ReplyTo::None).unwrap();
     let (_, failed) = collect(&rx, 1).await;
     assert!(matches!(failed[0].1, StoreError::Unavailable(_)));
@@ -571,7 +597,7 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
     for _ in 0..200 {
         let page = store
             .history(
-                conv.id,
+                conv,
                 a(),
                 chatwire_store::HistoryQuery {
                     before: None,
@@ -606,12 +632,8 @@ async fn a_timed_out_commit_that_landed_is_published_by_its_retry() {
 /// by the client is a plain duplicate, not published a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_stored_by_the_writers_own_retry_is_published_once() {
-    let db = pg::TestDb::create().await;
-    let store = Arc::new(AnyStore::connect(&db.url, true).await.unwrap());
-    let (conv, _) = store.create_direct(a(), b()).await.unwrap();
-    let AnyStore::Postgres(pgs) = &*store else {
-        panic!("a PostgreSQL store");
-    };
+    let (db, store, conv) = pg_conversation().await;
+    let pgs = pg_of(&store);
     // The writer's connections (opened at its first commit) cancel a statement after 100 ms:
     // while the conversation's row is locked below, every attempt fails as `unavailable`.
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -621,18 +643,14 @@ async fn a_send_stored_by_the_writers_own_retry_is_published_once() {
     .execute(pgs.pool())
     .await
     .unwrap();
-    let (tx, rx) = flume::unbounded();
-    let cfg = BatchConfig::default()
-        .with_lanes(1)
-        .with_commit_deadline(Duration::from_secs(10));
-    let writer = BatchWriter::spawn(store.clone(), cfg, Sink(tx));
+    let (writer, rx) = spawn_with(store.clone(), one_lane(Duration::from_secs(10)));
     let mut locker = pgs.pool().begin().await.unwrap();
     sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(conv.id)
+        .bind(conv)
         .execute(&mut *locker)
         .await
         .unwrap();
-    let send = || msg(conv.id, a(), Some(TempId::Str("t-1".into())));
+    let send = || msg(conv, a(), Some(TempId::Str("t-1".into())));
     let started = std::time::Instant::now();
     writer.try_submit(send(), ReplyTo::None).unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
